@@ -1,0 +1,223 @@
+"""``pyg-schnet``: data, train, evaluate, predict, filters, compare, benchmark.
+
+Bad input ends with one ``error: ...`` line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import os.path as osp
+import sys
+import time
+import warnings
+from typing import List, Optional
+
+from .errors import UserError
+
+USAGE = """usage: pyg-schnet COMMAND [...]
+
+commands:
+  data       build or load QM9 and print a summary
+  train      train a model: train --config FILE [--key value ...] | train --resume RUN_DIR
+  evaluate   MAE/RMSE and a parity plot of a run: evaluate RUN_DIR [--split test|val|train]
+  predict    predict molecules: predict RUN_DIR [FILE.xyz|FILE.sdf ...] [--smiles S ...]
+  filters    per filter: parameter count and invariance errors on a QM9 batch
+  compare    train every filter x seed x target and tabulate (experiments)
+  benchmark  time pyg_schnet against PyG's SchNet on the same batches
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise UserError(f"{self.prog}: {message}")
+
+
+def peak_rss_mib() -> float:
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+# -- data --------------------------------------------------------------------
+
+def cmd_data(argv: List[str]) -> int:
+    p = _Parser(prog="pyg-schnet data")
+    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--source", default="qm9pack")
+    p.add_argument("--max-molecules", "--max_molecules", type=int, default=None)
+    p.add_argument("--force-reload", "--force_reload", action="store_true")
+    a = p.parse_args(argv)
+    import torch
+    from .data import QM9, TARGETS, UNITS
+    t0 = time.perf_counter()
+    ds = QM9(a.root, source=a.source, max_molecules=a.max_molecules, force_reload=a.force_reload)
+    total = time.perf_counter() - t0
+    if ds.build_seconds is not None:
+        print(f"built QM9 from {a.source} in {ds.build_seconds:.2f} s "
+              f"(total {total:.2f} s including the cached load)")
+    else:
+        print(f"loaded cached QM9 ({a.source}) in {total:.2f} s")
+    y = ds.targets().double()
+    print(f"molecules: {len(ds)}  atoms: {int(ds.num_atoms().sum())}  "
+          f"peak RSS: {peak_rss_mib():.0f} MiB")
+    print(f"{'target':<9}{'unit':<13}{'mean':>14}{'std':>14}")
+    for i, name in enumerate(TARGETS):
+        print(f"{name:<9}{UNITS[name]:<13}{float(y[:, i].mean()):>14.6g}"
+              f"{float(y[:, i].std()):>14.6g}")
+    del torch
+    return 0
+
+
+# -- train ---------------------------------------------------------------------
+
+def cmd_train(argv: List[str]) -> int:
+    from .config import load_config, parse_overrides
+    from .train import resume_config, train
+    config: Optional[str] = None
+    resume: Optional[str] = None
+    overwrite = quiet = False
+    rest: List[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        key = arg.split("=", 1)[0]
+        if key in ("--config", "--resume"):
+            if "=" in arg:
+                value = arg.split("=", 1)[1]
+                i += 1
+            elif i + 1 < len(argv):
+                value = argv[i + 1]
+                i += 2
+            else:
+                raise UserError(f"{key} needs a value")
+            if key == "--config":
+                config = value
+            else:
+                resume = value
+        elif arg == "--overwrite":
+            overwrite, i = True, i + 1
+        elif arg == "--quiet":
+            quiet, i = True, i + 1
+        elif arg in ("-h", "--help"):
+            from .config import KEYS
+            print("usage: pyg-schnet train --config FILE [--key value ...] [--overwrite] "
+                  "[--quiet]\n       pyg-schnet train --resume RUN_DIR\nkeys: " + ", ".join(KEYS))
+            return 0
+        else:
+            rest.append(arg)
+            i += 1
+    overrides = parse_overrides(rest)
+    if resume is not None:
+        if config is not None or overrides:
+            raise UserError("--resume takes the run's saved config; no --config or overrides")
+        cfg = resume_config(resume)
+    else:
+        if config is None and not overrides:
+            raise UserError("train needs --config FILE (and/or --key value flags)")
+        cfg = load_config(config, overrides)
+    metrics = train(cfg, resume=resume is not None, overwrite=overwrite, quiet=quiet)
+    if int(os.environ.get("RANK", "0")) == 0:
+        unit = metrics["unit"]
+        extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
+        print(f"{cfg.filter} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
+              f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
+              f"run directory {cfg.out}")
+    return 0
+
+
+# -- evaluate / predict -----------------------------------------------------------
+
+def cmd_evaluate(argv: List[str]) -> int:
+    p = _Parser(prog="pyg-schnet evaluate")
+    p.add_argument("run_dir")
+    p.add_argument("--split", default="test", choices=["test", "val", "train"])
+    p.add_argument("--batch-size", "--batch_size", type=int, default=None)
+    a = p.parse_args(argv)
+    from .evaluate import evaluate
+    res = evaluate(a.run_dir, a.split, a.batch_size)
+    print(f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
+          f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}")
+    return 0
+
+
+def cmd_predict(argv: List[str]) -> int:
+    p = _Parser(prog="pyg-schnet predict")
+    p.add_argument("run_dir")
+    p.add_argument("inputs", nargs="*")
+    p.add_argument("--smiles", action="append", default=[])
+    p.add_argument("--output", "-o", default=None, help="CSV path (default: stdout)")
+    a = p.parse_args(argv)
+    from .evaluate import predict
+    predict(a.run_dir, a.inputs, a.smiles, a.output)
+    return 0
+
+
+def cmd_filters(argv: List[str]) -> int:
+    p = _Parser(prog="pyg-schnet filters")
+    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--batch-size", "--batch_size", type=int, default=32)
+    p.add_argument("--seed", type=int, default=0)
+    a = p.parse_args(argv)
+    from .invariance import report
+    report(a.root, a.batch_size, a.seed)
+    return 0
+
+
+def cmd_compare(argv: List[str]) -> int:
+    sys.path.insert(0, os.getcwd())
+    try:
+        from experiments.compare import main as compare_main
+    except ImportError:
+        raise UserError("compare needs the experiments/ folder of the pyg_schnet repository "
+                        "(run it from the repository root)") from None
+    return compare_main(argv)
+
+
+def cmd_benchmark(argv: List[str]) -> int:
+    from .benchmark import main as bench_main
+    return bench_main(argv)
+
+
+COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
+            "predict": cmd_predict, "filters": cmd_filters, "compare": cmd_compare,
+            "benchmark": cmd_benchmark}
+
+
+def _one_line_warnings() -> None:
+    def show(message, category, filename, lineno, file=None, line=None):
+        print(f"warning: {message}", file=sys.stderr)
+    warnings.showwarning = show
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    _one_line_warnings()
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    cmd, rest = argv[0], argv[1:]
+    if cmd not in COMMANDS:
+        print(f"error: unknown command {cmd!r}; choose one of: {', '.join(COMMANDS)}",
+              file=sys.stderr)
+        return 2
+    try:
+        return COMMANDS[cmd](rest)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("error: out of memory; try a smaller batch_size or max_molecules", file=sys.stderr)
+        return 1
+    except Exception as exc:  # a bug, not bad input: still one line, traceback on request
+        if os.environ.get("PYG_SCHNET_DEBUG"):
+            raise
+        msg = str(exc).splitlines()[0] if str(exc) else ""
+        print(f"error: internal error {type(exc).__name__}: {msg} "
+              f"(set PYG_SCHNET_DEBUG=1 for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

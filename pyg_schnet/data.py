@@ -1,0 +1,445 @@
+"""QM9 as a PyG :class:`~torch_geometric.data.InMemoryDataset`, splits and
+target statistics.
+
+Two sources give the same 130,831 molecules in QM9 index order, with PyG's
+19 targets in PyG's order and units:
+
+* ``"qm9pack"`` (default, offline): the CSV files shipped by the ``qm9pack``
+  package (geometries in Å, energies in Hartree), parsed column-wise.
+* ``"pyg"``: :class:`torch_geometric.datasets.QM9`'s own raw files, download
+  and processing (works offline when ``root/raw`` already holds them).
+"""
+from __future__ import annotations
+
+import importlib.util
+import os
+import os.path as osp
+import time
+import warnings
+from dataclasses import dataclass
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+from torch import Tensor
+from torch_geometric.data import Data, InMemoryDataset
+
+from .errors import UserError
+
+#: PyG's 19 QM9 targets, in PyG's order.
+TARGETS: Tuple[str, ...] = (
+    "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G",
+    "cv", "U0_atom", "U_atom", "H_atom", "G_atom", "A", "B", "C",
+)
+#: Units of each target (PyG's QM9 docstring table).
+UNITS: Dict[str, str] = {
+    "mu": "D", "alpha": "a0^3", "homo": "eV", "lumo": "eV", "gap": "eV",
+    "r2": "a0^2", "zpve": "eV", "U0": "eV", "U": "eV", "H": "eV", "G": "eV",
+    "cv": "cal/(mol K)", "U0_atom": "eV", "U_atom": "eV", "H_atom": "eV",
+    "G_atom": "eV", "A": "GHz", "B": "GHz", "C": "GHz",
+}
+#: Targets that scale with molecule size: summed over atoms; the others are
+#: averaged (schnetpack's choice for orbital energies and the dipole moment).
+EXTENSIVE = frozenset({"alpha", "r2", "zpve", "U0", "U", "H", "G", "cv",
+                       "U0_atom", "U_atom", "H_atom", "G_atom"})
+
+HAR2EV = 27.211386246  # PyG's constant
+NUM_MOLECULES = 130_831
+#: QM9 atom reference energies in Hartree (Ramakrishnan et al. 2014,
+#: atomref.txt): element -> (U0, U, H, G).
+ATOM_REF_HARTREE: Dict[int, Tuple[float, float, float, float]] = {
+    1: (-0.500273, -0.498857, -0.497912, -0.510927),
+    6: (-37.846772, -37.845355, -37.844411, -37.861317),
+    7: (-54.583861, -54.582445, -54.581501, -54.598897),
+    8: (-75.064579, -75.063163, -75.062219, -75.079532),
+    9: (-99.718730, -99.717314, -99.716370, -99.733544),
+}
+ELEMENTS: Dict[str, int] = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
+SOURCES = ("qm9pack", "pyg")
+FORMAT_VERSION = 1
+
+
+def target_index(name: Union[str, int]) -> int:
+    """Position of a target given by name (``"U0"``) or index; case-insensitive
+    for names."""
+    if isinstance(name, int) and not isinstance(name, bool):
+        if 0 <= name < len(TARGETS):
+            return name
+        raise UserError(f"target index {name} out of range 0..{len(TARGETS) - 1}")
+    lower = {t.lower(): i for i, t in enumerate(TARGETS)}
+    key = str(name).strip().lower()
+    if key not in lower:
+        raise UserError(f"unknown target {name!r}; choose one of: {', '.join(TARGETS)}")
+    return lower[key]
+
+
+def atomref(target: Union[str, int]) -> Tensor:
+    """Atom reference energies ``[100]`` in eV for U0/U/H/G; zeros otherwise."""
+    t = target_index(target)
+    out = torch.zeros(100, dtype=torch.float64)
+    name = TARGETS[t]
+    if name in ("U0", "U", "H", "G"):
+        col = ("U0", "U", "H", "G").index(name)
+        for z, refs in ATOM_REF_HARTREE.items():
+            out[z] = refs[col] * HAR2EV
+    return out.float()
+
+
+def qm9pack_data_dir() -> str:
+    """Folder of the ``qm9pack`` CSV files, found without importing the package
+    (its ``__init__`` needs ``pkg_resources``)."""
+    spec = importlib.util.find_spec("qm9pack")
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError("the 'qm9pack' package is not installed (pip install qm9pack)")
+    folder = osp.join(list(spec.submodule_search_locations)[0], "data")
+    if not osp.isfile(osp.join(folder, "qm9_part1.csv")):
+        raise UserError(f"qm9pack data files not found in {folder}")
+    return folder
+
+
+_QM9PACK_COLUMNS = [
+    "Index", "SMILES", "N_atoms", "Elements", "XYZ_Ang", "RotA_GHz", "RotB_GHz",
+    "RotC_GHz", "Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au",
+    "HOMO_LUMO_gap_au", "R2_bohr2", "ZPVE_au", "InternalEnergy_0K_au",
+    "InternalEnergy_298K_au", "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au",
+    "Heatcapacity_Cv_cal_mol_K",
+]
+
+
+def read_qm9pack(folder: Optional[str] = None) -> Dict[str, object]:
+    """Parse the qm9pack CSV files column-wise into flat arrays.
+
+    Returns a dict with ``z`` [num_atoms] int64, ``pos`` [num_atoms, 3] float64,
+    ``counts`` [N], ``y`` [N, 19] float64 in PyG units, ``idx`` [N] (0-based
+    QM9 index), ``smiles`` (list of str).
+    """
+    import pandas as pd
+
+    folder = folder or qm9pack_data_dir()
+    parts = [pd.read_csv(osp.join(folder, f"qm9_part{k}.csv"), usecols=_QM9PACK_COLUMNS,
+                         engine="c") for k in (1, 2, 3)]
+    df = pd.concat(parts, ignore_index=True)
+    df = df.sort_values("Index", kind="stable").reset_index(drop=True)
+    counts = df["N_atoms"].to_numpy(np.int64)
+
+    # Geometries: "[[x,y,z],[x,y,z]]" per molecule -> one float parse.
+    text = ",".join(df["XYZ_Ang"].tolist()).translate(str.maketrans("[]", "  "))
+    pos = np.array(text.split(","), dtype=np.float64).reshape(-1, 3)
+    # Elements: "['C','H']" per molecule.
+    text = ",".join(df["Elements"].tolist()).translate(str.maketrans("", "", "[]' "))
+    symbols, inverse = np.unique(np.array(text.split(",")), return_inverse=True)
+    unknown = [s for s in symbols if s not in ELEMENTS]
+    if unknown:
+        raise UserError(f"qm9pack data holds unexpected elements {unknown}")
+    z = np.array([ELEMENTS[s] for s in symbols], dtype=np.int64)[inverse]
+    if len(z) != counts.sum() or len(pos) != counts.sum():
+        raise UserError("qm9pack data is inconsistent: atom counts do not match geometries")
+
+    # Targets, converted to PyG's units.
+    h = HAR2EV
+    energies = df[["InternalEnergy_0K_au", "InternalEnergy_298K_au",
+                   "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au"]].to_numpy(np.float64)
+    refs = np.zeros((10, 4))
+    for el, r in ATOM_REF_HARTREE.items():
+        refs[el] = r
+    mol_of_atom = np.repeat(np.arange(len(counts)), counts)
+    ref_sum = np.zeros((len(counts), 4))
+    np.add.at(ref_sum, mol_of_atom, refs[z])
+    y = np.stack([
+        df["Dipole_debye"], df["Polarizability_bohr3"], df["HOMO_au"] * h,
+        df["LUMO_au"] * h, df["HOMO_LUMO_gap_au"] * h, df["R2_bohr2"], df["ZPVE_au"] * h,
+        *(energies[:, k] * h for k in range(4)),
+        df["Heatcapacity_Cv_cal_mol_K"],
+        *((energies[:, k] - ref_sum[:, k]) * h for k in range(4)),
+        df["RotA_GHz"], df["RotB_GHz"], df["RotC_GHz"],
+    ], axis=1).astype(np.float64)
+    return {"z": z, "pos": pos, "counts": counts, "y": y,
+            "idx": df["Index"].to_numpy(np.int64) - 1, "smiles": df["SMILES"].tolist()}
+
+
+def _storage_from_arrays(z: Tensor, pos: Tensor, counts: Tensor, y: Tensor, idx: Tensor,
+                         name: List[str], smiles: List[str]) -> Tuple[Data, Dict[str, Tensor]]:
+    """Build InMemoryDataset storage (one big Data plus slices) directly,
+    without creating 130k Data objects and collating them."""
+    n = len(counts)
+    atom_slices = torch.zeros(n + 1, dtype=torch.long)
+    atom_slices[1:] = torch.cumsum(counts, 0)
+    mol_slices = torch.arange(n + 1, dtype=torch.long)
+    data = Data(z=z, pos=pos, y=y, idx=idx, name=name, smiles=smiles)
+    slices = {"z": atom_slices, "pos": atom_slices.clone(), "y": mol_slices,
+              "idx": mol_slices.clone(), "name": mol_slices.clone(),
+              "smiles": mol_slices.clone()}
+    return data, slices
+
+
+class QM9(InMemoryDataset):
+    r"""The QM9 data set (`Ramakrishnan et al. 2014
+    <https://doi.org/10.1038/sdata.2014.22>`_) of 130,831 molecules with PyG's
+    19 regression targets (see :data:`TARGETS` and :data:`UNITS`).
+
+    Every molecule has ``z`` (long), ``pos`` (float32, Å), ``y`` ``[1, 19]``,
+    ``idx`` (0-based QM9 index), ``name`` (``gdb_<index>``) and ``smiles``.
+
+    Args:
+        root (str): Root directory; ``root/raw`` holds PyG's raw files for
+            ``source="pyg"``, ``root/processed`` the cache.
+        source (str, optional): ``"qm9pack"`` (offline CSVs) or ``"pyg"``
+            (PyG's download and processing). (default: :obj:`"qm9pack"`)
+        max_molecules (int, optional): Keep a deterministic random subset of
+            this many molecules (seed 0, kept in index order). (default: :obj:`None`)
+        transform (callable, optional): PyG transform applied on access.
+            (default: :obj:`None`)
+        force_reload (bool, optional): Rebuild the cache. (default: :obj:`False`)
+    """
+
+    def __init__(self, root: str, source: str = "qm9pack", max_molecules: Optional[int] = None,
+                 transform: Optional[Callable] = None, force_reload: bool = False,
+                 log: bool = False) -> None:
+        if source not in SOURCES:
+            raise UserError(f"unknown QM9 source {source!r}; choose one of: {', '.join(SOURCES)}")
+        _check_root(root)
+        self.source = source
+        self.build_seconds: Optional[float] = None
+        self.load_seconds: Optional[float] = None
+        super().__init__(root, transform, None, None, log=log, force_reload=force_reload)
+        t0 = time.perf_counter()
+        try:
+            self._load_cache(self.processed_paths[0])
+        except Exception as exc:  # truncated or corrupt cache: warn and rebuild
+            warnings.warn(f"QM9 cache {self.processed_paths[0]} is unreadable ({exc}); rebuilding")
+            os.remove(self.processed_paths[0])
+            self._process()
+            self._load_cache(self.processed_paths[0])
+        self.load_seconds = time.perf_counter() - t0
+        if max_molecules is not None:
+            if max_molecules <= 0:
+                raise UserError(f"max_molecules must be positive, got {max_molecules}")
+            if max_molecules < len(self):
+                gen = torch.Generator().manual_seed(0)
+                keep = torch.randperm(len(self), generator=gen)[:max_molecules].sort().values
+                self._indices = keep.tolist()
+
+    # -- PyG hooks ---------------------------------------------------------
+    @property
+    def raw_file_names(self) -> List[str]:
+        if self.source == "pyg":
+            return ["gdb9.sdf", "gdb9.sdf.csv", "uncharacterized.txt"]
+        return []
+
+    @property
+    def processed_file_names(self) -> str:
+        return f"qm9_{self.source}_v{FORMAT_VERSION}.pt"
+
+    def download(self) -> None:
+        if self.source == "pyg":
+            from torch_geometric.datasets import QM9 as PyGQM9
+            PyGQM9.download(self)  # same raw_dir layout and URLs as PyG
+
+    def process(self) -> None:
+        t0 = time.perf_counter()
+        if self.source == "qm9pack":
+            arrays = read_qm9pack()
+            z = torch.from_numpy(arrays["z"])
+            pos = torch.from_numpy(arrays["pos"]).float()
+            counts = torch.from_numpy(arrays["counts"])
+            y = torch.from_numpy(arrays["y"]).float()
+            idx = torch.from_numpy(arrays["idx"])
+            smiles = list(arrays["smiles"])
+        else:
+            z, pos, counts, y, idx, smiles = self._process_pyg()
+        name = [f"gdb_{int(i) + 1}" for i in idx]
+        data, slices = _storage_from_arrays(z, pos, counts, y, idx, name, smiles)
+        tmp = self.processed_paths[0] + ".tmp"
+        torch.save({"format": FORMAT_VERSION, "source": self.source, "num_molecules": len(counts),
+                    "num_atoms": int(counts.sum()), "data": data.to_dict(), "slices": slices}, tmp)
+        os.replace(tmp, self.processed_paths[0])
+        self.build_seconds = time.perf_counter() - t0
+
+    def _process_pyg(self):
+        """Run PyG's own QM9 processing on ``root/raw`` and keep our fields."""
+        from torch_geometric.datasets import QM9 as PyGQM9
+
+        class _Raw(PyGQM9):  # PyG's processing, our root, its own cache file
+            @property
+            def processed_file_names(self) -> str:
+                return "pyg_qm9_data_v3.pt"
+
+        ds = _Raw(self.root)
+        store = ds._data
+        counts = ds.slices["z"].diff()
+        return (store.z, store.pos.float(), counts, store.y.float(),
+                torch.as_tensor(store.idx, dtype=torch.long).view(-1), list(store.smiles))
+
+    # -- cache ---------------------------------------------------------------
+    def _load_cache(self, path: str) -> None:
+        out = torch.load(path, weights_only=True)
+        if not isinstance(out, dict) or out.get("format") != FORMAT_VERSION \
+                or out.get("source") != self.source:
+            raise ValueError("wrong format version or source")
+        data = Data.from_dict(out["data"])
+        slices = out["slices"]
+        n = out["num_molecules"]
+        if data.y.shape != (n, len(TARGETS)) or data.z.numel() != out["num_atoms"] \
+                or data.pos.shape != (out["num_atoms"], 3) or len(data.name) != n \
+                or int(slices["z"][-1]) != out["num_atoms"] or len(slices["y"]) != n + 1:
+            raise ValueError("inconsistent array sizes")
+        if self.source == "qm9pack" and n != NUM_MOLECULES:
+            raise ValueError(f"{n} molecules, expected {NUM_MOLECULES}")
+        self.data, self.slices = data, slices
+        self._indices = None
+
+    def num_atoms(self) -> Tensor:
+        """Atoms per molecule of this (possibly subset) data set ``[len(self)]``."""
+        counts = self.slices["z"].diff()
+        return counts if self._indices is None else counts[torch.as_tensor(self._indices)]
+
+    def targets(self) -> Tensor:
+        """All targets of this (possibly subset) data set ``[len(self), 19]``."""
+        y = self._data.y
+        return y if self._indices is None else y[torch.as_tensor(self._indices)]
+
+    def __repr__(self) -> str:
+        return f"QM9({len(self)}, source={self.source!r})"
+
+
+def _check_root(root: str) -> None:
+    if osp.exists(root) and not osp.isdir(root):
+        raise UserError(f"data root {root} is a file, not a directory")
+    try:
+        os.makedirs(root, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create data root {root}: {exc.strerror}") from None
+    if not os.access(root, os.W_OK | os.X_OK):
+        processed = osp.join(root, "processed")
+        if not osp.isdir(processed):
+            raise UserError(f"data root {root} is not writable")
+
+
+# -- splits ----------------------------------------------------------------
+
+@dataclass
+class Split:
+    """Train/validation/test indices into a data set of ``num_molecules``."""
+    train_idx: np.ndarray
+    val_idx: np.ndarray
+    test_idx: np.ndarray
+
+    def save(self, path: str, num_molecules: int) -> None:
+        tmp = path + ".tmp.npz"
+        np.savez(tmp, train_idx=self.train_idx, val_idx=self.val_idx, test_idx=self.test_idx,
+                 num_molecules=np.int64(num_molecules))
+        os.replace(tmp, path)
+
+
+def _count(size: Union[int, float], n: int, what: str) -> int:
+    if isinstance(size, float) and not float(size).is_integer() or (isinstance(size, float) and size < 1):
+        if not 0.0 <= size <= 1.0:
+            raise UserError(f"{what} fraction must be in [0, 1], got {size}")
+        return int(round(size * n))
+    size = int(size)
+    if size < 0:
+        raise UserError(f"{what} size must be non-negative, got {size}")
+    return size
+
+
+def random_split(n: int, train: Union[int, float], val: Union[int, float],
+                 test: Union[int, float, None] = None, seed: int = 0) -> Split:
+    """Seeded random split by counts (ints) or fractions (floats below 1).
+    ``test=None`` takes every molecule left over."""
+    n_train, n_val = _count(train, n, "train"), _count(val, n, "val")
+    n_test = n - n_train - n_val if test is None else _count(test, n, "test")
+    if n_train < 1 or n_val < 1 or n_test < 0 or n_train + n_val + n_test > n:
+        raise UserError(f"split sizes train={n_train}, val={n_val}, test={n_test} do not fit "
+                        f"{n} molecules")
+    perm = np.random.default_rng(seed).permutation(n)
+    return Split(np.sort(perm[:n_train]), np.sort(perm[n_train:n_train + n_val]),
+                 np.sort(perm[n_train + n_val:n_train + n_val + n_test]))
+
+
+def load_split(path: str, n: int) -> Split:
+    """Load and check a split file (ours or schnetpack's ``split.npz``)."""
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            keys = set(f.files)
+            missing = {"train_idx", "val_idx", "test_idx"} - keys
+            if missing:
+                raise UserError(f"split file {path} lacks {sorted(missing)} (has {sorted(keys)})")
+            arrays = {k: np.asarray(f[k]).reshape(-1) for k in ("train_idx", "val_idx", "test_idx")}
+            stored_n = int(f["num_molecules"]) if "num_molecules" in keys else None
+    except UserError:
+        raise
+    except Exception as exc:
+        raise UserError(f"cannot read split file {path}: {exc}") from None
+    if stored_n is not None and stored_n != n:
+        raise UserError(f"split file {path} was made for {stored_n} molecules, data set has {n}")
+    for k, a in arrays.items():
+        if a.size and not np.issubdtype(a.dtype, np.integer):
+            raise UserError(f"split file {path}: {k} is not integer")
+        if a.size and (a.min() < 0 or a.max() >= n):
+            raise UserError(f"split file {path}: {k} has indices outside 0..{n - 1}")
+        if len(np.unique(a)) != len(a):
+            raise UserError(f"split file {path}: {k} has repeated indices")
+    allidx = np.concatenate(list(arrays.values()))
+    if len(np.unique(allidx)) != len(allidx):
+        raise UserError(f"split file {path}: train, val and test overlap")
+    if len(arrays["train_idx"]) == 0 or len(arrays["val_idx"]) == 0:
+        raise UserError(f"split file {path}: empty train or val set")
+    return Split(*(arrays[k].astype(np.int64) for k in ("train_idx", "val_idx", "test_idx")))
+
+
+def get_split(path: str, n: int, train: Union[int, float], val: Union[int, float],
+              test: Union[int, float, None], seed: int) -> Split:
+    """Reuse ``path`` if it exists, else make a seeded split and save it there."""
+    if osp.exists(path):
+        return load_split(path, n)
+    split = random_split(n, train, val, test, seed)
+    split.save(path, n)
+    return split
+
+
+# -- statistics --------------------------------------------------------------
+
+@dataclass
+class Statistics:
+    """Standardisation of one target, from the training split only.
+
+    For extensive targets (summed over atoms) ``mean``/``std`` are per atom,
+    after subtracting the atom references; otherwise per molecule."""
+    target: str
+    mean: float
+    std: float
+    atomref: Optional[Tensor]  # [100] or None
+    readout: str  # "add" or "mean"
+
+
+def compute_statistics(dataset: QM9, train_idx: Sequence[int], target: Union[str, int]) -> Statistics:
+    t = target_index(target)
+    name = TARGETS[t]
+    idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
+    y = dataset.targets()[idx, t].double()
+    readout = "add" if name in EXTENSIVE else "mean"
+    ref = atomref(name)
+    has_ref = bool(ref.abs().sum() > 0)
+    if readout == "add":
+        counts = dataset.num_atoms()[idx].double()
+        if has_ref:
+            y = y - _atom_sum(dataset, idx, ref.double())
+        per_atom = y / counts
+        mean, std = float(per_atom.mean()), float(per_atom.std())
+    else:
+        mean, std = float(y.mean()), float(y.std())
+    if not np.isfinite(std) or std <= 0:
+        std = 1.0
+    return Statistics(name, mean, std, ref if has_ref else None, readout)
+
+
+def _atom_sum(dataset: QM9, idx: Tensor, per_element: Tensor) -> Tensor:
+    """Sum of ``per_element[z]`` over the atoms of molecules ``idx`` ``[len(idx)]``."""
+    base = idx if dataset._indices is None else torch.as_tensor(dataset._indices)[idx]
+    slices = dataset.slices["z"]
+    starts, lengths = slices[base], slices[base + 1] - slices[base]
+    mol = torch.repeat_interleave(torch.arange(len(idx)), lengths)
+    first = torch.repeat_interleave(torch.cumsum(lengths, 0) - lengths, lengths)
+    atom_ids = torch.repeat_interleave(starts, lengths) + torch.arange(int(lengths.sum())) - first
+    out = torch.zeros(len(idx), dtype=per_element.dtype)
+    return out.index_add_(0, mol, per_element[dataset._data.z[atom_ids]])

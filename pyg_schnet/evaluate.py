@@ -1,0 +1,104 @@
+"""Evaluate a run directory on a split; predict new molecules with it."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+import os.path as osp
+import sys
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from .config import Config, load_config
+from .data import QM9, UNITS, load_split, target_index
+from .errors import UserError
+from .loader import MoleculeLoader
+from .model import SchNet
+from .train import load_checkpoint, model_from_checkpoint, predict_loader
+
+
+def load_run(run_dir: str, which: str = "best") -> Tuple[Config, SchNet, Dict[str, Any]]:
+    """Config, model (best or last weights) and checkpoint of a run directory."""
+    if not osp.isdir(run_dir):
+        raise UserError(f"run directory {run_dir} does not exist")
+    cfg_path = osp.join(run_dir, "config.yaml")
+    if not osp.isfile(cfg_path):
+        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
+    cfg = load_config(cfg_path)
+    ckpt = load_checkpoint(osp.join(run_dir, f"{which}.pt"))
+    model = model_from_checkpoint(ckpt)
+    model.eval()
+    return cfg, model, ckpt
+
+
+def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None
+             ) -> Dict[str, Any]:
+    cfg, model, _ = load_run(run_dir)
+    dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
+    sp = load_split(osp.join(run_dir, "split.npz"), len(dataset))
+    idx = {"train": sp.train_idx, "val": sp.val_idx, "test": sp.test_idx}[split]
+    if len(idx) == 0:
+        raise UserError(f"the {split} split of {run_dir} is empty")
+    loader = MoleculeLoader(dataset, idx, batch_size or cfg.batch_size, target_index(cfg.target))
+    pred, y, _ = predict_loader(model, loader, torch.device("cpu"))
+    diff = (pred.double() - y.double())
+    mae, rmse = float(diff.abs().mean()), float(math.sqrt(float((diff ** 2).mean())))
+    unit = UNITS[cfg.target]
+    plot = osp.join(run_dir, f"parity_{split}.png")
+    parity_plot(y.numpy(), pred.numpy(), f"{cfg.filter}, {cfg.target} ({split}): "
+                f"MAE {mae:.4g} {unit}", unit, plot)
+    return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse, "unit": unit,
+            "plot": plot}
+
+
+def parity_plot(y, pred, title: str, unit: str, path: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    ax.scatter(y, pred, s=4, alpha=0.5)
+    lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
+    ax.set_xlabel(f"true [{unit}]")
+    ax.set_ylabel(f"predicted [{unit}]")
+    ax.set_title(title, fontsize=9)
+    fig.tight_layout()
+    tmp = path + ".tmp.png"
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium geometries; "
+                 "SMILES inputs use an rdkit ETKDG+MMFF conformer, so their predictions are "
+                 "approximate")
+
+
+@torch.no_grad()
+def predict(run_dir: str, inputs: List[str], smiles: List[str], output: Optional[str]) -> None:
+    from .molio import read_inputs
+    cfg, model, _ = load_run(run_dir)
+    if output is not None:
+        if osp.isdir(output):
+            raise UserError(f"output {output} is a directory")
+        if osp.exists(output):
+            raise UserError(f"output {output} exists; not overwriting it")
+    mols = read_inputs(inputs, smiles)
+    unit = UNITS[cfg.target]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["name", "source", "num_atoms", f"{cfg.target}_{unit}"])
+    for m in mols:
+        value = float(model(m.z, m.pos).view(-1)[0])
+        w.writerow([m.name, m.source, m.z.numel(), f"{value:.6f}"])
+    print(GEOMETRY_NOTE, file=sys.stderr)
+    if output is None:
+        sys.stdout.write(buf.getvalue())
+    else:
+        tmp = output + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(buf.getvalue())
+        os.replace(tmp, output)
+        print(f"wrote {len(mols)} predictions to {output}", file=sys.stderr)

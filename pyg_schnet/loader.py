@@ -1,0 +1,99 @@
+"""Fast mini-batches straight from the dataset's flat storage.
+
+PyG's ``DataLoader`` builds one ``Data`` per molecule and collates them; for
+QM9's small molecules that Python work costs as much as a SchNet step on two
+cores. :class:`MoleculeLoader` gathers ``z``, ``pos``, ``batch`` and ``y`` of a
+batch with a few vectorised index operations instead. The batches equal PyG's
+``Batch`` fields for the same molecules (tested).
+"""
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple, Optional, Sequence
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .data import QM9
+
+
+class MoleculeBatch(NamedTuple):
+    z: Tensor  # [N]
+    pos: Tensor  # [N, 3]
+    batch: Tensor  # [N]
+    y: Tensor  # [B] (the selected target) or [B, 19]
+    num_graphs: int
+    index: Tensor  # [B] positions in the dataset
+
+    def to(self, device: torch.device) -> "MoleculeBatch":
+        return MoleculeBatch(self.z.to(device), self.pos.to(device), self.batch.to(device),
+                             self.y.to(device), self.num_graphs, self.index)
+
+
+class MoleculeLoader:
+    """Iterate over ``indices`` of a :class:`~pyg_schnet.data.QM9` in batches.
+
+    Args:
+        dataset (QM9): The data set (a subset view is fine).
+        indices (sequence of int): Positions in ``dataset`` to iterate over.
+        batch_size (int): Molecules per batch.
+        target (int, optional): Column of ``y`` to return; all 19 if :obj:`None`.
+        shuffle (bool): Reshuffle every epoch. (default: :obj:`False`)
+        seed (int): Shuffle seed; epoch ``e`` uses ``seed + e`` so a resumed run
+            sees the same order. (default: :obj:`0`)
+        rank (int), world_size (int): Shard for distributed training; every
+            rank gets the same number of batches.
+    """
+
+    def __init__(self, dataset: QM9, indices: Sequence[int], batch_size: int,
+                 target: Optional[int] = None, shuffle: bool = False, seed: int = 0,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
+        self.batch_size = int(batch_size)
+        self.target = target
+        self.shuffle = shuffle
+        self.seed = seed
+        self.rank, self.world_size = rank, world_size
+        self.epoch = 0
+        base = torch.arange(len(dataset._data.y)) if dataset._indices is None \
+            else torch.as_tensor(dataset._indices)
+        self._base = base  # dataset position -> storage row
+        self._slices = dataset.slices["z"]
+        self._z = dataset._data.z
+        self._pos = dataset._data.pos
+        self._y = dataset._data.y
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _order(self) -> Tensor:
+        idx = self.indices
+        if self.shuffle:
+            gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+            idx = idx[torch.randperm(len(idx), generator=gen)]
+        if self.world_size > 1:
+            per_rank = len(idx) // self.world_size
+            idx = idx[self.rank * per_rank:(self.rank + 1) * per_rank]
+        return idx
+
+    def __len__(self) -> int:
+        n = len(self.indices) // self.world_size if self.world_size > 1 else len(self.indices)
+        return (n + self.batch_size - 1) // self.batch_size
+
+    def __iter__(self) -> Iterator[MoleculeBatch]:
+        order = self._order()
+        for start in range(0, len(order), self.batch_size):
+            yield self.gather(order[start:start + self.batch_size])
+
+    def gather(self, index: Tensor) -> MoleculeBatch:
+        """The batch of dataset positions ``index``."""
+        rows = self._base[index]
+        starts = self._slices[rows]
+        lengths = self._slices[rows + 1] - starts
+        batch = torch.repeat_interleave(torch.arange(len(rows)), lengths)
+        first = torch.cumsum(lengths, 0) - lengths
+        atom = torch.repeat_interleave(starts - first, lengths) + torch.arange(int(lengths.sum()))
+        y = self._y[rows]
+        if self.target is not None:
+            y = y[:, self.target]
+        return MoleculeBatch(self._z[atom], self._pos[atom], batch, y, len(rows), index)

@@ -1,0 +1,253 @@
+"""SchNet with a swappable edge filter, on PyG's :class:`MessagePassing`."""
+from __future__ import annotations
+
+import copy
+import re
+from typing import Any, Dict, Optional
+
+import torch
+from torch import Tensor, nn
+from torch_geometric.nn import MessagePassing
+from torch_geometric.utils import scatter
+
+from .errors import UserError
+from .filters import EdgeFilter, GaussianFilter, ShiftedSoftplus, filter_class, filter_kwargs
+from .graph import radius_edges
+
+READOUTS = ("add", "mean")
+
+
+class CFConv(MessagePassing):
+    r"""Continuous-filter convolution: atom-wise dense, filter-weighted sum of
+    neighbour features :math:`\sum_j x_j \odot W(\mathbf{r}_j - \mathbf{r}_i)`,
+    atom-wise dense.
+
+    Args:
+        in_channels (int): Input features.
+        out_channels (int): Output features.
+        filter (EdgeFilter): Filter network producing ``[E, num_filters]``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, filter: EdgeFilter) -> None:
+        super().__init__(aggr="add")
+        self.filter = filter
+        self.lin1 = nn.Linear(in_channels, filter.num_filters, bias=False)
+        self.lin2 = nn.Linear(filter.num_filters, out_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        nn.init.xavier_uniform_(self.lin1.weight)
+        nn.init.xavier_uniform_(self.lin2.weight)
+        nn.init.zeros_(self.lin2.bias)
+        self.filter.reset_parameters()
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor,
+                W: Optional[Tensor] = None) -> Tensor:
+        if W is None:
+            W = self.filter(edge_vec, dist)  # [E, num_filters]
+        x = self.lin1(x)  # [N, num_filters]
+        x = self.propagate(edge_index, x=x, W=W)
+        return self.lin2(x)
+
+    def message(self, x_j: Tensor, W: Tensor) -> Tensor:
+        return x_j * W
+
+
+class InteractionBlock(nn.Module):
+    """cfconv (dense, filter convolution, dense), shifted softplus, dense.
+    Returns the update; :class:`SchNet` adds it to the features (residual)."""
+
+    def __init__(self, hidden_channels: int, filter: EdgeFilter) -> None:
+        super().__init__()
+        self.conv = CFConv(hidden_channels, hidden_channels, filter)
+        self.act = ShiftedSoftplus()
+        self.lin = nn.Linear(hidden_channels, hidden_channels)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
+        nn.init.xavier_uniform_(self.lin.weight)
+        nn.init.zeros_(self.lin.bias)
+
+    def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor) -> Tensor:
+        return self.lin(self.act(self.conv(x, edge_index, edge_vec, dist)))
+
+
+class SchNet(nn.Module):
+    r"""SchNet from `"SchNet: A Continuous-filter Convolutional Neural Network
+    for Modeling Quantum Interactions" <https://arxiv.org/abs/1706.08566>`_,
+    with the edge filter passed in as an object.
+
+    Called like PyG's: ``model(z, pos, batch) -> [num_graphs, 1]``.
+
+    Args:
+        filter (EdgeFilter): Edge filter; each interaction block gets its own
+            copy (re-initialised) unless :obj:`shared_filters`. Its ``cutoff``
+            is the model's cutoff (radius graph, basis and envelope).
+        hidden_channels (int): Atom feature size. (default: :obj:`128`)
+        num_interactions (int): Interaction blocks. (default: :obj:`6`)
+        max_num_neighbors (int): Neighbour cap of the radius graph.
+            (default: :obj:`32`)
+        readout (str): ``"add"`` or ``"mean"`` pooling. (default: :obj:`"add"`)
+        mean (float): Per-atom output shift (standardisation). (default: :obj:`0.0`)
+        std (float): Per-atom output scale. (default: :obj:`1.0`)
+        atomref (Tensor, optional): Per-element reference ``[max_z]`` or
+            ``[max_z, 1]`` added per atom. (default: :obj:`None`)
+        shared_filters (bool): One filter network for all blocks.
+            (default: :obj:`False`)
+        max_z (int): Embedding size. (default: :obj:`100`)
+    """
+
+    def __init__(self, filter: EdgeFilter, hidden_channels: int = 128, num_interactions: int = 6,
+                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
+                 std: float = 1.0, atomref: Optional[Tensor] = None, shared_filters: bool = False,
+                 max_z: int = 100) -> None:
+        super().__init__()
+        if readout not in READOUTS:
+            raise UserError(f"unknown readout {readout!r}; choose one of: {', '.join(READOUTS)}")
+        if hidden_channels < 2 or num_interactions < 1 or max_num_neighbors < 1:
+            raise UserError("need hidden_channels >= 2, num_interactions >= 1, "
+                            "max_num_neighbors >= 1")
+        self.cutoff = filter.cutoff
+        self.hidden_channels = hidden_channels
+        self.num_interactions = num_interactions
+        self.max_num_neighbors = max_num_neighbors
+        self.readout = readout
+        self.shared_filters = shared_filters
+        self.max_z = max_z
+        self.filter_name = filter.name
+        self.filter_hparams = dict(filter.hparams)
+
+        self.embedding = nn.Embedding(max_z, hidden_channels)
+        blocks = []
+        for k in range(num_interactions):
+            f = filter if (shared_filters or k == 0) else copy.deepcopy(filter)
+            blocks.append(InteractionBlock(hidden_channels, f))
+        self.interactions = nn.ModuleList(blocks)
+        self.lin1 = nn.Linear(hidden_channels, hidden_channels // 2)
+        self.act = ShiftedSoftplus()
+        self.lin2 = nn.Linear(hidden_channels // 2, 1)
+
+        self.register_buffer("mean", torch.tensor(float(mean)))
+        self.register_buffer("std", torch.tensor(float(std)))
+        self.register_buffer("atomref", torch.zeros(max_z))
+        self.set_standardization(mean, std, atomref)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Re-initialise all weights (each block's filter independently)."""
+        self.embedding.reset_parameters()
+        for block in self.interactions:
+            block.reset_parameters()
+        nn.init.xavier_uniform_(self.lin1.weight)
+        nn.init.zeros_(self.lin1.bias)
+        nn.init.xavier_uniform_(self.lin2.weight)
+        nn.init.zeros_(self.lin2.bias)
+
+    def set_standardization(self, mean: float, std: float, atomref: Optional[Tensor] = None) -> None:
+        """Set the per-atom output scale/shift and per-element references."""
+        self.mean.fill_(float(mean))
+        self.std.fill_(float(std))
+        self.atomref.zero_()
+        if atomref is not None:
+            ref = torch.as_tensor(atomref, dtype=torch.float32).view(-1)
+            self.atomref[: ref.numel()] = ref[: self.max_z]
+
+    @property
+    def filters(self) -> list:
+        """The filter of each interaction block."""
+        return [block.conv.filter for block in self.interactions]
+
+    def hparams(self) -> Dict[str, Any]:
+        """Names and numbers that rebuild this model with :func:`build_model`."""
+        return dict(filter=self.filter_name, **self.filter_hparams,
+                    hidden_channels=self.hidden_channels, num_interactions=self.num_interactions,
+                    max_num_neighbors=self.max_num_neighbors, readout=self.readout,
+                    shared_filters=self.shared_filters, max_z=self.max_z)
+
+    def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
+                edge_index: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
+        """Predict one value per graph ``[num_graphs, 1]``.
+
+        Args:
+            z (Tensor): Atomic numbers ``[N]``.
+            pos (Tensor): Positions in Å ``[N, 3]``.
+            batch (Tensor, optional): Graph of each atom ``[N]``. (default: one graph)
+            edge_index (Tensor, optional): Precomputed radius-graph edges
+                ``[2, E]`` (source, target); built here when :obj:`None`.
+            num_graphs (int, optional): Number of graphs (saves a sync).
+        """
+        if batch is None:
+            batch = torch.zeros_like(z)
+        if edge_index is None:
+            edge_index, edge_vec, dist, _ = radius_edges(pos, batch, self.cutoff,
+                                                         self.max_num_neighbors)
+        else:
+            edge_vec = pos[edge_index[0]] - pos[edge_index[1]]  # [E, 3]
+            dist = edge_vec.norm(dim=-1)  # [E]
+        h = self.embedding(z)  # [N, hidden]
+        for block in self.interactions:
+            h = h + block(h, edge_index, edge_vec, dist)
+        h = self.lin2(self.act(self.lin1(h)))  # [N, 1]
+        h = h * self.std + self.mean + self.atomref[z].unsqueeze(-1)
+        if num_graphs is None:
+            num_graphs = int(batch.max()) + 1 if batch.numel() else 0
+        return scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.readout)
+
+    # -- conversion from PyG ------------------------------------------------
+    @classmethod
+    def from_pyg(cls, m: nn.Module) -> "SchNet":
+        """An equivalent model from a :class:`torch_geometric.nn.models.SchNet`
+        (weights mapped by parameter name)."""
+        if getattr(m, "dipole", False) or getattr(m, "scale", None) is not None:
+            raise UserError("from_pyg supports SchNet without dipole and scale")
+        atomref = m.atomref.weight.detach().view(-1) if m.atomref is not None else None
+        mean = 0.0 if m.mean is None or m.std is None else float(m.mean)
+        std = 1.0 if m.mean is None or m.std is None else float(m.std)
+        expansion = m.distance_expansion
+        spacing = float(expansion.offset[1] - expansion.offset[0])
+        width = (-0.5 / float(expansion.coeff)) ** 0.5
+        filt = GaussianFilter(m.num_filters, m.cutoff, m.num_gaussians,
+                              rbf_start=float(expansion.offset[0]),
+                              rbf_width=None if abs(width - spacing) < 1e-6 * spacing else width)
+        out = cls(filt, hidden_channels=m.hidden_channels, num_interactions=m.num_interactions,
+                  max_num_neighbors=m.max_num_neighbors, readout=str(m.readout), mean=mean,
+                  std=std, atomref=atomref)
+        rules = [  # PyG name -> our name
+            (r"^interactions\.(\d+)\.mlp\.(\d+)\.", r"interactions.\1.conv.filter.mlp.\2."),
+            (r"^interactions\.(\d+)\.conv\.(lin1|lin2)\.", r"interactions.\1.conv.\2."),
+            (r"^interactions\.(\d+)\.lin\.", r"interactions.\1.lin."),
+            (r"^(embedding|lin1|lin2)\.", r"\1."),
+        ]
+        ours = out.state_dict()
+        mapped: Dict[str, Tensor] = {}
+        for name, value in m.state_dict().items():
+            for pattern, repl in rules:
+                if re.match(pattern, name):
+                    new = re.sub(pattern, repl, name)
+                    if new not in ours or ours[new].shape != value.shape:
+                        raise RuntimeError(f"from_pyg: cannot map {name} to {new}")
+                    mapped[new] = value
+                    break
+        missing = [k for k in ours if k not in mapped and not k.endswith(
+            ("offset", "mean", "std", "atomref"))]
+        if missing:
+            raise RuntimeError(f"from_pyg: no PyG weights for {missing}")
+        out.load_state_dict(mapped, strict=False)
+        return out
+
+
+def build_model(filter: str = "gaussian", **hparams: Any) -> SchNet:
+    """Build a :class:`SchNet` from names and numbers (the config boundary).
+
+    ``hparams`` holds model arguments (``hidden_channels``, ``num_interactions``,
+    ``max_num_neighbors``, ``readout``, ``shared_filters``, ``max_z``, ``mean``,
+    ``std``, ``atomref``) and filter arguments (``num_filters``, ``cutoff``,
+    ``num_gaussians``, ...); arguments the chosen filter does not take are
+    ignored, so ``build_model(**model.hparams())`` rebuilds a model.
+    """
+    cls = filter_class(filter)
+    f = cls(**filter_kwargs(filter, **hparams))
+    model_keys = ("hidden_channels", "num_interactions", "max_num_neighbors", "readout",
+                  "mean", "std", "atomref", "shared_filters", "max_z")
+    return SchNet(f, **{k: hparams[k] for k in model_keys if k in hparams})
