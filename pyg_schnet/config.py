@@ -226,8 +226,23 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
             values[_check_key(str(key))] = value
     for key, value in (overrides or {}).items():
         values[_check_key(key)] = value
-    cfg = Config(**{k: _convert(k, v) for k, v in values.items()})
-    return cfg.validate()
+    cfg = Config(**{k: _convert(k, v) for k, v in values.items()}).validate()
+    cfg.out = resolve_out(cfg)
+    return cfg
+
+
+def resolve_out(cfg: Config) -> str:
+    """Fill an ``out`` template such as ``runs/{filter}_seed{seed}_{timestamp}``
+    (every config key, plus ``timestamp``), so sweep runs get their own
+    directories; the resolved path is what ``config.yaml`` records."""
+    import time
+    if "{" not in cfg.out:
+        return cfg.out
+    try:
+        return cfg.out.format(**cfg.to_dict(), timestamp=time.strftime("%Y%m%d-%H%M%S"))
+    except (KeyError, IndexError, ValueError) as exc:
+        raise UserError(f"out template {cfg.out!r} is invalid ({exc}); use config keys "
+                        f"in braces, e.g. runs/{{filter}}_seed{{seed}}") from None
 
 
 def save_config(cfg: Config, path: str) -> None:

@@ -239,11 +239,11 @@ class QM9(InMemoryDataset):
         t0 = time.perf_counter()
         if self.source == "qm9pack":
             arrays = read_qm9pack()
-            z = torch.from_numpy(arrays["z"])
-            pos = torch.from_numpy(arrays["pos"]).float()
-            counts = torch.from_numpy(arrays["counts"])
-            y = torch.from_numpy(arrays["y"]).float()
-            idx = torch.from_numpy(arrays["idx"])
+            z = torch.tensor(arrays["z"])
+            pos = torch.tensor(arrays["pos"]).float()
+            counts = torch.tensor(arrays["counts"])
+            y = torch.tensor(arrays["y"]).float()
+            idx = torch.tensor(arrays["idx"])
             smiles = list(arrays["smiles"])
         else:
             z, pos, counts, y, idx, smiles = self._process_pyg()

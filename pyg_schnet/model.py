@@ -211,7 +211,8 @@ class SchNet(nn.Module):
                               rbf_start=float(expansion.offset[0]),
                               rbf_width=None if abs(width - spacing) < 1e-6 * spacing else width)
         out = cls(filt, hidden_channels=m.hidden_channels, num_interactions=m.num_interactions,
-                  max_num_neighbors=m.max_num_neighbors, readout=str(m.readout), mean=mean,
+                  max_num_neighbors=int(getattr(m, "max_num_neighbors", getattr(
+                      m.interaction_graph, "max_num_neighbors", 32))), readout=_pyg_readout(m.readout), mean=mean,
                   std=std, atomref=atomref)
         rules = [  # PyG name -> our name
             (r"^interactions\.(\d+)\.mlp\.(\d+)\.", r"interactions.\1.conv.filter.mlp.\2."),
@@ -235,6 +236,16 @@ class SchNet(nn.Module):
             raise RuntimeError(f"from_pyg: no PyG weights for {missing}")
         out.load_state_dict(mapped, strict=False)
         return out
+
+
+def _pyg_readout(readout: Any) -> str:
+    """PyG stores the readout as an aggregation module (or a string)."""
+    name = readout if isinstance(readout, str) else type(readout).__name__
+    table = {"add": "add", "sum": "add", "SumAggregation": "add", "mean": "mean",
+             "MeanAggregation": "mean"}
+    if name not in table:
+        raise UserError(f"from_pyg: unsupported readout {name}")
+    return table[name]
 
 
 def build_model(filter: str = "gaussian", **hparams: Any) -> SchNet:

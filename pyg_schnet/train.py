@@ -38,6 +38,29 @@ class TrainingDiverged(UserError):
     """The loss became NaN or infinite."""
 
 
+# -- fault injection (tests) ------------------------------------------------
+
+_FAULT_COUNTS: Dict[str, int] = {}
+
+
+def fault_point(name: str) -> None:
+    """Test hook: with ``PYG_SCHNET_FAULT=<name>:<n>[,...]`` the process kills
+    itself with SIGKILL at the n-th time it passes point ``name``
+    (``batch``, ``checkpoint``, ``evaluate``), or, for ``enospc:<n>``, the n-th
+    checkpoint write fails as if the disk were full. Unset: does nothing."""
+    spec = os.environ.get("PYG_SCHNET_FAULT")
+    if not spec:
+        return
+    _FAULT_COUNTS[name] = _FAULT_COUNTS.get(name, 0) + 1
+    for item in spec.split(","):
+        point, _, n = item.partition(":")
+        if point == name and n.isdigit() and _FAULT_COUNTS[name] == int(n):
+            if name == "enospc":
+                raise OSError(28, "No space left on device")
+            import signal
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
 # -- checkpoints -----------------------------------------------------------
 
 def atomic_save(obj: Any, path: str) -> None:
@@ -48,6 +71,8 @@ def atomic_save(obj: Any, path: str) -> None:
         with open(tmp, "wb") as f:
             torch.save(obj, f)
             f.flush()
+            fault_point("enospc")
+            fault_point("checkpoint")  # killed here: a complete temporary file, no rename
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except OSError as exc:
@@ -256,6 +281,10 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
         ckpt = load_checkpoint(osp.join(out, "last.pt"))
         if osp.exists(osp.join(out, "metrics.json")):
             raise UserError(f"{out} holds a finished run; nothing to resume")
+        if info.main:  # temporary files of writes cut short by a kill
+            for f in os.listdir(out):
+                if ".tmp" in f and f.split(".tmp")[0] in RUN_FILES:
+                    os.remove(osp.join(out, f))
     elif info.main:
         _prepare_run_dir(out, overwrite)
     if info.world_size > 1:
@@ -293,7 +322,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor,
                                                        patience=cfg.lr_patience, min_lr=cfg.min_lr)
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0,
-             "elapsed": 0.0, "history": [], "wandb_id": None}
+             "elapsed": 0.0, "history": [], "wandb_id": None, "done": False}
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -323,9 +352,9 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
     try:
         if info.main and ckpt is None:
             checkpoint(osp.join(out, "last.pt"))  # epoch 0: resumable from the start
-        stop = False
-        epochs = _progress(range(state["epoch"], cfg.epochs), cfg.epochs - state["epoch"],
-                           "epochs", quiet)
+        stop = bool(state.get("done"))  # a resumed run that had finished training
+        first = cfg.epochs if stop else state["epoch"]
+        epochs = _progress(range(first, cfg.epochs), cfg.epochs - first, "epochs", quiet)
         for epoch in epochs:
             if stop:
                 break
@@ -335,6 +364,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
             loss_sum, abs_sum, n_seen = 0.0, 0.0, 0
             for bi, b in enumerate(_progress(train_loader, len(train_loader), f"epoch {epoch + 1}",
                                              quiet, leave=False)):
+                fault_point("batch")
                 b = b.to(device)
                 pred = train_model(b.z, b.pos, b.batch, num_graphs=b.num_graphs).view(-1)
                 loss = torch.mean(((pred - b.y) / scale) ** 2)
@@ -387,14 +417,21 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
             if cfg.time_budget is not None and state["elapsed"] >= cfg.time_budget:
                 break
 
+        if not state.get("done"):
+            state["done"] = True
+            if info.main:
+                checkpoint(osp.join(out, "last.pt"))
         # test MAE of the best model
         metrics: Dict[str, Any] = {}
         if info.main and not osp.exists(osp.join(out, "best.pt")):
             raise UserError("no epoch finished, so there is no best model to test")
-        best = load_checkpoint(osp.join(out, "best.pt")) if info.main or True else None
+        if info.world_size > 1:
+            dist.barrier()
+        best = load_checkpoint(osp.join(out, "best.pt"))
         model.load_state_dict(best["model"])
         test_loader = MoleculeLoader(dataset, split.test_idx, cfg.batch_size, t_idx,
                                      rank=info.rank, world_size=info.world_size)
+        fault_point("evaluate")
         test_mae, test_rmse = _errors(model, test_loader, device, info)
         unit = UNITS[cfg.target]
         metrics = {"target": cfg.target, "unit": unit, "test_mae": test_mae,

@@ -142,9 +142,9 @@ def _write_pyg_raw(raw, rows, skip_index):
                 y[11]] + [v / KCAL_EV for v in y[12:16]]
             f.write(f"gdb_{index}," + ",".join(repr(float(v)) for v in vals) + "\n")
     with open(osp.join(raw, "uncharacterized.txt"), "w") as f:
-        f.write("\n" * 9)
+        f.write("header\n" * 9)  # PyG skips 9 header lines and 2 trailing ones
         f.write(f"  {skip_index}  0  0  0\n")
-        f.write("\n\n")
+        f.write("trailer\n")
 
 
 def test_pyg_source_agrees_with_qm9pack(tmp_path, qm9):

@@ -1,0 +1,184 @@
+"""``pyg-schnet benchmark``: pyg_schnet against PyG's SchNet, one process,
+the same QM9 batches, the same weights, alternating the two after warm-up.
+
+Prints training and inference molecules per second (radius graph included),
+the additional peak memory of one training step, and the ratios."""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from typing import Callable, Dict, List
+
+import torch
+from torch import nn
+
+from .errors import UserError
+
+
+class _TorchClusterGraph(nn.Module):
+    """PyG SchNet's interaction graph on torch-cluster (PyG 2.8's own needs pyg-lib)."""
+
+    def __init__(self, cutoff: float, max_num_neighbors: int) -> None:
+        super().__init__()
+        self.cutoff, self.max_num_neighbors = cutoff, max_num_neighbors
+
+    def forward(self, pos, batch):
+        import torch_cluster
+        edge_index = torch_cluster.radius_graph(pos, r=self.cutoff, batch=batch,
+                                                max_num_neighbors=self.max_num_neighbors)
+        row, col = edge_index
+        return edge_index, (pos[row] - pos[col]).norm(dim=-1)
+
+
+def pyg_model(hidden: int, filters: int, interactions: int, gaussians: int, cutoff: float,
+              seed: int = 0) -> nn.Module:
+    from torch_geometric.nn.models import SchNet as PyGSchNet
+    torch.manual_seed(seed)
+    return PyGSchNet(hidden_channels=hidden, num_filters=filters, num_interactions=interactions,
+                     num_gaussians=gaussians, cutoff=cutoff,
+                     interaction_graph=_TorchClusterGraph(cutoff, 32))
+
+
+def _peak_memory_mib(step: Callable[[], None]) -> float:
+    """Additional peak RSS (MiB) of running ``step`` twice, in a forked child."""
+    import resource
+    import psutil
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child
+        try:
+            os.close(r)
+            base = psutil.Process().memory_info().rss / 2**20
+            step()
+            step()
+            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            os.write(w, f"{peak - base:.1f}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    data = os.read(r, 100)
+    os.waitpid(pid, 0)
+    os.close(r)
+    try:
+        return float(data.decode())
+    except ValueError:
+        return float("nan")
+
+
+def main(argv: List[str]) -> int:
+    p = argparse.ArgumentParser(prog="pyg-schnet benchmark")
+    p.error = lambda msg: (_ for _ in ()).throw(UserError(f"benchmark: {msg}"))  # type: ignore
+    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--filters", type=int, default=128)
+    p.add_argument("--interactions", type=int, default=6)
+    p.add_argument("--gaussians", type=int, default=50)
+    p.add_argument("--cutoff", type=float, default=10.0)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batches", type=int, default=6, help="timed batches per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
+    p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")
+    a = p.parse_args(argv)
+    for name in ("hidden", "filters", "interactions", "gaussians", "batch_size", "batches",
+                 "rounds"):
+        if getattr(a, name) < 1:
+            raise UserError(f"benchmark: --{name.replace('_', '-')} must be at least 1")
+    if a.cutoff <= 0:
+        raise UserError("benchmark: --cutoff must be positive")
+    device = torch.device(a.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("benchmark: no CUDA GPU available")
+
+    from .data import QM9
+    from .loader import MoleculeLoader
+    from .model import SchNet
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if not a.skip_build:
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            QM9(tmp)
+            build = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            QM9(tmp)
+            load = time.perf_counter() - t0
+        print(f"data: full QM9 build {build:.1f} s, cached load {load:.2f} s")
+    ds = QM9(a.root)
+    gen = torch.Generator().manual_seed(0)
+    n_batches = a.batches + a.warmup
+    idx = torch.randperm(len(ds), generator=gen)[: n_batches * a.batch_size]
+    loader = MoleculeLoader(ds, idx, a.batch_size, target=7)
+    batches = [b.to(device) for b in loader]
+    y_scale = 10.0
+
+    ref = pyg_model(a.hidden, a.filters, a.interactions, a.gaussians, a.cutoff).to(device)
+    models: Dict[str, nn.Module] = {"PyG SchNet": ref,
+                                    "pyg_schnet": SchNet.from_pyg(ref).to(device)}
+    if a.fast:
+        from .fast import enable_fast
+        models["pyg_schnet fast"] = enable_fast(SchNet.from_pyg(ref)).to(device)
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
+
+    def train_step(name, b):
+        m, opt = models[name], opts[name]
+        m.train()
+        pred = m(b.z, b.pos, b.batch).view(-1)
+        loss = torch.mean(((pred - b.y) / y_scale) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def infer_step(name, b):
+        m = models[name]
+        m.eval()
+        m(b.z, b.pos, b.batch)
+
+    def sync():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+
+    results: Dict[str, Dict[str, List[float]]] = {k: {"train": [], "infer": []} for k in models}
+    for name in models:  # warm-up
+        for b in batches[: a.warmup]:
+            train_step(name, b)
+            infer_step(name, b)
+    timed = batches[a.warmup:]
+    mols = sum(b.num_graphs for b in timed)
+    for _ in range(a.rounds):
+        for kind, fn in (("train", train_step), ("infer", infer_step)):
+            for name in models:  # alternate the models within every round
+                sync()
+                t0 = time.perf_counter()
+                for b in timed:
+                    fn(name, b)
+                sync()
+                results[name][kind].append(mols / (time.perf_counter() - t0))
+
+    memory = {}
+    for name in models:
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats()
+            train_step(name, timed[0])
+            memory[name] = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            memory[name] = _peak_memory_mib(lambda: train_step(name, timed[0]))
+
+    print(f"settings: hidden {a.hidden}, filters {a.filters}, {a.interactions} interactions, "
+          f"{a.gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
+          f"{a.rounds} rounds x {len(timed)} batches, median of rounds")
+    print(f"{'model':<18}{'train mol/s':>12}{'infer mol/s':>13}{'peak MiB':>10}"
+          f"{'train ratio':>13}{'infer ratio':>13}")
+    base_t = statistics.median(results["PyG SchNet"]["train"])
+    base_i = statistics.median(results["PyG SchNet"]["infer"])
+    for name in models:
+        t = statistics.median(results[name]["train"])
+        i = statistics.median(results[name]["infer"])
+        print(f"{name:<18}{t:>12.0f}{i:>13.0f}{memory[name]:>10.0f}{t / base_t:>12.2f}x"
+              f"{i / base_i:>12.2f}x")
+    return 0

@@ -1,0 +1,76 @@
+"""Shared helpers for the CLI tests: run the real ``pyg-schnet`` as a subprocess."""
+import hashlib
+import os
+import os.path as osp
+import subprocess
+import sys
+
+import yaml
+
+from conftest import DATA_ROOT, REPO
+
+TINY = dict(filter="gaussian", target="U0", root=DATA_ROOT, max_molecules=300, train_size=200,
+            val_size=50, test_size=50, hidden_channels=16, num_filters=16, num_interactions=2,
+            cutoff=4.0, num_gaussians=12, num_bins=12, batch_size=25, lr=1e-3, epochs=4,
+            patience=10, seed=0, wandb="disabled", num_threads=1)
+
+
+def write_config(path, **overrides):
+    cfg = dict(TINY, **overrides)
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f)
+    return str(path)
+
+
+def env(**extra):
+    e = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1",
+             OMP_NUM_THREADS="1")
+    e.pop("PYG_SCHNET_DEBUG", None)
+    e.pop("PYG_SCHNET_FAULT", None)
+    e.update(extra)
+    return e
+
+
+def cli(*args, cwd=REPO, timeout=600, check=None, extra_env=None):
+    """Run ``python -m pyg_schnet.cli ARGS``; returns the CompletedProcess."""
+    proc = subprocess.run([sys.executable, "-m", "pyg_schnet.cli", *map(str, args)], cwd=cwd,
+                          env=env(**(extra_env or {})), capture_output=True, text=True, timeout=timeout)
+    if check is True:
+        assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+def popen(*args, cwd=REPO):
+    return subprocess.Popen([sys.executable, "-m", "pyg_schnet.cli", *map(str, args)], cwd=cwd,
+                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def assert_one_line_error(proc, match=None):
+    """Non-zero exit, exactly one line on stderr, no traceback."""
+    assert proc.returncode != 0, proc.stdout + proc.stderr
+    err = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [line for line in err if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr
+    if match is not None:
+        assert match.lower() in errors[0].lower(), errors[0]
+    return errors[0]
+
+
+def snapshot(*roots):
+    """Hashes of every file under the given paths (to prove nothing changed)."""
+    out = {}
+    for root in roots:
+        if osp.isfile(root):
+            with open(root, "rb") as f:
+                out[root] = hashlib.sha256(f.read()).hexdigest()
+            continue
+        for dirpath, _, files in os.walk(root):
+            for name in files:
+                p = osp.join(dirpath, name)
+                try:
+                    with open(p, "rb") as f:
+                        out[p] = hashlib.sha256(f.read()).hexdigest()
+                except PermissionError:
+                    out[p] = "unreadable"
+    return out

@@ -1,0 +1,181 @@
+"""Bad inputs through every subcommand: exit non-zero, one clear ``error:`` line
+on stderr, no traceback, and no file that existed before changed."""
+import os
+import os.path as osp
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import TINY, assert_one_line_error, cli, snapshot, write_config
+
+
+@pytest.fixture(scope="module")
+def ws(tmp_path_factory):
+    """A workspace with a finished tiny run and assorted bad files."""
+    d = tmp_path_factory.mktemp("bad")
+    cfg = write_config(d / "good.yaml", out=str(d / "run"), epochs=1)
+    proc = cli("train", "--config", cfg, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    files = {
+        "malformed.yaml": "filter: [gaussian\nlr: 0.1\n",
+        "list.yaml": "- a\n- b\n",
+        "empty.xyz": "",
+        "garbage.xyz": "this is not\nan xyz file\n",
+        "unknown_el.xyz": "2\n\nXx 0 0 0\nH 0 0 1\n",
+        "uranium.xyz": "2\n\nU 0 0 0\nH 0 0 2\n",
+        "nan.xyz": "2\n\nC 0 0 nan\nH 0 0 1\n",
+        "inf.xyz": "2\n\nC 0 0 inf\nH 0 0 1\n",
+        "overlap.xyz": "3\n\nC 0 0 0\nH 0 0 0\nH 0 0 1.1\n",
+        "single.xyz": "1\n\nC 0 0 0\n",
+        "zero_atoms.xyz": "0\nempty\n",
+        "short.xyz": "5\n\nC 0 0 0\n",
+        "molecule.txt": "C 0 0 0\n",
+        "garbage.sdf": "not an sdf\n$$$$\n",
+        "uranium.sdf": ("U\n     test\n\n  2  0  0  0  0  0  0  0  0  0999 V2000\n"
+                        "    0.0000    0.0000    0.0000 U   0  0  0  0  0  0  0  0  0  0  0  0\n"
+                        "    0.0000    0.0000    2.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
+                        "M  END\n$$$$\n"),
+    }
+    for name, text in files.items():
+        (d / name).write_text(text)
+    (d / "latin1.yaml").write_bytes(b"filter: gau\xdfian\n")
+    (d / "latin1.xyz").write_bytes(b"2\n\xff\xfe\nC 0 0 0\nH 0 0 1\n")
+    (d / "adir.xyz").mkdir()
+    (d / "adir.yaml").mkdir()
+    unreadable = d / "unreadable.yaml"
+    unreadable.write_text("filter: gaussian\n")
+    unreadable.chmod(0)
+    np.savez(d / "split_other.npz", train_idx=np.arange(10), val_idx=np.arange(10, 20),
+             test_idx=np.arange(20, 30), num_molecules=np.int64(999))
+    np.savez(d / "split_range.npz", train_idx=np.arange(10), val_idx=np.array([10**6]),
+             test_idx=np.arange(20, 30))
+    # a run directory from an incompatible version
+    old = d / "oldrun"
+    shutil.copytree(d / "run", old)
+    ck = torch.load(old / "best.pt", weights_only=True)
+    ck["run_format"] = 0
+    torch.save(ck, old / "best.pt")
+    torch.save(ck, old / "last.pt")
+    (d / "norun").mkdir()
+    (d / "truncated").mkdir()
+    shutil.copy(d / "run" / "config.yaml", d / "truncated" / "config.yaml")
+    (d / "truncated" / "best.pt").write_bytes(b"PK\x03\x04 torn")
+    return d
+
+
+def C(ws, **kw):
+    """A config file with overrides, written fresh for one case."""
+    name = "cfg_" + "_".join(f"{k}" for k in kw) + ".yaml"
+    return write_config(ws / name, out=str(ws / ("out_" + name)), **kw)
+
+
+CASES = [
+    # (id, argv builder, expected fragment of the error line)
+    ("train-missing-config", lambda w: ["train", "--config", w / "nope.yaml"], "does not exist"),
+    ("train-malformed-yaml", lambda w: ["train", "--config", w / "malformed.yaml"], "not valid YAML"),
+    ("train-yaml-not-mapping", lambda w: ["train", "--config", w / "list.yaml"], "mapping"),
+    ("train-config-dir", lambda w: ["train", "--config", w / "adir.yaml"], "directory"),
+    ("train-config-non-utf8", lambda w: ["train", "--config", w / "latin1.yaml"], "UTF-8"),
+    ("train-unknown-key", lambda w: ["train", "--config", w / "good.yaml", "--colour=red"],
+     "valid keys"),
+    ("train-unknown-filter", lambda w: ["train", "--config", C(w, filter="sinc")],
+     "choose one of: gaussian"),
+    ("train-negative-cutoff", lambda w: ["train", "--config", C(w, cutoff=-1.0)], "cutoff"),
+    ("train-zero-batch", lambda w: ["train", "--config", C(w, batch_size=0)], "batch_size"),
+    ("train-zero-interactions", lambda w: ["train", "--config", C(w, num_interactions=0)],
+     "num_interactions"),
+    ("train-wrong-type", lambda w: ["train", "--config", C(w, lr="fast")], "lr must be a number"),
+    ("train-float-for-int", lambda w: ["train", "--config", C(w, epochs=2.5)], "integer"),
+    ("train-bad-target", lambda w: ["train", "--config", C(w, target="energy")], "unknown target"),
+    ("train-bad-source", lambda w: ["train", "--config", C(w, source="web")], "unknown source"),
+    ("train-bad-wandb", lambda w: ["train", "--config", C(w, wandb="maybe")], "wandb"),
+    ("train-split-other-size", lambda w: ["train", "--config",
+                                          C(w, split_file=str(w / "split_other.npz"))],
+     "made for 999"),
+    ("train-split-out-of-range", lambda w: ["train", "--config",
+                                            C(w, split_file=str(w / "split_range.npz"))],
+     "outside"),
+    ("train-split-missing", lambda w: ["train", "--config", C(w, split_file=str(w / "x.npz"))],
+     "split file"),
+    ("train-flag-no-value", lambda w: ["train", "--config", w / "good.yaml", "--lr"], "needs a value"),
+    ("train-root-is-file", lambda w: ["train", "--config", C(w, root=str(w / "good.yaml"))],
+     "is a file"),
+    ("train-finished-run", lambda w: ["train", "--config", w / "good.yaml"], "--overwrite"),
+    ("train-resume-no-ckpt", lambda w: ["train", "--resume", w / "norun"], "no checkpoint"),
+    ("train-resume-missing", lambda w: ["train", "--resume", w / "nothere"], "does not exist"),
+    ("train-resume-finished", lambda w: ["train", "--resume", w / "run"], "finished"),
+    ("train-resume-old-version", lambda w: ["train", "--resume", w / "oldrun"], "incompatible"),
+    ("train-no-args", lambda w: ["train"], "needs --config"),
+    ("data-bad-source", lambda w: ["data", "--root", w / "d", "--source", "web"], "unknown"),
+    ("data-root-is-file", lambda w: ["data", "--root", w / "good.yaml"], "is a file"),
+    ("data-bad-flag", lambda w: ["data", "--colour", "red"], "unrecognized"),
+    ("evaluate-missing", lambda w: ["evaluate", w / "nothere"], "does not exist"),
+    ("evaluate-not-run", lambda w: ["evaluate", w / "norun"], "not a run directory"),
+    ("evaluate-old-version", lambda w: ["evaluate", w / "oldrun"], "incompatible"),
+    ("evaluate-torn-checkpoint", lambda w: ["evaluate", w / "truncated"], "unreadable"),
+    ("evaluate-bad-split", lambda w: ["evaluate", w / "run", "--split", "dev"], "invalid choice"),
+    ("predict-empty-file", lambda w: ["predict", w / "run", w / "empty.xyz"], "empty"),
+    ("predict-garbage-xyz", lambda w: ["predict", w / "run", w / "garbage.xyz"], "atom count"),
+    ("predict-unknown-element", lambda w: ["predict", w / "run", w / "unknown_el.xyz"],
+     "unknown element"),
+    ("predict-non-qm9-element", lambda w: ["predict", w / "run", w / "uranium.xyz"], "not in QM9"),
+    ("predict-nan", lambda w: ["predict", w / "run", w / "nan.xyz"], "NaN"),
+    ("predict-inf", lambda w: ["predict", w / "run", w / "inf.xyz"], "infinite"),
+    ("predict-overlap", lambda w: ["predict", w / "run", w / "overlap.xyz"], "on top of"),
+    ("predict-single-atom", lambda w: ["predict", w / "run", w / "single.xyz"], "single atom"),
+    ("predict-empty-molecule", lambda w: ["predict", w / "run", w / "zero_atoms.xyz"], "no atoms"),
+    ("predict-short-xyz", lambda w: ["predict", w / "run", w / "short.xyz"], "expected 5"),
+    ("predict-missing-file", lambda w: ["predict", w / "run", w / "nope.xyz"], "does not exist"),
+    ("predict-dir", lambda w: ["predict", w / "run", w / "adir.xyz"], "directory"),
+    ("predict-non-utf8", lambda w: ["predict", w / "run", w / "latin1.xyz"], "UTF-8"),
+    ("predict-unknown-type", lambda w: ["predict", w / "run", w / "molecule.txt"], "file type"),
+    ("predict-garbage-sdf", lambda w: ["predict", w / "run", w / "garbage.sdf"], "sdf"),
+    ("predict-sdf-uranium", lambda w: ["predict", w / "run", w / "uranium.sdf"], "not in QM9"),
+    ("predict-bad-smiles", lambda w: ["predict", w / "run", "--smiles", "C1CC(("], "SMILES"),
+    ("predict-nothing", lambda w: ["predict", w / "run"], "no molecules"),
+    ("predict-output-exists", lambda w: ["predict", w / "run", "--smiles", "C", "--output",
+                                         w / "good.yaml"], "not overwriting"),
+    ("predict-no-run", lambda w: ["predict", w / "norun", "--smiles", "C"], "not a run"),
+    ("unknown-command", lambda w: ["fly"], "unknown command"),
+]
+if os.geteuid() != 0:  # root reads files whatever their mode
+    CASES.append(("train-unreadable-config",
+                  lambda w: ["train", "--config", w / "unreadable.yaml"], "not readable"))
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_bad_input(ws, case):
+    _, build, match = case
+    argv = build(ws)
+    before = snapshot(str(ws))
+    proc = cli(*argv, timeout=300)
+    assert_one_line_error(proc, match)
+    after = snapshot(str(ws))
+    changed = [p for p in before if before[p] != after.get(p)]
+    assert not changed, f"files changed: {changed}"
+
+
+def test_overwrite_flag_replaces_finished_run(ws, tmp_path):
+    out = tmp_path / "r"
+    cfg = write_config(tmp_path / "c.yaml", out=str(out), epochs=1)
+    assert cli("train", "--config", cfg, "--quiet").returncode == 0
+    proc = cli("train", "--config", cfg, "--quiet")
+    assert_one_line_error(proc, "already holds a finished run")
+    proc = cli("train", "--config", cfg, "--quiet", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_read_only_run_dir_stops_with_clear_message(tmp_path):
+    if os.geteuid() == 0:
+        pytest.skip("root ignores directory permissions")
+    out = tmp_path / "ro"
+    cfg = write_config(tmp_path / "c.yaml", out=str(out), epochs=1)
+    out.mkdir()
+    out.chmod(0o500)
+    try:
+        proc = cli("train", "--config", cfg, "--quiet")
+        assert_one_line_error(proc, "not writable")
+    finally:
+        out.chmod(0o700)

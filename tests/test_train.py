@@ -1,0 +1,260 @@
+"""The training CLI: flag forms, run directory, resume after SIGKILL, atomic
+checkpoints, NaN stop, evaluate/predict, sweeps, DDP."""
+import csv
+import json
+import os
+import os.path as osp
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import yaml
+
+from helpers import REPO, TINY, assert_one_line_error, cli, env, popen, write_config
+from pyg_schnet.config import load_config, parse_overrides
+from pyg_schnet.errors import UserError
+
+
+# -- flags -----------------------------------------------------------------------
+
+def test_flag_forms():
+    got = parse_overrides(["--batch-size=100", "--lr", "0.002", "--num_interactions=3",
+                           "--max-molecules", "500", "--filter=conv1d"])
+    assert got == {"batch_size": "100", "lr": "0.002", "num_interactions": "3",
+                   "max_molecules": "500", "filter": "conv1d"}
+    cfg = load_config(None, got)
+    assert cfg.batch_size == 100 and cfg.lr == 0.002 and cfg.num_interactions == 3
+    assert cfg.max_molecules == 500 and cfg.filter == "conv1d"
+    assert load_config(None, parse_overrides(["--batch_size", "7"])).batch_size == 7
+    assert load_config(None, {"shared_filters": "true"}).shared_filters is True
+    assert load_config(None, {"max_molecules": "none"}).max_molecules is None
+
+
+def test_unknown_key_lists_valid_keys():
+    with pytest.raises(UserError, match="unknown config key 'batchsize'; valid keys: .*batch_size"):
+        parse_overrides(["--batchsize=3"])
+
+
+def test_out_template():
+    cfg = load_config(None, {"out": "runs/{filter}_s{seed}", "seed": "3"})
+    assert cfg.out == "runs/gaussian_s3"
+
+
+# -- a real short run ------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("run")
+    cfg = write_config(d / "cfg.yaml", out=str(d / "out"), epochs=3)
+    proc = cli("train", "--config", cfg, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert "test MAE" in proc.stdout
+    return str(d / "out")
+
+
+def test_run_directory_contents(run_dir):
+    for f in ("config.yaml", "split.npz", "log.csv", "best.pt", "last.pt", "metrics.json"):
+        assert osp.isfile(osp.join(run_dir, f)), f
+    with open(osp.join(run_dir, "log.csv")) as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert set(rows[0]) == {"epoch", "train_loss", "train_mae", "val_mae", "lr", "epoch_seconds",
+                            "molecules_per_second", "elapsed"}
+    assert all(float(r["molecules_per_second"]) > 0 for r in rows)
+    m = json.load(open(osp.join(run_dir, "metrics.json")))
+    assert m["unit"] == "eV" and m["test_mae"] > 0
+    assert m["test_mae_meV"] == pytest.approx(m["test_mae"] * 1000)
+    for f in ("best.pt", "last.pt"):
+        ckpt = torch.load(osp.join(run_dir, f), weights_only=True)
+        assert ckpt["run_format"] == 1 and "model" in ckpt
+    cfg = yaml.safe_load(open(osp.join(run_dir, "config.yaml")))
+    assert cfg["out"] == run_dir and cfg["filter"] == "gaussian"
+
+
+def test_config_alone_reproduces_the_run(run_dir, tmp_path):
+    """Retraining from the saved config.yaml (and split) gives the same metrics."""
+    cfg = yaml.safe_load(open(osp.join(run_dir, "config.yaml")))
+    cfg["out"] = str(tmp_path / "again")
+    cfg["split_file"] = osp.join(run_dir, "split.npz")
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    proc = cli("train", "--config", path, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    a = json.load(open(osp.join(run_dir, "metrics.json")))
+    b = json.load(open(tmp_path / "again" / "metrics.json"))
+    assert a["test_mae"] == b["test_mae"]
+
+
+def test_evaluate_and_predict(run_dir, tmp_path):
+    proc = cli("evaluate", run_dir, "--split", "val")
+    assert proc.returncode == 0, proc.stderr
+    assert "MAE" in proc.stdout and osp.isfile(osp.join(run_dir, "parity_val.png"))
+    xyz = tmp_path / "water.xyz"
+    xyz.write_text("3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+    mol = Chem.AddHs(Chem.MolFromSmiles("CO"))
+    AllChem.EmbedMolecule(mol, randomSeed=1)
+    sdf = tmp_path / "methanol.sdf"
+    Chem.MolToMolFile(mol, str(sdf))
+    out = tmp_path / "pred.csv"
+    proc = cli("predict", run_dir, xyz, sdf, "--smiles", "CC", "--output", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "DFT" in proc.stderr
+    rows = list(csv.DictReader(open(out)))
+    assert [r["source"] for r in rows] == ["xyz", "sdf", "smiles"]
+    assert [int(r["num_atoms"]) for r in rows] == [3, 6, 8]
+    assert all(abs(float(r["U0_eV"])) > 10 for r in rows)  # total energies: hundreds of eV
+
+
+def test_refuses_to_overwrite_finished_run(run_dir):
+    before = open(osp.join(run_dir, "metrics.json")).read()
+    cfg = osp.join(osp.dirname(run_dir), "cfg.yaml")
+    proc = cli("train", "--config", cfg)
+    assert_one_line_error(proc, "--overwrite")
+    assert open(osp.join(run_dir, "metrics.json")).read() == before
+
+
+# -- resume after SIGKILL ------------------------------------------------------------
+
+def _log_rows(out):
+    try:
+        with open(osp.join(out, "log.csv")) as f:
+            return list(csv.DictReader(f))
+    except FileNotFoundError:
+        return []
+
+
+def test_resume_after_sigkill_gives_identical_metrics(tmp_path):
+    common = dict(epochs=5, max_molecules=400, train_size=300)
+    ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
+    assert cli("train", "--config", ref, "--quiet").returncode == 0
+    killed = write_config(tmp_path / "k.yaml", out=str(tmp_path / "k"), **common)
+    p = popen("train", "--config", killed, "--quiet")
+    deadline = time.time() + 300
+    while len(_log_rows(tmp_path / "k")) < 2 and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    assert p.poll() is None, "the run finished before it could be killed"
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    assert not osp.exists(tmp_path / "k" / "metrics.json")
+    torch.load(tmp_path / "k" / "last.pt", weights_only=True)  # loadable after the kill
+    proc = cli("train", "--resume", tmp_path / "k", "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    a = json.load(open(tmp_path / "ref" / "metrics.json"))
+    b = json.load(open(tmp_path / "k" / "metrics.json"))
+    assert a["test_mae"] == b["test_mae"] and a["best_epoch"] == b["best_epoch"]
+    va = [r["val_mae"] for r in _log_rows(tmp_path / "ref")]
+    vb = [r["val_mae"] for r in _log_rows(tmp_path / "k")]
+    assert va == vb
+
+
+# -- checkpoints and faults -------------------------------------------------------------
+
+def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
+    from pyg_schnet import train as T
+    path = str(tmp_path / "last.pt")
+    T.atomic_save({"run_format": 1, "x": torch.ones(3)}, path)
+
+    def broken(obj, f, *a, **k):
+        f.write(b"partial")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(T.torch, "save", broken)
+    with pytest.raises(UserError, match="No space left.*previous checkpoint is kept"):
+        T.atomic_save({"run_format": 1, "x": torch.zeros(3)}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["x"], torch.ones(3))
+    assert os.listdir(tmp_path) == ["last.pt"]  # no temporary file left behind
+
+
+def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
+    from pyg_schnet import train as T
+    from pyg_schnet.model import SchNet
+    calls = {"n": 0}
+    real = SchNet.forward
+
+    def forward(self, *a, **k):
+        out = real(self, *a, **k)
+        if self.training:
+            calls["n"] += 1
+            if calls["n"] > 10:  # after the first epoch (8 batches)
+                return out * float("nan")
+        return out
+    monkeypatch.setattr(SchNet, "forward", forward)
+    cfg = load_config(write_config(tmp_path / "c.yaml", out=str(tmp_path / "nan")))
+    with pytest.raises(T.TrainingDiverged, match="loss became nan at epoch 2.*best.pt"):
+        T.train(cfg, quiet=True)
+    ckpt = torch.load(tmp_path / "nan" / "best.pt", weights_only=True)
+    assert ckpt["state"]["best_epoch"] == 1
+    assert not osp.exists(tmp_path / "nan" / "metrics.json")
+
+
+# -- W&B -------------------------------------------------------------------------------
+
+def test_wandb_offline_logs_run(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "wb"), epochs=2, wandb="offline")
+    proc = cli("train", "--config", cfg, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    runs = [d for d in os.listdir(tmp_path / "wb" / "wandb") if d.startswith("offline-run")]
+    assert len(runs) == 1
+    files = os.listdir(tmp_path / "wb" / "wandb" / runs[0])
+    assert any(f.endswith(".wandb") for f in files)
+
+
+def _agent_command(sweep, params):
+    """The command line ``wandb agent`` builds from a sweep's ``command``."""
+    args = [f"--{k}={v}" for k, v in params.items()]
+    out = []
+    for item in sweep["command"]:
+        if item == "${env}":
+            continue
+        if item == "${args}":
+            out += args
+        elif item == "${program}":
+            out.append(sweep["program"])
+        else:
+            out.append(item)
+    return out
+
+
+@pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml"])
+def test_sweep_files_and_agent_command(name, tmp_path):
+    import sweeps
+    sweep = yaml.safe_load(open(osp.join(REPO, "experiments", "sweeps", name)))
+    assert sweeps.schema_violations_from_proposed_config(sweep) == []
+    run = sweeps.next_run(sweep, [])
+    params = {k: v["value"] for k, v in run.config.items()}
+    assert set(params) == set(sweep["parameters"])
+    cmd = _agent_command(sweep, params)
+    assert cmd[0] == "pyg-schnet" and cmd[1] == "train"
+    # run that exact command line, shrunk to a tiny model, offline
+    exe = osp.join(osp.dirname(sys.executable), "pyg-schnet")
+    tiny = {k: v for k, v in TINY.items() if k not in params}
+    extra = [f"--{k}={v}" for k, v in tiny.items()] + ["--epochs=1", "--wandb=offline",
+                                                       f"--out={tmp_path}/{{filter}}_{{seed}}"]
+    proc = subprocess.run([exe] + cmd[1:] + extra + ["--quiet"], cwd=REPO, env=env(),
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    runs = os.listdir(tmp_path)
+    assert len(runs) == 1 and osp.isfile(osp.join(tmp_path, runs[0], "metrics.json"))
+    saved = yaml.safe_load(open(osp.join(tmp_path, runs[0], "config.yaml")))
+    for k, v in params.items():
+        assert saved[k] == pytest.approx(v) if isinstance(v, float) else saved[k] == v
+
+
+# -- DDP -----------------------------------------------------------------------------------
+
+def test_ddp_two_processes(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "ddp"), epochs=2)
+    torchrun = osp.join(osp.dirname(sys.executable), "torchrun")
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m",
+                           "pyg_schnet.cli", "train", "--config", cfg, "--quiet"],
+                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.load(open(tmp_path / "ddp" / "metrics.json"))
+    assert m["epochs"] == 2 and m["test_mae"] > 0
+    assert proc.stdout.count("test MAE") == 1  # one process reports and writes
+    rows = _log_rows(tmp_path / "ddp")
+    assert len(rows) == 2
