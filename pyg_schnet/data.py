@@ -201,15 +201,17 @@ class QM9(InMemoryDataset):
         self.source = source
         self.build_seconds: Optional[float] = None
         self.load_seconds: Optional[float] = None
-        super().__init__(root, transform, None, None, log=log, force_reload=force_reload)
-        t0 = time.perf_counter()
-        try:
-            self._load_cache(self.processed_paths[0])
-        except Exception as exc:  # truncated or corrupt cache: warn and rebuild
-            warnings.warn(f"QM9 cache {self.processed_paths[0]} is unreadable ({exc}); rebuilding")
-            os.remove(self.processed_paths[0])
-            self._process()
-            self._load_cache(self.processed_paths[0])
+        with _BuildLock(osp.join(root, "processed")):  # one builder at a time
+            super().__init__(root, transform, None, None, log=log, force_reload=force_reload)
+            t0 = time.perf_counter()
+            try:
+                self._load_cache(self.processed_paths[0])
+            except Exception as exc:  # truncated or corrupt cache: warn and rebuild
+                warnings.warn(f"QM9 cache {self.processed_paths[0]} is unreadable "
+                              f"({type(exc).__name__}); rebuilding it")
+                os.remove(self.processed_paths[0])
+                self._process()
+                self._load_cache(self.processed_paths[0])
         self.load_seconds = time.perf_counter() - t0
         if max_molecules is not None:
             if max_molecules <= 0:
@@ -249,7 +251,7 @@ class QM9(InMemoryDataset):
             z, pos, counts, y, idx, smiles = self._process_pyg()
         name = [f"gdb_{int(i) + 1}" for i in idx]
         data, slices = _storage_from_arrays(z, pos, counts, y, idx, name, smiles)
-        tmp = self.processed_paths[0] + ".tmp"
+        tmp = f"{self.processed_paths[0]}.tmp{os.getpid()}"
         torch.save({"format": FORMAT_VERSION, "source": self.source, "num_molecules": len(counts),
                     "num_atoms": int(counts.sum()), "data": data.to_dict(), "slices": slices}, tmp)
         os.replace(tmp, self.processed_paths[0])
@@ -300,6 +302,29 @@ class QM9(InMemoryDataset):
 
     def __repr__(self) -> str:
         return f"QM9({len(self)}, source={self.source!r})"
+
+
+class _BuildLock:
+    """Exclusive ``flock`` on ``folder/.lock`` while the cache is checked or
+    built, so parallel processes (DDP ranks, test workers) build it once."""
+
+    def __init__(self, folder: str) -> None:
+        self.folder = folder
+        self.fd: Optional[int] = None
+
+    def __enter__(self) -> "_BuildLock":
+        import fcntl
+        try:
+            os.makedirs(self.folder, exist_ok=True)
+            self.fd = os.open(osp.join(self.folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+            fcntl.flock(self.fd, fcntl.LOCK_EX)
+        except OSError:
+            self.fd = None  # read-only cache folder: nothing will be built there
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
 
 
 def _check_root(root: str) -> None:

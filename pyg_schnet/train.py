@@ -197,6 +197,9 @@ def _prepare_run_dir(out: str, overwrite: bool) -> None:
                             + ("" if "metrics.json" in present else " or --resume to continue it"))
         for f in present:
             os.remove(osp.join(out, f))
+        for f in os.listdir(out):  # temporary files of writes cut short by a kill
+            if ".tmp" in f and f.split(".tmp")[0] in RUN_FILES:
+                os.remove(osp.join(out, f))
         if overwrite and osp.isdir(osp.join(out, "wandb")):
             shutil.rmtree(osp.join(out, "wandb"), ignore_errors=True)
     try:
@@ -370,12 +373,12 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
                 loss = torch.mean(((pred - b.y) / scale) ** 2)
                 if not torch.isfinite(loss):
                     raise TrainingDiverged(
-                        f"loss became {float(loss)} at epoch {epoch + 1}, batch {bi + 1}; "
+                        f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {bi + 1}; "
                         f"stopped; the best checkpoint so far is kept in {out}/best.pt")
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                loss_sum += float(loss) * b.num_graphs
+                loss_sum += float(loss.detach()) * b.num_graphs
                 abs_sum += float((pred.detach() - b.y).abs().sum())
                 n_seen += b.num_graphs
                 if cfg.time_budget is not None:

@@ -3,6 +3,7 @@ on stderr, no traceback, and no file that existed before changed."""
 import os
 import os.path as osp
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
@@ -145,16 +146,47 @@ if os.geteuid() != 0:  # root reads files whatever their mode
                   lambda w: ["train", "--config", w / "unreadable.yaml"], "not readable"))
 
 
+def _run_in_process(argv, capsys):
+    """The CLI's ``main`` in this process (no interpreter start-up per case)."""
+    import warnings
+    from pyg_schnet.cli import main
+    saved = warnings.showwarning
+    try:
+        capsys.readouterr()
+        code = main([str(a) for a in argv])
+    finally:
+        warnings.showwarning = saved
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(argv, code, out, err)
+
+
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(ws, case):
+def test_bad_input(ws, case, capsys):
     _, build, match = case
     argv = build(ws)
     before = snapshot(str(ws))
-    proc = cli(*argv, timeout=300)
+    proc = _run_in_process(argv, capsys)
     assert_one_line_error(proc, match)
     after = snapshot(str(ws))
     changed = [p for p in before if before[p] != after.get(p)]
     assert not changed, f"files changed: {changed}"
+
+
+# The same cases through the real executable, one or more per subcommand, to
+# show the process exit code and stderr are what the in-process runs report.
+SUBPROCESS = ["train-malformed-yaml", "train-negative-cutoff", "train-finished-run",
+              "train-resume-old-version", "data-root-is-file", "evaluate-torn-checkpoint",
+              "predict-non-qm9-element", "predict-overlap", "unknown-command"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[0] in SUBPROCESS],
+                         ids=[c[0] for c in CASES if c[0] in SUBPROCESS])
+def test_bad_input_subprocess(ws, case):
+    _, build, match = case
+    before = snapshot(str(ws))
+    proc = cli(*build(ws), timeout=300)
+    assert_one_line_error(proc, match)
+    assert snapshot(str(ws)) == before
 
 
 def test_overwrite_flag_replaces_finished_run(ws, tmp_path):

@@ -18,7 +18,6 @@ COMMON = dict(epochs=4, max_molecules=300, patience=10)
 FAULTS = [
     ("batch:3", "during the first epoch"),
     ("batch:19", "during the third epoch"),
-    ("checkpoint:1", "during the very first checkpoint write"),
     ("checkpoint:2", "during a best.pt write"),
     ("checkpoint:5", "during a last.pt write"),
     ("evaluate:1", "during the final test evaluation"),
@@ -62,6 +61,21 @@ def test_kill_and_resume(reference, tmp_path, fault, where):
         assert got[key] == want[key], key
     assert _val_maes(run) == _val_maes(reference)
     assert not glob.glob(osp.join(run, "*.tmp*")), "temporary files left behind"
+
+
+def test_killed_before_first_checkpoint(reference, tmp_path):
+    """Killed while writing the very first checkpoint: nothing to resume from
+    (one clear error), and --overwrite starts the run again from scratch."""
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "run"), **COMMON)
+    proc = cli("train", "--config", cfg, "--quiet", extra_env={"PYG_SCHNET_FAULT": "checkpoint:1"})
+    assert proc.returncode == -9
+    assert not osp.exists(tmp_path / "run" / "last.pt")
+    assert_one_line_error(cli("train", "--resume", tmp_path / "run"), "no checkpoint")
+    proc = cli("train", "--config", cfg, "--quiet", "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    got = json.load(open(tmp_path / "run" / "metrics.json"))
+    assert got["test_mae"] == json.load(open(reference / "metrics.json"))["test_mae"]
+    assert not glob.glob(str(tmp_path / "run" / "*.tmp*"))
 
 
 def test_failed_checkpoint_write_stops_and_keeps_previous(tmp_path):
