@@ -42,30 +42,41 @@ def pyg_model(hidden: int, filters: int, interactions: int, gaussians: int, cuto
                      interaction_graph=_TorchClusterGraph(cutoff, 32))
 
 
-def _peak_memory_mib(step: Callable[[], None]) -> float:
-    """Additional peak RSS (MiB) of running ``step`` twice, in a forked child."""
-    import resource
-    import psutil
-    r, w = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # child
-        try:
-            os.close(r)
-            base = psutil.Process().memory_info().rss / 2**20
-            step()
-            step()
-            peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            os.write(w, f"{peak - base:.1f}".encode())
-        finally:
-            os._exit(0)
-    os.close(w)
-    data = os.read(r, 100)
-    os.waitpid(pid, 0)
-    os.close(r)
+def _peak_memory_mib(argv: List[str], name: str) -> float:
+    """Additional peak RSS (MiB) of two training steps of model ``name``, measured
+    in a fresh interpreter (forking a process with OpenMP threads can hang)."""
+    import subprocess
+    import sys
+    proc = subprocess.run([sys.executable, "-m", "pyg_schnet.cli", "benchmark", *argv,
+                           "--memory-of", name], capture_output=True, text=True)
     try:
-        return float(data.decode())
-    except ValueError:
+        return float(proc.stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
         return float("nan")
+
+
+def _measure_memory(step: Callable[[], None]) -> int:
+    """Print the peak RSS growth (MiB) over the RSS before two calls of ``step``,
+    sampled every millisecond."""
+    import threading
+    import psutil
+    proc = psutil.Process()
+    step()  # first call: lazy allocations (optimizer state, caches)
+    base = proc.memory_info().rss
+    peak = [base]
+    done = threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            peak[0] = max(peak[0], proc.memory_info().rss)
+            time.sleep(0.001)
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    step()
+    done.set()
+    t.join()
+    print(f"{(peak[0] - base) / 2**20:.1f}")
+    return 0
 
 
 def main(argv: List[str]) -> int:
@@ -84,7 +95,9 @@ def main(argv: List[str]) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
     p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")
+    p.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
+    child_argv = [x for x in argv if x != "--skip-build"] + ["--skip-build"]
     for name in ("hidden", "filters", "interactions", "gaussians", "batch_size", "batches",
                  "rounds"):
         if getattr(a, name) < 1:
@@ -98,7 +111,8 @@ def main(argv: List[str]) -> int:
     from .data import QM9
     from .loader import MoleculeLoader
     from .model import SchNet
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+    if a.memory_of is None:
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
     if not a.skip_build:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -114,6 +128,7 @@ def main(argv: List[str]) -> int:
     idx = torch.randperm(len(ds), generator=gen)[: n_batches * a.batch_size]
     loader = MoleculeLoader(ds, idx, a.batch_size, target=7)
     batches = [b.to(device) for b in loader]
+    del ds, loader
     y_scale = 10.0
 
     ref = pyg_model(a.hidden, a.filters, a.interactions, a.gaussians, a.cutoff).to(device)
@@ -143,6 +158,9 @@ def main(argv: List[str]) -> int:
         if device.type == "cuda":
             torch.cuda.synchronize()
 
+    if a.memory_of is not None:
+        return _measure_memory(lambda: train_step(a.memory_of, batches[0]))
+
     results: Dict[str, Dict[str, List[float]]] = {k: {"train": [], "infer": []} for k in models}
     for name in models:  # warm-up
         for b in batches[: a.warmup]:
@@ -167,7 +185,7 @@ def main(argv: List[str]) -> int:
             train_step(name, timed[0])
             memory[name] = torch.cuda.max_memory_allocated() / 2**20
         else:
-            memory[name] = _peak_memory_mib(lambda: train_step(name, timed[0]))
+            memory[name] = _peak_memory_mib(child_argv, name)
 
     print(f"settings: hidden {a.hidden}, filters {a.filters}, {a.interactions} interactions, "
           f"{a.gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "

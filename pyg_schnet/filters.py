@@ -28,7 +28,8 @@ class ShiftedSoftplus(nn.Module):
         self.shift = math.log(2.0)
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.softplus(x) - self.shift
+        # in place on softplus' output: its backward needs only the input
+        return F.softplus(x).sub_(self.shift)
 
 
 class CosineCutoff(nn.Module):
@@ -67,7 +68,10 @@ class GaussianSmearing(nn.Module):
 
     def forward(self, dist: Tensor) -> Tensor:
         d = dist.view(-1, 1) - self.offset.view(1, -1)  # [E, num_gaussians]
-        return torch.exp(self.coeff * d.pow(2))
+        if d.requires_grad:  # forces: keep the autograd graph
+            return torch.exp((self.coeff * d.pow(2)).clamp(min=-87.0))
+        # below exp(-87) float32 is denormal (slow, and ~0 anyway): clamp there
+        return d.square_().mul_(self.coeff).clamp_(min=-87.0).exp_()
 
 
 class EdgeFilter(nn.Module):
@@ -144,7 +148,7 @@ class GaussianFilter(EdgeFilter):
         self.reset_parameters()
 
     def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
-        return self.mlp(self.basis(dist)) * self.envelope(dist).unsqueeze(-1)
+        return self.mlp(self.basis(dist)).mul_(self.envelope(dist).unsqueeze(-1))
 
 
 class CoordsFilter(EdgeFilter):
@@ -167,7 +171,7 @@ class CoordsFilter(EdgeFilter):
         self.reset_parameters()
 
     def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
-        return self.mlp(edge_vec) * self.envelope(dist).unsqueeze(-1)
+        return self.mlp(edge_vec).mul_(self.envelope(dist).unsqueeze(-1))
 
 
 class Conv1dFilter(EdgeFilter):

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
@@ -15,6 +15,61 @@ from .filters import EdgeFilter, GaussianFilter, ShiftedSoftplus, filter_class, 
 from .graph import radius_edges
 
 READOUTS = ("add", "mean")
+
+
+class PairGraph(NamedTuple):
+    """A symmetric radius graph stored once per unordered pair.
+
+    Radial filters give both directions of a pair the same weights, so the
+    filter network runs on ``P = E / 2`` pairs, and the aggregation is a
+    symmetric operator (its backward is the same sum with the gradient in place
+    of the features).
+    """
+    pi: Tensor  # [P] first atom of each pair (pi < pj)
+    pj: Tensor  # [P] second atom
+    dist: Tensor  # [P]
+    vec: Tensor  # [P, 3], r_pj - r_pi
+
+    @staticmethod
+    def build(pos: Tensor, edge_index: Tensor) -> "PairGraph":
+        src, dst = edge_index
+        keep = src < dst
+        pi, pj = src[keep], dst[keep]
+        vec = pos[pj] - pos[pi]  # [P, 3]
+        return PairGraph(pi, pj, vec.norm(dim=-1), vec)
+
+
+class _SymmetricAggregate(torch.autograd.Function):
+    """``out[i] = sum_{j ~ i} h[j] * W[pair(i, j)]`` over a symmetric graph.
+
+    Works per pair (gather, in-place product, ``index_add_``) so that no
+    ``[E, F]`` tensor is allocated beyond one product per direction; on CPU the
+    allocation of large temporaries costs more than the arithmetic.
+    """
+
+    @staticmethod
+    def _apply(h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
+        out = torch.zeros_like(h)
+        out.index_add_(0, pj, h.index_select(0, pi).mul_(W))  # pi -> pj
+        out.index_add_(0, pi, h.index_select(0, pj).mul_(W))  # pj -> pi
+        return out
+
+    @staticmethod
+    def forward(ctx, h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
+        ctx.save_for_backward(h, W, pi, pj)
+        return _SymmetricAggregate._apply(h, W, pi, pj)  # [N, F]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        h, W, pi, pj = ctx.saved_tensors
+        grad = grad.contiguous()
+        grad_h = grad_W = None
+        if ctx.needs_input_grad[0]:  # the operator is symmetric
+            grad_h = _SymmetricAggregate._apply(grad, W, pi, pj)
+        if ctx.needs_input_grad[1]:
+            grad_W = h.index_select(0, pi).mul_(grad.index_select(0, pj))
+            grad_W.add_(h.index_select(0, pj).mul_(grad.index_select(0, pi)))
+        return grad_h, grad_W, None, None
 
 
 class CFConv(MessagePassing):
@@ -42,11 +97,18 @@ class CFConv(MessagePassing):
         self.filter.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor,
-                W: Optional[Tensor] = None) -> Tensor:
-        if W is None:
-            W = self.filter(edge_vec, dist)  # [E, num_filters]
+                pairs: Optional[PairGraph] = None, W: Optional[Tensor] = None) -> Tensor:
+        """With ``pairs`` (radial filters, symmetric graph) the filter runs once
+        per pair and the sum uses CSR segments; otherwise PyG's propagate."""
         x = self.lin1(x)  # [N, num_filters]
-        x = self.propagate(edge_index, x=x, W=W)
+        if pairs is not None:
+            if W is None:
+                W = self.filter(pairs.vec, pairs.dist)  # [P, num_filters]
+            x = _SymmetricAggregate.apply(x, W, pairs.pi, pairs.pj)
+        else:
+            if W is None:
+                W = self.filter(edge_vec, dist)  # [E, num_filters]
+            x = self.propagate(edge_index, x=x, W=W)
         return self.lin2(x)
 
     def message(self, x_j: Tensor, W: Tensor) -> Tensor:
@@ -69,8 +131,9 @@ class InteractionBlock(nn.Module):
         nn.init.xavier_uniform_(self.lin.weight)
         nn.init.zeros_(self.lin.bias)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor) -> Tensor:
-        return self.lin(self.act(self.conv(x, edge_index, edge_vec, dist)))
+    def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor,
+                pairs: Optional[PairGraph] = None, W: Optional[Tensor] = None) -> Tensor:
+        return self.lin(self.act(self.conv(x, edge_index, edge_vec, dist, pairs, W)))
 
 
 class SchNet(nn.Module):
@@ -117,6 +180,9 @@ class SchNet(nn.Module):
         self.max_z = max_z
         self.filter_name = filter.name
         self.filter_hparams = dict(filter.hparams)
+        #: Run radial filters once per atom pair (exact; only the float
+        #: summation order differs from the per-edge path).
+        self.use_pairs = True
 
         self.embedding = nn.Embedding(max_z, hidden_channels)
         blocks = []
@@ -153,6 +219,11 @@ class SchNet(nn.Module):
             ref = torch.as_tensor(atomref, dtype=torch.float32).view(-1)
             self.atomref[: ref.numel()] = ref[: self.max_z]
 
+    def filter_weights(self, pairs: PairGraph) -> Optional[list]:
+        """Filter weights of every block on the pairs, or None to let each
+        block compute its own (overridden by the fast mode)."""
+        return None
+
     @property
     def filters(self) -> list:
         """The filter of each interaction block."""
@@ -179,15 +250,22 @@ class SchNet(nn.Module):
         """
         if batch is None:
             batch = torch.zeros_like(z)
+        symmetric = False
         if edge_index is None:
-            edge_index, edge_vec, dist, _ = radius_edges(pos, batch, self.cutoff,
-                                                         self.max_num_neighbors)
+            edge_index, edge_vec, dist, dropped = radius_edges(pos, batch, self.cutoff,
+                                                               self.max_num_neighbors)
+            symmetric = dropped == 0  # the neighbour cap breaks the symmetry
         else:
             edge_vec = pos[edge_index[0]] - pos[edge_index[1]]  # [E, 3]
             dist = edge_vec.norm(dim=-1)  # [E]
+        pairs = None
+        if symmetric and self.use_pairs and all(f.radial for f in self.filters):
+            pairs = PairGraph.build(pos, edge_index)
+        weights = self.filter_weights(pairs) if pairs is not None else None
         h = self.embedding(z)  # [N, hidden]
-        for block in self.interactions:
-            h = h + block(h, edge_index, edge_vec, dist)
+        for k, block in enumerate(self.interactions):
+            W = None if weights is None else weights[k]
+            h = h + block(h, edge_index, edge_vec, dist, pairs, W)
         h = self.lin2(self.act(self.lin1(h)))  # [N, 1]
         h = h * self.std + self.mean + self.atomref[z].unsqueeze(-1)
         if num_graphs is None:
