@@ -106,7 +106,7 @@ class Config:
                     cutoff=self.cutoff, max_num_neighbors=self.max_num_neighbors,
                     num_gaussians=self.num_gaussians, num_bins=self.num_bins,
                     conv_channels=self.conv_channels, kernel_size=self.kernel_size,
-                    shared_filters=self.shared_filters,
+                    shared_filters=self.shared_filters, fast=self.fast,
                     readout="add" if self.target in EXTENSIVE else "mean")
 
 

@@ -183,6 +183,7 @@ class SchNet(nn.Module):
         #: Run radial filters once per atom pair (exact; only the float
         #: summation order differs from the per-edge path).
         self.use_pairs = True
+        self.fast = False  # set by pyg_schnet.fast.enable_fast
 
         self.embedding = nn.Embedding(max_z, hidden_channels)
         blocks = []
@@ -220,8 +221,9 @@ class SchNet(nn.Module):
             self.atomref[: ref.numel()] = ref[: self.max_z]
 
     def filter_weights(self, pairs: PairGraph) -> Optional[list]:
-        """Filter weights of every block on the pairs, or None to let each
-        block compute its own (overridden by the fast mode)."""
+        """Filter weights ``[P, num_filters]`` of every block, or None to let
+        each block run its own filter (the exact default). The fast mode
+        (:mod:`pyg_schnet.fast`) overrides this with tabulated filters."""
         return None
 
     @property
@@ -234,7 +236,7 @@ class SchNet(nn.Module):
         return dict(filter=self.filter_name, **self.filter_hparams,
                     hidden_channels=self.hidden_channels, num_interactions=self.num_interactions,
                     max_num_neighbors=self.max_num_neighbors, readout=self.readout,
-                    shared_filters=self.shared_filters, max_z=self.max_z)
+                    shared_filters=self.shared_filters, max_z=self.max_z, fast=self.fast)
 
     def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
                 edge_index: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
@@ -331,7 +333,7 @@ def build_model(filter: str = "gaussian", **hparams: Any) -> SchNet:
 
     ``hparams`` holds model arguments (``hidden_channels``, ``num_interactions``,
     ``max_num_neighbors``, ``readout``, ``shared_filters``, ``max_z``, ``mean``,
-    ``std``, ``atomref``) and filter arguments (``num_filters``, ``cutoff``,
+    ``std``, ``atomref``, ``fast``) and filter arguments (``num_filters``, ``cutoff``,
     ``num_gaussians``, ...); arguments the chosen filter does not take are
     ignored, so ``build_model(**model.hparams())`` rebuilds a model.
     """
@@ -339,4 +341,8 @@ def build_model(filter: str = "gaussian", **hparams: Any) -> SchNet:
     f = cls(**filter_kwargs(filter, **hparams))
     model_keys = ("hidden_channels", "num_interactions", "max_num_neighbors", "readout",
                   "mean", "std", "atomref", "shared_filters", "max_z")
-    return SchNet(f, **{k: hparams[k] for k in model_keys if k in hparams})
+    model = SchNet(f, **{k: hparams[k] for k in model_keys if k in hparams})
+    if hparams.get("fast"):
+        from .fast import enable_fast
+        enable_fast(model)
+    return model
