@@ -6,7 +6,6 @@ the additional peak memory of one training step, and the ratios."""
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import tempfile
 import time

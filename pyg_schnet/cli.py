@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import os.path as osp
 import sys
 import time
 import warnings
@@ -46,7 +45,6 @@ def cmd_data(argv: List[str]) -> int:
     p.add_argument("--max-molecules", "--max_molecules", type=int, default=None)
     p.add_argument("--force-reload", "--force_reload", action="store_true")
     a = p.parse_args(argv)
-    import torch
     from .data import QM9, TARGETS, UNITS
     t0 = time.perf_counter()
     ds = QM9(a.root, source=a.source, max_molecules=a.max_molecules, force_reload=a.force_reload)
@@ -63,7 +61,6 @@ def cmd_data(argv: List[str]) -> int:
     for i, name in enumerate(TARGETS):
         print(f"{name:<9}{UNITS[name]:<13}{float(y[:, i].mean()):>14.6g}"
               f"{float(y[:, i].std()):>14.6g}")
-    del torch
     return 0
 
 

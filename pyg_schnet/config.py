@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os.path as osp
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Sequence, Union, get_type_hints
 
 import yaml

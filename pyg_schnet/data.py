@@ -357,14 +357,16 @@ class Split:
 
 
 def _count(size: Union[int, float], n: int, what: str) -> int:
-    if isinstance(size, float) and not float(size).is_integer() or (isinstance(size, float) and size < 1):
-        if not 0.0 <= size <= 1.0:
-            raise UserError(f"{what} fraction must be in [0, 1], got {size}")
+    """A split size: a float below 1 is a fraction of ``n``, anything else a count."""
+    if isinstance(size, float) and size < 1:
+        if size < 0:
+            raise UserError(f"{what} fraction must be in [0, 1), got {size}")
         return int(round(size * n))
-    size = int(size)
+    if float(size) != int(size):
+        raise UserError(f"{what} size must be a whole number or a fraction below 1, got {size}")
     if size < 0:
         raise UserError(f"{what} size must be non-negative, got {size}")
-    return size
+    return int(size)
 
 
 def random_split(n: int, train: Union[int, float], val: Union[int, float],
@@ -437,7 +439,9 @@ class Statistics:
     readout: str  # "add" or "mean"
 
 
-def compute_statistics(dataset: QM9, train_idx: Sequence[int], target: Union[str, int]) -> Statistics:
+def compute_statistics(dataset: QM9, train_idx: Sequence[int], target: Union[str, int]
+                       ) -> Statistics:
+    """Standardisation of ``target`` from the molecules ``train_idx`` only."""
     t = target_index(target)
     name = TARGETS[t]
     idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)

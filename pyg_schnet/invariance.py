@@ -1,7 +1,6 @@
 """Symmetry checks of a model on a batch: translation, rotation, permutation."""
 from __future__ import annotations
 
-import math
 from typing import Dict, Optional
 
 import torch

@@ -21,7 +21,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from .config import Config, load_config, save_config
-from .data import QM9, UNITS, Split, Statistics, compute_statistics, get_split, load_split, \
+from .data import QM9, UNITS, compute_statistics, get_split, load_split, \
     target_index
 from .errors import UserError
 from .loader import MoleculeLoader

@@ -1,7 +1,6 @@
 """Bad inputs through every subcommand: exit non-zero, one clear ``error:`` line
 on stderr, no traceback, and no file that existed before changed."""
 import os
-import os.path as osp
 import shutil
 import subprocess
 
@@ -9,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import TINY, assert_one_line_error, cli, snapshot, write_config
+from helpers import assert_one_line_error, cli, snapshot, write_config
 
 
 @pytest.fixture(scope="module")

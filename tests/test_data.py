@@ -9,8 +9,6 @@ import csv
 import importlib.util
 import os
 import os.path as osp
-import shutil
-import warnings
 
 import numpy as np
 import pytest

@@ -1,5 +1,4 @@
 """SchNet and its edge filters; every registered filter is tested automatically."""
-import math
 
 import pytest
 import torch
