@@ -103,6 +103,8 @@ def main(argv: List[str]) -> int:
             raise UserError(f"benchmark: --{name.replace('_', '-')} must be at least 1")
     if a.cutoff <= 0:
         raise UserError("benchmark: --cutoff must be positive")
+    if a.device != "cpu" and not a.device.startswith("cuda"):
+        raise UserError(f"benchmark: --device must be cpu or cuda, got {a.device!r}")
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("benchmark: no CUDA GPU available")

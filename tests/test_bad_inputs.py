@@ -139,6 +139,21 @@ CASES = [
                                          w / "good.yaml"], "not overwriting"),
     ("predict-no-run", lambda w: ["predict", w / "norun", "--smiles", "C"], "not a run"),
     ("unknown-command", lambda w: ["fly"], "unknown command"),
+    ("compare-unknown-filter", lambda w: ["compare", "--quick", "--filters", "sinc",
+                                          "--out", w / "cmp"], "sinc"),
+    ("compare-unknown-target", lambda w: ["compare", "--quick", "--targets", "energy",
+                                          "--out", w / "cmp"], "energy"),
+    ("compare-zero-seeds", lambda w: ["compare", "--quick", "--seeds", "0", "--out", w / "cmp"],
+     "seed"),
+    ("compare-missing-configs", lambda w: ["compare", "--quick", "--configs", w / "nodir",
+                                           "--out", w / "cmp"], "nodir"),
+    ("benchmark-zero-batch", lambda w: ["benchmark", "--skip-build", "--batch-size", "0"],
+     "batch-size"),
+    ("benchmark-negative-cutoff", lambda w: ["benchmark", "--skip-build", "--cutoff", "-1"],
+     "cutoff"),
+    ("benchmark-no-gpu", lambda w: ["benchmark", "--skip-build", "--device", "cuda"], "cuda"),
+    ("benchmark-bad-number", lambda w: ["benchmark", "--batches", "many"], "invalid int"),
+    ("filters-root-is-file", lambda w: ["filters", "--root", w / "good.yaml"], "is a file"),
 ]
 if os.geteuid() != 0:  # root reads files whatever their mode
     CASES.append(("train-unreadable-config",
@@ -173,7 +188,7 @@ def test_bad_input(ws, case, capsys):
 
 # The same cases through the real executable, one or more per subcommand, to
 # show the process exit code and stderr are what the in-process runs report.
-SUBPROCESS = ["train-malformed-yaml", "train-negative-cutoff", "train-finished-run",
+SUBPROCESS = ["compare-unknown-filter", "benchmark-zero-batch", "train-malformed-yaml", "train-negative-cutoff", "train-finished-run",
               "train-resume-old-version", "data-root-is-file", "evaluate-torn-checkpoint",
               "predict-non-qm9-element", "predict-overlap", "unknown-command"]
 
