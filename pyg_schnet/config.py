@@ -7,13 +7,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os.path as osp
 from dataclasses import dataclass, fields
 from typing import Any, Dict, List, Optional, Sequence, Union, get_type_hints
 
 import yaml
 
-from .errors import UserError
+from .errors import UserError, read_text
 
 
 @dataclass
@@ -170,18 +169,7 @@ def _check_key(key: str) -> str:
 def read_yaml(path: str) -> Dict[str, Any]:
     """Read a YAML mapping with clear errors for missing, unreadable or
     malformed files."""
-    if not osp.exists(path):
-        raise UserError(f"config file {path} does not exist")
-    if osp.isdir(path):
-        raise UserError(f"config file {path} is a directory")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-        text = raw.decode("utf-8")
-    except PermissionError:
-        raise UserError(f"config file {path} is not readable") from None
-    except UnicodeDecodeError:
-        raise UserError(f"config file {path} is not UTF-8 text") from None
+    text = read_text(path, "config file")
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -7,3 +7,22 @@ class UserError(Exception):
     The CLI catches it, prints ``error: <message>`` on one line to stderr and
     exits with status 2; library users get an ordinary exception.
     """
+
+
+def read_text(path: str, what: str) -> str:
+    """The UTF-8 text of a user-given file, or a UserError saying why not
+    (``what`` names the file in the message, e.g. ``"config file"``)."""
+    import os.path as osp
+    if not osp.exists(path):
+        raise UserError(f"{what} {path} does not exist")
+    if osp.isdir(path):
+        raise UserError(f"{what} {path} is a directory")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except PermissionError:
+        raise UserError(f"{what} {path} is not readable") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise UserError(f"{what} {path} is not UTF-8 text") from None

@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .data import ELEMENTS
-from .errors import UserError
+from .errors import UserError, read_text
 
 QM9_Z = set(ELEMENTS.values())
 SYMBOL = {v: k for k, v in ELEMENTS.items()}
@@ -46,19 +46,7 @@ def check_molecule(mol: Molecule) -> Molecule:
 
 
 def _read_text(path: str) -> str:
-    if not osp.exists(path):
-        raise UserError(f"input file {path} does not exist")
-    if osp.isdir(path):
-        raise UserError(f"input {path} is a directory, not a molecule file")
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except PermissionError:
-        raise UserError(f"input file {path} is not readable") from None
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise UserError(f"input file {path} is not UTF-8 text") from None
+    text = read_text(path, "input file")
     if not text.strip():
         raise UserError(f"input file {path} is empty")
     return text
