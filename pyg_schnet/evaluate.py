@@ -54,16 +54,22 @@ def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None
 
 
 def parity_plot(y, pred, title: str, unit: str, path: str) -> None:
+    """Parity plot and, beside it, the errors against the true value (for
+    total energies the parity panel alone hides everything below 100 eV)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=110)
     ax.scatter(y, pred, s=4, alpha=0.5)
     lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
     ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
     ax.set_xlabel(f"true [{unit}]")
     ax.set_ylabel(f"predicted [{unit}]")
-    ax.set_title(title, fontsize=9)
+    ax2.scatter(y, pred - y, s=4, alpha=0.5)
+    ax2.axhline(0.0, color="k", lw=0.8, ls="--")
+    ax2.set_xlabel(f"true [{unit}]")
+    ax2.set_ylabel(f"predicted - true [{unit}]")
+    fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     tmp = path + ".tmp.png"
     fig.savefig(tmp)
