@@ -88,6 +88,8 @@ class CFConv(MessagePassing):
         self.filter = filter
         self.lin1 = nn.Linear(in_channels, filter.num_filters, bias=False)
         self.lin2 = nn.Linear(filter.num_filters, out_channels)
+        #: the per-pair aggregation (the fast mode swaps in compiled kernels)
+        self.pair_aggregate = _SymmetricAggregate.apply
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -104,7 +106,7 @@ class CFConv(MessagePassing):
         if pairs is not None:
             if W is None:
                 W = self.filter(pairs.vec, pairs.dist)  # [P, num_filters]
-            x = _SymmetricAggregate.apply(x, W, pairs.pi, pairs.pj)
+            x = self.pair_aggregate(x, W, pairs.pi, pairs.pj)
         else:
             if W is None:
                 W = self.filter(edge_vec, dist)  # [E, num_filters]
