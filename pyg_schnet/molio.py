@@ -92,14 +92,15 @@ def read_xyz(path: str) -> List[Molecule]:
             except ValueError:
                 raise UserError(f"{path}: line {j + 1} has a non-numeric coordinate") from None
         k += 1
-        name = f"{osp.basename(path)}#{k}" if len(lines) > i + 2 + n and any(
-            s.strip() for s in lines[i + 2 + n:]) or k > 1 else osp.basename(path)
-        mols.append(check_molecule(Molecule(name, torch.tensor(z, dtype=torch.long),
+        mols.append(check_molecule(Molecule(f"{osp.basename(path)}#{k}",
+                                            torch.tensor(z, dtype=torch.long),
                                             torch.tensor(pos, dtype=torch.float32).view(-1, 3),
                                             "xyz")))
         i += 2 + n
     if not mols:
         raise UserError(f"input file {path} holds no molecule")
+    if len(mols) == 1:  # a single molecule is named after its file
+        mols[0] = mols[0]._replace(name=osp.basename(path))
     return mols
 
 
