@@ -28,6 +28,10 @@ class ShiftedSoftplus(nn.Module):
         self.shift = math.log(2.0)
 
     def forward(self, x: Tensor) -> Tensor:
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            # inference: overwrite the input (allocating a large output costs more
+            # on CPU than the softplus itself); callers pass fresh layer outputs
+            return torch._C._nn.softplus(x, 1, 20, out=x).sub_(self.shift)
         # in place on softplus' output: its backward needs only the input
         return F.softplus(x).sub_(self.shift)
 
