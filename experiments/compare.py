@@ -384,8 +384,9 @@ def write_markdown(path: str, agg: Sequence[Dict[str, Any]], rows: Sequence[Dict
               "share splits seed by seed). *rotated test MAE*: the same test set with every "
               "molecule randomly rotated; *rotation change*: mean |f(Rx) − f(x)| over the test "
               "set; *rotation rel.*: largest change under rotation over the spread of the "
-              "predictions on 100 test molecules. Molecules/s: median training throughput "
-              "(2 CPU threads, shared machine: noisy).", ""]
+              "predictions on 100 test molecules. Train s (training and validation, all epochs) "
+              "and molecules/s (median training throughput over epochs) are wall-clock "
+              "measurements on a shared machine: noisy.", ""]
     header = ("| target | filter | test MAE | rotated test MAE | rotation change | "
               "rotation rel. | params | train s | molecules/s | epochs |")
     lines += [header, "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
@@ -585,6 +586,7 @@ def main(argv: Optional[List[str]] = None) -> int:
                     f"ReduceLROnPlateau (patience {c0.lr_patience}, factor {c0.lr_factor:g}), "
                     f"no rotation augmentation",
         "seeds": ", ".join(map(str, seeds)),
+        "torch threads per run": str(c0.num_threads or "default"),
     }
     write_markdown(osp.join(out_dir, "results.md"), agg, rows, settings, command, plots)
     _say(f"compare: done in {time.perf_counter() - t_start:.0f} s; wrote "
