@@ -25,7 +25,10 @@ def invariance_errors(model: SchNet, z: Tensor, pos: Tensor, batch: Tensor,
                       seed: int = 0) -> Dict[str, float]:
     """Largest change of any prediction under a per-molecule random rotation,
     a translation, and a random permutation of atoms within each molecule,
-    relative to the spread (std) of the predictions."""
+    relative to the spread (std) of the predictions over the batch.
+
+    The spread of a trained total-energy model (U0) is tens of eV, so there
+    a large absolute change can look small; compare absolute changes too."""
     model.eval()
     gen = torch.Generator().manual_seed(seed)
     num_graphs = int(batch.max()) + 1
