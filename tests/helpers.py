@@ -74,3 +74,12 @@ def snapshot(*roots):
                 except PermissionError:
                     out[p] = "unreadable"
     return out
+
+
+def train_tiny(folder, **overrides):
+    """Train the tiny config into ``folder/run`` through the CLI; returns the
+    run directory and the finished process."""
+    cfg = write_config(folder / "cfg.yaml", out=str(folder / "run"), **overrides)
+    proc = cli("train", "--config", cfg, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    return folder / "run", proc

@@ -8,16 +8,15 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_one_line_error, cli, snapshot, write_config
+from helpers import assert_one_line_error, cli, snapshot, train_tiny, write_config
 
 
 @pytest.fixture(scope="module")
 def ws(tmp_path_factory):
     """A workspace with a finished tiny run and assorted bad files."""
     d = tmp_path_factory.mktemp("bad")
-    cfg = write_config(d / "good.yaml", out=str(d / "run"), epochs=1)
-    proc = cli("train", "--config", cfg, "--quiet")
-    assert proc.returncode == 0, proc.stderr
+    train_tiny(d, epochs=1)
+    shutil.copy(d / "cfg.yaml", d / "good.yaml")
     files = {
         "malformed.yaml": "filter: [gaussian\nlr: 0.1\n",
         "list.yaml": "- a\n- b\n",

@@ -13,7 +13,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import REPO, TINY, assert_one_line_error, cli, env, popen, write_config
+from helpers import REPO, TINY, assert_one_line_error, cli, env, popen, train_tiny, write_config
 from pyg_schnet.config import load_config, parse_overrides
 from pyg_schnet.errors import UserError
 
@@ -47,12 +47,9 @@ def test_out_template():
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
-    d = tmp_path_factory.mktemp("run")
-    cfg = write_config(d / "cfg.yaml", out=str(d / "out"), epochs=3)
-    proc = cli("train", "--config", cfg, "--quiet")
-    assert proc.returncode == 0, proc.stderr
+    run, proc = train_tiny(tmp_path_factory.mktemp("run"), epochs=3)
     assert "test MAE" in proc.stdout
-    return str(d / "out")
+    return str(run)
 
 
 def test_run_directory_contents(run_dir):
