@@ -41,8 +41,9 @@ class MoleculeLoader:
         shuffle (bool): Reshuffle every epoch. (default: :obj:`False`)
         seed (int): Shuffle seed; epoch ``e`` uses ``seed + e`` so a resumed run
             sees the same order. (default: :obj:`0`)
-        rank (int), world_size (int): Shard for distributed training; every
-            rank gets the same number of batches.
+        rank (int), world_size (int): Shard for distributed runs. Shuffled
+            (training) loaders give every rank the same number of batches,
+            dropping the remainder; others cover every molecule once.
     """
 
     def __init__(self, dataset: QM9, indices: Sequence[int], batch_size: int,
@@ -72,13 +73,15 @@ class MoleculeLoader:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             idx = idx[torch.randperm(len(idx), generator=gen)]
         if self.world_size > 1:
-            per_rank = len(idx) // self.world_size
-            idx = idx[self.rank * per_rank:(self.rank + 1) * per_rank]
+            if self.shuffle:  # training: the same number of batches on every rank
+                per_rank = len(idx) // self.world_size
+                idx = idx[self.rank * per_rank:(self.rank + 1) * per_rank]
+            else:  # evaluation: every molecule once, on some rank
+                idx = idx[self.rank::self.world_size]
         return idx
 
     def __len__(self) -> int:
-        n = len(self.indices) // self.world_size if self.world_size > 1 else len(self.indices)
-        return (n + self.batch_size - 1) // self.batch_size
+        return (len(self._order()) + self.batch_size - 1) // self.batch_size
 
     def __iter__(self) -> Iterator[MoleculeBatch]:
         order = self._order()

@@ -425,7 +425,6 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
             if info.main:
                 checkpoint(osp.join(out, "last.pt"))
         # test MAE of the best model
-        metrics: Dict[str, Any] = {}
         if info.main and not osp.exists(osp.join(out, "best.pt")):
             raise UserError("no epoch finished, so there is no best model to test")
         if info.world_size > 1:
