@@ -307,8 +307,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
             split.save(split_path, len(dataset))
     else:
         if info.main:
-            split = get_split(split_path, len(dataset), _size(cfg.train_size),
-                              _size(cfg.val_size), _size(cfg.test_size), cfg.seed)
+            split = get_split(split_path, len(dataset), cfg.train_size, cfg.val_size,
+                              cfg.test_size, cfg.seed)
         if info.world_size > 1:
             dist.barrier()
         split = load_split(split_path, len(dataset))
@@ -454,12 +454,6 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
         return metrics
     finally:
         wb.finish(exit_code)
-
-
-def _size(value: Optional[float]):
-    if value is None:
-        return None
-    return int(value) if float(value) >= 1 else float(value)
 
 
 def resume_config(out: str) -> Config:
