@@ -5,6 +5,9 @@ vectors ``r_j - r_i`` ``[E, 3]`` and distances ``[E]`` in, filter weights
 ``[E, num_filters]`` out. A filter owns its cutoff, which the model also uses
 for the radius graph (one source of truth).
 
+Radial filters (:class:`RadialFilter`: ``gaussian``, ``distance``, ``conv1d``)
+are a learned function of the distance times a cosine envelope and take a
+``distance_bin_width`` (quantisation control); ``coords`` is not radial.
 Adding a filter means one class with a ``name`` and one :data:`FILTERS` entry.
 """
 from __future__ import annotations
@@ -123,7 +126,65 @@ def _mlp(in_features: int, num_filters: int) -> nn.Sequential:
                          nn.Linear(num_filters, num_filters))
 
 
-class GaussianFilter(EdgeFilter):
+class RadialFilter(EdgeFilter):
+    r"""Base class of filters that depend on the distance only (rotation-invariant).
+
+    A radial filter is ``network(d) * envelope(d)``: a learned function of the
+    distance, :meth:`network`, times the cosine cutoff envelope. With
+    ``distance_bin_width`` :math:`w > 0` the network sees the centre of the
+    distance's bin, :math:`(\lfloor d / w \rfloor + \frac12) w`, instead of
+    the distance itself (a quantisation control: the same filter, made
+    discrete); the envelope always takes the true distance, as in
+    :class:`Conv1dFilter`, so the filter still vanishes smoothly at the cutoff.
+
+    Subclasses implement :meth:`network` and state :attr:`feature_width`, the
+    narrowest feature of their network in Å (the tabulated fast mode,
+    :class:`pyg_schnet.fast.FilterTable`, sizes its grid from it).
+
+    Args:
+        num_filters (int): Filter width.
+        cutoff (float): Cutoff in Å.
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none.
+            (default: :obj:`0.0`)
+    """
+
+    radial = True
+
+    def __init__(self, num_filters: int, cutoff: float, distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff)
+        if not (math.isfinite(distance_bin_width) and 0.0 <= distance_bin_width < cutoff):
+            raise UserError(f"distance_bin_width must be 0 (off) or between 0 and the cutoff "
+                            f"({cutoff} Å), got {distance_bin_width}")
+        self.distance_bin_width = float(distance_bin_width)
+
+    @property
+    def feature_width(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def step_width(self) -> float:
+        """Width in Å of the distance bins on which :meth:`network` is constant
+        (0 when it is continuous): the quantisation width, else the filter's
+        own discreteness."""
+        return self.distance_bin_width
+
+    def quantize(self, dist: Tensor) -> Tensor:
+        """The distance the network sees: the bin centre when quantised ``[E]``."""
+        w = self.distance_bin_width
+        if w == 0.0:
+            return dist
+        return (torch.floor(dist.detach() / w) + 0.5) * w
+
+    def network(self, dist: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """The learned part ``[E, num_filters]`` at distances ``[E]``."""
+        raise NotImplementedError
+
+    def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
+        # the network's output is fresh: scale it in place
+        return self.network(self.quantize(dist)).mul_(self.envelope(dist).unsqueeze(-1))
+
+
+class GaussianFilter(RadialFilter):
     r"""The original SchNet filter: Gaussian expansion of the distance, an MLP
     and a cosine cutoff envelope (`Schütt et al. 2017
     <https://arxiv.org/abs/1706.08566>`_).
@@ -136,23 +197,66 @@ class GaussianFilter(EdgeFilter):
         rbf_start (float): First Gaussian centre. (default: :obj:`0.0`)
         rbf_width (float, optional): Gaussian width, centre spacing when
             :obj:`None`. (default: :obj:`None`)
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none
+            (see :class:`RadialFilter`). (default: :obj:`0.0`)
     """
 
     name = "gaussian"
 
     def __init__(self, num_filters: int = 128, cutoff: float = 10.0, num_gaussians: int = 50,
-                 rbf_start: float = 0.0, rbf_width: Optional[float] = None) -> None:
-        super().__init__(num_filters, cutoff)
+                 rbf_start: float = 0.0, rbf_width: Optional[float] = None,
+                 distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff, distance_bin_width)
         if num_gaussians < 2:
             raise UserError(f"num_gaussians must be at least 2, got {num_gaussians}")
         self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_gaussians=num_gaussians,
-                            rbf_start=rbf_start, rbf_width=rbf_width)
+                            rbf_start=rbf_start, rbf_width=rbf_width,
+                            distance_bin_width=distance_bin_width)
         self.basis = GaussianSmearing(rbf_start, cutoff, num_gaussians, rbf_width)
         self.mlp = _mlp(num_gaussians, num_filters)
         self.reset_parameters()
 
-    def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
-        return self.mlp(self.basis(dist)).mul_(self.envelope(dist).unsqueeze(-1))
+    @property
+    def feature_width(self) -> float:
+        return (-0.5 / self.basis.coeff) ** 0.5  # the Gaussians' width
+
+    def network(self, dist: Tensor) -> Tensor:
+        return self.mlp(self.basis(dist))  # [E, num_filters]
+
+
+class DistanceFilter(RadialFilter):
+    r"""A control: the distance, scaled by the cutoff (:math:`d / r_c \in
+    [0, 1]`), goes straight into the filter MLP, with no radial basis.
+    Continuous and rotation-invariant like :class:`GaussianFilter`; it differs
+    from it by the Gaussian expansion only.
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none.
+            (default: :obj:`0.0`)
+    """
+
+    name = "distance"
+    #: Narrowest feature, as a fraction of the cutoff, that the fast mode
+    #: resolves: a unit ``softplus(a d / r_c + b)`` bends over ``r_c / |a|``,
+    #: and first-layer weights start at ``|a| < 0.5``; this allows ``|a|`` of 25.
+    FEATURE_FRACTION = 1.0 / 25.0
+
+    def __init__(self, num_filters: int = 128, cutoff: float = 10.0,
+                 distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff, distance_bin_width)
+        self.hparams = dict(num_filters=num_filters, cutoff=cutoff,
+                            distance_bin_width=distance_bin_width)
+        self.mlp = _mlp(1, num_filters)
+        self.reset_parameters()
+
+    @property
+    def feature_width(self) -> float:
+        return self.cutoff * self.FEATURE_FRACTION
+
+    def network(self, dist: Tensor) -> Tensor:
+        return self.mlp((dist / self.cutoff).unsqueeze(-1))  # [E, num_filters]
 
 
 class CoordsFilter(EdgeFilter):
@@ -178,7 +282,7 @@ class CoordsFilter(EdgeFilter):
         return self.mlp(edge_vec).mul_(self.envelope(dist).unsqueeze(-1))
 
 
-class Conv1dFilter(EdgeFilter):
+class Conv1dFilter(RadialFilter):
     r"""The write-up's second modification: the distance is put into one of
     ``num_bins`` discrete bins on ``[0, cutoff)`` (a one-hot vector, no Gaussian
     smoothing) and 1D convolutions over the bin axis replace the radial basis
@@ -195,20 +299,25 @@ class Conv1dFilter(EdgeFilter):
         conv_channels (int): Channels of the convolutions. (default: :obj:`8`)
         kernel_size (int): Odd kernel size. (default: :obj:`5`)
         num_conv_layers (int): Convolution layers. (default: :obj:`2`)
+        distance_bin_width (float): Extra quantisation bin width in Å, 0 for
+            none (the filter is already constant on its own bins).
+            (default: :obj:`0.0`)
     """
 
     name = "conv1d"
 
     def __init__(self, num_filters: int = 128, cutoff: float = 10.0, num_bins: int = 50,
-                 conv_channels: int = 8, kernel_size: int = 5, num_conv_layers: int = 2) -> None:
-        super().__init__(num_filters, cutoff)
+                 conv_channels: int = 8, kernel_size: int = 5, num_conv_layers: int = 2,
+                 distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff, distance_bin_width)
         if num_bins < 2 or kernel_size < 1 or kernel_size % 2 == 0 or num_conv_layers < 1 \
                 or conv_channels < 1:
             raise UserError("conv1d filter needs num_bins >= 2, an odd kernel_size >= 1, "
                             "conv_channels >= 1 and num_conv_layers >= 1")
         self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_bins=num_bins,
                             conv_channels=conv_channels, kernel_size=kernel_size,
-                            num_conv_layers=num_conv_layers)
+                            num_conv_layers=num_conv_layers,
+                            distance_bin_width=distance_bin_width)
         self.num_bins = num_bins
         layers = []
         for k in range(num_conv_layers):
@@ -217,6 +326,14 @@ class Conv1dFilter(EdgeFilter):
         self.conv = nn.Sequential(*layers)
         self.mlp = _mlp(conv_channels * num_bins, num_filters)
         self.reset_parameters()
+
+    @property
+    def feature_width(self) -> float:
+        return self.cutoff / self.num_bins
+
+    @property
+    def step_width(self) -> float:
+        return self.distance_bin_width or self.cutoff / self.num_bins
 
     def bin_index(self, dist: Tensor) -> Tensor:
         """Bin of each distance ``[E]`` (long)."""
@@ -230,13 +347,14 @@ class Conv1dFilter(EdgeFilter):
         feats = self.conv(onehot).flatten(1)  # [B, conv_channels * B]
         return self.mlp(feats)
 
-    def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
-        return self.table()[self.bin_index(dist)] * self.envelope(dist).unsqueeze(-1)
+    def network(self, dist: Tensor) -> Tensor:
+        return self.table()[self.bin_index(dist)]  # [E, num_filters]
 
 
 #: Registry of edge filters by name (used at the config/CLI boundary only).
 FILTERS: Dict[str, Type[EdgeFilter]] = {
     GaussianFilter.name: GaussianFilter,
+    DistanceFilter.name: DistanceFilter,
     CoordsFilter.name: CoordsFilter,
     Conv1dFilter.name: Conv1dFilter,
 }

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pyg_schnet.errors import UserError
-from pyg_schnet.filters import FILTERS, GaussianFilter, make_filter
+from pyg_schnet.filters import FILTERS, GaussianFilter, RadialFilter, make_filter
 from pyg_schnet.invariance import invariance_errors, random_rotation
 from pyg_schnet.model import SchNet, build_model
 
@@ -19,18 +19,31 @@ def _random_molecules(seed=0, sizes=(7, 5, 9)):
     return z, pos, batch
 
 
-@pytest.fixture(params=sorted(FILTERS))
+#: Every registered filter, and every radial one again with its distances
+#: quantised to 0.1 Å bins (the ``distance_bin_width`` option): "gaussian@q".
+CASES = sorted(FILTERS) + [f"{n}@q" for n in sorted(FILTERS) if issubclass(FILTERS[n],
+                                                                             RadialFilter)]
+
+
+def _options(case):
+    name, _, opt = case.partition("@")
+    return name, ({"distance_bin_width": 0.1} if opt == "q" else {})
+
+
+@pytest.fixture(params=CASES)
 def name(request):
     return request.param
 
 
-def _model(name, **kw):
+def _model(case, **kw):
+    name, opts = _options(case)
     torch.manual_seed(0)
-    return build_model(name, **{**SMALL, **kw}).eval()
+    return build_model(name, **{**SMALL, **opts, **kw}).eval()
 
 
 def test_filter_interface(name):
-    f = make_filter(name, num_filters=16, cutoff=4.0)
+    name, opts = _options(name)
+    f = make_filter(name, num_filters=16, cutoff=4.0, **opts)
     vec = torch.randn(11, 3)
     w = f(vec, vec.norm(dim=-1))
     assert w.shape == (11, 16) and f.cutoff == 4.0
@@ -59,7 +72,7 @@ def test_translation_and_permutation_invariance(name, qm9_batch):
 def test_rotation(name, qm9_batch):
     model = _model(name)
     errs = invariance_errors(model, qm9_batch.z, qm9_batch.pos, qm9_batch.batch)
-    if FILTERS[name].radial:
+    if FILTERS[_options(name)[0]].radial:
         assert errs["rotation"] < 1e-4
     else:  # coords: rotating a molecule changes its prediction, by design
         assert errs["rotation"] > 1e-2
@@ -106,6 +119,45 @@ def test_blocks_have_independent_filters():
     model = build_model("gaussian", **SMALL)
     a, b = model.filters[0].mlp[0].weight, model.filters[1].mlp[0].weight
     assert a.data_ptr() != b.data_ptr() and not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("fname", [n for n in sorted(FILTERS)
+                                   if issubclass(FILTERS[n], RadialFilter)])
+def test_quantised_filter_equals_filter_at_bin_centre(fname):
+    """With distance_bin_width w the filter's network sees the bin centre;
+    the envelope still takes the true distance."""
+    torch.manual_seed(0)
+    plain = make_filter(fname, num_filters=8, cutoff=5.0)
+    quant = make_filter(fname, num_filters=8, cutoff=5.0, distance_bin_width=0.25)
+    quant.load_state_dict(plain.state_dict())
+    d = torch.tensor([0.01, 0.24, 0.26, 1.0, 1.1, 2.37, 4.99])
+    centre = torch.tensor([0.125, 0.125, 0.375, 1.125, 1.125, 2.375, 4.875])
+    vec = torch.zeros(len(d), 3)
+    with torch.no_grad():
+        got = quant(vec, d)
+        want = plain.network(centre) * plain.envelope(d).unsqueeze(-1)
+        torch.testing.assert_close(got, want)
+        # constant within a bin (before the envelope), different across bins
+        net = got / quant.envelope(d).unsqueeze(-1)
+        torch.testing.assert_close(net[0], net[1])
+        assert not torch.allclose(net[1], net[2])
+        # and the plain filter is not: it changes within the bin
+        assert not torch.allclose(plain.network(d[:1]), plain.network(d[1:2]))
+
+
+def test_distance_filter_has_no_basis():
+    f = make_filter("distance", num_filters=8, cutoff=5.0)
+    assert f.mlp[0].in_features == 1 and not hasattr(f, "basis")
+    d = torch.linspace(0.5, 4.5, 50)
+    with torch.no_grad():
+        w = f.network(d)
+    assert float((w[1:] - w[:-1]).abs().max()) < 0.05 * float(w.abs().max())  # continuous
+
+
+@pytest.mark.parametrize("width", [-0.1, 5.0, float("nan")])
+def test_bad_bin_width_is_refused(width):
+    with pytest.raises(UserError, match="distance_bin_width"):
+        build_model("gaussian", cutoff=5.0, distance_bin_width=width)
 
 
 def test_unknown_filter_lists_choices():
@@ -171,7 +223,7 @@ def test_from_pyg_matches_pyg(qm9, readout, standardize):
             assert float((got - want).abs().max()) <= 1e-5 * scale
 
 
-@pytest.mark.parametrize("name", [n for n in sorted(FILTERS) if FILTERS[n].radial])
+@pytest.mark.parametrize("name", [n for n in CASES if FILTERS[_options(n)[0]].radial])
 def test_pair_path_matches_edge_path_with_gradients(name, qm9_batch):
     """The symmetric per-pair path (default for radial filters) gives PyG's
     per-edge propagate results: outputs and gradients (weights and positions)."""
