@@ -136,8 +136,11 @@ def main(argv: List[str]) -> int:
     models: Dict[str, nn.Module] = {"PyG SchNet": ref,
                                     "pyg_schnet": SchNet.from_pyg(ref).to(device)}
     if a.fast:
-        from .fast import enable_fast
-        models["pyg_schnet fast"] = enable_fast(SchNet.from_pyg(ref)).to(device)
+        from .model import build_model
+        exact = SchNet.from_pyg(ref)
+        fast = build_model(**dict(exact.hparams(), fast=True))
+        fast.load_state_dict(exact.state_dict())
+        models["pyg_schnet fast"] = fast.to(device)
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
 
     def train_step(name, b):

@@ -11,7 +11,8 @@ from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
 from .errors import UserError
-from .filters import EdgeFilter, GaussianFilter, ShiftedSoftplus, filter_class, filter_kwargs
+from .filters import EdgeFilter, GaussianFilter, RadialFilter, ShiftedSoftplus, filter_class, \
+    filter_kwargs
 from .graph import radius_edges
 
 READOUTS = ("add", "mean")
@@ -72,6 +73,18 @@ class _SymmetricAggregate(torch.autograd.Function):
         return grad_h, grad_W, None, None
 
 
+class PairAggregation:
+    """``out[i] = sum_{j ~ i} h[j] * W[pair(i, j)]`` over a symmetric pair graph
+    (:class:`_SymmetricAggregate`); the fast mode passes a compiled variant
+    (:class:`pyg_schnet.fast.CompiledPairAggregation`). Holds no state."""
+
+    def __call__(self, h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
+        return _SymmetricAggregate.apply(h, W, pi, pj)  # [N, F]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
 class CFConv(MessagePassing):
     r"""Continuous-filter convolution: atom-wise dense, filter-weighted sum of
     neighbour features :math:`\sum_j x_j \odot W(\mathbf{r}_j - \mathbf{r}_i)`,
@@ -81,15 +94,22 @@ class CFConv(MessagePassing):
         in_channels (int): Input features.
         out_channels (int): Output features.
         filter (EdgeFilter): Filter network producing ``[E, num_filters]``.
+        filter_table (FilterTable, optional): Evaluates a radial filter by
+            table lookup (:class:`pyg_schnet.fast.FilterTable`); the filter
+            runs on every pair when :obj:`None`. (default: :obj:`None`)
+        aggregation (PairAggregation, optional): The per-pair sum.
+            (default: :class:`PairAggregation`)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, filter: EdgeFilter) -> None:
+    def __init__(self, in_channels: int, out_channels: int, filter: EdgeFilter,
+                 filter_table: Optional[Any] = None,
+                 aggregation: Optional[PairAggregation] = None) -> None:
         super().__init__(aggr="add")
         self.filter = filter
         self.lin1 = nn.Linear(in_channels, filter.num_filters, bias=False)
         self.lin2 = nn.Linear(filter.num_filters, out_channels)
-        #: the per-pair aggregation (the fast mode swaps in compiled kernels)
-        self.pair_aggregate = _SymmetricAggregate.apply
+        self.filter_table = filter_table if isinstance(filter, RadialFilter) else None
+        self.aggregation = aggregation or PairAggregation()
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -99,17 +119,19 @@ class CFConv(MessagePassing):
         self.filter.reset_parameters()
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor,
-                pairs: Optional[PairGraph] = None, W: Optional[Tensor] = None) -> Tensor:
+                pairs: Optional[PairGraph] = None) -> Tensor:
         """With ``pairs`` (radial filters, symmetric graph) the filter runs once
-        per pair and the sum uses CSR segments; otherwise PyG's propagate."""
+        per pair (or is looked up in the filter table) and the sum is the pair
+        aggregation; otherwise PyG's propagate over directed edges."""
         x = self.lin1(x)  # [N, num_filters]
         if pairs is not None:
-            if W is None:
+            if self.filter_table is not None:
+                W = self.filter_table(self.filter, pairs.dist)  # [P, num_filters]
+            else:
                 W = self.filter(pairs.vec, pairs.dist)  # [P, num_filters]
-            x = self.pair_aggregate(x, W, pairs.pi, pairs.pj)
+            x = self.aggregation(x, W, pairs.pi, pairs.pj)
         else:
-            if W is None:
-                W = self.filter(edge_vec, dist)  # [E, num_filters]
+            W = self.filter(edge_vec, dist)  # [E, num_filters]
             x = self.propagate(edge_index, x=x, W=W)
         return self.lin2(x)
 
@@ -121,9 +143,11 @@ class InteractionBlock(nn.Module):
     """cfconv (dense, filter convolution, dense), shifted softplus, dense.
     Returns the update; :class:`SchNet` adds it to the features (residual)."""
 
-    def __init__(self, hidden_channels: int, filter: EdgeFilter) -> None:
+    def __init__(self, hidden_channels: int, filter: EdgeFilter,
+                 filter_table: Optional[Any] = None,
+                 aggregation: Optional[PairAggregation] = None) -> None:
         super().__init__()
-        self.conv = CFConv(hidden_channels, hidden_channels, filter)
+        self.conv = CFConv(hidden_channels, hidden_channels, filter, filter_table, aggregation)
         self.act = ShiftedSoftplus()
         self.lin = nn.Linear(hidden_channels, hidden_channels)
         self.reset_parameters()
@@ -134,8 +158,8 @@ class InteractionBlock(nn.Module):
         nn.init.zeros_(self.lin.bias)
 
     def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor,
-                pairs: Optional[PairGraph] = None, W: Optional[Tensor] = None) -> Tensor:
-        return self.lin(self.act(self.conv(x, edge_index, edge_vec, dist, pairs, W)))
+                pairs: Optional[PairGraph] = None) -> Tensor:
+        return self.lin(self.act(self.conv(x, edge_index, edge_vec, dist, pairs)))
 
 
 class SchNet(nn.Module):
@@ -161,12 +185,19 @@ class SchNet(nn.Module):
         shared_filters (bool): One filter network for all blocks.
             (default: :obj:`False`)
         max_z (int): Embedding size. (default: :obj:`100`)
+        filter_table (FilterTable, optional): Look radial filters up in a
+            table instead of running them per pair (the fast mode,
+            :class:`pyg_schnet.fast.FilterTable`). (default: :obj:`None`)
+        aggregation (PairAggregation, optional): The per-pair sum of every
+            block (the fast mode passes compiled kernels).
+            (default: :class:`PairAggregation`)
     """
 
     def __init__(self, filter: EdgeFilter, hidden_channels: int = 128, num_interactions: int = 6,
                  max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
                  std: float = 1.0, atomref: Optional[Tensor] = None, shared_filters: bool = False,
-                 max_z: int = 100) -> None:
+                 max_z: int = 100, filter_table: Optional[Any] = None,
+                 aggregation: Optional[PairAggregation] = None) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise UserError(f"unknown readout {readout!r}; choose one of: {', '.join(READOUTS)}")
@@ -185,13 +216,14 @@ class SchNet(nn.Module):
         #: Run radial filters once per atom pair (exact; only the float
         #: summation order differs from the per-edge path).
         self.use_pairs = True
-        self.fast = False  # set by pyg_schnet.fast.enable_fast
+        #: the fast mode: radial filters looked up in a table
+        self.fast = filter_table is not None
 
         self.embedding = nn.Embedding(max_z, hidden_channels)
         blocks = []
         for k in range(num_interactions):
             f = filter if (shared_filters or k == 0) else copy.deepcopy(filter)
-            blocks.append(InteractionBlock(hidden_channels, f))
+            blocks.append(InteractionBlock(hidden_channels, f, filter_table, aggregation))
         self.interactions = nn.ModuleList(blocks)
         self.lin1 = nn.Linear(hidden_channels, hidden_channels // 2)
         self.act = ShiftedSoftplus()
@@ -221,12 +253,6 @@ class SchNet(nn.Module):
         if atomref is not None:
             ref = torch.as_tensor(atomref, dtype=torch.float32).view(-1)
             self.atomref[: ref.numel()] = ref[: self.max_z]
-
-    def filter_weights(self, pairs: PairGraph) -> Optional[list]:
-        """Filter weights ``[P, num_filters]`` of every block, or None to let
-        each block run its own filter (the exact default). The fast mode
-        (:mod:`pyg_schnet.fast`) overrides this with tabulated filters."""
-        return None
 
     @property
     def filters(self) -> list:
@@ -265,11 +291,9 @@ class SchNet(nn.Module):
         pairs = None
         if symmetric and self.use_pairs and all(f.radial for f in self.filters):
             pairs = PairGraph.build(pos, edge_index)
-        weights = self.filter_weights(pairs) if pairs is not None else None
         h = self.embedding(z)  # [N, hidden]
-        for k, block in enumerate(self.interactions):
-            W = None if weights is None else weights[k]
-            h = h + block(h, edge_index, edge_vec, dist, pairs, W)
+        for block in self.interactions:
+            h = h + block(h, edge_index, edge_vec, dist, pairs)
         h = self.lin2(self.act(self.lin1(h)))  # [N, 1]
         h = h * self.std + self.mean + self.atomref[z].unsqueeze(-1)
         if num_graphs is None:
@@ -338,13 +362,14 @@ def build_model(filter: str = "gaussian", **hparams: Any) -> SchNet:
     ``std``, ``atomref``, ``fast``) and filter arguments (``num_filters``, ``cutoff``,
     ``num_gaussians``, ...); arguments the chosen filter does not take are
     ignored, so ``build_model(**model.hparams())`` rebuilds a model.
+    ``fast=True`` passes the fast mode's components (:mod:`pyg_schnet.fast`).
     """
     cls = filter_class(filter)
     f = cls(**filter_kwargs(filter, **hparams))
     model_keys = ("hidden_channels", "num_interactions", "max_num_neighbors", "readout",
                   "mean", "std", "atomref", "shared_filters", "max_z")
-    model = SchNet(f, **{k: hparams[k] for k in model_keys if k in hparams})
+    kwargs = {k: hparams[k] for k in model_keys if k in hparams}
     if hparams.get("fast"):
-        from .fast import enable_fast
-        enable_fast(model)
-    return model
+        from .fast import CompiledPairAggregation, FilterTable
+        kwargs.update(filter_table=FilterTable(), aggregation=CompiledPairAggregation())
+    return SchNet(f, **kwargs)
