@@ -29,8 +29,9 @@ class Config:
     num_bins: int = 50  # conv1d filter
     conv_channels: int = 8  # conv1d filter
     kernel_size: int = 5  # conv1d filter
+    distance_bin_width: float = 0.0  # radial filters: quantise distances to bins (Å), 0 = off
     shared_filters: bool = False
-    fast: bool = False  # tabulated radial filters (pyg_schnet.fast)
+    fast: bool = False  # radial filters by table lookup, compiled pair sums (pyg_schnet.fast)
     # data
     target: str = "U0"
     root: str = "data/qm9"
@@ -49,6 +50,8 @@ class Config:
     lr_patience: int = 5
     lr_factor: float = 0.5
     min_lr: float = 1e-6
+    max_lr_decays: Optional[int] = None  # stop once the learning rate has been decayed this often
+    rotation_augmentation: bool = False  # rotate every training molecule randomly at every step
     seed: int = 0
     num_threads: Optional[int] = None
     # bookkeeping
@@ -93,6 +96,11 @@ class Config:
              f"device must be cpu or cuda, got {self.device!r}")
         need(self.kernel_size % 2 == 1, f"kernel_size must be odd, got {self.kernel_size}")
         need(self.num_threads is None or self.num_threads >= 1, "num_threads must be at least 1")
+        need(0.0 <= self.distance_bin_width < self.cutoff,
+             f"distance_bin_width must be 0 (off) or between 0 and the cutoff, "
+             f"got {self.distance_bin_width}")
+        need(self.max_lr_decays is None or self.max_lr_decays >= 1,
+             f"max_lr_decays must be at least 1, got {self.max_lr_decays}")
         return self
 
     def to_dict(self) -> Dict[str, Any]:
@@ -105,6 +113,7 @@ class Config:
                     cutoff=self.cutoff, max_num_neighbors=self.max_num_neighbors,
                     num_gaussians=self.num_gaussians, num_bins=self.num_bins,
                     conv_channels=self.conv_channels, kernel_size=self.kernel_size,
+                    distance_bin_width=self.distance_bin_width,
                     shared_filters=self.shared_filters, fast=self.fast,
                     readout="add" if self.target in EXTENSIVE else "mean")
 

@@ -383,6 +383,19 @@ def random_split(n: int, train: Union[int, float], val: Union[int, float],
                  np.sort(perm[n_train + n_val:n_train + n_val + n_test]))
 
 
+def nested_split(n: int, train: int, val: int, test: int, seed: int = 0) -> Split:
+    """Seeded split for learning curves: one permutation per seed, test set
+    first, then validation, then training molecules. For a given ``(n, val,
+    test, seed)`` the test and validation sets do not depend on ``train``, and
+    a smaller training set is a subset of a larger one."""
+    if min(train, val) < 1 or test < 0 or train + val + test > n:
+        raise UserError(f"split sizes train={train}, val={val}, test={test} do not fit "
+                        f"{n} molecules")
+    perm = np.random.default_rng(seed).permutation(n)
+    return Split(np.sort(perm[test + val:test + val + train]), np.sort(perm[test:test + val]),
+                 np.sort(perm[:test]))
+
+
 def load_split(path: str, n: int) -> Split:
     """Load and check a split file (ours or schnetpack's ``split.npz``)."""
     try:

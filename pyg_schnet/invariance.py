@@ -10,14 +10,21 @@ from .filters import FILTERS
 from .model import SchNet, build_model
 
 
-def random_rotation(generator: Optional[torch.Generator] = None, dtype=torch.float32) -> Tensor:
-    """A uniformly random proper rotation matrix ``[3, 3]`` (QR of a Gaussian)."""
-    a = torch.randn(3, 3, generator=generator, dtype=torch.float64)
+def random_rotations(num: int, generator: Optional[torch.Generator] = None,
+                     dtype=torch.float32) -> Tensor:
+    """``num`` uniformly random proper rotation matrices ``[num, 3, 3]`` (QR
+    of Gaussian matrices, signs fixed so the distribution is Haar)."""
+    a = torch.randn(num, 3, 3, generator=generator, dtype=torch.float64)
     q, r = torch.linalg.qr(a)
-    q = q * torch.sign(torch.diagonal(r)).unsqueeze(0)
-    if torch.det(q) < 0:
-        q[:, 0] = -q[:, 0]
+    q = q * torch.sign(torch.diagonal(r, dim1=-2, dim2=-1)).unsqueeze(-2)
+    flip = torch.det(q) < 0  # reflections: turn them into rotations
+    q[flip, :, 0] = -q[flip, :, 0]
     return q.to(dtype)
+
+
+def random_rotation(generator: Optional[torch.Generator] = None, dtype=torch.float32) -> Tensor:
+    """A uniformly random proper rotation matrix ``[3, 3]``."""
+    return random_rotations(1, generator, dtype)[0]
 
 
 @torch.no_grad()

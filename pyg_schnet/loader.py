@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from .data import QM9
+from .invariance import random_rotations
 
 
 class MoleculeBatch(NamedTuple):
@@ -39,8 +40,11 @@ class MoleculeLoader:
         batch_size (int): Molecules per batch.
         target (int, optional): Column of ``y`` to return; all 19 if :obj:`None`.
         shuffle (bool): Reshuffle every epoch. (default: :obj:`False`)
-        seed (int): Shuffle seed; epoch ``e`` uses ``seed + e`` so a resumed run
-            sees the same order. (default: :obj:`0`)
+        seed (int): Seed of the shuffle and the rotations; the generator of
+            epoch ``e`` is seeded from ``(seed, e)`` (and the rank), so a run
+            resumed at an epoch boundary sees the same batches. (default: :obj:`0`)
+        rotate (bool): Rotate every molecule of every batch by a random
+            rotation about the origin (rotation augmentation). (default: :obj:`False`)
         rank (int), world_size (int): Shard for distributed runs. Shuffled
             (training) loaders give every rank the same number of batches,
             dropping the remainder; others cover every molecule once.
@@ -48,11 +52,12 @@ class MoleculeLoader:
 
     def __init__(self, dataset: QM9, indices: Sequence[int], batch_size: int,
                  target: Optional[int] = None, shuffle: bool = False, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, rotate: bool = False) -> None:
         self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         self.batch_size = int(batch_size)
         self.target = target
         self.shuffle = shuffle
+        self.rotate = rotate
         self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
@@ -85,8 +90,15 @@ class MoleculeLoader:
 
     def __iter__(self) -> Iterator[MoleculeBatch]:
         order = self._order()
+        gen = None
+        if self.rotate:  # its own stream: the shuffle order does not depend on it
+            gen = torch.Generator().manual_seed(
+                ((self.seed * 100_003 + self.epoch) * 1_009 + self.rank) * 2 + 1)
         for start in range(0, len(order), self.batch_size):
-            yield self.gather(order[start:start + self.batch_size])
+            b = self.gather(order[start:start + self.batch_size])
+            if gen is not None:
+                b = rotated(b, random_rotations(b.num_graphs, gen))
+            yield b
 
     def gather(self, index: Tensor) -> MoleculeBatch:
         """The batch of dataset positions ``index``."""
@@ -100,3 +112,9 @@ class MoleculeLoader:
         if self.target is not None:
             y = y[:, self.target]
         return MoleculeBatch(self._z[atom], self._pos[atom], batch, y, len(rows), index)
+
+
+def rotated(b: MoleculeBatch, rotations: Tensor) -> MoleculeBatch:
+    """``b`` with molecule ``g`` rotated by ``rotations[g]`` ``[B, 3, 3]``."""
+    pos = torch.einsum("nij,nj->ni", rotations[b.batch], b.pos)  # [N, 3]
+    return b._replace(pos=pos)

@@ -9,7 +9,6 @@ import math
 import os
 import os.path as osp
 import random
-import shutil
 import sys
 import time
 from dataclasses import dataclass
@@ -20,16 +19,16 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
-from .config import Config, load_config, save_config
+from .config import Config, save_config
 from .data import QM9, UNITS, compute_statistics, get_split, load_split, \
     target_index
 from .errors import UserError
 from .loader import MoleculeLoader
 from .model import SchNet, build_model
+from .rundir import RunDir
 
 #: Version of the run-directory layout; a run from another version is refused.
 RUN_FORMAT = 1
-RUN_FILES = ("config.yaml", "split.npz", "log.csv", "best.pt", "last.pt", "metrics.json")
 LOG_FIELDS = ("epoch", "train_loss", "train_mae", "val_mae", "lr", "epoch_seconds",
               "molecules_per_second", "elapsed")
 
@@ -186,30 +185,6 @@ def _errors(model: nn.Module, loader: MoleculeLoader, device: torch.device,
     return s_abs / n, math.sqrt(s_sq / n)
 
 
-def _prepare_run_dir(out: str, overwrite: bool) -> None:
-    if osp.exists(out) and not osp.isdir(out):
-        raise UserError(f"run directory {out} is a file")
-    if osp.isdir(out):
-        present = [f for f in RUN_FILES if osp.exists(osp.join(out, f))]
-        if present and not overwrite:
-            state = "a finished run" if "metrics.json" in present else "an unfinished run"
-            raise UserError(f"{out} already holds {state}; pass --overwrite to replace it"
-                            + ("" if "metrics.json" in present else " or --resume to continue it"))
-        for f in present:
-            os.remove(osp.join(out, f))
-        for f in os.listdir(out):  # temporary files of writes cut short by a kill
-            if ".tmp" in f and f.split(".tmp")[0] in RUN_FILES:
-                os.remove(osp.join(out, f))
-        if overwrite and osp.isdir(osp.join(out, "wandb")):
-            shutil.rmtree(osp.join(out, "wandb"), ignore_errors=True)
-    try:
-        os.makedirs(out, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create run directory {out}: {exc.strerror}") from None
-    if not os.access(out, os.W_OK):
-        raise UserError(f"run directory {out} is not writable")
-
-
 def _rng_state() -> Dict[str, Any]:
     np_state = np.random.get_state()
     return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].copy()),
@@ -266,6 +241,18 @@ def _progress(iterable, total: int, desc: str, quiet: bool, leave: bool = True):
     return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
 
 
+def _stop_reason(cfg: Config, state: Dict[str, Any]) -> Optional[str]:
+    """Why training stops after this epoch, or None to go on (the epoch cap
+    is the loop's own end)."""
+    if state["bad_epochs"] >= cfg.patience:
+        return "patience"
+    if cfg.max_lr_decays is not None and state["lr_decays"] >= cfg.max_lr_decays:
+        return "lr decays"
+    if cfg.time_budget is not None and state["elapsed"] >= cfg.time_budget:
+        return "time budget"
+    return None
+
+
 # -- the run -----------------------------------------------------------------
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False
@@ -278,18 +265,21 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
         raise UserError("device cuda asked for, but no CUDA GPU is available")
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    # Flush float32 denormals (below 1.2e-38) to zero: the Gaussians' tails and
+    # the gradients they multiply produce them, and x86 CPUs handle them ~100x
+    # slower; training measured 2x faster with the flag (1,400 -> 2,900
+    # molecules/s, fast mode, 1 thread), and no value that matters is that small.
+    torch.set_flush_denormal(True)
 
     ckpt: Optional[Dict[str, Any]] = None
     if resume:
         ckpt = load_checkpoint(osp.join(out, "last.pt"))
         if osp.exists(osp.join(out, "metrics.json")):
             raise UserError(f"{out} holds a finished run; nothing to resume")
-        if info.main:  # temporary files of writes cut short by a kill
-            for f in os.listdir(out):
-                if ".tmp" in f and f.split(".tmp")[0] in RUN_FILES:
-                    os.remove(osp.join(out, f))
+        if info.main:
+            RunDir(out).remove_temporary()
     elif info.main:
-        _prepare_run_dir(out, overwrite)
+        RunDir(out).prepare(overwrite)
     if info.world_size > 1:
         dist.barrier()
 
@@ -325,7 +315,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=cfg.lr_factor,
                                                        patience=cfg.lr_patience, min_lr=cfg.min_lr)
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0,
-             "elapsed": 0.0, "history": [], "wandb_id": None, "done": False}
+             "elapsed": 0.0, "history": [], "wandb_id": None, "done": False,
+             "lr_decays": 0, "stop_reason": "epochs"}
     if ckpt is not None:
         model.load_state_dict(ckpt["model"])
         opt.load_state_dict(ckpt["optimizer"])
@@ -337,7 +328,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
     if info.world_size > 1:
         train_model = nn.parallel.DistributedDataParallel(model)
     train_loader = MoleculeLoader(dataset, split.train_idx, cfg.batch_size, t_idx, shuffle=True,
-                                  seed=cfg.seed, rank=info.rank, world_size=info.world_size)
+                                  seed=cfg.seed, rank=info.rank, world_size=info.world_size,
+                                  rotate=cfg.rotation_augmentation)
     val_loader = MoleculeLoader(dataset, split.val_idx, cfg.batch_size, t_idx,
                                 rank=info.rank, world_size=info.world_size)
     scale = float(stats.std)
@@ -394,6 +386,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
                                        f"{out}/best.pt")
             lr = opt.param_groups[0]["lr"]
             sched.step(val_mae)
+            if opt.param_groups[0]["lr"] < lr:
+                state["lr_decays"] += 1
             seconds = time.perf_counter() - t0
             state["elapsed"] += seconds
             state["epoch"] = epoch + 1
@@ -407,6 +401,9 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
                 state["best_val"], state["best_epoch"], state["bad_epochs"] = val_mae, epoch + 1, 0
             else:
                 state["bad_epochs"] += 1
+            reason = _stop_reason(cfg, state)
+            if reason is not None:  # decided before the checkpoint: a resumed run agrees
+                state["stop_reason"], state["done"] = reason, True
             if info.main:
                 if improved:
                     checkpoint(osp.join(out, "best.pt"))
@@ -415,9 +412,7 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
                 wb.log(row)
             if hasattr(epochs, "set_postfix"):
                 epochs.set_postfix(val_mae=f"{val_mae:.4g}")
-            if state["bad_epochs"] >= cfg.patience:
-                break
-            if cfg.time_budget is not None and state["elapsed"] >= cfg.time_budget:
+            if reason is not None:
                 break
 
         if not state.get("done"):
@@ -442,7 +437,8 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
                    "train_seconds": state["elapsed"],
                    "num_train": len(split.train_idx), "num_val": len(split.val_idx),
                    "num_test": len(split.test_idx), "num_params": num_params,
-                   "filter": cfg.filter}
+                   "filter": cfg.filter, "stop_reason": state["stop_reason"],
+                   "lr_decays": state["lr_decays"], "final_lr": opt.param_groups[0]["lr"]}
         if unit == "eV":
             metrics["test_mae_meV"] = test_mae * 1000.0
             metrics["test_rmse_meV"] = test_rmse * 1000.0
@@ -458,11 +454,4 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
 
 def resume_config(out: str) -> Config:
     """The saved configuration of a run directory."""
-    path = osp.join(out, "config.yaml")
-    if not osp.isdir(out):
-        raise UserError(f"run directory {out} does not exist")
-    if not osp.isfile(osp.join(out, "last.pt")):
-        raise UserError(f"{out} holds no checkpoint (last.pt) to resume from")
-    cfg = load_config(path)
-    cfg.out = out
-    return cfg
+    return RunDir(out).resume_config()

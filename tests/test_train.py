@@ -149,6 +149,37 @@ def test_resume_after_sigkill_gives_identical_metrics(tmp_path):
     assert va == vb
 
 
+def test_resume_with_rotation_augmentation_is_exact(tmp_path):
+    """Rotations are drawn from a generator seeded per epoch: a run killed
+    mid-epoch and resumed sees the same rotated batches as an uninterrupted one."""
+    common = dict(epochs=3, max_molecules=300, filter="coords", rotation_augmentation=True)
+    ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
+    assert cli("train", "--config", ref, "--quiet").returncode == 0
+    plain = write_config(tmp_path / "p.yaml", out=str(tmp_path / "p"),
+                         **dict(common, rotation_augmentation=False))
+    assert cli("train", "--config", plain, "--quiet").returncode == 0
+    killed = write_config(tmp_path / "k.yaml", out=str(tmp_path / "k"), **common)
+    proc = cli("train", "--config", killed, "--quiet", extra_env={"PYG_SCHNET_FAULT": "batch:13"})
+    assert proc.returncode == -9
+    assert cli("train", "--resume", tmp_path / "k", "--quiet").returncode == 0
+    va = [r["val_mae"] for r in _log_rows(tmp_path / "ref")]
+    assert [r["val_mae"] for r in _log_rows(tmp_path / "k")] == va
+    assert [r["val_mae"] for r in _log_rows(tmp_path / "p")] != va  # it did change the inputs
+
+
+def test_training_stops_after_max_lr_decays(tmp_path):
+    # lr_patience 0: every epoch without a new best decays the learning rate
+    run, _ = train_tiny(tmp_path, epochs=30, patience=30, lr=0.02, lr_patience=0,
+                        max_lr_decays=2)
+    m = json.load(open(run / "metrics.json"))
+    log = _log_rows(run)
+    assert m["stop_reason"] == "lr decays" and m["lr_decays"] == 2
+    assert m["epochs"] == len(log) < 30
+    lrs = [float(r["lr"]) for r in log]
+    assert m["final_lr"] == pytest.approx(0.02 * 0.25)
+    assert sum(b < a for a, b in zip(lrs, lrs[1:])) == 1  # the second decay ends the run
+
+
 # -- checkpoints and faults -------------------------------------------------------------
 
 def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
