@@ -1,4 +1,4 @@
-"""``pyg-schnet``: data, train, evaluate, predict, filters, compare, benchmark.
+"""``pyg-schnet``: data, train, evaluate, predict, filters, study, benchmark.
 
 Bad input ends with one ``error: ...`` line on stderr and exit status 2.
 """
@@ -21,7 +21,7 @@ commands:
   evaluate   MAE/RMSE and a parity plot of a run: evaluate RUN_DIR [--split test|val|train]
   predict    predict molecules: predict RUN_DIR [FILE.xyz|FILE.sdf ...] [--smiles S ...]
   filters    per filter: parameter count and invariance errors on a QM9 batch
-  compare    train every filter x seed x target and tabulate (experiments)
+  study      run a study spec and report it: study run|report SPEC.yaml [--quick] [--jobs N]
   benchmark  time pyg_schnet against PyG's SchNet on the same batches
 """
 
@@ -159,14 +159,9 @@ def cmd_filters(argv: List[str]) -> int:
     return 0
 
 
-def cmd_compare(argv: List[str]) -> int:
-    sys.path.insert(0, os.getcwd())
-    try:
-        from experiments.compare import main as compare_main
-    except ImportError:
-        raise UserError("compare needs the experiments/ folder of the pyg_schnet repository "
-                        "(run it from the repository root)") from None
-    return compare_main(argv)
+def cmd_study(argv: List[str]) -> int:
+    from .study import main as study_main
+    return study_main(argv)
 
 
 def cmd_benchmark(argv: List[str]) -> int:
@@ -175,7 +170,7 @@ def cmd_benchmark(argv: List[str]) -> int:
 
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "filters": cmd_filters, "compare": cmd_compare,
+            "predict": cmd_predict, "filters": cmd_filters, "study": cmd_study,
             "benchmark": cmd_benchmark}
 
 

@@ -11,23 +11,25 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from .config import Config, load_config
+from .config import Config
 from .data import QM9, UNITS, load_split, target_index
 from .errors import UserError
 from .loader import MoleculeLoader
 from .model import SchNet
+from .rundir import RunDir
 from .train import load_checkpoint, model_from_checkpoint, predict_loader
 
 
 def load_run(run_dir: str, which: str = "best") -> Tuple[Config, SchNet, Dict[str, Any]]:
-    """Config, model (best or last weights) and checkpoint of a run directory."""
-    if not osp.isdir(run_dir):
-        raise UserError(f"run directory {run_dir} does not exist")
-    cfg_path = osp.join(run_dir, "config.yaml")
-    if not osp.isfile(cfg_path):
-        raise UserError(f"{run_dir} is not a run directory (no config.yaml)")
-    cfg = load_config(cfg_path)
-    ckpt = load_checkpoint(osp.join(run_dir, f"{which}.pt"))
+    """Config, model and checkpoint of a run directory: ``which`` is ``best``
+    or ``last``; without best.pt, a best model's model-only weights
+    (``model.pt``, what studies keep) serve instead."""
+    rd = RunDir(run_dir)
+    cfg = rd.config()
+    name = f"{which}.pt"
+    if which == "best" and not rd.has(name) and rd.has("model.pt"):
+        name = "model.pt"
+    ckpt = load_checkpoint(rd.file(name))
     model = model_from_checkpoint(ckpt)
     model.eval()
     return cfg, model, ckpt

@@ -37,6 +37,11 @@ def ws(tmp_path_factory):
                         "    0.0000    0.0000    2.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
                         "M  END\n$$$$\n"),
     }
+    spec = ("base: {hidden_channels: 8}\nvariants: {a: {filter: %s}}\ntargets: [%s]\n"
+            "seeds: 1\ntrain_sizes: [10]\nval_size: 5\ntest_size: 5\n")
+    files.update({"spec_sinc.yaml": spec % ("sinc", "U0"),
+                  "spec_energy.yaml": spec % ("gaussian", "energy"),
+                  "spec_ok.yaml": spec % ("gaussian", "U0")})
     for name, text in files.items():
         (d / name).write_text(text)
     (d / "latin1.yaml").write_bytes(b"filter: gau\xdfian\n")
@@ -138,14 +143,16 @@ CASES = [
                                          w / "good.yaml"], "not overwriting"),
     ("predict-no-run", lambda w: ["predict", w / "norun", "--smiles", "C"], "not a run"),
     ("unknown-command", lambda w: ["fly"], "unknown command"),
-    ("compare-unknown-filter", lambda w: ["compare", "--quick", "--filters", "sinc",
-                                          "--out", w / "cmp"], "sinc"),
-    ("compare-unknown-target", lambda w: ["compare", "--quick", "--targets", "energy",
-                                          "--out", w / "cmp"], "energy"),
-    ("compare-zero-seeds", lambda w: ["compare", "--quick", "--seeds", "0", "--out", w / "cmp"],
-     "seed"),
-    ("compare-missing-configs", lambda w: ["compare", "--quick", "--configs", w / "nodir",
-                                           "--out", w / "cmp"], "nodir"),
+    ("study-unknown-variant-filter", lambda w: ["study", "run", w / "spec_sinc.yaml",
+                                                "--out", w / "st"], "variant a: unknown filter"),
+    ("study-unknown-target", lambda w: ["study", "run", w / "spec_energy.yaml", "--out",
+                                        w / "st"], "energy"),
+    ("study-missing-spec", lambda w: ["study", "run", w / "nospec.yaml", "--out", w / "st"],
+     "nospec.yaml"),
+    ("study-malformed-spec", lambda w: ["study", "report", w / "malformed.yaml"], "not valid YAML"),
+    ("study-zero-jobs", lambda w: ["study", "run", w / "spec_ok.yaml", "--jobs", "0", "--out",
+                                   w / "st"], "--jobs"),
+    ("study-no-action", lambda w: ["study"], "required"),
     ("benchmark-zero-batch", lambda w: ["benchmark", "--skip-build", "--batch-size", "0"],
      "batch-size"),
     ("benchmark-negative-cutoff", lambda w: ["benchmark", "--skip-build", "--cutoff", "-1"],
@@ -187,7 +194,7 @@ def test_bad_input(ws, case, capsys):
 
 # The same cases through the real executable, one or more per subcommand, to
 # show the process exit code and stderr are what the in-process runs report.
-SUBPROCESS = ["compare-unknown-filter", "benchmark-zero-batch", "train-malformed-yaml", "train-negative-cutoff", "train-finished-run",
+SUBPROCESS = ["study-unknown-target", "benchmark-zero-batch", "train-malformed-yaml", "train-negative-cutoff", "train-finished-run",
               "train-resume-old-version", "data-root-is-file", "evaluate-torn-checkpoint",
               "predict-non-qm9-element", "predict-overlap", "unknown-command"]
 

@@ -1,0 +1,142 @@
+"""A run directory: what one training run leaves behind, and what state it is in.
+
+One abstraction for ``train`` (prepare, resume), ``evaluate`` (load) and the
+study runner (status, settings check, results)::
+
+    config.yaml   the resolved Config (reproduces the run with split.npz)
+    split.npz     the split (schnetpack's key names)
+    log.csv       one row per epoch
+    best.pt       best-validation checkpoint (optimizer state included)
+    last.pt       newest checkpoint, for --resume
+    metrics.json  written last: the run is finished
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import os.path as osp
+import shutil
+from typing import Any, Dict, List, Optional
+
+from .errors import UserError
+
+#: Files of a run directory (the trainer writes them; other files are left alone).
+RUN_FILES = ("config.yaml", "split.npz", "log.csv", "best.pt", "last.pt", "metrics.json")
+#: Config keys that may differ between a saved run and a request for the same
+#: run (where files live, how many threads): not a different experiment.
+IGNORED_KEYS = frozenset({"out", "root", "num_threads", "wandb", "wandb_project", "device"})
+
+NEW, FINISHED, INTERRUPTED, STALE = "new", "finished", "interrupted", "stale"
+
+
+class RunDir:
+    """The run directory at ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+
+    def file(self, name: str) -> str:
+        return osp.join(self.path, name)
+
+    def has(self, name: str) -> bool:
+        return osp.isfile(self.file(name))
+
+    # -- state --------------------------------------------------------------------
+    def status(self) -> str:
+        """``new`` (no run files), ``finished`` (metrics.json), ``interrupted``
+        (config, split and last.pt: resumable) or ``stale`` (some files,
+        nothing to resume)."""
+        if not osp.isdir(self.path) or not any(self.has(f) for f in RUN_FILES):
+            return NEW
+        if self.has("metrics.json"):
+            return FINISHED
+        if all(self.has(f) for f in ("config.yaml", "split.npz", "last.pt")):
+            return INTERRUPTED
+        return STALE
+
+    def config(self):
+        """The saved :class:`~pyg_schnet.config.Config` (``out`` set to this directory)."""
+        from .config import load_config
+        if not osp.isdir(self.path):
+            raise UserError(f"run directory {self.path} does not exist")
+        if not self.has("config.yaml"):
+            raise UserError(f"{self.path} is not a run directory (no config.yaml)")
+        cfg = load_config(self.file("config.yaml"))
+        cfg.out = self.path
+        return cfg
+
+    def metrics(self) -> Optional[Dict[str, Any]]:
+        if not self.has("metrics.json"):
+            return None
+        try:
+            with open(self.file("metrics.json")) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            raise UserError(f"{self.file('metrics.json')} is unreadable") from None
+
+    def log(self) -> List[Dict[str, float]]:
+        """The epochs of ``log.csv`` (empty if there is none)."""
+        if not self.has("log.csv"):
+            return []
+        with open(self.file("log.csv"), newline="") as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def differences(self, cfg) -> List[str]:
+        """Config keys in which the saved run differs from ``cfg`` (keys of
+        :data:`IGNORED_KEYS` aside; ``split_file`` by file name). An
+        unreadable config.yaml differs in everything."""
+        from .config import load_config
+        try:
+            saved = load_config(self.file("config.yaml")).to_dict()
+        except UserError:
+            return ["config.yaml (unreadable)"]
+        wanted = cfg.to_dict()
+        for d in (saved, wanted):
+            if d.get("split_file"):
+                d["split_file"] = osp.basename(d["split_file"])
+        keys = sorted((set(saved) | set(wanted)) - IGNORED_KEYS)
+        return [k for k in keys if saved.get(k) != wanted.get(k)]
+
+    def resume_config(self):
+        """The saved configuration of an interrupted run."""
+        if not osp.isdir(self.path):
+            raise UserError(f"run directory {self.path} does not exist")
+        if not self.has("last.pt"):
+            raise UserError(f"{self.path} holds no checkpoint (last.pt) to resume from")
+        return self.config()
+
+    # -- changes -------------------------------------------------------------------
+    def remove_temporary(self) -> None:
+        """Temporary files of writes cut short by a kill."""
+        for f in os.listdir(self.path):
+            if ".tmp" in f and f.split(".tmp")[0] in RUN_FILES:
+                os.remove(self.file(f))
+
+    def prepare(self, overwrite: bool) -> None:
+        """Make the directory ready for a new run: refuse to replace a run
+        unless ``overwrite``; with it, remove the old run's files."""
+        out = self.path
+        if osp.exists(out) and not osp.isdir(out):
+            raise UserError(f"run directory {out} is a file")
+        if osp.isdir(out):
+            present = [f for f in RUN_FILES if self.has(f)]
+            if present and not overwrite:
+                state = "a finished run" if "metrics.json" in present else "an unfinished run"
+                raise UserError(f"{out} already holds {state}; pass --overwrite to replace it"
+                                + ("" if "metrics.json" in present
+                                   else " or --resume to continue it"))
+            for f in present:
+                os.remove(self.file(f))
+            self.remove_temporary()
+            if overwrite and osp.isdir(self.file("wandb")):
+                shutil.rmtree(self.file("wandb"), ignore_errors=True)
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {out}: {exc.strerror}") from None
+        if not os.access(out, os.W_OK):
+            raise UserError(f"run directory {out} is not writable")
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.path!r})"

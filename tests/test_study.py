@@ -1,0 +1,259 @@
+"""The study runner: spec parsing (bad specs: one clear error), the quick
+factor study from another directory, its report against the runs' own files,
+skip / resume / refusal, ``--jobs 2``, and the paired statistics against a
+hand-computed case."""
+import csv
+import json
+import math
+import os
+import os.path as osp
+import time
+
+import pytest
+import yaml
+
+from conftest import DATA_ROOT, REPO
+from helpers import assert_one_line_error, cli
+
+FACTORS = osp.join(REPO, "experiments", "studies", "factors.yaml")
+VARIANTS = ("gaussian", "distance", "gaussian_q0.1", "conv1d", "coords", "coords_rot")
+TARGETS = ("U0", "gap")
+
+
+def _csv(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _json(path):
+    with open(path) as f:
+        return json.load(f)
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    """The factor study's quick mode, run from a directory outside the repository."""
+    elsewhere = tmp_path_factory.mktemp("elsewhere")
+    out = elsewhere / "factors_quick"
+    t0 = time.perf_counter()
+    proc = cli("study", "run", FACTORS, "--quick", "--out", out, "--root", DATA_ROOT,
+               cwd=elsewhere, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return out, proc, time.perf_counter() - t0
+
+
+def test_quick_factor_study_runs_from_elsewhere(quick):
+    out, proc, seconds = quick
+    assert seconds < 120, f"--quick took {seconds:.0f} s"
+    assert "24 runs (0 finished, 24 to train)" in proc.stdout
+    for name in ("report.md", "runs.csv", "cells.csv", "paired.csv", "slopes.csv",
+                 "sittings.csv", "val_curves_U0_n200.png", "val_curves_gap_n200.png"):
+        assert osp.isfile(out / name), name
+    with open(out / "val_curves_U0_n200.png", "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_tables_trace_to_run_directories(quick):
+    out, _, _ = quick
+    runs = _csv(out / "runs.csv")
+    assert len(runs) == len(VARIANTS) * len(TARGETS) * 2
+    for r in runs:
+        d = out / r["run_dir"]
+        m = _json(d / "metrics.json")
+        sym = _json(d / "symmetry.json")
+        cfg = yaml.safe_load(open(d / "config.yaml"))
+        assert cfg["target"] == r["target"] and cfg["seed"] == int(r["seed"])
+        assert float(r["test_mae"]) == pytest.approx(m["test_mae_meV"], rel=1e-9)
+        assert float(r["rot_test_mae"]) == pytest.approx(sym["rot_test_mae"] * 1000, rel=1e-9)
+        assert sym["test_mae"] == pytest.approx(m["test_mae"], rel=1e-4)  # same model, same set
+        assert int(r["epochs"]) == m["epochs"] == 3 and r["stop_reason"] == "epochs"
+        assert osp.isfile(d / "model.pt") == (r["seed"] == "0")  # keep_weights: [0]
+    # the splits: same seed, same split for every variant; test set 100, val 50
+    by_seed = {}
+    for r in runs:
+        import numpy as np
+        with np.load(out / r["run_dir"] / "split.npz") as f:
+            key = tuple(f["test_idx"][:5]) + tuple(f["train_idx"][:5])
+            assert len(f["test_idx"]) == 100 and len(f["val_idx"]) == 50
+            assert len(f["train_idx"]) == 200
+        by_seed.setdefault(r["seed"], set()).add(key)
+    assert all(len(v) == 1 for v in by_seed.values()) and len(by_seed) == 2
+    cells = _csv(out / "cells.csv")
+    md = open(out / "report.md").read()
+    for c in cells:
+        maes = [float(r["test_mae"]) for r in runs
+                if (r["target"], r["variant"]) == (c["target"], c["variant"])]
+        assert float(c["test_mae_mean"]) == pytest.approx(sum(maes) / 2, rel=1e-9)
+        assert float(c["test_mae_std"]) == pytest.approx(abs(maes[0] - maes[1]) / math.sqrt(2),
+                                                         rel=1e-9)
+        assert f"| {c['target']} | 200 | {c['variant']} | 2 |" in md
+    paired = _csv(out / "paired.csv")
+    assert len(paired) == (len(VARIANTS) - 1) * len(TARGETS)
+    for p in paired:
+        d = [float(v["test_mae"]) - float(g["test_mae"]) for v in runs for g in runs
+             if v["target"] == g["target"] == p["target"] and v["seed"] == g["seed"]
+             and v["variant"] == p["variant"] and g["variant"] == "gaussian"]
+        assert float(p["diff_mean"]) == pytest.approx(sum(d) / 2, rel=1e-9)
+    for r in runs:
+        assert f"]({r['run_dir']}/log.csv)" in md
+    # rotation: radial variants are invariant, coords is not
+    for r in runs:
+        if r["variant"].startswith("coords"):
+            assert float(r["rot_change"]) > 1e-3
+        else:
+            assert float(r["rot_rel"]) < 1e-3
+
+
+def test_rerun_skips_finished_runs(quick):
+    out, _, _ = quick
+    watched = [osp.join(out, r["run_dir"], f) for r in _csv(out / "runs.csv")
+               for f in ("metrics.json", "best.pt", "log.csv", "symmetry.json")]
+    before = {p: os.stat(p).st_mtime_ns for p in watched}
+    proc = cli("study", "run", FACTORS, "--quick", "--out", out, "--root", DATA_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "(24 finished, 0 to train)" in proc.stdout
+    assert {p: os.stat(p).st_mtime_ns for p in watched} == before
+    report = cli("study", "report", FACTORS, "--quick", "--out", out)
+    assert report.returncode == 0, report.stderr
+    assert "report.md" in report.stdout
+
+
+def test_other_settings_in_the_same_folder_are_refused(quick, tmp_path):
+    out, _, _ = quick
+    spec = yaml.safe_load(open(FACTORS))
+    spec["quick"]["epochs"] = 2
+    path = tmp_path / "factors.yaml"
+    yaml.safe_dump(spec, open(path, "w"))
+    before = open(out / "report.md").read()
+    proc = cli("study", "run", path, "--quick", "--out", out, "--root", DATA_ROOT)
+    assert_one_line_error(proc, "holds a run with other settings (epochs")
+    assert open(out / "report.md").read() == before
+
+
+def _tiny_spec(path, **extra):
+    spec = dict(name="tiny", base=dict(hidden_channels=16, num_filters=16, num_interactions=2,
+                                       cutoff=4.0, num_gaussians=12, batch_size=25, epochs=4,
+                                       patience=4, lr=2e-3),
+                variants={"gaussian": {}, "conv1d": {"filter": "conv1d", "num_bins": 12}},
+                targets=["gap"], seeds=2, train_sizes=[250], val_size=50, test_size=50)
+    spec.update(extra)
+    with open(path, "w") as f:
+        yaml.safe_dump(spec, f, sort_keys=False)
+    return path
+
+
+def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
+    spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0], variants={"gaussian": {}})
+    out = tmp_path / "out"
+    # 10 batches per epoch: killed (SIGKILL) in the middle of epoch 2
+    killed = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT,
+                 extra_env={"PYG_SCHNET_FAULT": "batch:15"})
+    assert killed.returncode != 0
+    run = out / "runs" / "gap" / "gaussian" / "n250_seed0"
+    assert osp.isfile(run / "last.pt") and not osp.exists(run / "metrics.json")
+    assert len(_csv(run / "log.csv")) == 1
+    proc = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "(0 finished, 1 to train)" in proc.stdout
+    assert [int(r["epoch"]) for r in _csv(run / "log.csv")] == [1, 2, 3, 4]
+    # the resumed run equals an uninterrupted one
+    fresh = cli("study", "run", spec, "--out", tmp_path / "fresh", "--root", DATA_ROOT)
+    assert fresh.returncode == 0, fresh.stderr
+    a = _json(run / "metrics.json")
+    b = _json(tmp_path / "fresh" / "runs" / "gap" / "gaussian" / "n250_seed0" / "metrics.json")
+    assert a["test_mae"] == pytest.approx(b["test_mae"], rel=1e-6)
+    assert len(_csv(tmp_path / "out" / "sittings.csv")) == 1  # the killed sitting trained nothing
+
+
+def test_two_jobs_train_runs_in_parallel(tmp_path):
+    spec = _tiny_spec(tmp_path / "s.yaml")
+    out = tmp_path / "out"
+    proc = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT, "--jobs", "2")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    runs = _csv(out / "runs.csv")
+    assert len(runs) == 4
+    for r in runs:
+        cfg = yaml.safe_load(open(out / r["run_dir"] / "config.yaml"))
+        assert cfg["num_threads"] == 1
+    sittings = _csv(out / "sittings.csv")
+    assert sittings[-1]["jobs"] == "2" and sittings[-1]["runs_trained"] == "4"
+
+
+# -- the spec parser ----------------------------------------------------------------------
+
+BAD_SPECS = [
+    (dict(variants={}), "variants must be a non-empty mapping"),
+    (dict(colour="blue"), "unknown key(s) colour; valid keys"),
+    (dict(targets=["U0", "energy"]), "unknown target 'energy'"),
+    (dict(seeds=0), "seeds must be whole numbers >= 1"),
+    (dict(seeds=[0, 0]), "seeds must hold distinct values"),
+    (dict(train_sizes=[100, -5]), "train_sizes must be a list of whole numbers >= 1"),
+    (dict(reference="sinc"), "reference 'sinc' is not a variant"),
+    (dict(variants={"a": {"filter": "sinc"}}), "variant a: unknown filter 'sinc'"),
+    (dict(variants={"a": {"batch_size": 0}}), "variant a: batch_size must be at least 1"),
+    (dict(variants={"a": {"num_gausians": 5}}), "variant a: unknown config key 'num_gausians'"),
+    (dict(variants={"a": {"seed": 3}}), "variant a sets seed, which the study sets per run"),
+    (dict(variants={"a/b": {}}), "cannot name a folder"),
+    (dict(base="missing.yaml"), "missing.yaml does not exist"),
+    (dict(size_overrides={250: {"epochs": "many"}}), "epochs must be a number"),
+]
+
+
+@pytest.mark.parametrize("change,match", BAD_SPECS, ids=[m for _, m in BAD_SPECS])
+def test_bad_spec_is_one_clear_error(tmp_path, change, match):
+    from pyg_schnet.errors import UserError
+    from pyg_schnet.study import load_spec
+    path = _tiny_spec(tmp_path / "s.yaml", **change)
+    with pytest.raises(UserError, match=match.replace("(", r"\(").replace(")", r"\)")):
+        load_spec(str(path), root=DATA_ROOT)
+
+
+def test_bad_spec_on_the_command_line(tmp_path):
+    path = _tiny_spec(tmp_path / "s.yaml", targets=["energy"])
+    proc = cli("study", "run", path, "--out", tmp_path / "x", "--root", DATA_ROOT)
+    assert_one_line_error(proc, "unknown target 'energy'")
+    assert not osp.exists(tmp_path / "x")
+    for args in (["study"], ["study", "walk", path], ["study", "run", tmp_path / "nope.yaml"],
+                 ["study", "run", path, "--jobs", "0"]):
+        assert_one_line_error(cli(*args))
+
+
+def test_relative_paths_are_relative_to_the_spec(tmp_path):
+    from pyg_schnet.study import load_spec, plan
+    (tmp_path / "sub").mkdir()
+    base = tmp_path / "base.yaml"
+    yaml.safe_dump(dict(hidden_channels=8, root="data/q"), open(base, "w"))
+    path = _tiny_spec(tmp_path / "sub" / "s.yaml", base="../base.yaml", out="../res")
+    spec = load_spec(str(path))
+    assert spec.out == str(tmp_path / "res")
+    cfg = plan(spec)[0].cfg
+    assert cfg.root == str(tmp_path / "data" / "q") and cfg.hidden_channels == 8
+    assert cfg.out == str(tmp_path / "res" / "runs" / "gap" / "gaussian" / "n250_seed0")
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+def test_paired_difference_hand_computed():
+    from pyg_schnet.study import paired_difference
+    p = paired_difference({0: 10.0, 1: 12.0, 2: 11.0, 5: 99.0}, {0: 9.0, 1: 9.0, 2: 10.0})
+    # differences 1, 3, 1: mean 5/3, sample std sqrt(4/3), t(0.975, 2) = 4.303
+    assert p["n"] == 3 and p["seeds"] == [0, 1, 2]
+    assert p["diff_mean"] == pytest.approx(5 / 3)
+    assert p["diff_std"] == pytest.approx(math.sqrt(4 / 3))
+    half = 4.303 * math.sqrt(4 / 3) / math.sqrt(3)
+    assert p["ci_low"] == pytest.approx(5 / 3 - half) and p["ci_high"] == pytest.approx(5 / 3 + half)
+    assert p["agree"] == 3
+    assert p["ratio"] == pytest.approx(11 / (28 / 3))
+    q = paired_difference({0: 1.0, 1: 5.0}, {0: 2.0, 1: 2.0})  # -1, +3: mean +1, one agrees
+    assert q["agree"] == 1 and q["ci_low"] < 0 < q["ci_high"]
+
+
+def test_t_quantiles_and_slope():
+    from pyg_schnet.study import loglog_slope, t_quantile_975
+    assert t_quantile_975(2) == pytest.approx(4.303)
+    assert t_quantile_975(30) == pytest.approx(2.042)
+    assert t_quantile_975(60) == pytest.approx(2.000, abs=0.002)
+    slope, se = loglog_slope([1000, 10000, 100000], [100.0, 50.0, 25.0])
+    assert slope == pytest.approx(math.log10(0.5)) and se == pytest.approx(0.0, abs=1e-12)
+    slope, se = loglog_slope([1, 2, 4, 8], [1.0, 0.8, 0.5, 0.45])
+    assert slope < 0 and se > 0
