@@ -257,3 +257,21 @@ def test_t_quantiles_and_slope():
     assert slope == pytest.approx(math.log10(0.5)) and se == pytest.approx(0.0, abs=1e-12)
     slope, se = loglog_slope([1, 2, 4, 8], [1.0, 0.8, 0.5, 0.45])
     assert slope < 0 and se > 0
+
+
+def test_runs_with_the_same_settings_are_reused(tmp_path):
+    """A second study that lists the first under ``reuse`` copies the runs whose
+    settings (and split) equal its own, and trains only the rest."""
+    first = _tiny_spec(tmp_path / "a.yaml", seeds=[0], variants={"gaussian": {}})
+    assert cli("study", "run", first, "--out", tmp_path / "a", "--root", DATA_ROOT).returncode == 0
+    second = _tiny_spec(tmp_path / "b.yaml", seeds=[0], reuse=["a"],
+                        variants={"g": {}, "wide": {"num_gaussians": 20}})
+    proc = cli("study", "run", second, "--out", tmp_path / "b", "--root", DATA_ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "copied 1 finished runs" in proc.stdout and "(1 finished, 1 to train)" in proc.stdout
+    copied = tmp_path / "b" / "runs" / "gap" / "g" / "n250_seed0"
+    donor = tmp_path / "a" / "runs" / "gap" / "gaussian" / "n250_seed0"
+    assert open(copied / "reused_from").read().strip() == osp.relpath(donor, copied)
+    assert _json(copied / "metrics.json") == _json(donor / "metrics.json")
+    assert not osp.exists(tmp_path / "b" / "runs" / "gap" / "wide" / "n250_seed0" / "reused_from")
+    assert "1 runs with identical settings were copied" in open(tmp_path / "b" / "report.md").read()
