@@ -243,8 +243,5 @@ def resolve_out(cfg: Config) -> str:
 
 
 def save_config(cfg: Config, path: str) -> None:
-    import os
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        yaml.safe_dump(cfg.to_dict(), f, sort_keys=False)
-    os.replace(tmp, path)
+    from .io import write_text
+    write_text(path, yaml.safe_dump(cfg.to_dict(), sort_keys=False))

@@ -25,6 +25,7 @@ from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
 from .errors import UserError
+from .io import atomic_write
 
 #: PyG's 19 QM9 targets, in PyG's order.
 TARGETS: Tuple[str, ...] = (
@@ -251,10 +252,10 @@ class QM9(InMemoryDataset):
             z, pos, counts, y, idx, smiles = self._process_pyg()
         name = [f"gdb_{int(i) + 1}" for i in idx]
         data, slices = _storage_from_arrays(z, pos, counts, y, idx, name, smiles)
-        tmp = f"{self.processed_paths[0]}.tmp{os.getpid()}"
-        torch.save({"format": FORMAT_VERSION, "source": self.source, "num_molecules": len(counts),
-                    "num_atoms": int(counts.sum()), "data": data.to_dict(), "slices": slices}, tmp)
-        os.replace(tmp, self.processed_paths[0])
+        with atomic_write(self.processed_paths[0], "wb") as f:
+            torch.save({"format": FORMAT_VERSION, "source": self.source,
+                        "num_molecules": len(counts), "num_atoms": int(counts.sum()),
+                        "data": data.to_dict(), "slices": slices}, f)
         self.build_seconds = time.perf_counter() - t0
 
     def _process_pyg(self):
@@ -350,10 +351,9 @@ class Split:
     test_idx: np.ndarray
 
     def save(self, path: str, num_molecules: int) -> None:
-        tmp = path + ".tmp.npz"
-        np.savez(tmp, train_idx=self.train_idx, val_idx=self.val_idx, test_idx=self.test_idx,
-                 num_molecules=np.int64(num_molecules))
-        os.replace(tmp, path)
+        with atomic_write(path, "wb") as f:
+            np.savez(f, train_idx=self.train_idx, val_idx=self.val_idx, test_idx=self.test_idx,
+                     num_molecules=np.int64(num_molecules))
 
 
 def _count(size: Union[int, float], n: int, what: str) -> int:

@@ -14,6 +14,7 @@ import torch
 from .config import Config
 from .data import QM9, UNITS, load_split, target_index
 from .errors import UserError
+from .io import save_figure, write_text
 from .loader import MoleculeLoader
 from .model import SchNet
 from .rundir import RunDir
@@ -73,10 +74,8 @@ def parity_plot(y, pred, title: str, unit: str, path: str) -> None:
     ax2.set_ylabel(f"predicted - true [{unit}]")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    tmp = path + ".tmp.png"
-    fig.savefig(tmp)
+    save_figure(fig, path)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium geometries; "
@@ -105,8 +104,5 @@ def predict(run_dir: str, inputs: List[str], smiles: List[str], output: Optional
     if output is None:
         sys.stdout.write(buf.getvalue())
     else:
-        tmp = output + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(buf.getvalue())
-        os.replace(tmp, output)
+        write_text(output, buf.getvalue())
         print(f"wrote {len(mols)} predictions to {output}", file=sys.stderr)

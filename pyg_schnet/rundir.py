@@ -20,6 +20,7 @@ import shutil
 from typing import Any, Dict, List, Optional
 
 from .errors import UserError
+from .io import TMP_MARK
 
 #: Files of a run directory (the trainer writes them; other files are left alone).
 RUN_FILES = ("config.yaml", "split.npz", "log.csv", "best.pt", "last.pt", "metrics.json")
@@ -110,7 +111,7 @@ class RunDir:
     def remove_temporary(self) -> None:
         """Temporary files of writes cut short by a kill."""
         for f in os.listdir(self.path):
-            if ".tmp" in f and f.split(".tmp")[0] in RUN_FILES:
+            if TMP_MARK in f and f.split(TMP_MARK)[0] in RUN_FILES:
                 os.remove(self.file(f))
 
     def prepare(self, overwrite: bool) -> None:

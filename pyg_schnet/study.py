@@ -61,6 +61,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import UserError
+from .io import write_csv, write_json, write_text
 
 SPEC_KEYS = ("name", "description", "base", "variants", "reference", "targets", "seeds",
              "train_sizes", "val_size", "test_size", "size_overrides", "keep_weights", "quick",
@@ -425,7 +426,7 @@ def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
            "test_mae": err / max(n, 1), "rot_test_mae": rot_err / max(n, 1),
            "rot_change": change / max(n, 1), "rot_rel": inv["rotation"],
            "trans_rel": inv["translation"], "perm_rel": inv["permutation"]}
-    _write_json(path, out)
+    write_json(path, out)
     return out
 
 
@@ -448,14 +449,6 @@ def load_weights(path: str):
     from .train import load_checkpoint, model_from_checkpoint
     model = model_from_checkpoint(load_checkpoint(path))
     return model.eval()
-
-
-def _write_json(path: str, obj: Dict[str, Any]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -485,7 +478,7 @@ class _Sitting:
         self.row.update(wall_seconds=round(time.perf_counter() - self.t0, 1),
                         runs_trained=trained, runs_failed=failed)
         if trained or failed:
-            _write_csv(self.path, self.FIELDS, self.rows)
+            write_csv(self.path, self.FIELDS, self.rows)
 
 
 def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str = "") -> int:
@@ -750,16 +743,6 @@ def slopes(spec: Spec, cell_rows: Sequence[Dict[str, Any]]) -> List[Dict[str, An
     return out
 
 
-def _write_csv(path: str, fields: Sequence[str], rows: Sequence[Dict[str, Any]]) -> None:
-    tmp = path + ".tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(fields), extrasaction="ignore")
-        w.writeheader()
-        for r in rows:
-            w.writerow(r)
-    os.replace(tmp, path)
-
-
 def _fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, str):
         return x
@@ -795,10 +778,10 @@ def write_report(spec: Spec) -> str:
     cell_rows = cells(spec, rows)
     pair_rows = paired(spec, rows)
     slope_rows = slopes(spec, cell_rows)
-    _write_csv(osp.join(spec.out, "runs.csv"), RUN_FIELDS, rows)
-    _write_csv(osp.join(spec.out, "cells.csv"), CELL_FIELDS, cell_rows)
-    _write_csv(osp.join(spec.out, "paired.csv"), PAIRED_FIELDS, pair_rows)
-    _write_csv(osp.join(spec.out, "slopes.csv"), SLOPE_FIELDS, slope_rows)
+    write_csv(osp.join(spec.out, "runs.csv"), RUN_FIELDS, rows)
+    write_csv(osp.join(spec.out, "cells.csv"), CELL_FIELDS, cell_rows)
+    write_csv(osp.join(spec.out, "paired.csv"), PAIRED_FIELDS, pair_rows)
+    write_csv(osp.join(spec.out, "slopes.csv"), SLOPE_FIELDS, slope_rows)
     plots = []
     if rows:
         from .study_plots import learning_curve_plot, val_curve_plot
@@ -813,10 +796,7 @@ def write_report(spec: Spec) -> str:
                     plots.append(p)
     md = _markdown(spec, rows, cell_rows, pair_rows, slope_rows, plots)
     path = osp.join(spec.out, "report.md")
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(md)
-    os.replace(tmp, path)
+    write_text(path, md)
     return path
 
 

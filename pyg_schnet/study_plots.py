@@ -1,10 +1,10 @@
 """Plots of a study report: learning curves and validation curves."""
 from __future__ import annotations
 
-import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
+from .io import save_figure
 from .rundir import RunDir
 
 
@@ -16,10 +16,8 @@ def _pyplot():
 
 
 def _save(fig, out: str, name: str) -> str:
-    tmp = osp.join(out, name + ".tmp.png")
-    fig.savefig(tmp)
+    save_figure(fig, osp.join(out, name))
     _pyplot().close(fig)
-    os.replace(tmp, osp.join(out, name))
     return name
 
 
