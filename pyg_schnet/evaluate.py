@@ -84,25 +84,25 @@ GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium g
 
 
 @torch.no_grad()
-def predict(run_dir: str, inputs: List[str], smiles: List[str], output: Optional[str]) -> None:
+def predict(run_dir: str, inputs: List[str], smiles: List[str]
+            ) -> Tuple[str, str, List[Dict[str, Any]]]:
+    """Predict molecules from files (xyz, sdf) and SMILES with a run's best
+    model: the target, its unit and one row per molecule (``name``,
+    ``source``, ``num_atoms``, ``value``)."""
     from .molio import read_inputs
     cfg, model, _ = load_run(run_dir)
-    if output is not None:
-        if osp.isdir(output):
-            raise UserError(f"output {output} is a directory")
-        if osp.exists(output):
-            raise UserError(f"output {output} exists; not overwriting it")
-    mols = read_inputs(inputs, smiles)
-    unit = UNITS[cfg.target]
+    rows = []
+    for m in read_inputs(inputs, smiles):
+        rows.append({"name": m.name, "source": m.source, "num_atoms": m.z.numel(),
+                     "value": float(model(m.z, m.pos).view(-1)[0])})
+    return cfg.target, UNITS[cfg.target], rows
+
+
+def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:
+    """The rows of :func:`predict` as CSV text."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["name", "source", "num_atoms", f"{cfg.target}_{unit}"])
-    for m in mols:
-        value = float(model(m.z, m.pos).view(-1)[0])
-        w.writerow([m.name, m.source, m.z.numel(), f"{value:.6f}"])
-    print(GEOMETRY_NOTE, file=sys.stderr)
-    if output is None:
-        sys.stdout.write(buf.getvalue())
-    else:
-        write_text(output, buf.getvalue())
-        print(f"wrote {len(mols)} predictions to {output}", file=sys.stderr)
+    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}"])
+    for r in rows:
+        w.writerow([r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}"])
+    return buf.getvalue()

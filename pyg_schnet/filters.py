@@ -24,19 +24,28 @@ from .errors import UserError
 
 
 class ShiftedSoftplus(nn.Module):
-    r""":math:`\ln(1 + e^x) - \ln 2`, SchNet's activation (zero at zero)."""
+    r""":math:`\ln(1 + e^x) - \ln 2`, SchNet's activation (zero at zero).
 
-    def __init__(self) -> None:
+    Args:
+        inplace (bool): When no gradient is needed, overwrite the input
+            instead of allocating the output (on CPU the allocation of a large
+            tensor costs more than the softplus); only for inputs nobody else
+            reads, such as a layer's fresh output. (default: :obj:`False`)
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
         super().__init__()
         self.shift = math.log(2.0)
+        self.inplace = inplace
 
     def forward(self, x: Tensor) -> Tensor:
-        if not (torch.is_grad_enabled() and x.requires_grad):
-            # inference: overwrite the input (allocating a large output costs more
-            # on CPU than the softplus itself); callers pass fresh layer outputs
+        if self.inplace and not (torch.is_grad_enabled() and x.requires_grad):
             return torch._C._nn.softplus(x, 1, 20, out=x).sub_(self.shift)
         # in place on softplus' output: its backward needs only the input
         return F.softplus(x).sub_(self.shift)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
 
 
 class CosineCutoff(nn.Module):
@@ -122,7 +131,7 @@ class EdgeFilter(nn.Module):
 
 def _mlp(in_features: int, num_filters: int) -> nn.Sequential:
     """SchNet's filter-generating network: dense, shifted softplus, dense."""
-    return nn.Sequential(nn.Linear(in_features, num_filters), ShiftedSoftplus(),
+    return nn.Sequential(nn.Linear(in_features, num_filters), ShiftedSoftplus(inplace=True),
                          nn.Linear(num_filters, num_filters))
 
 
@@ -322,7 +331,7 @@ class Conv1dFilter(RadialFilter):
         layers = []
         for k in range(num_conv_layers):
             layers += [nn.Conv1d(1 if k == 0 else conv_channels, conv_channels, kernel_size,
-                                 padding=kernel_size // 2), ShiftedSoftplus()]
+                                 padding=kernel_size // 2), ShiftedSoftplus(inplace=True)]
         self.conv = nn.Sequential(*layers)
         self.mlp = _mlp(conv_channels * num_bins, num_filters)
         self.reset_parameters()

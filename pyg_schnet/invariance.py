@@ -57,25 +57,20 @@ def invariance_errors(model: SchNet, z: Tensor, pos: Tensor, batch: Tensor,
 
 
 def report(root: str, batch_size: int = 32, seed: int = 0) -> Dict[str, Dict[str, float]]:
-    """Print per registered filter: parameters and invariance errors on a QM9 batch
-    (default model sizes, random initialisation)."""
+    """Per registered filter: parameters and invariance errors on a QM9 batch
+    (default model sizes, random initialisation); ``"_batch"`` holds the
+    batch's molecule and atom counts."""
     from .data import QM9
     from .loader import MoleculeLoader
     ds = QM9(root)
     gen = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(ds), generator=gen)[:batch_size]
     b = MoleculeLoader(ds, idx, batch_size).gather(idx)
-    rows = {}
-    print(f"QM9 batch of {b.num_graphs} molecules ({b.z.numel()} atoms), random init, "
-          f"errors = max |change| / std of predictions")
-    print(f"{'filter':<10}{'parameters':>12}{'rotation':>12}{'translation':>13}"
-          f"{'permutation':>13}")
+    rows: Dict[str, Dict[str, float]] = {
+        "_batch": {"molecules": b.num_graphs, "atoms": b.z.numel()}}
     for name in FILTERS:
         torch.manual_seed(seed)
         model = build_model(name)
         errs = invariance_errors(model, b.z, b.pos, b.batch, seed)
-        n = sum(p.numel() for p in model.parameters())
-        rows[name] = dict(errs, parameters=n)
-        print(f"{name:<10}{n:>12,}{errs['rotation']:>12.2e}{errs['translation']:>13.2e}"
-              f"{errs['permutation']:>13.2e}")
+        rows[name] = dict(errs, parameters=sum(p.numel() for p in model.parameters()))
     return rows

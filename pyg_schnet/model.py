@@ -148,7 +148,7 @@ class InteractionBlock(nn.Module):
                  aggregation: Optional[PairAggregation] = None) -> None:
         super().__init__()
         self.conv = CFConv(hidden_channels, hidden_channels, filter, filter_table, aggregation)
-        self.act = ShiftedSoftplus()
+        self.act = ShiftedSoftplus(inplace=True)  # acts on fresh layer outputs
         self.lin = nn.Linear(hidden_channels, hidden_channels)
         self.reset_parameters()
 
@@ -226,7 +226,7 @@ class SchNet(nn.Module):
             blocks.append(InteractionBlock(hidden_channels, f, filter_table, aggregation))
         self.interactions = nn.ModuleList(blocks)
         self.lin1 = nn.Linear(hidden_channels, hidden_channels // 2)
-        self.act = ShiftedSoftplus()
+        self.act = ShiftedSoftplus(inplace=True)  # acts on fresh layer outputs
         self.lin2 = nn.Linear(hidden_channels // 2, 1)
 
         self.register_buffer("mean", torch.tensor(float(mean)))
