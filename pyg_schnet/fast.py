@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from .filters import RadialFilter
-from .model import PairAggregation, _SymmetricAggregate
+from .model import EdgeSet, PairAggregation, _SymmetricAggregate, directed_sum
 
 #: Grid points per narrowest filter feature (``feature_width``) of a smooth filter.
 POINTS_PER_FEATURE = 20
@@ -169,7 +169,10 @@ class _CompiledSymmetricAggregate(_SymmetricAggregate):
 
 
 class CompiledPairAggregation(PairAggregation):
-    """:class:`~pyg_schnet.model.PairAggregation` as compiled kernels."""
+    """:class:`~pyg_schnet.model.PairAggregation` with the pair sum as
+    compiled kernels (directed edges keep the eager sum)."""
 
-    def __call__(self, h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
-        return _CompiledSymmetricAggregate.apply(h, W, pi, pj)
+    def __call__(self, h: Tensor, W: Tensor, edges: EdgeSet) -> Tensor:
+        if edges.pairs:
+            return _CompiledSymmetricAggregate.apply(h, W, edges.src, edges.dst)
+        return directed_sum(h, W, edges.src, edges.dst)

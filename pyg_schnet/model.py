@@ -1,4 +1,4 @@
-"""SchNet with a swappable edge filter, on PyG's :class:`MessagePassing`."""
+"""SchNet with a swappable edge filter, on PyTorch Geometric."""
 from __future__ import annotations
 
 import copy
@@ -7,7 +7,6 @@ from typing import Any, Dict, NamedTuple, Optional
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn import MessagePassing
 from torch_geometric.utils import scatter
 
 from .errors import UserError
@@ -18,26 +17,41 @@ from .graph import radius_edges
 READOUTS = ("add", "mean")
 
 
-class PairGraph(NamedTuple):
-    """A symmetric radius graph stored once per unordered pair.
+class EdgeSet(NamedTuple):
+    """The edges an interaction block sums over.
 
-    Radial filters give both directions of a pair the same weights, so the
-    filter network runs on ``P = E / 2`` pairs, and the aggregation is a
-    symmetric operator (its backward is the same sum with the gradient in place
-    of the features).
+    Either directed edges (``pairs=False``: ``out[dst] += h[src] * W``), or,
+    for a symmetric radius graph and radial filters, one row per unordered
+    pair standing for both directions (``pairs=True``): both directions share
+    the filter weights, so the filter network runs on ``P = E / 2`` pairs, and
+    the sum is a symmetric operator (its backward is the same sum with the
+    gradient in place of the features).
     """
-    pi: Tensor  # [P] first atom of each pair (pi < pj)
-    pj: Tensor  # [P] second atom
-    dist: Tensor  # [P]
-    vec: Tensor  # [P, 3], r_pj - r_pi
+    src: Tensor  # [M] source atom j (for pairs: the smaller index)
+    dst: Tensor  # [M] target atom i
+    vec: Tensor  # [M, 3], r_src - r_dst
+    dist: Tensor  # [M]
+    pairs: bool
 
     @staticmethod
-    def build(pos: Tensor, edge_index: Tensor) -> "PairGraph":
+    def build(pos: Tensor, edge_index: Tensor, as_pairs: bool) -> "EdgeSet":
         src, dst = edge_index
-        keep = src < dst
-        pi, pj = src[keep], dst[keep]
-        vec = pos[pj] - pos[pi]  # [P, 3]
-        return PairGraph(pi, pj, vec.norm(dim=-1), vec)
+        if as_pairs:
+            keep = src < dst
+            src, dst = src[keep], dst[keep]
+        vec = pos[src] - pos[dst]  # [M, 3]
+        return EdgeSet(src, dst, vec, vec.norm(dim=-1), as_pairs)
+
+
+def is_symmetric(edge_index: Tensor, num_nodes: int) -> bool:
+    """Whether every edge ``(j, i)`` has its reverse ``(i, j)`` and there are
+    no self-loops (so the edges can be summed as pairs)."""
+    src, dst = edge_index
+    if bool((src == dst).any()):
+        return False
+    fwd = torch.sort(src * num_nodes + dst).values
+    bwd = torch.sort(dst * num_nodes + src).values
+    return torch.equal(fwd, bwd)
 
 
 class _SymmetricAggregate(torch.autograd.Function):
@@ -73,22 +87,38 @@ class _SymmetricAggregate(torch.autograd.Function):
         return grad_h, grad_W, None, None
 
 
+def directed_sum(h: Tensor, W: Tensor, src: Tensor, dst: Tensor) -> Tensor:
+    """``out[dst] += h[src] * W`` over directed edges (autograd does the backward)."""
+    return torch.zeros_like(h).index_add_(0, dst, h.index_select(0, src) * W)
+
+
 class PairAggregation:
-    """``out[i] = sum_{j ~ i} h[j] * W[pair(i, j)]`` over a symmetric pair graph
-    (:class:`_SymmetricAggregate`); the fast mode passes a compiled variant
+    """The filter-weighted neighbour sum of a block: the symmetric pair sum
+    (:class:`_SymmetricAggregate`) for a pair edge set, :func:`directed_sum`
+    otherwise. The fast mode passes a compiled variant
     (:class:`pyg_schnet.fast.CompiledPairAggregation`). Holds no state."""
 
-    def __call__(self, h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
-        return _SymmetricAggregate.apply(h, W, pi, pj)  # [N, F]
+    def __call__(self, h: Tensor, W: Tensor, edges: EdgeSet) -> Tensor:
+        if edges.pairs:
+            return _SymmetricAggregate.apply(h, W, edges.src, edges.dst)  # [N, F]
+        return directed_sum(h, W, edges.src, edges.dst)
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}()"
 
 
-class CFConv(MessagePassing):
+class CFConv(nn.Module):
     r"""Continuous-filter convolution: atom-wise dense, filter-weighted sum of
     neighbour features :math:`\sum_j x_j \odot W(\mathbf{r}_j - \mathbf{r}_i)`,
     atom-wise dense.
+
+    One path for every input: filter weights for the edge set (by the filter,
+    or by table lookup), then the aggregation. It is a plain module rather than
+    PyG's ``MessagePassing``: ``propagate`` materialises an ``[E, F]`` message
+    per directed edge, while the pair sum runs the filter once per pair and
+    fuses gather, product and sum (1.76x PyG's training throughput in exact
+    mode, see the README); the directed sum is ``index_add_`` (measured faster
+    than PyG's scatter here).
 
     Args:
         in_channels (int): Input features.
@@ -96,15 +126,15 @@ class CFConv(MessagePassing):
         filter (EdgeFilter): Filter network producing ``[E, num_filters]``.
         filter_table (FilterTable, optional): Evaluates a radial filter by
             table lookup (:class:`pyg_schnet.fast.FilterTable`); the filter
-            runs on every pair when :obj:`None`. (default: :obj:`None`)
-        aggregation (PairAggregation, optional): The per-pair sum.
+            runs on every edge when :obj:`None`. (default: :obj:`None`)
+        aggregation (PairAggregation, optional): The neighbour sum.
             (default: :class:`PairAggregation`)
     """
 
     def __init__(self, in_channels: int, out_channels: int, filter: EdgeFilter,
                  filter_table: Optional[Any] = None,
                  aggregation: Optional[PairAggregation] = None) -> None:
-        super().__init__(aggr="add")
+        super().__init__()
         self.filter = filter
         self.lin1 = nn.Linear(in_channels, filter.num_filters, bias=False)
         self.lin2 = nn.Linear(filter.num_filters, out_channels)
@@ -118,25 +148,13 @@ class CFConv(MessagePassing):
         nn.init.zeros_(self.lin2.bias)
         self.filter.reset_parameters()
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor,
-                pairs: Optional[PairGraph] = None) -> Tensor:
-        """With ``pairs`` (radial filters, symmetric graph) the filter runs once
-        per pair (or is looked up in the filter table) and the sum is the pair
-        aggregation; otherwise PyG's propagate over directed edges."""
+    def forward(self, x: Tensor, edges: EdgeSet) -> Tensor:
         x = self.lin1(x)  # [N, num_filters]
-        if pairs is not None:
-            if self.filter_table is not None:
-                W = self.filter_table(self.filter, pairs.dist)  # [P, num_filters]
-            else:
-                W = self.filter(pairs.vec, pairs.dist)  # [P, num_filters]
-            x = self.aggregation(x, W, pairs.pi, pairs.pj)
+        if self.filter_table is not None:
+            W = self.filter_table(self.filter, edges.dist)  # [M, num_filters]
         else:
-            W = self.filter(edge_vec, dist)  # [E, num_filters]
-            x = self.propagate(edge_index, x=x, W=W)
-        return self.lin2(x)
-
-    def message(self, x_j: Tensor, W: Tensor) -> Tensor:
-        return x_j * W
+            W = self.filter(edges.vec, edges.dist)  # [M, num_filters]
+        return self.lin2(self.aggregation(x, W, edges))
 
 
 class InteractionBlock(nn.Module):
@@ -157,9 +175,8 @@ class InteractionBlock(nn.Module):
         nn.init.xavier_uniform_(self.lin.weight)
         nn.init.zeros_(self.lin.bias)
 
-    def forward(self, x: Tensor, edge_index: Tensor, edge_vec: Tensor, dist: Tensor,
-                pairs: Optional[PairGraph] = None) -> Tensor:
-        return self.lin(self.act(self.conv(x, edge_index, edge_vec, dist, pairs)))
+    def forward(self, x: Tensor, edges: EdgeSet) -> Tensor:
+        return self.lin(self.act(self.conv(x, edges)))
 
 
 class SchNet(nn.Module):
@@ -280,20 +297,17 @@ class SchNet(nn.Module):
         """
         if batch is None:
             batch = torch.zeros_like(z)
-        symmetric = False
         if edge_index is None:
-            edge_index, edge_vec, dist, dropped = radius_edges(pos, batch, self.cutoff,
-                                                               self.max_num_neighbors)
+            edge_index, _, _, dropped = radius_edges(pos, batch, self.cutoff,
+                                                     self.max_num_neighbors)
             symmetric = dropped == 0  # the neighbour cap breaks the symmetry
         else:
-            edge_vec = pos[edge_index[0]] - pos[edge_index[1]]  # [E, 3]
-            dist = edge_vec.norm(dim=-1)  # [E]
-        pairs = None
-        if symmetric and self.use_pairs and all(f.radial for f in self.filters):
-            pairs = PairGraph.build(pos, edge_index)
+            symmetric = is_symmetric(edge_index, z.numel())
+        as_pairs = symmetric and self.use_pairs and all(f.radial for f in self.filters)
+        edges = EdgeSet.build(pos, edge_index, as_pairs)
         h = self.embedding(z)  # [N, hidden]
         for block in self.interactions:
-            h = h + block(h, edge_index, edge_vec, dist, pairs)
+            h = h + block(h, edges)
         h = self.lin2(self.act(self.lin1(h)))  # [N, 1]
         h = h * self.std + self.mean + self.atomref[z].unsqueeze(-1)
         if num_graphs is None:

@@ -225,8 +225,8 @@ def test_from_pyg_matches_pyg(qm9, readout, standardize):
 
 @pytest.mark.parametrize("name", [n for n in CASES if FILTERS[_options(n)[0]].radial])
 def test_pair_path_matches_edge_path_with_gradients(name, qm9_batch):
-    """The symmetric per-pair path (default for radial filters) gives PyG's
-    per-edge propagate results: outputs and gradients (weights and positions)."""
+    """The symmetric per-pair path (default for radial filters) gives the
+    directed per-edge sum's results: outputs and gradients (weights and positions)."""
     b = qm9_batch
     model = _model(name)
     results = []
@@ -243,3 +243,39 @@ def test_pair_path_matches_edge_path_with_gradients(name, qm9_batch):
     torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-4 * float(p2.abs().max()))
     for a, c in zip(g1, g2):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-4 * float(c.abs().max()) + 1e-8)
+
+
+@pytest.mark.parametrize("name", ["gaussian", "coords"])
+def test_precomputed_edges_take_the_same_path(name, qm9_batch):
+    """Edges from the RadiusGraph transform (symmetric) give the same result
+    as edges built in the model, and radial filters keep the pair path
+    (the filter sees each unordered pair once)."""
+    from pyg_schnet.graph import radius_edges
+    b = qm9_batch
+    model = _model(name)
+    seen = []
+    hook = model.filters[0].register_forward_hook(lambda m, i, o: seen.append(i[1].numel()))
+    with torch.no_grad():
+        built = model(b.z, b.pos, b.batch)
+        e = radius_edges(b.pos, b.batch, model.cutoff, model.max_num_neighbors)
+        given = model(b.z, b.pos, b.batch, edge_index=e.edge_index)
+        shuffled = e.edge_index[:, torch.randperm(e.edge_index.size(1))]
+        again = model(b.z, b.pos, b.batch, edge_index=shuffled)
+        one_way = e.edge_index[:, e.edge_index[0] < e.edge_index[1]]  # not symmetric
+        half = model(b.z, b.pos, b.batch, edge_index=one_way)
+    hook.remove()
+    torch.testing.assert_close(given, built)
+    torch.testing.assert_close(again, built, rtol=1e-5, atol=1e-5 * float(built.abs().max()))
+    assert not torch.allclose(half, built)
+    num_edges = e.edge_index.size(1)
+    if FILTERS[name].radial:
+        assert seen == [num_edges // 2] * 3 + [num_edges // 2]  # pairs, also when given
+    else:
+        assert seen == [num_edges] * 3 + [num_edges // 2]
+
+
+def test_symmetry_check():
+    from pyg_schnet.model import is_symmetric
+    assert is_symmetric(torch.tensor([[0, 1, 2, 1], [1, 0, 1, 2]]), 3)
+    assert not is_symmetric(torch.tensor([[0, 1, 2], [1, 0, 1]]), 3)
+    assert not is_symmetric(torch.tensor([[0, 1, 1], [1, 0, 1]]), 3)  # a self-loop
