@@ -9,7 +9,7 @@ import os
 import sys
 import time
 import warnings
-from typing import List, Optional
+from typing import List, NoReturn, Optional
 
 # PyTorch's OpenMP threads spin while they wait. When the cores are shared with
 # another busy process that turns a training step 50x slower (measured here: 20
@@ -34,7 +34,7 @@ commands:
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise UserError(f"{self.prog}: {message}")
 
 

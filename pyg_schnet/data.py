@@ -17,7 +17,7 @@ import os.path as osp
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -209,7 +209,7 @@ class QM9(InMemoryDataset):
                 self._load_cache(self.processed_paths[0])
             except Exception as exc:  # truncated or corrupt cache: warn and rebuild
                 warnings.warn(f"QM9 cache {self.processed_paths[0]} is unreadable "
-                              f"({type(exc).__name__}); rebuilding it")
+                              f"({type(exc).__name__}); rebuilding it", stacklevel=2)
                 os.remove(self.processed_paths[0])
                 self._process()
                 self._load_cache(self.processed_paths[0])
@@ -247,7 +247,7 @@ class QM9(InMemoryDataset):
             counts = torch.tensor(arrays["counts"])
             y = torch.tensor(arrays["y"]).float()
             idx = torch.tensor(arrays["idx"])
-            smiles = list(arrays["smiles"])
+            smiles = list(cast(Sequence[str], arrays["smiles"]))
         else:
             z, pos, counts, y, idx, smiles = self._process_pyg()
         name = [f"gdb_{int(i) + 1}" for i in idx]
@@ -289,7 +289,7 @@ class QM9(InMemoryDataset):
         if self.source == "qm9pack" and n != NUM_MOLECULES:
             raise ValueError(f"{n} molecules, expected {NUM_MOLECULES}")
         self.data, self.slices = data, slices
-        self._indices = None
+        self._indices = None  # type: ignore[assignment]  # PyG types it as a list
 
     def num_atoms(self) -> Tensor:
         """Atoms per molecule of this (possibly subset) data set ``[len(self)]``."""
@@ -452,7 +452,8 @@ class Statistics:
     readout: str  # "add" or "mean"
 
 
-def compute_statistics(dataset: QM9, train_idx: Sequence[int], target: Union[str, int]
+def compute_statistics(dataset: QM9, train_idx: Union[Sequence[int], np.ndarray],
+                       target: Union[str, int]
                        ) -> Statistics:
     """Standardisation of ``target`` from the molecules ``train_idx`` only."""
     t = target_index(target)

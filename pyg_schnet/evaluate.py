@@ -4,9 +4,7 @@ from __future__ import annotations
 import csv
 import io
 import math
-import os
 import os.path as osp
-import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -14,7 +12,7 @@ import torch
 from .config import Config
 from .data import QM9, UNITS, load_split, target_index
 from .errors import UserError
-from .io import save_figure, write_text
+from .io import save_figure
 from .loader import MoleculeLoader
 from .model import SchNet
 from .rundir import RunDir

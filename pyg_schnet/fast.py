@@ -141,7 +141,7 @@ def _kernel(name: str, fn: Callable) -> Callable:
                 return compiled(*args)
             except Exception as exc:  # no compiler, unsupported platform
                 warnings.warn(f"fast mode: torch.compile unavailable ({type(exc).__name__}); "
-                              f"using eager kernels")
+                              f"using eager kernels", stacklevel=2)
                 _KERNELS[name] = fn
                 return fn(*args)
         _KERNELS[name] = run

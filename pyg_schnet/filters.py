@@ -40,7 +40,7 @@ class ShiftedSoftplus(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.inplace and not (torch.is_grad_enabled() and x.requires_grad):
-            return torch._C._nn.softplus(x, 1, 20, out=x).sub_(self.shift)
+            return torch._C._nn.softplus(x, 1, 20, out=x).sub_(self.shift)  # type: ignore[call-arg]
         # in place on softplus' output: its backward needs only the input
         return F.softplus(x).sub_(self.shift)
 
@@ -80,6 +80,7 @@ class GaussianSmearing(nn.Module):
         if width is None:
             width = float(offset[1] - offset[0]) if num_gaussians > 1 else 1.0
         self.coeff = -0.5 / float(width) ** 2
+        self.offset: Tensor
         self.register_buffer("offset", offset)
 
     def forward(self, dist: Tensor) -> Tensor:
@@ -351,8 +352,8 @@ class Conv1dFilter(RadialFilter):
 
     def table(self) -> Tensor:
         """Filter of every bin ``[num_bins, num_filters]`` (before the envelope)."""
-        onehot = torch.eye(self.num_bins, device=self.mlp[0].weight.device,
-                           dtype=self.mlp[0].weight.dtype).unsqueeze(1)  # [B, 1, B]
+        w = next(self.mlp.parameters())
+        onehot = torch.eye(self.num_bins, device=w.device, dtype=w.dtype).unsqueeze(1)  # [B, 1, B]
         feats = self.conv(onehot).flatten(1)  # [B, conv_channels * B]
         return self.mlp(feats)
 

@@ -64,7 +64,8 @@ def radius_edges(pos: Tensor, batch: Optional[Tensor] = None, cutoff: float = 10
         edge_index, edge_vec, dist = edge_index[:, keep], edge_vec[keep], dist[keep]
         if warn:
             warnings.warn(f"radius graph: max_num_neighbors={max_num_neighbors} dropped "
-                          f"{num_dropped} of {num_dropped + keep.numel()} edges (kept the nearest)")
+                          f"{num_dropped} of {num_dropped + keep.numel()} edges (kept the nearest)",
+                          stacklevel=2)
     return Edges(edge_index, edge_vec, dist, num_dropped)
 
 

@@ -8,7 +8,7 @@ batch with a few vectorised index operations instead. The batches equal PyG's
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Optional, Sequence
+from typing import Iterator, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -17,6 +17,9 @@ from torch import Tensor
 from .data import QM9
 from .invariance import random_rotations
 
+#: Molecule positions: a list, a numpy array or a tensor of integers.
+Indices = Union[Sequence[int], np.ndarray, Tensor]
+
 
 class MoleculeBatch(NamedTuple):
     z: Tensor  # [N]
@@ -24,7 +27,7 @@ class MoleculeBatch(NamedTuple):
     batch: Tensor  # [N]
     y: Tensor  # [B] (the selected target) or [B, 19]
     num_graphs: int
-    index: Tensor  # [B] positions in the dataset
+    index: Tensor  # type: ignore[assignment]  # [B] positions in the dataset (shadows tuple.index)
 
     def to(self, device: torch.device) -> "MoleculeBatch":
         return MoleculeBatch(self.z.to(device), self.pos.to(device), self.batch.to(device),
@@ -50,7 +53,7 @@ class MoleculeLoader:
             dropping the remainder; others cover every molecule once.
     """
 
-    def __init__(self, dataset: QM9, indices: Sequence[int], batch_size: int,
+    def __init__(self, dataset: QM9, indices: Indices, batch_size: int,
                  target: Optional[int] = None, shuffle: bool = False, seed: int = 0,
                  rank: int = 0, world_size: int = 1, rotate: bool = False) -> None:
         self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)

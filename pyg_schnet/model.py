@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Dict, NamedTuple, Optional
+from typing import Any, Dict, List, NamedTuple, Optional, cast
 
 import torch
 from torch import Tensor, nn
@@ -246,6 +246,9 @@ class SchNet(nn.Module):
         self.act = ShiftedSoftplus(inplace=True)  # acts on fresh layer outputs
         self.lin2 = nn.Linear(hidden_channels // 2, 1)
 
+        self.mean: Tensor
+        self.std: Tensor
+        self.atomref: Tensor
         self.register_buffer("mean", torch.tensor(float(mean)))
         self.register_buffer("std", torch.tensor(float(std)))
         self.register_buffer("atomref", torch.zeros(max_z))
@@ -255,14 +258,15 @@ class SchNet(nn.Module):
     def reset_parameters(self) -> None:
         """Re-initialise all weights (each block's filter independently)."""
         self.embedding.reset_parameters()
-        for block in self.interactions:
+        for block in self.blocks:
             block.reset_parameters()
         nn.init.xavier_uniform_(self.lin1.weight)
         nn.init.zeros_(self.lin1.bias)
         nn.init.xavier_uniform_(self.lin2.weight)
         nn.init.zeros_(self.lin2.bias)
 
-    def set_standardization(self, mean: float, std: float, atomref: Optional[Tensor] = None) -> None:
+    def set_standardization(self, mean: float, std: float,
+                            atomref: Optional[Tensor] = None) -> None:
         """Set the per-atom output scale/shift and per-element references."""
         self.mean.fill_(float(mean))
         self.std.fill_(float(std))
@@ -272,9 +276,14 @@ class SchNet(nn.Module):
             self.atomref[: ref.numel()] = ref[: self.max_z]
 
     @property
-    def filters(self) -> list:
+    def blocks(self) -> List[InteractionBlock]:
+        """The interaction blocks, typed."""
+        return [cast(InteractionBlock, b) for b in self.interactions]
+
+    @property
+    def filters(self) -> List[EdgeFilter]:
         """The filter of each interaction block."""
-        return [block.conv.filter for block in self.interactions]
+        return [block.conv.filter for block in self.blocks]
 
     def hparams(self) -> Dict[str, Any]:
         """Names and numbers that rebuild this model with :func:`build_model`."""
@@ -306,7 +315,7 @@ class SchNet(nn.Module):
         as_pairs = symmetric and self.use_pairs and all(f.radial for f in self.filters)
         edges = EdgeSet.build(pos, edge_index, as_pairs)
         h = self.embedding(z)  # [N, hidden]
-        for block in self.interactions:
+        for block in self.blocks:
             h = h + block(h, edges)
         h = self.lin2(self.act(self.lin1(h)))  # [N, 1]
         h = h * self.std + self.mean + self.atomref[z].unsqueeze(-1)
@@ -316,7 +325,7 @@ class SchNet(nn.Module):
 
     # -- conversion from PyG ------------------------------------------------
     @classmethod
-    def from_pyg(cls, m: nn.Module) -> "SchNet":
+    def from_pyg(cls, m: Any) -> "SchNet":
         """An equivalent model from a :class:`torch_geometric.nn.models.SchNet`
         (weights mapped by parameter name)."""
         if getattr(m, "dipole", False) or getattr(m, "scale", None) is not None:
@@ -330,9 +339,10 @@ class SchNet(nn.Module):
         filt = GaussianFilter(m.num_filters, m.cutoff, m.num_gaussians,
                               rbf_start=float(expansion.offset[0]),
                               rbf_width=None if abs(width - spacing) < 1e-6 * spacing else width)
+        cap = getattr(m, "max_num_neighbors",
+                      getattr(m.interaction_graph, "max_num_neighbors", 32))
         out = cls(filt, hidden_channels=m.hidden_channels, num_interactions=m.num_interactions,
-                  max_num_neighbors=int(getattr(m, "max_num_neighbors", getattr(
-                      m.interaction_graph, "max_num_neighbors", 32))), readout=_pyg_readout(m.readout), mean=mean,
+                  max_num_neighbors=int(cap), readout=_pyg_readout(m.readout), mean=mean,
                   std=std, atomref=atomref)
         rules = [  # PyG name -> our name
             (r"^interactions\.(\d+)\.mlp\.(\d+)\.", r"interactions.\1.conv.filter.mlp.\2."),

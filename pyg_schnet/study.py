@@ -58,7 +58,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
 
 from .errors import UserError
 from .io import write_csv, write_json, write_text
@@ -224,7 +224,8 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     spec = Spec(path=path, name=name, description=str(raw.get("description") or ""), base=base,
                 variants=variants, reference=reference, targets=targets, seeds=seeds,
                 train_sizes=sizes, val_size=val_size, test_size=test_size,
-                size_overrides=size_overrides, size_seeds=size_seeds, keep_weights=keep_weights, out=out_dir,
+                size_overrides=size_overrides, size_seeds=size_seeds,
+                keep_weights=keep_weights, out=out_dir,
                 quick=quick, reuse=reuse)
     plan(spec)  # every run's config, so bad settings fail before any training
     return spec
@@ -515,7 +516,8 @@ def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str =
     def finished(r: Run, result: Optional[Dict[str, Any]], error: Optional[str]) -> None:
         nonlocal done
         tag = f"{r.target} {r.variant} n={r.size} seed {r.seed}"
-        if error is not None:
+        if error is not None or result is None:
+            error = error or "no result"
             failed.append((r, error))
             _say(f"  failed: {tag}: {error}")
         else:
@@ -552,7 +554,8 @@ def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str =
                 except UserError as exc:
                     finished(r, None, str(exc))
                 except Exception as exc:  # a worker died or a bug: the others go on
-                    finished(r, None, f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}")
+                    first_line = str(exc).splitlines()[0] if str(exc) else ""
+                    finished(r, None, f"{type(exc).__name__}: {first_line}")
     sitting.update(done, len(failed))
     write_report(spec)
     _say(f"study {spec.name}: trained {done} runs in {time.perf_counter() - sitting.t0:.0f} s; "
@@ -690,7 +693,8 @@ def cells(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
                 rs = [r for r in rows if (r["target"], r["size"], r["variant"]) == (t, size, v)]
                 if not rs:
                     continue
-                col = lambda k: [float(r[k]) for r in rs]  # noqa: E731
+                def col(k: str, rs: List[Dict[str, Any]] = rs) -> List[float]:
+                    return [float(r[k]) for r in rs]
                 out.append({
                     "target": t, "size": size, "variant": v, "unit": rs[0]["unit"], "n": len(rs),
                     "seeds": " ".join(str(r["seed"]) for r in rs),
@@ -728,7 +732,7 @@ def paired(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
 
 
 def slopes(spec: Spec, cell_rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    out = []
+    out: List[Dict[str, Any]] = []
     if len(spec.train_sizes) < 2:
         return out
     for t in spec.targets:
@@ -883,7 +887,7 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, slope_rows, plots) -> str:
 # -- command line -------------------------------------------------------------------------------
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # one line, no usage dump
+    def error(self, message: str) -> NoReturn:  # one line, no usage dump
         raise UserError(f"{self.prog}: {message}")
 
 

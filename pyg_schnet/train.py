@@ -26,7 +26,7 @@ import random
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 import torch
@@ -173,9 +173,9 @@ def _errors(model: nn.Module, loader: MoleculeLoader, device: torch.device,
 
 
 def _rng_state() -> Dict[str, Any]:
-    np_state = np.random.get_state()
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(np_state[1].copy()),
-            "numpy_pos": int(np_state[2]), "python": repr(random.getstate())}
+    _, keys, pos, _, _ = cast(Tuple[str, np.ndarray, int, int, float], np.random.get_state())
+    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.copy()),
+            "numpy_pos": int(pos), "python": repr(random.getstate())}
 
 
 def _set_rng_state(state: Dict[str, Any]) -> None:

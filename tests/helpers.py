@@ -34,7 +34,8 @@ def env(**extra):
 def cli(*args, cwd=REPO, timeout=600, check=None, extra_env=None):
     """Run ``python -m pyg_schnet.cli ARGS``; returns the CompletedProcess."""
     proc = subprocess.run([sys.executable, "-m", "pyg_schnet.cli", *map(str, args)], cwd=cwd,
-                          env=env(**(extra_env or {})), capture_output=True, text=True, timeout=timeout)
+                          env=env(**(extra_env or {})), capture_output=True, text=True,
+                          timeout=timeout)
     if check is True:
         assert proc.returncode == 0, proc.stderr
     return proc

@@ -78,7 +78,8 @@ def C(ws, **kw):
 CASES = [
     # (id, argv builder, expected fragment of the error line)
     ("train-missing-config", lambda w: ["train", "--config", w / "nope.yaml"], "does not exist"),
-    ("train-malformed-yaml", lambda w: ["train", "--config", w / "malformed.yaml"], "not valid YAML"),
+    ("train-malformed-yaml", lambda w: ["train", "--config", w / "malformed.yaml"],
+     "not valid YAML"),
     ("train-yaml-not-mapping", lambda w: ["train", "--config", w / "list.yaml"], "mapping"),
     ("train-config-dir", lambda w: ["train", "--config", w / "adir.yaml"], "directory"),
     ("train-config-non-utf8", lambda w: ["train", "--config", w / "latin1.yaml"], "UTF-8"),
@@ -103,7 +104,8 @@ CASES = [
      "outside"),
     ("train-split-missing", lambda w: ["train", "--config", C(w, split_file=str(w / "x.npz"))],
      "split file"),
-    ("train-flag-no-value", lambda w: ["train", "--config", w / "good.yaml", "--lr"], "needs a value"),
+    ("train-flag-no-value", lambda w: ["train", "--config", w / "good.yaml", "--lr"],
+     "needs a value"),
     ("train-root-is-file", lambda w: ["train", "--config", C(w, root=str(w / "good.yaml"))],
      "is a file"),
     ("train-finished-run", lambda w: ["train", "--config", w / "good.yaml"], "--overwrite"),
@@ -194,7 +196,8 @@ def test_bad_input(ws, case, capsys):
 
 # The same cases through the real executable, one or more per subcommand, to
 # show the process exit code and stderr are what the in-process runs report.
-SUBPROCESS = ["study-unknown-target", "benchmark-zero-batch", "train-malformed-yaml", "train-negative-cutoff", "train-finished-run",
+SUBPROCESS = ["study-unknown-target", "benchmark-zero-batch", "train-malformed-yaml",
+              "train-negative-cutoff", "train-finished-run",
               "train-resume-old-version", "data-root-is-file", "evaluate-torn-checkpoint",
               "predict-non-qm9-element", "predict-overlap", "unknown-command"]
 

@@ -241,7 +241,8 @@ def test_paired_difference_hand_computed():
     assert p["diff_mean"] == pytest.approx(5 / 3)
     assert p["diff_std"] == pytest.approx(math.sqrt(4 / 3))
     half = 4.303 * math.sqrt(4 / 3) / math.sqrt(3)
-    assert p["ci_low"] == pytest.approx(5 / 3 - half) and p["ci_high"] == pytest.approx(5 / 3 + half)
+    assert p["ci_low"] == pytest.approx(5 / 3 - half)
+    assert p["ci_high"] == pytest.approx(5 / 3 + half)
     assert p["agree"] == 3
     assert p["ratio"] == pytest.approx(11 / (28 / 3))
     q = paired_difference({0: 1.0, 1: 5.0}, {0: 2.0, 1: 2.0})  # -1, +3: mean +1, one agrees
