@@ -36,7 +36,15 @@ def load_run(run_dir: str, which: str = "best") -> Tuple[Config, SchNet, Dict[st
 
 def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None
              ) -> Dict[str, Any]:
+    """MAE and RMSE of a run's best model on a split, and its parity plot
+    (written into the run directory, under the run directory's lock)."""
     cfg, model, _ = load_run(run_dir)
+    with RunDir(run_dir).lock():
+        return _evaluate(run_dir, cfg, model, split, batch_size)
+
+
+def _evaluate(run_dir: str, cfg: Config, model: SchNet, split: str,
+              batch_size: Optional[int]) -> Dict[str, Any]:
     dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
     sp = load_split(osp.join(run_dir, "split.npz"), len(dataset))
     idx = {"train": sp.train_idx, "val": sp.val_idx, "test": sp.test_idx}[split]

@@ -17,7 +17,10 @@ import json
 import os
 import os.path as osp
 import shutil
-from typing import Any, Dict, List, Optional
+import socket
+import time
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional
 
 from .errors import UserError
 from .io import TMP_MARK
@@ -29,6 +32,9 @@ RUN_FILES = ("config.yaml", "split.npz", "log.csv", "best.pt", "last.pt", "metri
 IGNORED_KEYS = frozenset({"out", "root", "num_threads", "wandb", "wandb_project", "device"})
 
 NEW, FINISHED, INTERRUPTED, STALE = "new", "finished", "interrupted", "stale"
+#: The lock file; the lock itself is the OS's (flock), so a killed holder frees it.
+LOCK_FILE = ".lock"
+_HELD: Dict[str, int] = {}  # run directories this process holds: path -> file descriptor
 
 
 class RunDir:
@@ -106,6 +112,45 @@ class RunDir:
         if not self.has("last.pt"):
             raise UserError(f"{self.path} holds no checkpoint (last.pt) to resume from")
         return self.config()
+
+    # -- the lock ------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory exclusively (train, resume, overwrite,
+        evaluate, study runs). A second process gets one UserError naming the
+        holder and changes nothing; a killed holder's lock is free at once
+        (``flock`` dies with its process). Re-entrant within a process. The
+        directory is created if it does not exist."""
+        import fcntl
+        key = osp.realpath(self.path)
+        if key in _HELD:
+            yield
+            return
+        if osp.exists(self.path) and not osp.isdir(self.path):
+            raise UserError(f"run directory {self.path} is a file")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {self.path}: "
+                            f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 400).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise UserError(f"run directory {self.path} is in use by {holder}; "
+                            f"wait for it to finish or use another directory") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        _HELD[key] = fd
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            os.ftruncate(fd, 0)  # the file stays, empty and unlocked
+            os.close(fd)  # releases the lock
 
     # -- changes -------------------------------------------------------------------
     def remove_temporary(self) -> None:

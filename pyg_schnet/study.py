@@ -372,13 +372,15 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
     from .train import train
     cfg = Config(**cfg_dict)
     t0 = time.perf_counter()
-    if status != FINISHED:
-        train(cfg, resume=(status == INTERRUPTED), overwrite=True, quiet=True)
     rd = RunDir(cfg.out)
-    if rd.has("best.pt"):
-        symmetry_metrics(cfg.out, _dataset(cfg))
-        if keep_weights:
-            export_weights(cfg.out)
+    with rd.lock():  # another study process on the same folder gets an error
+        if status != FINISHED:
+            train(cfg, resume=(status == INTERRUPTED), overwrite=True, quiet=True,
+                  dataset=_dataset(cfg))
+        if rd.has("best.pt"):
+            symmetry_metrics(cfg.out, _dataset(cfg))
+            if keep_weights:
+                export_weights(cfg.out)
     metrics = rd.metrics() or {}
     return dict(metrics, wall_seconds=time.perf_counter() - t0)
 

@@ -274,15 +274,19 @@ class Trainer:
         overwrite (bool): Replace a run already in ``cfg.out``.
         quiet (bool): No progress bars.
         hooks (TrainerHooks, optional): Test hooks. (default: :func:`default_hooks`)
+        dataset (QM9, optional): The data set of ``cfg`` (root, source,
+            max_molecules), already loaded (a study reuses it across runs).
+            (default: loaded here)
     """
 
     def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False,
-                 quiet: bool = False, hooks: Optional[TrainerHooks] = None) -> None:
+                 quiet: bool = False, hooks: Optional[TrainerHooks] = None,
+                 dataset: Optional[QM9] = None) -> None:
         self.cfg, self.out, self.quiet = cfg, cfg.out, quiet
         self.hooks = hooks or default_hooks()
         self._setup_process()
         ckpt = self._setup_directory(resume, overwrite)
-        self._setup_data(resumed=ckpt is not None)
+        self._setup_data(resumed=ckpt is not None, dataset=dataset)
         self._setup_model(ckpt)
 
     # -- setup ----------------------------------------------------------------------
@@ -315,12 +319,13 @@ class Trainer:
         self._barrier()
         return ckpt
 
-    def _setup_data(self, resumed: bool) -> None:
+    def _setup_data(self, resumed: bool, dataset: Optional[QM9]) -> None:
         cfg, info = self.cfg, self.info
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
-        self.dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
+        self.dataset = dataset if dataset is not None else \
+            QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
         self.split = self._split(resumed)
         if info.main:
             save_config(cfg, osp.join(self.out, "config.yaml"))
@@ -533,9 +538,16 @@ class Trainer:
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-          hooks: Optional[TrainerHooks] = None) -> Dict[str, Any]:
-    """Train one model as configured; returns the final metrics."""
-    return Trainer(cfg, resume, overwrite, quiet, hooks).fit()
+          hooks: Optional[TrainerHooks] = None, dataset: Optional[QM9] = None
+          ) -> Dict[str, Any]:
+    """Train one model as configured; returns the final metrics. The main
+    process holds the run directory's lock for the whole run."""
+    if int(os.environ.get("RANK", "0")) != 0:
+        return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
+    if resume and not osp.isdir(cfg.out):
+        raise UserError(f"run directory {cfg.out} does not exist")
+    with RunDir(cfg.out).lock():
+        return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
 
 
 def resume_config(out: str) -> Config:

@@ -286,3 +286,51 @@ def test_ddp_two_processes(tmp_path):
     assert proc.stdout.count("test MAE") == 1  # one process reports and writes
     rows = _log_rows(tmp_path / "ddp")
     assert len(rows) == 2
+
+
+# -- the run-directory lock ----------------------------------------------------------------
+
+def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
+    """While a run trains, a second training into its directory (even with
+    --overwrite), a resume and an evaluate get one error naming the holder and
+    change nothing; the first run ends exactly like an undisturbed one."""
+    # long enough (about 2 s per epoch) to outlast the other processes' start-up
+    common = dict(epochs=8, patience=8, max_molecules=2200, train_size=2000)
+    ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
+    assert cli("train", "--config", ref, "--quiet").returncode == 0
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "run"), **common)
+    first = popen("train", "--config", cfg, "--quiet")
+    deadline = time.time() + 300
+    while len(_log_rows(tmp_path / "run")) < 1 and time.time() < deadline and first.poll() is None:
+        time.sleep(0.05)
+    assert first.poll() is None, "the first run finished before the others could try"
+    from pyg_schnet.cli import main
+    for args in (["train", "--config", cfg, "--quiet", "--overwrite"],
+                 ["train", "--resume", tmp_path / "run", "--quiet"],
+                 ["evaluate", tmp_path / "run"]):
+        capsys.readouterr()  # in this process: no start-up time for the first run to end
+        code = main([str(a) for a in args])
+        err = capsys.readouterr().err
+        assert code == 2 and err.count("error:") == 1, err
+        assert f"is in use by pid {first.pid} on " in err, err
+    assert first.poll() is None, "the refused processes stopped the first one"
+    first.wait(timeout=300)
+    assert first.returncode == 0, first.stderr.read()
+    a = json.load(open(tmp_path / "ref" / "metrics.json"))
+    b = json.load(open(tmp_path / "run" / "metrics.json"))
+    assert a["test_mae"] == b["test_mae"] and a["epochs"] == b["epochs"] == 8
+    assert [r["val_mae"] for r in _log_rows(tmp_path / "ref")] == \
+        [r["val_mae"] for r in _log_rows(tmp_path / "run")]
+    # free again once the holder has ended
+    assert cli("evaluate", tmp_path / "run").returncode == 0
+
+
+def test_lock_is_reentrant_and_released(tmp_path):
+    from pyg_schnet.rundir import RunDir
+    rd = RunDir(str(tmp_path / "r"))
+    with rd.lock():
+        with rd.lock():  # the same process: no deadlock
+            assert osp.isdir(tmp_path / "r")
+    with rd.lock():  # released
+        pass
+    assert open(tmp_path / "r" / ".lock").read() == ""
