@@ -48,7 +48,6 @@ train about 1.8x faster than one two-thread process on two cores).
 """
 from __future__ import annotations
 
-import argparse
 import csv
 import json
 import math
@@ -58,7 +57,7 @@ import shlex
 import sys
 import time
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, NoReturn, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from .errors import UserError
 from .io import write_csv, write_json, write_text
@@ -435,8 +434,8 @@ def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
 
 def export_weights(run_dir: str) -> str:
     """``model.pt``: the best model's weights and what rebuilds it (no
-    optimizer state), small enough to commit; load with
-    :func:`load_weights`."""
+    optimizer state), small enough to commit; :func:`pyg_schnet.evaluate.
+    load_run` opens it when best.pt is absent."""
     from .train import atomic_save, load_checkpoint
     ckpt = load_checkpoint(osp.join(run_dir, "best.pt"))
     path = osp.join(run_dir, WEIGHTS_FILE)
@@ -445,13 +444,6 @@ def export_weights(run_dir: str) -> str:
                        "statistics": ckpt.get("statistics"),
                        "epoch": ckpt["state"]["epoch"]}, path)
     return path
-
-
-def load_weights(path: str):
-    """The model of a ``model.pt`` written by :func:`export_weights` (eval mode)."""
-    from .train import load_checkpoint, model_from_checkpoint
-    model = model_from_checkpoint(load_checkpoint(path))
-    return model.eval()
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -888,12 +880,8 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, slope_rows, plots) -> str:
 
 # -- command line -------------------------------------------------------------------------------
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:  # one line, no usage dump
-        raise UserError(f"{self.prog}: {message}")
-
-
 def main(argv: List[str]) -> int:
+    from .cli import _Parser
     p = _Parser(prog="pyg-schnet study",
                 description="Run a study spec (variants x targets x sizes x seeds) and report it.")
     sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
