@@ -125,15 +125,22 @@ def _log_rows(out):
         return []
 
 
+def _train_until(cfg, run, epochs):
+    """Start ``train --config cfg`` and return once ``epochs`` epochs are
+    logged in ``run`` (or the process ended); the process keeps running."""
+    p = popen("train", "--config", cfg, "--quiet")
+    deadline = time.time() + 300
+    while len(_log_rows(run)) < epochs and time.time() < deadline and p.poll() is None:
+        time.sleep(0.05)
+    return p
+
+
 def test_resume_after_sigkill_gives_identical_metrics(tmp_path):
     common = dict(epochs=5, max_molecules=400, train_size=300)
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
     assert cli("train", "--config", ref, "--quiet").returncode == 0
     killed = write_config(tmp_path / "k.yaml", out=str(tmp_path / "k"), **common)
-    p = popen("train", "--config", killed, "--quiet")
-    deadline = time.time() + 300
-    while len(_log_rows(tmp_path / "k")) < 2 and time.time() < deadline and p.poll() is None:
-        time.sleep(0.05)
+    p = _train_until(killed, tmp_path / "k", epochs=2)
     assert p.poll() is None, "the run finished before it could be killed"
     p.send_signal(signal.SIGKILL)
     p.wait()
@@ -299,10 +306,7 @@ def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
     assert cli("train", "--config", ref, "--quiet").returncode == 0
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "run"), **common)
-    first = popen("train", "--config", cfg, "--quiet")
-    deadline = time.time() + 300
-    while len(_log_rows(tmp_path / "run")) < 1 and time.time() < deadline and first.poll() is None:
-        time.sleep(0.05)
+    first = _train_until(cfg, tmp_path / "run", epochs=1)
     assert first.poll() is None, "the first run finished before the others could try"
     from pyg_schnet.cli import main
     for args in (["train", "--config", cfg, "--quiet", "--overwrite"],
