@@ -374,11 +374,14 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
     rd = RunDir(cfg.out)
     with rd.lock():  # another study process on the same folder gets an error
         if status != FINISHED:
+            for name in (SYMMETRY_FILE, WEIGHTS_FILE):  # an earlier run's, if any
+                if rd.has(name):
+                    os.remove(rd.file(name))
             train(cfg, resume=(status == INTERRUPTED), overwrite=True, quiet=True,
                   dataset=_dataset(cfg))
         if rd.has("best.pt"):
             symmetry_metrics(cfg.out, _dataset(cfg))
-            if keep_weights:
+            if keep_weights and not rd.has(WEIGHTS_FILE):
                 export_weights(cfg.out)
     metrics = rd.metrics() or {}
     return dict(metrics, wall_seconds=time.perf_counter() - t0)

@@ -108,6 +108,8 @@ def test_rerun_skips_finished_runs(quick):
     out, _, _ = quick
     watched = [osp.join(out, r["run_dir"], f) for r in _csv(out / "runs.csv")
                for f in ("metrics.json", "best.pt", "log.csv", "symmetry.json")]
+    watched += [osp.join(out, r["run_dir"], "model.pt") for r in _csv(out / "runs.csv")
+                if r["seed"] == "0"]
     before = {p: os.stat(p).st_mtime_ns for p in watched}
     proc = cli("study", "run", FACTORS, "--quick", "--out", out, "--root", DATA_ROOT)
     assert proc.returncode == 0, proc.stderr
