@@ -11,6 +11,7 @@ Two sources give the same 130,831 molecules in QM9 index order, with PyG's
 """
 from __future__ import annotations
 
+import glob
 import importlib.util
 import os
 import os.path as osp
@@ -203,6 +204,7 @@ class QM9(InMemoryDataset):
         self.build_seconds: Optional[float] = None
         self.load_seconds: Optional[float] = None
         with _BuildLock(osp.join(root, "processed")):  # one builder at a time
+            self._drop_unreadable(osp.join(root, "processed"))
             super().__init__(root, transform, None, None, log=log, force_reload=force_reload)
             t0 = time.perf_counter()
             try:
@@ -221,6 +223,30 @@ class QM9(InMemoryDataset):
                 gen = torch.Generator().manual_seed(0)
                 keep = torch.randperm(len(self), generator=gen)[:max_molecules].sort().values
                 self._indices = keep.tolist()
+
+    def _drop_unreadable(self, folder: str) -> None:
+        """Any other ``.pt`` file of the cache folder (PyG's ``pre_filter.pt``,
+        ``pre_transform.pt``, its own processed QM9) that is not an intact
+        torch zip archive: warn once, remove it and this source's cache, so
+        both are rebuilt (the cache itself is checked when it is loaded)."""
+        import zipfile
+        main = osp.join(folder, cast(str, self.processed_file_names))
+        bad = []
+        for path in sorted(glob.glob(osp.join(folder, "**", "*.pt"), recursive=True)):
+            if path == main:
+                continue
+            try:
+                with zipfile.ZipFile(path) as z:
+                    intact = z.testzip() is None
+            except (OSError, zipfile.BadZipFile):
+                intact = False
+            if not intact:
+                bad.append(path)
+        if bad:
+            warnings.warn(f"QM9 cache files {', '.join(osp.relpath(p, folder) for p in bad)} "
+                          f"are unreadable; rebuilding the cache", stacklevel=3)
+            for path in bad + ([main] if osp.exists(main) else []):
+                os.remove(path)
 
     # -- PyG hooks ---------------------------------------------------------
     @property

@@ -184,6 +184,33 @@ def test_corrupt_cache_garbage_is_rebuilt(tmp_path):
     assert len(ds2) == 3
 
 
+def test_every_truncated_cache_file_is_rebuilt_with_a_warning(tmp_path):
+    """Each file of the processed folder (ours and PyG's: pre_filter.pt,
+    pre_transform.pt, PyG's own processed QM9) truncated in turn: one warning
+    naming it, a rebuild, the same data."""
+    import glob
+    import warnings
+    rows = _csv_rows({1, 2, 3})
+    root = str(tmp_path / "q")
+    _write_pyg_raw(osp.join(root, "raw"), rows, skip_index=99)
+    want = QM9(root, source="pyg")._data.y.clone()
+    files = sorted(p for p in glob.glob(osp.join(root, "processed", "*.pt")))
+    assert {osp.basename(p) for p in files} >= {"pre_filter.pt", "pre_transform.pt",
+                                                  "pyg_qm9_data_v3.pt", "qm9_pyg_v1.pt"}
+    for path in files:
+        with open(path, "r+b") as f:
+            f.truncate(10)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            ds = QM9(root, source="pyg")
+        msgs = [str(w.message) for w in caught if "unreadable" in str(w.message)]
+        assert len(msgs) == 1 and osp.basename(path) in msgs[0], msgs
+        assert torch.equal(ds._data.y, want)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # rebuilt: the next load is silent
+            QM9(root, source="pyg")
+
+
 # -- splits and statistics -------------------------------------------------------
 
 def test_split_counts_fractions_reuse_and_schnetpack(tmp_path):
