@@ -373,6 +373,9 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
     t0 = time.perf_counter()
     rd = RunDir(cfg.out)
     with rd.lock():  # another study process on the same folder gets an error
+        now = rd.status()  # another process may have trained it since the plan was made
+        if now in (FINISHED, INTERRUPTED) and not rd.differences(cfg):
+            status = now
         if status != FINISHED:
             for name in (SYMMETRY_FILE, WEIGHTS_FILE):  # an earlier run's, if any
                 if rd.has(name):

@@ -278,3 +278,23 @@ def test_runs_with_the_same_settings_are_reused(tmp_path):
     assert _json(copied / "metrics.json") == _json(donor / "metrics.json")
     assert not osp.exists(tmp_path / "b" / "runs" / "gap" / "wide" / "n250_seed0" / "reused_from")
     assert "1 runs with identical settings were copied" in open(tmp_path / "b" / "report.md").read()
+
+
+def test_a_run_held_by_another_process_is_left_alone(tmp_path):
+    """While another process holds one run's directory, a study trains the
+    others, reports that one as failed (one error line, exit 2) and leaves its
+    directory untouched; a later re-run trains only that one."""
+    from pyg_schnet.rundir import RunDir
+    spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0])
+    out = tmp_path / "out"
+    held = out / "runs" / "gap" / "conv1d" / "n250_seed0"
+    with RunDir(str(held)).lock():
+        proc = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT)
+        assert "is in use by pid" in proc.stdout and "1 run(s) failed" in proc.stderr
+        assert_one_line_error(proc, "1 run(s) failed")
+        assert os.listdir(held) == [".lock"]
+    assert osp.isfile(out / "runs" / "gap" / "gaussian" / "n250_seed0" / "metrics.json")
+    again = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT)
+    assert again.returncode == 0, again.stderr
+    assert "(1 finished, 1 to train)" in again.stdout
+    assert osp.isfile(held / "metrics.json")
