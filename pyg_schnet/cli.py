@@ -35,6 +35,9 @@ commands:
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        if "unrecognized arguments:" in message and self.prog == "pyg-schnet train":
+            from .config import unknown_key
+            raise unknown_key(message.split("unrecognized arguments:", 1)[1].split()[0])
         raise UserError(f"{self.prog}: {message}")
 
 
@@ -73,56 +76,42 @@ def cmd_data(argv: List[str]) -> int:
 
 # -- train ---------------------------------------------------------------------
 
+def train_parser() -> argparse.ArgumentParser:
+    """``pyg-schnet train``: its own flags, then one per config key
+    (generated from :class:`pyg_schnet.config.Config` and the filter registry)."""
+    from .config import add_config_arguments
+    p = _Parser(prog="pyg-schnet train", allow_abbrev=False,
+                usage="pyg-schnet train --config FILE [--KEY VALUE ...] [--overwrite] [--quiet]\n"
+                      "       pyg-schnet train --resume RUN_DIR",
+                description="Train one model. Settings: the defaults below, then the config "
+                            "file, then the flags; the resolved settings are saved as "
+                            "RUN_DIR/config.yaml.")
+    p.add_argument("--config", metavar="FILE", help="YAML config file")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run's directory")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    add_config_arguments(p)
+    return p
+
+
 def cmd_train(argv: List[str]) -> int:
-    from .config import load_config, parse_overrides
+    from .config import load_config, overrides_from
     from .train import resume_config, train
-    config: Optional[str] = None
-    resume: Optional[str] = None
-    overwrite = quiet = False
-    rest: List[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        key = arg.split("=", 1)[0]
-        if key in ("--config", "--resume"):
-            if "=" in arg:
-                value = arg.split("=", 1)[1]
-                i += 1
-            elif i + 1 < len(argv):
-                value = argv[i + 1]
-                i += 2
-            else:
-                raise UserError(f"{key} needs a value")
-            if key == "--config":
-                config = value
-            else:
-                resume = value
-        elif arg == "--overwrite":
-            overwrite, i = True, i + 1
-        elif arg == "--quiet":
-            quiet, i = True, i + 1
-        elif arg in ("-h", "--help"):
-            from .config import KEYS
-            print("usage: pyg-schnet train --config FILE [--key value ...] [--overwrite] "
-                  "[--quiet]\n       pyg-schnet train --resume RUN_DIR\nkeys: " + ", ".join(KEYS))
-            return 0
-        else:
-            rest.append(arg)
-            i += 1
-    overrides = parse_overrides(rest)
-    if resume is not None:
-        if config is not None or overrides:
+    a = train_parser().parse_args(argv)
+    overrides = overrides_from(a, argv)
+    if a.resume is not None:
+        if a.config is not None or overrides:
             raise UserError("--resume takes the run's saved config; no --config or overrides")
-        cfg = resume_config(resume)
+        cfg = resume_config(a.resume)
     else:
-        if config is None and not overrides:
+        if a.config is None and not overrides:
             raise UserError("train needs --config FILE (and/or --key value flags)")
-        cfg = load_config(config, overrides)
-    metrics = train(cfg, resume=resume is not None, overwrite=overwrite, quiet=quiet)
+        cfg = load_config(a.config, overrides)
+    metrics = train(cfg, resume=a.resume is not None, overwrite=a.overwrite, quiet=a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         unit = metrics["unit"]
         extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
-        print(f"{cfg.filter} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
+        print(f"{cfg.filter_name} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
               f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
               f"run directory {cfg.out}")
     return 0

@@ -56,7 +56,7 @@ def _evaluate(run_dir: str, cfg: Config, model: SchNet, split: str,
     mae, rmse = float(diff.abs().mean()), float(math.sqrt(float((diff ** 2).mean())))
     unit = UNITS[cfg.target]
     plot = osp.join(run_dir, f"parity_{split}.png")
-    parity_plot(y.numpy(), pred.numpy(), f"{cfg.filter}, {cfg.target} ({split}): "
+    parity_plot(y.numpy(), pred.numpy(), f"{cfg.filter_name}, {cfg.target} ({split}): "
                 f"MAE {mae:.4g} {unit}", unit, plot)
     return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse, "unit": unit,
             "plot": plot}

@@ -38,7 +38,7 @@ from .data import QM9, UNITS, Split, compute_statistics, get_split, load_split, 
 from .errors import UserError
 from .io import atomic_write, write_csv, write_json
 from .loader import MoleculeBatch, MoleculeLoader
-from .model import SchNet, build_model
+from .model import SchNet, build_model, upgrade_hparams
 from .rundir import RunDir
 
 #: Version of the run-directory layout; a run from another version is refused.
@@ -103,7 +103,7 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
 
 
 def model_from_checkpoint(ckpt: Dict[str, Any]) -> SchNet:
-    model = build_model(**ckpt["hparams"])
+    model = build_model(**upgrade_hparams(ckpt["hparams"]))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
@@ -524,7 +524,7 @@ class Trainer:
                    "best_epoch": st.best_epoch, "epochs": st.epoch,
                    "train_seconds": st.elapsed, "num_train": len(split.train_idx),
                    "num_val": len(split.val_idx), "num_test": len(split.test_idx),
-                   "num_params": self.num_params, "filter": cfg.filter,
+                   "num_params": self.num_params, "filter": cfg.filter_name,
                    "stop_reason": st.stop_reason, "lr_decays": st.lr_decays,
                    "final_lr": self.opt.param_groups[0]["lr"]}
         if unit == "eV":

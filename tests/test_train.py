@@ -27,7 +27,7 @@ def test_flag_forms():
                    "max_molecules": "500", "filter": "conv1d"}
     cfg = load_config(None, got)
     assert cfg.batch_size == 100 and cfg.lr == 0.002 and cfg.num_interactions == 3
-    assert cfg.max_molecules == 500 and cfg.filter == "conv1d"
+    assert cfg.max_molecules == 500 and cfg.filter["name"] == "conv1d"
     assert load_config(None, parse_overrides(["--batch_size", "7"])).batch_size == 7
     assert load_config(None, {"shared_filters": "true"}).shared_filters is True
     assert load_config(None, {"max_molecules": "none"}).max_molecules is None
@@ -68,7 +68,7 @@ def test_run_directory_contents(run_dir):
         ckpt = torch.load(osp.join(run_dir, f), weights_only=True)
         assert ckpt["run_format"] == 1 and "model" in ckpt
     cfg = yaml.safe_load(open(osp.join(run_dir, "config.yaml")))
-    assert cfg["out"] == run_dir and cfg["filter"] == "gaussian"
+    assert cfg["out"] == run_dir and cfg["filter"]["name"] == "gaussian"
 
 
 def test_config_alone_reproduces_the_run(run_dir, tmp_path):
@@ -238,9 +238,11 @@ def test_wandb_offline_logs_run(tmp_path):
     assert any(f.endswith(".wandb") for f in files)
 
 
-def _agent_command(sweep, params):
-    """The command line ``wandb agent`` builds from a sweep's ``command``."""
-    args = [f"--{k}={v}" for k, v in params.items()]
+def _agent_command(sweep, run_config):
+    """The command line ``wandb agent`` builds from a sweep's ``command``
+    (with W&B's own rendering of the parameters, nested ones included)."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+    args = create_sweep_command_args({"args": run_config})["args"]
     out = []
     for item in sweep["command"]:
         if item == "${env}":
@@ -254,7 +256,16 @@ def _agent_command(sweep, params):
     return out
 
 
-@pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml"])
+def _saved_value(saved, key):
+    """A sweep parameter's value in a saved config.yaml (the filter's options
+    are nested under it; old flat names are aliases of them)."""
+    if key == "filter":
+        return saved["filter"]["name"]
+    return saved["filter"][key] if key not in saved else saved[key]
+
+
+@pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml",
+                                  "conv1d_search.yaml"])
 def test_sweep_files_and_agent_command(name, tmp_path):
     import sweeps
     sweep = yaml.safe_load(open(osp.join(REPO, "experiments", "sweeps", name)))
@@ -262,11 +273,15 @@ def test_sweep_files_and_agent_command(name, tmp_path):
     run = sweeps.next_run(sweep, [])
     params = {k: v["value"] for k, v in run.config.items()}
     assert set(params) == set(sweep["parameters"])
-    cmd = _agent_command(sweep, params)
+    cmd = _agent_command(sweep, run.config)
     assert cmd[0] == "pyg-schnet" and cmd[1] == "train"
     # run that exact command line, shrunk to a tiny model, offline
     exe = osp.join(osp.dirname(sys.executable), "pyg-schnet")
-    tiny = {k: v for k, v in TINY.items() if k not in params}
+    flat = {}
+    for k, v in params.items():  # a nested parameter holds the filter's name and options
+        flat.update({("filter" if kk == "name" else kk): vv for kk, vv in v.items()}
+                    if isinstance(v, dict) else {k: v})
+    tiny = {k: v for k, v in TINY.items() if k not in flat}
     extra = [f"--{k}={v}" for k, v in tiny.items()] + ["--epochs=1", "--wandb=offline",
                                                        f"--out={tmp_path}/{{filter}}_{{seed}}"]
     proc = subprocess.run([exe] + cmd[1:] + extra + ["--quiet"], cwd=REPO, env=env(),
@@ -275,8 +290,9 @@ def test_sweep_files_and_agent_command(name, tmp_path):
     runs = os.listdir(tmp_path)
     assert len(runs) == 1 and osp.isfile(osp.join(tmp_path, runs[0], "metrics.json"))
     saved = yaml.safe_load(open(osp.join(tmp_path, runs[0], "config.yaml")))
-    for k, v in params.items():
-        assert saved[k] == pytest.approx(v) if isinstance(v, float) else saved[k] == v
+    for k, v in flat.items():
+        got = _saved_value(saved, k)
+        assert got == pytest.approx(v) if isinstance(v, float) else got == v, (k, got, v)
 
 
 # -- DDP -----------------------------------------------------------------------------------
