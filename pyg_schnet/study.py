@@ -1,6 +1,7 @@
 """Studies: a grid of training runs from one spec, resumable, with paired statistics.
 
-    pyg-schnet study run SPEC.yaml [--quick] [--jobs N] [--out DIR] [--root DIR] [--overwrite]
+    pyg-schnet study run SPEC.yaml [--quick] [--jobs N] [--out DIR] [--root DIR]
+                                [--source qm9pack|pyg] [--overwrite]
     pyg-schnet study report SPEC.yaml [--quick] [--out DIR]
 
 A spec (YAML) names a base config, named variants (config overrides), targets,
@@ -126,9 +127,10 @@ def _mapping(path: str, key: str, value: Any) -> Dict[str, Any]:
 
 
 def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
-              root: Optional[str] = None) -> Spec:
-    """Read and check a spec; ``quick`` applies its ``quick`` section, ``out``
-    and ``root`` replace the spec's output folder and data root."""
+              root: Optional[str] = None, source: Optional[str] = None) -> Spec:
+    """Read and check a spec; ``quick`` applies its ``quick`` section, ``out``,
+    ``root`` and ``source`` replace the spec's output folder, data root and
+    QM9 source."""
     from .config import read_yaml
     from .data import TARGETS, target_index
     path = osp.abspath(path)
@@ -206,6 +208,8 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
         if bad:
             raise _fail(path, f"{where} sets {', '.join(bad)}, which the study sets per run")
     base = dict(base, **config_quick)
+    if source is not None:
+        base["source"] = source
     if root is not None:
         base["root"] = osp.abspath(root)
     elif isinstance(base.get("root"), str) and not osp.isabs(base["root"]):
@@ -897,6 +901,7 @@ def main(argv: List[str]) -> int:
     r.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     r.add_argument("--out", default=None, help="output folder (default: from the spec)")
     r.add_argument("--root", default=None, help="QM9 data root (default: from the spec)")
+    r.add_argument("--source", default=None, help="QM9 source (default: from the spec)")
     r.add_argument("--overwrite", action="store_true",
                    help="retrain runs whose directory holds other settings")
     q = sub.add_parser("report", help="write the report of the finished runs")
@@ -904,7 +909,8 @@ def main(argv: List[str]) -> int:
     q.add_argument("--quick", action="store_true")
     q.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    spec = load_spec(a.spec, quick=a.quick, out=a.out, root=getattr(a, "root", None))
+    spec = load_spec(a.spec, quick=a.quick, out=a.out, root=getattr(a, "root", None),
+                     source=getattr(a, "source", None))
     if a.action == "report":
         path = write_report(spec)
         _say(f"wrote {path}")

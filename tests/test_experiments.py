@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import DATA_ROOT, REPO
+from conftest import DATA_ROOT, REPO, SAMPLE_ARGS, SAMPLE_ROOT, SAMPLE_SOURCE
 from helpers import cli
 
 FILTERS = ("gaussian", "coords", "conv1d")
@@ -27,7 +27,7 @@ def study_runs(tmp_path_factory):
                 train_sizes=[200], val_size=50, test_size=100, keep_weights=[0])
     with open(d / "s.yaml", "w") as f:
         yaml.safe_dump(spec, f)
-    proc = cli("study", "run", d / "s.yaml", "--out", d / "out", "--root", DATA_ROOT)
+    proc = cli("study", "run", d / "s.yaml", "--out", d / "out", *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for ckpt in glob.glob(str(d / "out" / "runs" / "*" / "*" / "*" / "*.pt")):
         if not ckpt.endswith("model.pt"):
@@ -50,7 +50,8 @@ def _execute(monkeypatch, env):
     import nbformat
     from nbclient import NotebookClient
     for key in ("PYG_SCHNET_RUN_DIR", "PYG_SCHNET_TARGET", "PYG_SCHNET_SEED",
-                "PYG_SCHNET_DATA_ROOT", "PYG_SCHNET_TINY_EPOCHS"):
+                "PYG_SCHNET_DATA_ROOT", "PYG_SCHNET_DATA_SOURCE",
+                "PYG_SCHNET_TINY_EPOCHS"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
@@ -84,7 +85,7 @@ def test_notebook_trains_tiny_models_in_place(monkeypatch):
 def test_notebook_loads_a_studys_model_only_weights(monkeypatch, study_runs):
     seconds, images, errors, text = _execute(monkeypatch, {
         "PYG_SCHNET_RUN_DIR": study_runs, "PYG_SCHNET_TARGET": "gap",
-        "PYG_SCHNET_DATA_ROOT": DATA_ROOT})
+        "PYG_SCHNET_DATA_ROOT": SAMPLE_ROOT, "PYG_SCHNET_DATA_SOURCE": SAMPLE_SOURCE})
     assert not errors
     assert images >= 6, images
     assert "trained tiny" not in text

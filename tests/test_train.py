@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import DATA_ROOT
 from helpers import REPO, TINY, assert_one_line_error, cli, env, popen, train_tiny, write_config
 from pyg_schnet.config import load_config, parse_overrides
 from pyg_schnet.errors import UserError
@@ -317,8 +318,10 @@ def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     """While a run trains, a second training into its directory (even with
     --overwrite), a resume and an evaluate get one error naming the holder and
     change nothing; the first run ends exactly like an undisturbed one."""
-    # long enough (about 2 s per epoch) to outlast the other processes' start-up
-    common = dict(epochs=8, patience=8, max_molecules=2200, train_size=2000)
+    # long enough (about 2 s per epoch) to outlast the other processes' start-up: the full
+    # data set's first 2,200 molecules, not the unit tests' sample
+    common = dict(epochs=8, patience=8, max_molecules=2200, train_size=2000, root=DATA_ROOT,
+                  source="qm9pack")
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
     assert cli("train", "--config", ref, "--quiet").returncode == 0
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "run"), **common)
