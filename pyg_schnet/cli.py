@@ -30,6 +30,7 @@ commands:
   filters    per filter: parameter count and invariance errors on a QM9 batch
   study      run a study spec and report it: study run|report SPEC.yaml [--quick] [--jobs N]
   benchmark  time pyg_schnet against PyG's SchNet on the same batches
+  throughput time training over threads x processes x model size (the default's rule)
 """
 
 
@@ -107,6 +108,10 @@ def cmd_train(argv: List[str]) -> int:
         if a.config is None and not overrides:
             raise UserError("train needs --config FILE (and/or --key value flags)")
         cfg = load_config(a.config, overrides)
+    processes = cfg.resolved_processes()
+    if processes > 1 and "WORLD_SIZE" not in os.environ:  # not already under torchrun
+        from .launch import launch
+        return launch(argv, processes)
     metrics = train(cfg, resume=a.resume is not None, overwrite=a.overwrite, quiet=a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         unit = metrics["unit"]
@@ -186,9 +191,14 @@ def cmd_benchmark(argv: List[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_throughput(argv: List[str]) -> int:
+    from .throughput import main as throughput_main
+    return throughput_main(argv)
+
+
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "filters": cmd_filters, "study": cmd_study,
-            "benchmark": cmd_benchmark}
+            "benchmark": cmd_benchmark, "throughput": cmd_throughput}
 
 
 def _one_line_warnings() -> None:

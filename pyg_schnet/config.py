@@ -55,7 +55,7 @@ class Config:
                                               "rest")
     split_file: Optional[str] = _field(None, "reuse a split file (ours or schnetpack's)")
     # optimisation
-    batch_size: int = _field(100, "molecules per batch (per process under torchrun)")
+    batch_size: int = _field(100, "molecules per optimizer step, shared by the processes")
     lr: float = _field(5e-4, "Adam learning rate")
     epochs: int = _field(100, "epoch cap")
     time_budget: Optional[float] = _field(None, "seconds of training, wall clock")
@@ -68,7 +68,10 @@ class Config:
     rotation_augmentation: bool = _field(False, "rotate every training molecule randomly at "
                                                 "every step (seeded)")
     seed: int = _field(0, "seed of the split, the initialisation and the batch order")
-    num_threads: Optional[int] = _field(None, "torch threads per process (none: torch's choice)")
+    num_threads: Optional[int] = _field(None, "torch threads per process (none: the measured "
+                                              "rule, pyg_schnet.throughput)")
+    processes: Optional[int] = _field(None, "data-parallel processes that share each batch "
+                                            "(none: one per CPU core; 1 on a GPU)")
     # bookkeeping
     out: str = _field("runs/run", "run directory; a template such as "
                                   "runs/{filter}_seed{seed}_{timestamp} is filled from the config")
@@ -79,6 +82,14 @@ class Config:
     @property
     def filter_name(self) -> str:
         return str(self.filter["name"])
+
+    def resolved_processes(self) -> int:
+        """Data-parallel processes: as set, else one per CPU core (the measured
+        fastest on CPU at every model size, README), or one on a GPU."""
+        import os
+        if self.processes is not None:
+            return self.processes
+        return 1 if self.device != "cpu" else max(1, os.cpu_count() or 1)
 
     def validate(self) -> "Config":
         """Check the settings, resolve the filter's options (defaults filled in)
@@ -112,6 +123,10 @@ class Config:
         need(self.device == "cpu" or self.device.startswith("cuda"),
              f"device must be cpu or cuda, got {self.device!r}")
         need(self.num_threads is None or self.num_threads >= 1, "num_threads must be at least 1")
+        need(self.processes is None or self.processes >= 1, "processes must be at least 1")
+        need(self.batch_size >= self.resolved_processes(),
+             f"batch_size ({self.batch_size}) must be at least the number of processes "
+             f"({self.resolved_processes()}), which share each batch")
         need(self.max_lr_decays is None or self.max_lr_decays >= 1,
              f"max_lr_decays must be at least 1, got {self.max_lr_decays}")
         build_model(**self.model_hparams())

@@ -25,9 +25,16 @@ def test_shards_cover_evaluation_and_balance_training(sample):
         ev = MoleculeLoader(sample, idx, 10, rank=rank, world_size=2)
         seen += torch.cat([b.index for b in ev]).tolist()
     assert sorted(seen) == list(range(101))  # every molecule exactly once
-    sizes = [sum(b.num_graphs for b in MoleculeLoader(sample, idx, 10, shuffle=True, rank=r,
-                                                     world_size=2)) for r in range(2)]
-    assert sizes == [50, 50]  # equal batches per rank for DDP's gradient sync
+    # training: every rank gets its share of each single-process batch, so the
+    # optimizer steps see the same molecules however many processes share them
+    single = [b.index for b in MoleculeLoader(sample, idx, 10, shuffle=True, seed=5)]
+    ranks = [[b.index for b in MoleculeLoader(sample, idx, 10, shuffle=True, seed=5, rank=r,
+                                              world_size=2)] for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 10  # 11 batches; the last (1 molecule) dropped
+    for k in range(10):
+        assert sorted(torch.cat([ranks[0][k], ranks[1][k]]).tolist()) == \
+            sorted(single[k].tolist())
+        assert len(ranks[0][k]) == len(ranks[1][k]) == 5
 
 
 def test_shuffle_is_seeded_per_epoch(sample):

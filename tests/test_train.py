@@ -312,6 +312,26 @@ def test_ddp_two_processes(tmp_path):
     assert len(rows) == 2
 
 
+def test_train_starts_its_own_data_parallel_processes(tmp_path):
+    """``processes: 2`` without torchrun: two processes share each batch of
+    the configured size, one writes; the effective batch size is recorded."""
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "p2"), epochs=2, processes=2)
+    proc = cli("train", "--config", cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("test MAE") == 1
+    assert "2 process(es) x 1 thread(s); effective batch size 25, shared by the processes: " \
+        "12-13 each" in proc.stderr  # shared, not multiplied
+    m = json.load(open(tmp_path / "p2" / "metrics.json"))
+    assert m["processes"] == 2 and m["effective_batch_size"] == 25 and m["epochs"] == 2
+    # a refused run (directory in use) ends with one error line, no process left waiting
+    from pyg_schnet.rundir import RunDir
+    with RunDir(str(tmp_path / "p2")).lock():
+        t0 = time.perf_counter()
+        proc = cli("train", "--config", cfg, "--overwrite", timeout=120)
+        assert time.perf_counter() - t0 < 60
+    assert_one_line_error(proc, "is in use by pid")
+
+
 # -- the run-directory lock ----------------------------------------------------------------
 
 def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
@@ -357,3 +377,33 @@ def test_lock_is_reentrant_and_released(tmp_path):
     with rd.lock():  # released
         pass
     assert open(tmp_path / "r" / ".lock").read() == ""
+
+
+# -- threads and processes -------------------------------------------------------------------
+
+def test_default_threads_follow_the_measured_rule():
+    from pyg_schnet.throughput import SIZES, default_threads
+    q, p = SIZES["quickstart"], SIZES["pyg"]
+    assert default_threads(q["num_filters"], q["num_interactions"], q["cutoff"], 1, 2) == 1
+    assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 1, 2) == 2
+    # one process per core: one thread each, whatever the size
+    assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 2, 2) == 1
+    from pyg_schnet.config import load_config
+    assert load_config(None, {"processes": "none"}).resolved_processes() == (os.cpu_count() or 1)
+    assert load_config(None, {"device": "cuda"}).resolved_processes() == 1
+    with pytest.raises(UserError, match="batch_size \\(1\\) must be at least the number of "
+                                        "processes \\(2\\)"):
+        load_config(None, {"processes": 2, "batch_size": 1})
+
+
+def test_throughput_and_benchmark_commands_print_default_and_best():
+    from conftest import SAMPLE_ROOT, SAMPLE_SOURCE
+    proc = cli("throughput", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--sizes",
+               "quickstart", "--rounds", "1", "--epochs", "2", "--molecules", "150", check=True)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("quickstart (work 0.054 M): 1 thr x 1 proc") and "of best" in last
+    proc = cli("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--skip-build",
+               "--hidden", "16", "--filters", "16", "--interactions", "1", "--batch-size", "10",
+               "--batches", "1", "--rounds", "1", "--warmup", "1", check=True)
+    assert "1 thread(s) (the default for one process)" in proc.stdout
+    assert "pyg_schnet training: default 1 thread(s)" in proc.stdout and "of best" in proc.stdout
