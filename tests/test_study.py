@@ -298,3 +298,29 @@ def test_a_run_held_by_another_process_is_left_alone(tmp_path):
     assert again.returncode == 0, again.stderr
     assert "(1 finished, 1 to train)" in again.stdout
     assert osp.isfile(held / "metrics.json")
+
+
+def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
+    """Two ``study run --jobs 2`` of one spec at once: each run is trained by
+    one of them (the other skips it when finished, or reports it failed while
+    held), no directory mixes the two, and every run equals a run trained alone."""
+    from helpers import popen
+    spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0])
+    out = tmp_path / "out"
+    procs = [popen("study", "run", spec, "--out", out, *SAMPLE_ARGS, "--jobs", "2")
+             for _ in range(2)]
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    for stdout, stderr, code in results:
+        assert code in (0, 2), stderr
+        assert "Traceback" not in stderr
+        if code == 2:
+            assert "is in use by pid" in stdout and "run(s) failed" in stderr
+    fresh = cli("study", "run", spec, "--out", tmp_path / "fresh", *SAMPLE_ARGS)
+    assert fresh.returncode == 0, fresh.stderr
+    for variant in ("gaussian", "conv1d"):
+        rel = osp.join("runs", "gap", variant, "n250_seed0")
+        assert [int(r["epoch"]) for r in _csv(out / rel / "log.csv")] == [1, 2, 3, 4]
+        a, b = _json(out / rel / "metrics.json"), _json(tmp_path / "fresh" / rel / "metrics.json")
+        assert a["test_mae"] == pytest.approx(b["test_mae"], rel=1e-6)
+    again = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
+    assert again.returncode == 0 and "(2 finished, 0 to train)" in again.stdout
