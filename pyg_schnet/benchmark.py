@@ -187,7 +187,7 @@ def main(argv: List[str]) -> int:
     torch.set_flush_denormal(True)
     if a.memory_of is None:
         print(f"torch {torch.__version__}, {os.cpu_count()} cores, device {device}, "
-              f"denormals flushed")
+              f"denormals flushed, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
     if not a.skip_build:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()

@@ -11,14 +11,19 @@ import time
 import warnings
 from typing import List, NoReturn, Optional
 
-# PyTorch's OpenMP threads spin while they wait. When the cores are shared with
-# another busy process that turns a training step 50x slower (measured here: 20
-# instead of 1,000 molecules/s); passive waiting costs little on an idle
-# machine. It only takes effect before torch is imported, so it is set here,
-# where the process starts; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .errors import UserError
 
-from .errors import UserError  # noqa: E402
+
+def set_wait_policy(command: str) -> None:
+    """PyTorch's OpenMP threads spin while they wait. When the cores are shared
+    with another busy process that turns a training step 50x slower (measured
+    here: 20 instead of 1,000 molecules/s), so every command waits passively,
+    except ``benchmark``, which owns the machine while it times: with two
+    threads in one process passive waiting cost pyg_schnet 15-20% there
+    (README, Speed). It only takes effect before torch is imported, so it is
+    set where the process starts, before the command runs; an explicit
+    setting wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE" if command == "benchmark" else "PASSIVE")
 
 USAGE = """usage: pyg-schnet COMMAND [...]
 
@@ -214,6 +219,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
+    set_wait_policy(cmd)
     if cmd not in COMMANDS:
         print(f"error: unknown command {cmd!r}; choose one of: {', '.join(COMMANDS)}",
               file=sys.stderr)
