@@ -138,7 +138,8 @@ def cmd_evaluate(argv: List[str]) -> int:
     from .evaluate import evaluate
     res = evaluate(a.run_dir, a.split, a.batch_size)
     print(f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
-          f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}")
+          f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}, error histogram "
+          f"and MAE per molecule size {res['errors_plot']}")
     return 0
 
 
@@ -159,6 +160,11 @@ def cmd_predict(argv: List[str]) -> int:
     target, unit, rows = predict(a.run_dir, a.inputs, a.smiles)
     text = predictions_csv(target, unit, rows)
     print(GEOMETRY_NOTE, file=sys.stderr)
+    outside = [r["name"] for r in rows if r["warning"]]
+    if outside:
+        print(f"warning: {len(outside)} molecule(s) lie outside QM9's range (see the warning "
+              f"column): {', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''}",
+              file=sys.stderr)
     if a.output is None:
         sys.stdout.write(text)
     else:

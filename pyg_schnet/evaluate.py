@@ -55,11 +55,44 @@ def _evaluate(run_dir: str, cfg: Config, model: SchNet, split: str,
     diff = (pred.double() - y.double())
     mae, rmse = float(diff.abs().mean()), float(math.sqrt(float((diff ** 2).mean())))
     unit = UNITS[cfg.target]
+    title = f"{cfg.filter_name}, {cfg.target} ({split}): MAE {mae:.4g} {unit}"
     plot = osp.join(run_dir, f"parity_{split}.png")
-    parity_plot(y.numpy(), pred.numpy(), f"{cfg.filter_name}, {cfg.target} ({split}): "
-                f"MAE {mae:.4g} {unit}", unit, plot)
+    parity_plot(y.numpy(), pred.numpy(), title, unit, plot)
+    errors = osp.join(run_dir, f"errors_{split}.png")
+    sizes = dataset.num_atoms()[torch.as_tensor(idx)]
+    error_plot(diff.numpy(), sizes.numpy(), title, unit, errors)
     return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse, "unit": unit,
-            "plot": plot}
+            "plot": plot, "errors_plot": errors}
+
+
+def error_plot(diff, num_atoms, title: str, unit: str, path: str) -> None:
+    """The error histogram, and the MAE against the number of atoms (with
+    how many molecules each size has)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=110)
+    lim = float(np.percentile(np.abs(diff), 99.5)) or 1.0
+    ax.hist(np.clip(diff, -lim, lim), bins=80, color="tab:blue")
+    ax.set_xlabel(f"predicted - true [{unit}] (clipped at the 99.5th percentile of |error|)")
+    ax.set_ylabel("molecules")
+    ax.set_yscale("log")
+    sizes = np.unique(num_atoms)
+    mae = [float(np.abs(diff[num_atoms == n]).mean()) for n in sizes]
+    count = [int((num_atoms == n).sum()) for n in sizes]
+    ax2.plot(sizes, mae, "o-", color="tab:red")
+    ax2.set_xlabel("atoms per molecule")
+    ax2.set_ylabel(f"MAE [{unit}]", color="tab:red")
+    ax3 = ax2.twinx()
+    ax3.bar(sizes, count, color="0.85", zorder=0)
+    ax3.set_ylabel("molecules")
+    ax2.set_zorder(ax3.get_zorder() + 1)
+    ax2.patch.set_visible(False)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    save_figure(fig, path)
+    plt.close(fig)
 
 
 def parity_plot(y, pred, title: str, unit: str, path: str) -> None:
@@ -89,18 +122,45 @@ GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium g
                  "approximate")
 
 
+#: QM9's extent, measured on all 130,831 molecules: atoms and heavy atoms per
+#: molecule, and the shortest distance between two atoms of one molecule (Å).
+QM9_MAX_ATOMS = 29
+QM9_MAX_HEAVY_ATOMS = 9
+QM9_MIN_DISTANCE = 0.958
+
+
+def applicability(z: torch.Tensor, pos: torch.Tensor) -> str:
+    """Why a molecule lies outside what a QM9 model has seen ("" when it does
+    not): more atoms or heavy atoms than any QM9 molecule, or two atoms closer
+    than any two in QM9. (Elements other than H, C, N, O, F are errors.)"""
+    notes = []
+    if z.numel() > QM9_MAX_ATOMS:
+        notes.append(f"{z.numel()} atoms (QM9: at most {QM9_MAX_ATOMS})")
+    heavy = int((z > 1).sum())
+    if heavy > QM9_MAX_HEAVY_ATOMS:
+        notes.append(f"{heavy} heavy atoms (QM9: at most {QM9_MAX_HEAVY_ATOMS})")
+    if z.numel() > 1:
+        d = torch.cdist(pos.double(), pos.double())
+        d.fill_diagonal_(float("inf"))
+        closest = float(d.min())
+        if closest < QM9_MIN_DISTANCE - 0.005:
+            notes.append(f"atoms {closest:.2f} Å apart (QM9: at least {QM9_MIN_DISTANCE} Å)")
+    return "; ".join(notes)
+
+
 @torch.no_grad()
 def predict(run_dir: str, inputs: List[str], smiles: List[str]
             ) -> Tuple[str, str, List[Dict[str, Any]]]:
     """Predict molecules from files (xyz, sdf) and SMILES with a run's best
     model: the target, its unit and one row per molecule (``name``,
-    ``source``, ``num_atoms``, ``value``)."""
+    ``source``, ``num_atoms``, ``value``, ``warning``: :func:`applicability`)."""
     from .molio import read_inputs
     cfg, model, _ = load_run(run_dir)
     rows = []
     for m in read_inputs(inputs, smiles):
         rows.append({"name": m.name, "source": m.source, "num_atoms": m.z.numel(),
-                     "value": float(model(m.z, m.pos).view(-1)[0])})
+                     "value": float(model(m.z, m.pos).view(-1)[0]),
+                     "warning": applicability(m.z, m.pos)})
     return cfg.target, UNITS[cfg.target], rows
 
 
@@ -108,7 +168,8 @@ def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:
     """The rows of :func:`predict` as CSV text."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}"])
+    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}", "warning"])
     for r in rows:
-        w.writerow([r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}"])
+        w.writerow([r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}",
+                    r.get("warning", "")])
     return buf.getvalue()

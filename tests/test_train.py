@@ -90,6 +90,7 @@ def test_evaluate_and_predict(run_dir, tmp_path):
     proc = cli("evaluate", run_dir, "--split", "val")
     assert proc.returncode == 0, proc.stderr
     assert "MAE" in proc.stdout and osp.isfile(osp.join(run_dir, "parity_val.png"))
+    assert osp.getsize(osp.join(run_dir, "errors_val.png")) > 10_000  # histogram, MAE per size
     xyz = tmp_path / "water.xyz"
     xyz.write_text("3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
     from rdkit import Chem
@@ -106,6 +107,28 @@ def test_evaluate_and_predict(run_dir, tmp_path):
     assert [r["source"] for r in rows] == ["xyz", "sdf", "smiles"]
     assert [int(r["num_atoms"]) for r in rows] == [3, 6, 8]
     assert all(abs(float(r["U0_eV"])) > 10 for r in rows)  # total energies: hundreds of eV
+    assert [r["warning"] for r in rows] == ["", "", ""] and "outside QM9" not in proc.stderr
+
+
+def test_predict_warns_outside_qm9(run_dir, tmp_path):
+    """A 40-atom carbon cloud and a squeezed molecule get a prediction and a
+    warning each (not silence); QM9-like ones none."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform(0, 12, (40, 3))
+    lines = ["40", "cloud"] + [f"C {x:.4f} {y:.4f} {z:.4f}" for x, y, z in cloud]
+    (tmp_path / "cloud.xyz").write_text("\n".join(lines) + "\n")
+    (tmp_path / "squeezed.xyz").write_text("3\nsqueezed\nO 0 0 0\nH 0 0.5 0\nH 0 -0.9 0.3\n")
+    out = tmp_path / "p.csv"
+    proc = cli("predict", run_dir, tmp_path / "cloud.xyz", tmp_path / "squeezed.xyz",
+               "--smiles", "CCO", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in csv.DictReader(open(out))}
+    assert "40 atoms (QM9: at most 29)" in rows["cloud.xyz"]["warning"]
+    assert "40 heavy atoms (QM9: at most 9)" in rows["cloud.xyz"]["warning"]
+    assert "atoms 0.50 Å apart (QM9: at least 0.958 Å)" in rows["squeezed.xyz"]["warning"]
+    assert rows["CCO"]["warning"] == ""
+    assert "warning: 2 molecule(s) lie outside QM9's range" in proc.stderr
 
 
 def test_refuses_to_overwrite_finished_run(run_dir):
