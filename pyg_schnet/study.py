@@ -73,7 +73,7 @@ QUICK_SPEC_KEYS = ("targets", "seeds", "train_sizes", "val_size", "test_size", "
 RUN_KEYS = ("target", "seed", "train_size", "val_size", "test_size", "split_file", "out")
 SYMMETRY_FILE = "symmetry.json"
 SYMMETRY_VERSION = 1
-WEIGHTS_FILE = "model.pt"
+from .train import WEIGHTS_FILE, export_weights  # noqa: E402  (the model-only weights)
 
 
 # -- the spec ---------------------------------------------------------------------------
@@ -389,7 +389,7 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
         if rd.has("best.pt"):
             symmetry_metrics(cfg.out, _dataset(cfg))
             if keep_weights and not rd.has(WEIGHTS_FILE):
-                export_weights(cfg.out)
+                export_weights(cfg.out)  # model-only weights (train.export_weights)
     metrics = rd.metrics() or {}
     return dict(metrics, wall_seconds=time.perf_counter() - t0)
 
@@ -440,20 +440,6 @@ def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
            "trans_rel": inv["translation"], "perm_rel": inv["permutation"]}
     write_json(path, out)
     return out
-
-
-def export_weights(run_dir: str) -> str:
-    """``model.pt``: the best model's weights and what rebuilds it (no
-    optimizer state), small enough to commit; :func:`pyg_schnet.evaluate.
-    load_run` opens it when best.pt is absent."""
-    from .train import atomic_save, load_checkpoint
-    ckpt = load_checkpoint(osp.join(run_dir, "best.pt"))
-    path = osp.join(run_dir, WEIGHTS_FILE)
-    atomic_save({"run_format": ckpt["run_format"], "hparams": ckpt["hparams"],
-                       "model": ckpt["model"], "config": ckpt["config"],
-                       "statistics": ckpt.get("statistics"),
-                       "epoch": ckpt["state"]["epoch"]}, path)
-    return path
 
 
 # -- the runner ------------------------------------------------------------------------------

@@ -103,6 +103,23 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return ckpt
 
 
+#: Model-only weights of a run's best model (no optimizer state).
+WEIGHTS_FILE = "model.pt"
+
+
+def export_weights(run_dir: str) -> str:
+    """``model.pt``: the best model's weights and what rebuilds it (no
+    optimizer state), small enough to commit or ship;
+    :func:`pyg_schnet.evaluate.load_run` opens it when best.pt is absent."""
+    ckpt = load_checkpoint(osp.join(run_dir, "best.pt"))
+    path = osp.join(run_dir, WEIGHTS_FILE)
+    atomic_save({"run_format": ckpt["run_format"], "hparams": ckpt["hparams"],
+                 "model": ckpt["model"], "config": ckpt["config"],
+                 "statistics": ckpt.get("statistics"),
+                 "epoch": ckpt["state"]["epoch"]}, path)
+    return path
+
+
 def model_from_checkpoint(ckpt: Dict[str, Any]) -> SchNet:
     model = build_model(**upgrade_hparams(ckpt["hparams"]))
     try:
@@ -200,8 +217,27 @@ class _WandB:
             self.run = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), mode=cfg.wandb,
                                   dir=out, name=osp.basename(osp.abspath(out)), id=run_id,
                                   resume="allow", reinit=True)
+            self.run.define_metric("val_mae", summary="min")  # the best epoch, not the last
         except Exception as exc:
             raise UserError(f"cannot start W&B in {cfg.wandb} mode: {exc}") from None
+
+    @property
+    def active(self) -> bool:
+        return self.run is not None
+
+    def images(self, paths: Dict[str, str]) -> None:
+        """Figures of the run (name -> PNG path) as W&B images."""
+        if self.run is not None:
+            import wandb
+            self.run.log({k: wandb.Image(p) for k, p in paths.items()})
+
+    def artifact(self, path: str, metadata: Dict[str, Any]) -> None:
+        """The best model's model-only weights as a ``model`` artifact."""
+        if self.run is not None:
+            import wandb
+            art = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=metadata)
+            art.add_file(path)
+            self.run.log_artifact(art, aliases=["best"])
 
     @property
     def id(self) -> Optional[str]:
@@ -559,7 +595,25 @@ class Trainer:
             write_json(osp.join(self.out, "metrics.json"), metrics)
             self.wandb.summary({f"final/{k}": v for k, v in metrics.items()
                                 if isinstance(v, (int, float))})
+            if self.wandb.active:
+                self._wandb_results(metrics)
         return metrics
+
+    def _wandb_results(self, metrics: Dict[str, Any]) -> None:
+        """What a W&B user opens: the test parity plot, the learned filters
+        (also kept in the run directory) and the best model as an artifact."""
+        from .plots import filter_plot, parity_plot
+        cfg, unit = self.cfg, metrics["unit"]
+        loader = MoleculeLoader(self.dataset, self.split.test_idx, cfg.batch_size, self.target)
+        pred, y, _ = predict_loader(self.model, loader, self.device)
+        parity = osp.join(self.out, "parity_test.png")
+        parity_plot(y.cpu().numpy(), pred.cpu().numpy(), f"{cfg.filter_name}, {cfg.target} "
+                    f"(test): MAE {metrics['test_mae']:.4g} {unit}", unit, parity)
+        filters = osp.join(self.out, "filters.png")
+        filter_plot(self.model.cpu(), filters)
+        self.wandb.images({"parity_test": parity, "filters": filters})
+        self.wandb.artifact(export_weights(self.out), {k: metrics[k] for k in (
+            "target", "unit", "test_mae", "best_epoch", "num_params", "filter")})
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False,

@@ -258,8 +258,19 @@ def test_wandb_offline_logs_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     runs = [d for d in os.listdir(tmp_path / "wb" / "wandb") if d.startswith("offline-run")]
     assert len(runs) == 1
-    files = os.listdir(tmp_path / "wb" / "wandb" / runs[0])
-    assert any(f.endswith(".wandb") for f in files)
+    run = tmp_path / "wb" / "wandb" / runs[0]
+    assert any(f.endswith(".wandb") for f in os.listdir(run))
+    # the figures a W&B user opens, kept in the run directory too, and the model artifact
+    for name in ("parity_test.png", "filters.png", "model.pt"):
+        assert osp.getsize(tmp_path / "wb" / name) > 1000, name
+    media = [f for _, _, fs in os.walk(run / "files" / "media") for f in fs]
+    assert any(f.startswith("parity_test") for f in media)
+    assert any(f.startswith("filters") for f in media)
+    # the offline record stream holds the model artifact (named after the run id) and the
+    # val_mae metric definition (summarised as its minimum: define_metric in _WandB)
+    stream = open(next(run.glob("*.wandb")), "rb").read()
+    run_id = runs[0].rsplit("-", 1)[1]
+    assert f"model-{run_id}".encode() in stream and b"val_mae" in stream
 
 
 def _agent_command(sweep, run_config):
