@@ -36,6 +36,7 @@ commands:
   study      run a study spec and report it: study run|report SPEC.yaml [--quick] [--jobs N]
   benchmark  time pyg_schnet against PyG's SchNet on the same batches
   throughput time training over threads x processes x model size (the default's rule)
+  sweep      run a W&B sweep file here with W&B's sweep engine, no server: sweep FILE --count N
 """
 
 
@@ -202,6 +203,11 @@ def cmd_benchmark(argv: List[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_sweep(argv: List[str]) -> int:
+    from .sweep import main as sweep_main
+    return sweep_main(argv)
+
+
 def cmd_throughput(argv: List[str]) -> int:
     from .throughput import main as throughput_main
     return throughput_main(argv)
@@ -209,7 +215,7 @@ def cmd_throughput(argv: List[str]) -> int:
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "filters": cmd_filters, "study": cmd_study,
-            "benchmark": cmd_benchmark, "throughput": cmd_throughput}
+            "benchmark": cmd_benchmark, "throughput": cmd_throughput, "sweep": cmd_sweep}
 
 
 def _one_line_warnings() -> None:

@@ -415,18 +415,28 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
 def resolve_out(cfg: Config) -> str:
     """Fill an ``out`` template such as ``runs/{filter}_seed{seed}_{timestamp}``
     (every config key, the filter's name as ``filter`` and its options by
-    their own names, plus ``timestamp``), so sweep runs get their own
+    their own names, plus ``timestamp`` and ``run_id``: the W&B run id a
+    sweep agent gives the run, else a random one, so two agents that start
+    the same configuration in the same second never share a directory), so sweep runs get their own
     directories; the resolved path is what ``config.yaml`` records."""
     import time
     if "{" not in cfg.out:
         return cfg.out
     try:
-        fill = dict(cfg.to_dict(), filter=cfg.filter_name)
+        fill = dict(cfg.to_dict(), filter=cfg.filter_name, run_id=run_id())
         fill.update({k: v for k, v in cfg.filter.items() if k != "name" and k not in fill})
         return cfg.out.format(**fill, timestamp=time.strftime("%Y%m%d-%H%M%S"))
     except (KeyError, IndexError, ValueError) as exc:
         raise UserError(f"out template {cfg.out!r} is invalid ({exc}); use config keys "
                         f"in braces, e.g. runs/{{filter}}_seed{{seed}}") from None
+
+
+def run_id() -> str:
+    """The W&B run id of this run (``WANDB_RUN_ID``, set by sweep agents and
+    ``pyg-schnet sweep``), else a fresh random one."""
+    import os
+    import uuid
+    return os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
 
 
 def save_config(cfg: Config, path: str) -> None:

@@ -441,3 +441,53 @@ def test_throughput_and_benchmark_commands_print_default_and_best():
                "--batches", "1", "--rounds", "1", "--warmup", "1", check=True)
     assert "1 thread(s) (the default for one process)" in proc.stdout
     assert "pyg_schnet training: default 1 thread(s)" in proc.stdout and "of best" in proc.stdout
+
+
+# -- the local sweep runner ------------------------------------------------------------------
+
+def _tiny_extra():
+    return ["--"] + [f"--{k}={v}" for k, v in TINY.items() if k not in ("filter", "seed",
+                                                                         "num_gaussians")] + \
+        ["--epochs=1"]
+
+
+def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
+    grid = osp.join(REPO, "experiments", "sweeps", "filter_grid.yaml")
+    out = tmp_path / "grid"
+    proc = cli("sweep", grid, "--count", "2", "--out", out, *_tiny_extra())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first = sorted(os.listdir(out))
+    assert len(first) == 2  # one directory per run, named after its W&B run id
+    # resumable: a second call continues the grid with a configuration not yet run
+    proc = cli("sweep", grid, "--count", "1", "--out", out, *_tiny_extra())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 earlier run(s)" in proc.stdout
+    configs = []
+    for run_id in os.listdir(out):
+        saved = yaml.safe_load(open(out / run_id / "config.yaml"))
+        assert saved["out"] == str(out / run_id) and saved["wandb"] == "offline"
+        offline = [d for d in os.listdir(out / run_id / "wandb") if d.startswith("offline-run")]
+        assert offline and offline[0].endswith(run_id)  # the W&B run has the same id
+        configs.append((saved["filter"]["name"], saved["seed"]))
+    assert len(set(configs)) == 3
+    # bayes: the engine proposes from the earlier runs' metric
+    bayes = osp.join(REPO, "experiments", "sweeps", "gaussian_search.yaml")
+    proc = cli("sweep", bayes, "--count", "2", "--out", tmp_path / "bayes", *_tiny_extra())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(": val_mae ") == 2
+
+
+def test_sweep_bad_file_is_one_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: sideways\nparameters: {lr: {values: [1]}}\ncommand: [x]\n")
+    assert_one_line_error(cli("sweep", bad), "sweep file")
+
+
+def test_out_template_run_id_keeps_sweep_runs_apart(monkeypatch):
+    from pyg_schnet.config import load_config
+    monkeypatch.setenv("WANDB_RUN_ID", "abc123")
+    assert load_config(None, {"out": "runs/{filter}_{run_id}"}).out == "runs/gaussian_abc123"
+    monkeypatch.delenv("WANDB_RUN_ID")
+    a = load_config(None, {"out": "runs/{run_id}"}).out
+    b = load_config(None, {"out": "runs/{run_id}"}).out
+    assert a != b  # same config, same second: different directories
