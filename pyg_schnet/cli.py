@@ -31,7 +31,7 @@ commands:
   data       build or load QM9 and print a summary
   train      train a model: train --config FILE [--key value ...] | train --resume RUN_DIR
   evaluate   MAE/RMSE and a parity plot of a run: evaluate RUN_DIR [--split test|val|train]
-  predict    predict molecules: predict RUN_DIR [FILE.xyz|FILE.sdf ...] [--smiles S ...]
+  predict    predict molecules: predict RUN_DIR|--model qm9-U0 [FILE.xyz|.sdf ...] [--smiles S]
   filters    per filter: parameter count and invariance errors on a QM9 batch
   study      run a study spec and report it: study run|report SPEC.yaml [--quick] [--jobs N]
   benchmark  time pyg_schnet against PyG's SchNet on the same batches
@@ -145,12 +145,18 @@ def cmd_evaluate(argv: List[str]) -> int:
 
 
 def cmd_predict(argv: List[str]) -> int:
-    p = _Parser(prog="pyg-schnet predict")
-    p.add_argument("run_dir")
-    p.add_argument("inputs", nargs="*")
+    p = _Parser(prog="pyg-schnet predict",
+                usage="pyg-schnet predict (RUN_DIR | --model NAME) [FILE.xyz|FILE.sdf ...] "
+                      "[--smiles S ...] [-o CSV]")
+    p.add_argument("paths", nargs="*", help="a run directory (without --model), then inputs")
+    p.add_argument("--model", default=None,
+                   help="a shipped pretrained model instead of a run directory (qm9-U0, qm9-gap)")
     p.add_argument("--smiles", action="append", default=[])
     p.add_argument("--output", "-o", default=None, help="CSV path (default: stdout)")
     a = p.parse_args(argv)
+    if a.model is None and not a.paths:
+        raise UserError("predict needs a run directory or --model NAME")
+    a.run_dir, a.inputs = (None, a.paths) if a.model is not None else (a.paths[0], a.paths[1:])
     from .evaluate import GEOMETRY_NOTE, predict, predictions_csv
     from .io import write_text
     if a.output is not None:  # before any work: never overwrite
@@ -158,7 +164,7 @@ def cmd_predict(argv: List[str]) -> int:
             raise UserError(f"output {a.output} is a directory")
         if os.path.exists(a.output):
             raise UserError(f"output {a.output} exists; not overwriting it")
-    target, unit, rows = predict(a.run_dir, a.inputs, a.smiles)
+    target, unit, rows = predict(a.run_dir, a.inputs, a.smiles, pretrained=a.model)
     text = predictions_csv(target, unit, rows)
     print(GEOMETRY_NOTE, file=sys.stderr)
     outside = [r["name"] for r in rows if r["warning"]]

@@ -97,19 +97,28 @@ def applicability(z: torch.Tensor, pos: torch.Tensor) -> str:
 
 
 @torch.no_grad()
-def predict(run_dir: str, inputs: List[str], smiles: List[str]
-            ) -> Tuple[str, str, List[Dict[str, Any]]]:
+def predict(run_dir: Optional[str], inputs: List[str], smiles: List[str],
+            pretrained: Optional[str] = None) -> Tuple[str, str, List[Dict[str, Any]]]:
     """Predict molecules from files (xyz, sdf) and SMILES with a run's best
-    model: the target, its unit and one row per molecule (``name``,
-    ``source``, ``num_atoms``, ``value``, ``warning``: :func:`applicability`)."""
+    model, or a shipped ``pretrained`` one (:mod:`pyg_schnet.hub`): the
+    target, its unit and one row per molecule (``name``, ``source``,
+    ``num_atoms``, ``value``, ``warning``: :func:`applicability`)."""
     from .molio import read_inputs
-    cfg, model, _ = load_run(run_dir)
+    if pretrained is not None:
+        from .hub import model_card
+        from .hub import pretrained as load_pretrained
+        target, model = model_card(pretrained)["target"], load_pretrained(pretrained)
+    elif run_dir is not None:
+        cfg, model, _ = load_run(run_dir)
+        target = cfg.target
+    else:
+        raise UserError("predict needs a run directory or --model NAME")
     rows = []
     for m in read_inputs(inputs, smiles):
         rows.append({"name": m.name, "source": m.source, "num_atoms": m.z.numel(),
                      "value": float(model(m.z, m.pos).view(-1)[0]),
                      "warning": applicability(m.z, m.pos)})
-    return cfg.target, UNITS[cfg.target], rows
+    return target, UNITS[target], rows
 
 
 def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:
