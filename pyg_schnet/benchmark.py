@@ -2,19 +2,23 @@
 the same QM9 batches, the same weights, alternating the two after warm-up.
 
 Prints training and inference molecules per second (radius graph included),
-the additional peak memory of one training step, and the ratios."""
+the additional peak memory of one training step, and the ratios, at every
+thread count up to the number of cores, and how the default thread count
+compares with the best (processes: ``pyg-schnet throughput``)."""
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import tempfile
 import time
-from typing import Callable, Dict, List
+from typing import Any, Callable, Dict, List
 
 import torch
 from torch import nn
 
 from .errors import UserError
+from .throughput import default_threads
 
 
 class _TorchClusterGraph(nn.Module):
@@ -78,10 +82,72 @@ def _measure_memory(step: Callable[[], None]) -> int:
     return 0
 
 
+class _Steps:
+    """One training step (Adam, fresh state per model) and one inference step."""
+
+    def __init__(self, models: Dict[str, nn.Module], device: torch.device) -> None:
+        self.models, self.device = models, device
+        self.opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
+
+    def train(self, name: str, b: Any) -> None:
+        m, opt = self.models[name], self.opts[name]
+        m.train()
+        pred = m(b.z, b.pos, b.batch).view(-1)
+        loss = torch.mean(((pred - b.y) / 10.0) ** 2)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    @torch.no_grad()
+    def infer(self, name: str, b: Any) -> None:
+        m = self.models[name]
+        m.eval()
+        m(b.z, b.pos, b.batch)
+
+    def sync(self) -> None:
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+
+
+def _time_models(steps: _Steps, warmup: List[Any], timed: List[Any], rounds: int
+                 ) -> Dict[str, Dict[str, List[float]]]:
+    """Molecules/s per model, kind and round; models alternate within rounds."""
+    results: Dict[str, Dict[str, List[float]]] = {k: {"train": [], "infer": []}
+                                                  for k in steps.models}
+    for name in steps.models:
+        for b in warmup:
+            steps.train(name, b)
+            steps.infer(name, b)
+    mols = sum(b.num_graphs for b in timed)
+    for _ in range(rounds):
+        for kind, fn in (("train", steps.train), ("infer", steps.infer)):
+            for name in steps.models:
+                steps.sync()
+                t0 = time.perf_counter()
+                for b in timed:
+                    fn(name, b)
+                steps.sync()
+                results[name][kind].append(mols / (time.perf_counter() - t0))
+    return results
+
+
+def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, float]) -> None:
+    print(f"{'model':<18}{'train mol/s':>12}{'infer mol/s':>13}{'peak MiB':>10}"
+          f"{'train ratio':>13}{'infer ratio':>13}")
+    base_t = statistics.median(results["PyG SchNet"]["train"])
+    base_i = statistics.median(results["PyG SchNet"]["infer"])
+    for name in results:
+        t = statistics.median(results[name]["train"])
+        i = statistics.median(results[name]["infer"])
+        print(f"{name:<18}{t:>12.0f}{i:>13.0f}{memory[name]:>10.0f}{t / base_t:>12.2f}x"
+              f"{i / base_i:>12.2f}x")
+
+
 def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="pyg-schnet benchmark")
     p.error = lambda msg: (_ for _ in ()).throw(UserError(f"benchmark: {msg}"))  # type: ignore
     p.add_argument("--root", default="data/qm9")
+    p.add_argument("--source", default="qm9pack", help="QM9 source of the root")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--filters", type=int, default=128)
     p.add_argument("--interactions", type=int, default=6)
@@ -94,9 +160,14 @@ def main(argv: List[str]) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
     p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")
+    p.add_argument("--threads", type=int, default=None,
+                   help="one thread count (default: the default's and every count up to the "
+                        "number of cores)")
     p.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     child_argv = [x for x in argv if x != "--skip-build"] + ["--skip-build"]
+    if a.threads is not None and a.threads < 1:
+        raise UserError("benchmark: --threads must be at least 1")
     for name in ("hidden", "filters", "interactions", "gaussians", "batch_size", "batches",
                  "rounds"):
         if getattr(a, name) < 1:
@@ -112,8 +183,11 @@ def main(argv: List[str]) -> int:
     from .data import QM9
     from .loader import MoleculeLoader
     from .model import SchNet
+    # as pyg-schnet train does, for both models: float32 denormals to zero
+    torch.set_flush_denormal(True)
     if a.memory_of is None:
-        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
+        print(f"torch {torch.__version__}, {os.cpu_count()} cores, device {device}, "
+              f"denormals flushed, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
     if not a.skip_build:
         with tempfile.TemporaryDirectory() as tmp:
             t0 = time.perf_counter()
@@ -123,14 +197,13 @@ def main(argv: List[str]) -> int:
             QM9(tmp)
             load = time.perf_counter() - t0
         print(f"data: full QM9 build {build:.1f} s, cached load {load:.2f} s")
-    ds = QM9(a.root)
+    ds = QM9(a.root, source=a.source)
     gen = torch.Generator().manual_seed(0)
     n_batches = a.batches + a.warmup
     idx = torch.randperm(len(ds), generator=gen)[: n_batches * a.batch_size]
     loader = MoleculeLoader(ds, idx, a.batch_size, target=7)
     batches = [b.to(device) for b in loader]
     del ds, loader
-    y_scale = 10.0
 
     ref = pyg_model(a.hidden, a.filters, a.interactions, a.gaussians, a.cutoff).to(device)
     models: Dict[str, nn.Module] = {"PyG SchNet": ref,
@@ -141,66 +214,39 @@ def main(argv: List[str]) -> int:
         fast = build_model(**dict(exact.hparams(), fast=True))
         fast.load_state_dict(exact.state_dict())
         models["pyg_schnet fast"] = fast.to(device)
-    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
-
-    def train_step(name, b):
-        m, opt = models[name], opts[name]
-        m.train()
-        pred = m(b.z, b.pos, b.batch).view(-1)
-        loss = torch.mean(((pred - b.y) / y_scale) ** 2)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    @torch.no_grad()
-    def infer_step(name, b):
-        m = models[name]
-        m.eval()
-        m(b.z, b.pos, b.batch)
-
-    def sync():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-
     if a.memory_of is not None:
-        return _measure_memory(lambda: train_step(a.memory_of, batches[0]))
+        step = _Steps(models, device)
+        return _measure_memory(lambda: step.train(a.memory_of, batches[0]))
 
-    results: Dict[str, Dict[str, List[float]]] = {k: {"train": [], "infer": []} for k in models}
-    for name in models:  # warm-up
-        for b in batches[: a.warmup]:
-            train_step(name, b)
-            infer_step(name, b)
+    cores = os.cpu_count() or 1
+    default = default_threads(a.filters, a.interactions, a.cutoff, 1, cores)
+    counts = [a.threads] if a.threads else sorted({default, *range(1, cores + 1)})
     timed = batches[a.warmup:]
-    mols = sum(b.num_graphs for b in timed)
-    for _ in range(a.rounds):
-        for kind, fn in (("train", train_step), ("infer", infer_step)):
-            for name in models:  # alternate the models within every round
-                sync()
-                t0 = time.perf_counter()
-                for b in timed:
-                    fn(name, b)
-                sync()
-                results[name][kind].append(mols / (time.perf_counter() - t0))
-
+    tables = {}
+    for n in counts:  # every thread count, same batches and weights
+        torch.set_num_threads(n)
+        tables[n] = _time_models(_Steps(models, device), batches[: a.warmup], timed, a.rounds)
     memory = {}
     for name in models:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-            train_step(name, timed[0])
+            _Steps(models, device).train(name, timed[0])
             memory[name] = torch.cuda.max_memory_allocated() / 2**20
         else:
             memory[name] = _peak_memory_mib(child_argv, name)
 
     print(f"settings: hidden {a.hidden}, filters {a.filters}, {a.interactions} interactions, "
           f"{a.gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
-          f"{a.rounds} rounds x {len(timed)} batches, median of rounds")
-    print(f"{'model':<18}{'train mol/s':>12}{'infer mol/s':>13}{'peak MiB':>10}"
-          f"{'train ratio':>13}{'infer ratio':>13}")
-    base_t = statistics.median(results["PyG SchNet"]["train"])
-    base_i = statistics.median(results["PyG SchNet"]["infer"])
-    for name in models:
-        t = statistics.median(results[name]["train"])
-        i = statistics.median(results[name]["infer"])
-        print(f"{name:<18}{t:>12.0f}{i:>13.0f}{memory[name]:>10.0f}{t / base_t:>12.2f}x"
-              f"{i / base_i:>12.2f}x")
+          f"{a.rounds} rounds x {len(timed)} batches, median of rounds; one process")
+    for n, results in tables.items():
+        mark = " (the default for one process)" if n == default else ""
+        print(f"\n{n} thread(s){mark}")
+        _print_table(results, memory)
+    if len(tables) > 1:
+        ours = {n: statistics.median(t["pyg_schnet"]["train"]) for n, t in tables.items()}
+        best = max(ours, key=lambda n: ours[n])
+        print(f"\npyg_schnet training: default {default} thread(s) {ours[default]:.0f} mol/s, "
+              f"best {best} thread(s) {ours[best]:.0f} mol/s ({ours[default] / ours[best]:.2f}"
+              f" of best); processes: see pyg-schnet throughput (train's default runs "
+              f"{cores} x 1 thread)")
     return 0

@@ -11,14 +11,19 @@ import time
 import warnings
 from typing import List, NoReturn, Optional
 
-# PyTorch's OpenMP threads spin while they wait. When the cores are shared with
-# another busy process that turns a training step 50x slower (measured here: 20
-# instead of 1,000 molecules/s); passive waiting costs little on an idle
-# machine. It only takes effect before torch is imported, so it is set here,
-# where the process starts; an explicit setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+from .errors import UserError
 
-from .errors import UserError  # noqa: E402
+
+def set_wait_policy(command: str) -> None:
+    """PyTorch's OpenMP threads spin while they wait. When the cores are shared
+    with another busy process that turns a training step 50x slower (measured
+    here: 20 instead of 1,000 molecules/s), so every command waits passively,
+    except ``benchmark``, which owns the machine while it times: with two
+    threads in one process passive waiting cost pyg_schnet 15-20% there
+    (README, Speed). It only takes effect before torch is imported, so it is
+    set where the process starts, before the command runs; an explicit
+    setting wins."""
+    os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE" if command == "benchmark" else "PASSIVE")
 
 USAGE = """usage: pyg-schnet COMMAND [...]
 
@@ -26,15 +31,20 @@ commands:
   data       build or load QM9 and print a summary
   train      train a model: train --config FILE [--key value ...] | train --resume RUN_DIR
   evaluate   MAE/RMSE and a parity plot of a run: evaluate RUN_DIR [--split test|val|train]
-  predict    predict molecules: predict RUN_DIR [FILE.xyz|FILE.sdf ...] [--smiles S ...]
+  predict    predict molecules: predict RUN_DIR|--model qm9-U0 [FILE.xyz|.sdf ...] [--smiles S]
   filters    per filter: parameter count and invariance errors on a QM9 batch
   study      run a study spec and report it: study run|report SPEC.yaml [--quick] [--jobs N]
   benchmark  time pyg_schnet against PyG's SchNet on the same batches
+  throughput time training over threads x processes x model size (the default's rule)
+  sweep      run a W&B sweep file here with W&B's sweep engine, no server: sweep FILE --count N
 """
 
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:  # one line, no usage dump
+        if "unrecognized arguments:" in message and self.prog == "pyg-schnet train":
+            from .config import unknown_key
+            raise unknown_key(message.split("unrecognized arguments:", 1)[1].split()[0])
         raise UserError(f"{self.prog}: {message}")
 
 
@@ -73,56 +83,46 @@ def cmd_data(argv: List[str]) -> int:
 
 # -- train ---------------------------------------------------------------------
 
+def train_parser() -> argparse.ArgumentParser:
+    """``pyg-schnet train``: its own flags, then one per config key
+    (generated from :class:`pyg_schnet.config.Config` and the filter registry)."""
+    from .config import add_config_arguments
+    p = _Parser(prog="pyg-schnet train", allow_abbrev=False,
+                usage="pyg-schnet train --config FILE [--KEY VALUE ...] [--overwrite] [--quiet]\n"
+                      "       pyg-schnet train --resume RUN_DIR",
+                description="Train one model. Settings: the defaults below, then the config "
+                            "file, then the flags; the resolved settings are saved as "
+                            "RUN_DIR/config.yaml.")
+    p.add_argument("--config", metavar="FILE", help="YAML config file")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    p.add_argument("--overwrite", action="store_true", help="replace a finished run's directory")
+    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    add_config_arguments(p)
+    return p
+
+
 def cmd_train(argv: List[str]) -> int:
-    from .config import load_config, parse_overrides
+    from .config import load_config, overrides_from
     from .train import resume_config, train
-    config: Optional[str] = None
-    resume: Optional[str] = None
-    overwrite = quiet = False
-    rest: List[str] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        key = arg.split("=", 1)[0]
-        if key in ("--config", "--resume"):
-            if "=" in arg:
-                value = arg.split("=", 1)[1]
-                i += 1
-            elif i + 1 < len(argv):
-                value = argv[i + 1]
-                i += 2
-            else:
-                raise UserError(f"{key} needs a value")
-            if key == "--config":
-                config = value
-            else:
-                resume = value
-        elif arg == "--overwrite":
-            overwrite, i = True, i + 1
-        elif arg == "--quiet":
-            quiet, i = True, i + 1
-        elif arg in ("-h", "--help"):
-            from .config import KEYS
-            print("usage: pyg-schnet train --config FILE [--key value ...] [--overwrite] "
-                  "[--quiet]\n       pyg-schnet train --resume RUN_DIR\nkeys: " + ", ".join(KEYS))
-            return 0
-        else:
-            rest.append(arg)
-            i += 1
-    overrides = parse_overrides(rest)
-    if resume is not None:
-        if config is not None or overrides:
+    a = train_parser().parse_args(argv)
+    overrides = overrides_from(a, argv)
+    if a.resume is not None:
+        if a.config is not None or overrides:
             raise UserError("--resume takes the run's saved config; no --config or overrides")
-        cfg = resume_config(resume)
+        cfg = resume_config(a.resume)
     else:
-        if config is None and not overrides:
+        if a.config is None and not overrides:
             raise UserError("train needs --config FILE (and/or --key value flags)")
-        cfg = load_config(config, overrides)
-    metrics = train(cfg, resume=resume is not None, overwrite=overwrite, quiet=quiet)
+        cfg = load_config(a.config, overrides)
+    processes = cfg.resolved_processes()
+    if processes > 1 and "WORLD_SIZE" not in os.environ:  # not already under torchrun
+        from .launch import launch
+        return launch(argv, processes)
+    metrics = train(cfg, resume=a.resume is not None, overwrite=a.overwrite, quiet=a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         unit = metrics["unit"]
         extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
-        print(f"{cfg.filter} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
+        print(f"{cfg.filter_name} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
               f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
               f"run directory {cfg.out}")
     return 0
@@ -139,17 +139,24 @@ def cmd_evaluate(argv: List[str]) -> int:
     from .evaluate import evaluate
     res = evaluate(a.run_dir, a.split, a.batch_size)
     print(f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
-          f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}")
+          f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}, error histogram "
+          f"and MAE per molecule size {res['errors_plot']}")
     return 0
 
 
 def cmd_predict(argv: List[str]) -> int:
-    p = _Parser(prog="pyg-schnet predict")
-    p.add_argument("run_dir")
-    p.add_argument("inputs", nargs="*")
+    p = _Parser(prog="pyg-schnet predict",
+                usage="pyg-schnet predict (RUN_DIR | --model NAME) [FILE.xyz|FILE.sdf ...] "
+                      "[--smiles S ...] [-o CSV]")
+    p.add_argument("paths", nargs="*", help="a run directory (without --model), then inputs")
+    p.add_argument("--model", default=None,
+                   help="a shipped pretrained model instead of a run directory (qm9-U0, qm9-gap)")
     p.add_argument("--smiles", action="append", default=[])
     p.add_argument("--output", "-o", default=None, help="CSV path (default: stdout)")
     a = p.parse_args(argv)
+    if a.model is None and not a.paths:
+        raise UserError("predict needs a run directory or --model NAME")
+    a.run_dir, a.inputs = (None, a.paths) if a.model is not None else (a.paths[0], a.paths[1:])
     from .evaluate import GEOMETRY_NOTE, predict, predictions_csv
     from .io import write_text
     if a.output is not None:  # before any work: never overwrite
@@ -157,9 +164,14 @@ def cmd_predict(argv: List[str]) -> int:
             raise UserError(f"output {a.output} is a directory")
         if os.path.exists(a.output):
             raise UserError(f"output {a.output} exists; not overwriting it")
-    target, unit, rows = predict(a.run_dir, a.inputs, a.smiles)
+    target, unit, rows = predict(a.run_dir, a.inputs, a.smiles, pretrained=a.model)
     text = predictions_csv(target, unit, rows)
     print(GEOMETRY_NOTE, file=sys.stderr)
+    outside = [r["name"] for r in rows if r["warning"]]
+    if outside:
+        print(f"warning: {len(outside)} molecule(s) lie outside QM9's range (see the warning "
+              f"column): {', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''}",
+              file=sys.stderr)
     if a.output is None:
         sys.stdout.write(text)
     else:
@@ -197,9 +209,19 @@ def cmd_benchmark(argv: List[str]) -> int:
     return bench_main(argv)
 
 
+def cmd_sweep(argv: List[str]) -> int:
+    from .sweep import main as sweep_main
+    return sweep_main(argv)
+
+
+def cmd_throughput(argv: List[str]) -> int:
+    from .throughput import main as throughput_main
+    return throughput_main(argv)
+
+
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "filters": cmd_filters, "study": cmd_study,
-            "benchmark": cmd_benchmark}
+            "benchmark": cmd_benchmark, "throughput": cmd_throughput, "sweep": cmd_sweep}
 
 
 def _one_line_warnings() -> None:
@@ -215,6 +237,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print(USAGE)
         return 0 if argv else 2
     cmd, rest = argv[0], argv[1:]
+    set_wait_policy(cmd)
     if cmd not in COMMANDS:
         print(f"error: unknown command {cmd!r}; choose one of: {', '.join(COMMANDS)}",
               file=sys.stderr)

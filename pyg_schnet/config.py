@@ -1,87 +1,115 @@
 """Training configuration: one typed dataclass, read from YAML and flags.
 
-Every field is accepted as ``--key value`` or ``--key=value`` with dashes or
-underscores (W&B sweep agents pass ``--batch_size=100``).
+Every field is a flag ``--key value`` or ``--key=value``, with dashes or
+underscores (W&B sweep agents pass ``--batch_size=100``), generated from the
+dataclass with its type, default and help. The filter's own settings nest
+under it: ``filter: {name: conv1d, num_bins: 50}`` in a file,
+``--filter conv1d --filter.num_bins 50`` as flags, or a sweep agent's
+``--filter="{'name': 'conv1d', 'num_bins': 50}"``; the options come from the
+registered filter's constructor (:func:`pyg_schnet.filters.filter_options`).
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
+import inspect
 import math
-from dataclasses import dataclass, fields
-from typing import Any, Dict, List, Optional, Sequence, Union, get_type_hints
+from dataclasses import dataclass, field, fields
+from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union, get_type_hints
 
 import yaml
 
 from .errors import UserError, read_text
 
 
+def _field(default: Any, help: str) -> Any:
+    """A config field with its help text (shown by ``pyg-schnet train --help``)."""
+    if isinstance(default, dict):
+        return field(default_factory=lambda: dict(default), metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
 @dataclass
 class Config:
     """Resolved settings of one training run (saved as ``config.yaml``)."""
     # model
-    filter: str = "gaussian"
-    hidden_channels: int = 128
-    num_filters: int = 128
-    num_interactions: int = 6
-    cutoff: float = 10.0
-    max_num_neighbors: int = 32
-    num_gaussians: int = 50  # gaussian filter
-    num_bins: int = 50  # conv1d filter
-    conv_channels: int = 8  # conv1d filter
-    kernel_size: int = 5  # conv1d filter
-    distance_bin_width: float = 0.0  # radial filters: quantise distances to bins (Å), 0 = off
-    shared_filters: bool = False
-    fast: bool = False  # radial filters by table lookup, compiled pair sums (pyg_schnet.fast)
+    filter: Dict[str, Any] = _field(
+        {"name": "gaussian"}, "edge filter: a registered name, or a mapping {name: NAME, "
+        "OPTION: VALUE, ...} with the filter's own options (see --filter.OPTION)")
+    hidden_channels: int = _field(128, "atom feature size")
+    num_filters: int = _field(128, "filter width")
+    num_interactions: int = _field(6, "interaction blocks")
+    cutoff: float = _field(10.0, "cutoff in Å: the radius graph, the filter's basis and envelope")
+    max_num_neighbors: int = _field(32, "neighbour cap of the radius graph")
+    shared_filters: bool = _field(False, "one filter network shared by all blocks")
+    fast: bool = _field(False, "radial filters by table lookup and compiled pair sums "
+                               "(pyg_schnet.fast; within 1e-3 of the exact model)")
     # data
-    target: str = "U0"
-    root: str = "data/qm9"
-    source: str = "qm9pack"
-    max_molecules: Optional[int] = None
-    train_size: float = 0.8  # count (>= 1) or fraction (< 1)
-    val_size: float = 0.1
-    test_size: Optional[float] = None  # None: the rest
-    split_file: Optional[str] = None  # reuse a split (ours or schnetpack's)
+    target: str = _field("U0", "QM9 target (name or index of PyG's 19)")
+    root: str = _field("data/qm9", "data root (built there on first use)")
+    source: str = _field("qm9pack", "where QM9 comes from: qm9pack (offline) or pyg (download)")
+    max_molecules: Optional[int] = _field(None, "use only the first N molecules")
+    train_size: float = _field(0.8, "training molecules: a count (>= 1) or a fraction (< 1)")
+    val_size: float = _field(0.1, "validation molecules: a count or a fraction")
+    test_size: Optional[float] = _field(None, "test molecules: a count or a fraction; none = the "
+                                              "rest")
+    split_file: Optional[str] = _field(None, "reuse a split file (ours or schnetpack's)")
     # optimisation
-    batch_size: int = 100
-    lr: float = 5e-4
-    epochs: int = 100
-    time_budget: Optional[float] = None  # seconds of training, wall clock
-    patience: int = 25  # epochs without validation improvement
-    lr_patience: int = 5
-    lr_factor: float = 0.5
-    min_lr: float = 1e-6
-    max_lr_decays: Optional[int] = None  # stop once the learning rate has been decayed this often
-    rotation_augmentation: bool = False  # rotate every training molecule randomly at every step
-    seed: int = 0
-    num_threads: Optional[int] = None
+    batch_size: int = _field(100, "molecules per optimizer step, shared by the processes")
+    lr: float = _field(5e-4, "Adam learning rate")
+    epochs: int = _field(100, "epoch cap")
+    time_budget: Optional[float] = _field(None, "seconds of training, wall clock")
+    patience: int = _field(25, "stop after this many epochs without validation improvement")
+    lr_patience: int = _field(5, "epochs without improvement before the learning rate decays")
+    lr_factor: float = _field(0.5, "learning-rate decay factor")
+    min_lr: float = _field(1e-6, "floor of the learning rate")
+    max_lr_decays: Optional[int] = _field(None, "stop once the learning rate has been decayed "
+                                                "this often")
+    rotation_augmentation: bool = _field(False, "rotate every training molecule randomly at "
+                                                "every step (seeded)")
+    seed: int = _field(0, "seed of the split, the initialisation and the batch order")
+    num_threads: Optional[int] = _field(None, "torch threads per process (none: the measured "
+                                              "rule, pyg_schnet.throughput)")
+    processes: Optional[int] = _field(None, "data-parallel processes that share each batch "
+                                            "(none: one per CPU core; 1 on a GPU)")
     # bookkeeping
-    out: str = "runs/run"
-    wandb: str = "disabled"  # online | offline | disabled
-    wandb_project: str = "pyg_schnet"
-    device: str = "cpu"
+    out: str = _field("runs/run", "run directory; a template such as "
+                                  "runs/{filter}_seed{seed}_{timestamp} is filled from the config")
+    wandb: str = _field("disabled", "Weights & Biases: online, offline or disabled")
+    wandb_project: str = _field("pyg_schnet", "W&B project")
+    device: str = _field("cpu", "cpu or cuda[:N]")
+
+    @property
+    def filter_name(self) -> str:
+        return str(self.filter["name"])
+
+    def resolved_processes(self) -> int:
+        """Data-parallel processes: as set, else one per CPU core (the measured
+        fastest on CPU at every model size, README), or one on a GPU."""
+        import os
+        if self.processes is not None:
+            return self.processes
+        return 1 if self.device != "cpu" else max(1, os.cpu_count() or 1)
 
     def validate(self) -> "Config":
-        from .data import SOURCES, target_index
-        from .filters import FILTERS
+        """Check the settings, resolve the filter's options (defaults filled in)
+        and build the model once: the model's and filter's constructors are the
+        one place their settings are checked."""
+        from .data import SOURCES, TARGETS, target_index
+        from .model import build_model
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise UserError(msg)
 
-        need(self.filter in FILTERS, f"unknown filter {self.filter!r}; choose one of: "
-                                     f"{', '.join(FILTERS)}")
-        from .data import TARGETS
+        self.filter = resolve_filter(self.filter)
         self.target = TARGETS[target_index(self.target)]
         need(self.source in SOURCES, f"unknown source {self.source!r}; choose one of: "
                                      f"{', '.join(SOURCES)}")
         need(math.isfinite(self.cutoff) and self.cutoff > 0,
              f"cutoff must be a positive number of Å, got {self.cutoff}")
-        for name in ("hidden_channels", "num_filters", "num_interactions", "batch_size",
-                     "epochs", "num_gaussians", "num_bins", "conv_channels", "kernel_size",
-                     "max_num_neighbors"):
+        for name in ("batch_size", "epochs"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
-        need(self.hidden_channels >= 2, "hidden_channels must be at least 2")
-        need(self.num_gaussians >= 2 and self.num_bins >= 2, "need at least 2 gaussians/bins")
         need(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
         need(self.patience >= 1 and self.lr_patience >= 0, "patience must be at least 1")
         need(0 < self.lr_factor < 1, f"lr_factor must be in (0, 1), got {self.lr_factor}")
@@ -94,37 +122,68 @@ class Config:
              f"wandb must be online, offline or disabled, got {self.wandb!r}")
         need(self.device == "cpu" or self.device.startswith("cuda"),
              f"device must be cpu or cuda, got {self.device!r}")
-        need(self.kernel_size % 2 == 1, f"kernel_size must be odd, got {self.kernel_size}")
         need(self.num_threads is None or self.num_threads >= 1, "num_threads must be at least 1")
-        need(0.0 <= self.distance_bin_width < self.cutoff,
-             f"distance_bin_width must be 0 (off) or between 0 and the cutoff, "
-             f"got {self.distance_bin_width}")
+        need(self.processes is None or self.processes >= 1, "processes must be at least 1")
+        need(self.batch_size >= self.resolved_processes(),
+             f"batch_size ({self.batch_size}) must be at least the number of processes "
+             f"({self.resolved_processes()}), which share each batch")
         need(self.max_lr_decays is None or self.max_lr_decays >= 1,
              f"max_lr_decays must be at least 1, got {self.max_lr_decays}")
+        build_model(**self.model_hparams())
         return self
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     def model_hparams(self) -> Dict[str, Any]:
+        """What :func:`pyg_schnet.model.build_model` takes (without the
+        standardisation, which comes from the data)."""
         from .data import EXTENSIVE
-        return dict(filter=self.filter, hidden_channels=self.hidden_channels,
-                    num_filters=self.num_filters, num_interactions=self.num_interactions,
-                    cutoff=self.cutoff, max_num_neighbors=self.max_num_neighbors,
-                    num_gaussians=self.num_gaussians, num_bins=self.num_bins,
-                    conv_channels=self.conv_channels, kernel_size=self.kernel_size,
-                    distance_bin_width=self.distance_bin_width,
-                    shared_filters=self.shared_filters, fast=self.fast,
-                    readout="add" if self.target in EXTENSIVE else "mean")
+        return dict(filter=dict(self.filter), num_filters=self.num_filters, cutoff=self.cutoff,
+                    hidden_channels=self.hidden_channels, num_interactions=self.num_interactions,
+                    max_num_neighbors=self.max_num_neighbors, shared_filters=self.shared_filters,
+                    fast=self.fast, readout="add" if self.target in EXTENSIVE else "mean")
+
+
+def resolve_filter(spec: Any) -> Dict[str, Any]:
+    """A filter setting (a name or ``{name: ..., option: value}``) with every
+    option of the filter, converted to its type, defaults filled in; an option
+    the filter does not take is an error listing those it does."""
+    from .filters import check_filter_options, filter_class, filter_option_types, filter_options
+    if isinstance(spec, str):
+        spec = {"name": spec}
+    if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
+        raise UserError(f"filter must be a name or a mapping with a name, got {spec!r}")
+    name = spec["name"]
+    filter_class(name)
+    options = {k: v for k, v in spec.items() if k != "name"}
+    check_filter_options(name, options)
+    types = filter_option_types(name)
+    out: Dict[str, Any] = {"name": name}
+    for key, param in filter_options(name).items():
+        if key in options:
+            out[key] = _convert(f"filter.{key}", options[key], types[key])
+        elif param.default is inspect.Parameter.empty:
+            raise UserError(f"filter {name!r} needs its option {key!r}")
+        else:
+            out[key] = param.default
+    return out
 
 
 FIELD_TYPES = get_type_hints(Config)
 KEYS: List[str] = [f.name for f in fields(Config)]
+#: Old top-level spellings of filter options (configs, run directories, sweeps
+#: and flags from before the nested ``filter``): each one still sets that
+#: option of whichever filter takes it and, as it always did, nothing for a
+#: filter that does not (old ``config.yaml`` files list all of them).
+LEGACY_FILTER_KEYS = ("num_gaussians", "num_bins", "conv_channels", "kernel_size",
+                      "distance_bin_width")
 
 
-def _convert(key: str, value: Any) -> Any:
-    """Convert a YAML or command-line value to the field's type."""
-    tp = FIELD_TYPES[key]
+def _convert(key: str, value: Any, tp: Any = None) -> Any:
+    """Convert a YAML or command-line value to the type ``tp`` (by default
+    the type of config field ``key``)."""
+    tp = FIELD_TYPES[key] if tp is None else tp
     optional = getattr(tp, "__origin__", None) is Union and type(None) in tp.__args__
     base = [a for a in tp.__args__ if a is not type(None)][0] if optional else tp
     if isinstance(value, str):
@@ -165,14 +224,90 @@ def _convert(key: str, value: Any) -> Any:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
             raise UserError(f"{key} must be a string, got {value!r}")
         return str(value)
-    return value  # pragma: no cover
+    return value
 
 
-def _check_key(key: str) -> str:
-    norm = key.replace("-", "_")
-    if norm not in KEYS:
-        raise UserError(f"unknown config key {key!r}; valid keys: {', '.join(KEYS)}")
-    return norm
+def unknown_key(key: str) -> UserError:
+    """The error for a key (or flag) that is no config key."""
+    key = key.lstrip("-").split("=", 1)[0]
+    if key.replace("-", "_").startswith("filter."):
+        from .filters import FILTERS, filter_options
+        known = dict.fromkeys(k for name in FILTERS for k in filter_options(name))
+        return UserError(f"no registered filter has the option {key[len('filter.'):]!r}; "
+                         f"filter options: {', '.join(known)}")
+    return UserError(f"unknown config key {key!r}; valid keys: {', '.join(KEYS)}, "
+                     f"filter.OPTION")
+
+
+class _Settings:
+    """Config values gathered source by source (defaults, file, flags); the
+    filter's name and options are gathered apart and resolved at the end,
+    when the filter is known."""
+
+    def __init__(self) -> None:
+        self.values: Dict[str, Any] = {}
+        self.filter: Dict[str, Any] = {}  # name and nested options
+        self.legacy: Dict[str, Any] = {}  # old flat options: for the filter that takes them
+
+    def set(self, key: str, value: Any) -> None:
+        norm = str(key).replace("-", "_")
+        if norm == "filter":
+            self.set_filter(value)
+        elif norm.startswith("filter."):
+            self.set_option(norm[len("filter."):], value)
+        elif norm in LEGACY_FILTER_KEYS:
+            self.legacy[norm] = value
+            self.filter.pop(norm, None)
+        elif norm in KEYS:
+            self.values[norm] = value
+        else:
+            raise unknown_key(str(key))
+
+    def set_filter(self, value: Any) -> None:
+        if isinstance(value, str) and value.strip().startswith("{"):
+            value = _flow_mapping("filter", value)  # a sweep agent's nested form
+        if isinstance(value, dict):
+            for k, v in value.items():
+                self.set_option(str(k), v)
+        elif isinstance(value, str):
+            self.filter["name"] = value
+        else:
+            raise UserError(f"filter must be a name or a mapping, got {value!r}")
+
+    def set_option(self, key: str, value: Any) -> None:
+        if key == "name":
+            if not isinstance(value, str):
+                raise UserError(f"filter name must be a string, got {value!r}")
+        else:
+            self.legacy.pop(key, None)
+        self.filter[key] = value
+
+    def config(self) -> Config:
+        spec = dict(self.filter)
+        spec.setdefault("name", Config().filter_name)
+        from .filters import filter_options
+        if spec["name"] in _registered():
+            taken = filter_options(spec["name"])
+            spec.update({k: v for k, v in self.legacy.items() if k in taken and k not in spec})
+        values = {k: _convert(k, v) for k, v in self.values.items()}
+        return Config(filter=spec, **values).validate()
+
+
+def _registered() -> List[str]:
+    from .filters import FILTERS
+    return list(FILTERS)
+
+
+def _flow_mapping(key: str, text: str) -> Dict[str, Any]:
+    """``{name: conv1d, num_bins: 50}`` (YAML, JSON or a Python dict's repr)."""
+    try:
+        value = yaml.safe_load(text)
+    except yaml.YAMLError:
+        value = None
+    if not isinstance(value, dict):
+        raise UserError(f"{key} must be a name or a mapping such as {{name: conv1d, "
+                        f"num_bins: 50}}, got {text!r}")
+    return value
 
 
 def read_yaml(path: str) -> Dict[str, Any]:
@@ -192,54 +327,116 @@ def read_yaml(path: str) -> Dict[str, Any]:
     return data
 
 
-def parse_overrides(args: Sequence[str]) -> Dict[str, str]:
-    """``["--batch-size", "100", "--lr=1e-3"]`` -> ``{"batch_size": "100", "lr": "1e-3"}``."""
-    out: Dict[str, str] = {}
-    i = 0
-    args = list(args)
-    while i < len(args):
-        arg = args[i]
-        if not arg.startswith("--") or arg == "--":
-            raise UserError(f"unexpected argument {arg!r}; use --key value or --key=value")
-        body = arg[2:]
-        if "=" in body:
-            key, value = body.split("=", 1)
-            i += 1
+def _metavar(tp: Any) -> str:
+    optional = getattr(tp, "__origin__", None) is Union and type(None) in tp.__args__
+    base = [a for a in tp.__args__ if a is not type(None)][0] if optional else tp
+    name = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STR"}.get(base, "VALUE")
+    return f"{name}|none" if optional else name
+
+
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """One ``--key`` flag per :class:`Config` field and ``--filter.OPTION``
+    per option of every registered filter, with type, default and help; the
+    flags keep their raw text (converted with the config, so a flag and a
+    config file give the same errors). Old flat option names stay aliases."""
+    from .filters import FILTERS, filter_option_help, filter_option_types, filter_options
+    group = parser.add_argument_group("config keys (override the config file)")
+    for f in fields(Config):
+        names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
+        default = getattr(Config(), f.name)
+        if f.name == "filter":
+            metavar, shown = "NAME|MAPPING", default["name"]
         else:
-            key = body
-            if i + 1 >= len(args):
-                raise UserError(f"flag --{key} needs a value")
-            value = args[i + 1]
-            i += 2
-        out[_check_key(key)] = value
+            metavar, shown = _metavar(FIELD_TYPES[f.name]), default
+        group.add_argument(*names, dest=f.name, metavar=metavar, default=argparse.SUPPRESS,
+                           help=f"{f.metadata['help']} (default: {shown})")
+    options: Dict[str, Dict[str, Any]] = {}
+    for name in FILTERS:
+        helps, types = filter_option_help(name), filter_option_types(name)
+        for key, param in filter_options(name).items():
+            entry = options.setdefault(key, {"filters": [], "help": helps.get(key, ""),
+                                             "type": types[key], "defaults": []})
+            entry["filters"].append(name)
+            if param.default is not inspect.Parameter.empty \
+                    and param.default not in entry["defaults"]:
+                entry["defaults"].append(param.default)
+    group = parser.add_argument_group(
+        "filter options (--filter.OPTION; for the chosen filter only)")
+    for key, entry in options.items():
+        names = [f"--filter.{key}"] + ([f"--{key}", f"--{key.replace('_', '-')}"]
+                                       if key in LEGACY_FILTER_KEYS else [])
+        defaults = "/".join(str(d) for d in entry["defaults"]) or "required"
+        group.add_argument(*dict.fromkeys(names), dest=f"filter.{key}", metavar=_metavar(
+            entry["type"]), default=argparse.SUPPRESS, help=f"{entry['help']} "
+            f"[{', '.join(entry['filters'])}] (default: {defaults})")
+
+
+class _ConfigParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        if "unrecognized arguments:" in message:
+            raise unknown_key(message.split("unrecognized arguments:", 1)[1].split()[0])
+        raise UserError(message)
+
+
+def overrides_from(namespace: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
+    """The config keys set on the command line; an option given by its old
+    flat flag (``--num_gaussians=25``) keeps its flat key, and with it its
+    old meaning (:data:`LEGACY_FILTER_KEYS`)."""
+    got = {k: v for k, v in vars(namespace).items() if k in KEYS or k.startswith("filter.")}
+    used = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
+    out: Dict[str, Any] = {}
+    for key, value in got.items():
+        opt = key[len("filter."):] if key.startswith("filter.") else None
+        out[opt if opt in LEGACY_FILTER_KEYS and opt in used else key] = value
     return out
 
 
+def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
+    """``["--batch-size", "100", "--lr=1e-3"]`` -> ``{"batch_size": "100", "lr": "1e-3"}``
+    (the raw text of every config flag given)."""
+    parser = _ConfigParser(prog="pyg-schnet train", add_help=False, allow_abbrev=False)
+    add_config_arguments(parser)
+    return overrides_from(parser.parse_args(list(args)), args)
+
+
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Config:
-    """Defaults, then the YAML file, then overrides; validated."""
-    values: Dict[str, Any] = {}
+    """Defaults, then the YAML file, then overrides (e.g. flags); validated."""
+    settings = _Settings()
     if path is not None:
         for key, value in read_yaml(path).items():
-            values[_check_key(str(key))] = value
+            settings.set(str(key), value)
     for key, value in (overrides or {}).items():
-        values[_check_key(key)] = value
-    cfg = Config(**{k: _convert(k, v) for k, v in values.items()}).validate()
+        settings.set(key, value)
+    cfg = settings.config()
     cfg.out = resolve_out(cfg)
     return cfg
 
 
 def resolve_out(cfg: Config) -> str:
     """Fill an ``out`` template such as ``runs/{filter}_seed{seed}_{timestamp}``
-    (every config key, plus ``timestamp``), so sweep runs get their own
+    (every config key, the filter's name as ``filter`` and its options by
+    their own names, plus ``timestamp`` and ``run_id``: the W&B run id a
+    sweep agent gives the run, else a random one, so two agents that start
+    the same configuration in the same second never share a directory), so sweep runs get their own
     directories; the resolved path is what ``config.yaml`` records."""
     import time
     if "{" not in cfg.out:
         return cfg.out
     try:
-        return cfg.out.format(**cfg.to_dict(), timestamp=time.strftime("%Y%m%d-%H%M%S"))
+        fill = dict(cfg.to_dict(), filter=cfg.filter_name, run_id=run_id())
+        fill.update({k: v for k, v in cfg.filter.items() if k != "name" and k not in fill})
+        return cfg.out.format(**fill, timestamp=time.strftime("%Y%m%d-%H%M%S"))
     except (KeyError, IndexError, ValueError) as exc:
         raise UserError(f"out template {cfg.out!r} is invalid ({exc}); use config keys "
                         f"in braces, e.g. runs/{{filter}}_seed{{seed}}") from None
+
+
+def run_id() -> str:
+    """The W&B run id of this run (``WANDB_RUN_ID``, set by sweep agents and
+    ``pyg-schnet sweep``), else a fresh random one."""
+    import os
+    import uuid
+    return os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
 
 
 def save_config(cfg: Config, path: str) -> None:

@@ -12,9 +12,9 @@ import torch
 from .config import Config
 from .data import QM9, UNITS, load_split, target_index
 from .errors import UserError
-from .io import save_figure
 from .loader import MoleculeLoader
 from .model import SchNet
+from .plots import error_plot, parity_plot
 from .rundir import RunDir
 from .train import load_checkpoint, model_from_checkpoint, predict_loader
 
@@ -55,33 +55,14 @@ def _evaluate(run_dir: str, cfg: Config, model: SchNet, split: str,
     diff = (pred.double() - y.double())
     mae, rmse = float(diff.abs().mean()), float(math.sqrt(float((diff ** 2).mean())))
     unit = UNITS[cfg.target]
+    title = f"{cfg.filter_name}, {cfg.target} ({split}): MAE {mae:.4g} {unit}"
     plot = osp.join(run_dir, f"parity_{split}.png")
-    parity_plot(y.numpy(), pred.numpy(), f"{cfg.filter}, {cfg.target} ({split}): "
-                f"MAE {mae:.4g} {unit}", unit, plot)
+    parity_plot(y.numpy(), pred.numpy(), title, unit, plot)
+    errors = osp.join(run_dir, f"errors_{split}.png")
+    sizes = dataset.num_atoms()[torch.as_tensor(idx)]
+    error_plot(diff.numpy(), sizes.numpy(), title, unit, errors)
     return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse, "unit": unit,
-            "plot": plot}
-
-
-def parity_plot(y, pred, title: str, unit: str, path: str) -> None:
-    """Parity plot and, beside it, the errors against the true value (for
-    total energies the parity panel alone hides everything below 100 eV)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=110)
-    ax.scatter(y, pred, s=4, alpha=0.5)
-    lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
-    ax.plot([lo, hi], [lo, hi], "k--", lw=0.8)
-    ax.set_xlabel(f"true [{unit}]")
-    ax.set_ylabel(f"predicted [{unit}]")
-    ax2.scatter(y, pred - y, s=4, alpha=0.5)
-    ax2.axhline(0.0, color="k", lw=0.8, ls="--")
-    ax2.set_xlabel(f"true [{unit}]")
-    ax2.set_ylabel(f"predicted - true [{unit}]")
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    save_figure(fig, path)
-    plt.close(fig)
+            "plot": plot, "errors_plot": errors}
 
 
 GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium geometries; "
@@ -89,26 +70,63 @@ GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium g
                  "approximate")
 
 
+#: QM9's extent, measured on all 130,831 molecules: atoms and heavy atoms per
+#: molecule, and the shortest distance between two atoms of one molecule (Å).
+QM9_MAX_ATOMS = 29
+QM9_MAX_HEAVY_ATOMS = 9
+QM9_MIN_DISTANCE = 0.958
+
+
+def applicability(z: torch.Tensor, pos: torch.Tensor) -> str:
+    """Why a molecule lies outside what a QM9 model has seen ("" when it does
+    not): more atoms or heavy atoms than any QM9 molecule, or two atoms closer
+    than any two in QM9. (Elements other than H, C, N, O, F are errors.)"""
+    notes = []
+    if z.numel() > QM9_MAX_ATOMS:
+        notes.append(f"{z.numel()} atoms (QM9: at most {QM9_MAX_ATOMS})")
+    heavy = int((z > 1).sum())
+    if heavy > QM9_MAX_HEAVY_ATOMS:
+        notes.append(f"{heavy} heavy atoms (QM9: at most {QM9_MAX_HEAVY_ATOMS})")
+    if z.numel() > 1:
+        d = torch.cdist(pos.double(), pos.double())
+        d.fill_diagonal_(float("inf"))
+        closest = float(d.min())
+        if closest < QM9_MIN_DISTANCE - 0.005:
+            notes.append(f"atoms {closest:.2f} Å apart (QM9: at least {QM9_MIN_DISTANCE} Å)")
+    return "; ".join(notes)
+
+
 @torch.no_grad()
-def predict(run_dir: str, inputs: List[str], smiles: List[str]
-            ) -> Tuple[str, str, List[Dict[str, Any]]]:
+def predict(run_dir: Optional[str], inputs: List[str], smiles: List[str],
+            pretrained: Optional[str] = None) -> Tuple[str, str, List[Dict[str, Any]]]:
     """Predict molecules from files (xyz, sdf) and SMILES with a run's best
-    model: the target, its unit and one row per molecule (``name``,
-    ``source``, ``num_atoms``, ``value``)."""
+    model, or a shipped ``pretrained`` one (:mod:`pyg_schnet.hub`): the
+    target, its unit and one row per molecule (``name``, ``source``,
+    ``num_atoms``, ``value``, ``warning``: :func:`applicability`)."""
     from .molio import read_inputs
-    cfg, model, _ = load_run(run_dir)
+    if pretrained is not None:
+        from .hub import model_card
+        from .hub import pretrained as load_pretrained
+        target, model = model_card(pretrained)["target"], load_pretrained(pretrained)
+    elif run_dir is not None:
+        cfg, model, _ = load_run(run_dir)
+        target = cfg.target
+    else:
+        raise UserError("predict needs a run directory or --model NAME")
     rows = []
     for m in read_inputs(inputs, smiles):
         rows.append({"name": m.name, "source": m.source, "num_atoms": m.z.numel(),
-                     "value": float(model(m.z, m.pos).view(-1)[0])})
-    return cfg.target, UNITS[cfg.target], rows
+                     "value": float(model(m.z, m.pos).view(-1)[0]),
+                     "warning": applicability(m.z, m.pos)})
+    return target, UNITS[target], rows
 
 
 def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:
     """The rows of :func:`predict` as CSV text."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}"])
+    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}", "warning"])
     for r in rows:
-        w.writerow([r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}"])
+        w.writerow([r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}",
+                    r.get("warning", "")])
     return buf.getvalue()

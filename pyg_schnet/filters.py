@@ -8,13 +8,18 @@ for the radius graph (one source of truth).
 Radial filters (:class:`RadialFilter`: ``gaussian``, ``distance``, ``conv1d``)
 are a learned function of the distance times a cosine envelope and take a
 ``distance_bin_width`` (quantisation control); ``coords`` is not radial.
-Adding a filter means one class with a ``name`` and one :data:`FILTERS` entry.
+Adding a filter means one class with a ``name`` and one :data:`FILTERS` entry:
+its constructor arguments other than ``num_filters`` and ``cutoff`` become its
+config options (``filter: {name: ..., option: ...}``, ``--filter.option``),
+typed by their annotations, described by its ``Args:`` docstring and checked
+by the constructor, which raises :class:`~pyg_schnet.errors.UserError`.
 """
 from __future__ import annotations
 
 import inspect
 import math
-from typing import Any, Dict, Optional, Type
+import re
+from typing import Any, Dict, Optional, Type, get_type_hints
 
 import torch
 import torch.nn.functional as F
@@ -105,10 +110,10 @@ class EdgeFilter(nn.Module):
 
     def __init__(self, num_filters: int, cutoff: float) -> None:
         super().__init__()
-        if cutoff <= 0:
-            raise UserError(f"cutoff must be positive, got {cutoff}")
-        if num_filters <= 0:
-            raise UserError(f"num_filters must be positive, got {num_filters}")
+        if not (math.isfinite(cutoff) and cutoff > 0):
+            raise UserError(f"cutoff must be a positive number of Å, got {cutoff}")
+        if num_filters < 1:
+            raise UserError(f"num_filters must be at least 1, got {num_filters}")
         self.num_filters = int(num_filters)
         self.cutoff = float(cutoff)
         self.envelope = CosineCutoff(cutoff)
@@ -219,6 +224,10 @@ class GaussianFilter(RadialFilter):
         super().__init__(num_filters, cutoff, distance_bin_width)
         if num_gaussians < 2:
             raise UserError(f"num_gaussians must be at least 2, got {num_gaussians}")
+        if not (math.isfinite(rbf_start) and rbf_start < cutoff):
+            raise UserError(f"rbf_start must be below the cutoff ({cutoff} Å), got {rbf_start}")
+        if rbf_width is not None and not (math.isfinite(rbf_width) and rbf_width > 0):
+            raise UserError(f"rbf_width must be positive (or none), got {rbf_width}")
         self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_gaussians=num_gaussians,
                             rbf_start=rbf_start, rbf_width=rbf_width,
                             distance_bin_width=distance_bin_width)
@@ -320,10 +329,13 @@ class Conv1dFilter(RadialFilter):
                  conv_channels: int = 8, kernel_size: int = 5, num_conv_layers: int = 2,
                  distance_bin_width: float = 0.0) -> None:
         super().__init__(num_filters, cutoff, distance_bin_width)
-        if num_bins < 2 or kernel_size < 1 or kernel_size % 2 == 0 or num_conv_layers < 1 \
-                or conv_channels < 1:
-            raise UserError("conv1d filter needs num_bins >= 2, an odd kernel_size >= 1, "
-                            "conv_channels >= 1 and num_conv_layers >= 1")
+        for key, value, least in (("num_bins", num_bins, 2), ("conv_channels", conv_channels, 1),
+                                  ("kernel_size", kernel_size, 1),
+                                  ("num_conv_layers", num_conv_layers, 1)):
+            if value < least:
+                raise UserError(f"{key} must be at least {least}, got {value}")
+        if kernel_size % 2 == 0:
+            raise UserError(f"kernel_size must be odd, got {kernel_size}")
         self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_bins=num_bins,
                             conv_channels=conv_channels, kernel_size=kernel_size,
                             num_conv_layers=num_conv_layers,
@@ -376,13 +388,69 @@ def filter_class(name: str) -> Type[EdgeFilter]:
     return FILTERS[name]
 
 
-def filter_kwargs(name: str, **kwargs: Any) -> Dict[str, Any]:
-    """The subset of ``kwargs`` the named filter's constructor accepts."""
+#: Constructor arguments every filter takes from the model rather than from its
+#: own settings: the model's filter width and its cutoff (one source of truth).
+MODEL_ARGS = ("num_filters", "cutoff")
+
+
+def filter_options(name: str) -> Dict[str, inspect.Parameter]:
+    """The settings of the named filter (``filter: {name: ..., <option>: ...}``
+    in a config): its constructor arguments except :data:`MODEL_ARGS`, in
+    signature order, with their defaults."""
     params = inspect.signature(filter_class(name).__init__).parameters
-    return {k: v for k, v in kwargs.items() if k in params and k != "self"}
+    return {k: p for k, p in params.items()
+            if k != "self" and k not in MODEL_ARGS
+            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
 
 
-def make_filter(name: str, **kwargs: Any) -> EdgeFilter:
-    """Build a filter by registry name; keyword arguments it does not take are
-    ignored (so one config can feed every filter)."""
-    return filter_class(name)(**filter_kwargs(name, **kwargs))
+def filter_option_types(name: str) -> Dict[str, Any]:
+    """Type of each option of the named filter (from its annotations)."""
+    hints = get_type_hints(filter_class(name).__init__)
+    return {k: hints.get(k, Any) for k in filter_options(name)}
+
+
+_ARG_LINE = re.compile(r"^\s{4,}(\w+) \(([^)]*)\):\s*(.*)$")
+
+
+def filter_option_help(name: str) -> Dict[str, str]:
+    """Each option's description from the filter's PyG-style ``Args:``
+    docstring (the CLI's help text, so it cannot drift from the docs)."""
+    doc = inspect.getdoc(filter_class(name)) or ""
+    out: Dict[str, str] = {}
+    current: Optional[str] = None
+    in_args = False
+    for line in doc.splitlines():
+        if line.strip() == "Args:":
+            in_args = True
+            continue
+        if not in_args:
+            continue
+        m = _ARG_LINE.match("    " + line)
+        if m and line.startswith("    ") and not line.startswith("        "):
+            current = m.group(1)
+            out[current] = m.group(3)
+        elif current is not None and line.strip():
+            out[current] += " " + line.strip()
+        elif not line.strip():
+            current = None
+    return {k: re.sub(r"\s*\(default: .*\)\s*$", "", v).replace(":obj:", "").replace(":class:", "")
+            .replace("`", "") for k, v in out.items() if k in filter_options(name)}
+
+
+def check_filter_options(name: str, options: Dict[str, Any]) -> None:
+    """A :class:`UserError` listing the valid options when ``options`` holds a
+    key the named filter does not take."""
+    valid = filter_options(name)
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        listing = ", ".join(valid) if valid else "none"
+        raise UserError(f"filter {name!r} has no option {unknown[0]!r}; its options: {listing}")
+
+
+def make_filter(name: str, num_filters: int = 128, cutoff: float = 10.0,
+                **options: Any) -> EdgeFilter:
+    """Build a filter by registry name from the model's filter width and
+    cutoff and the filter's own options; an option it does not take is an
+    error listing the ones it does."""
+    check_filter_options(name, options)
+    return filter_class(name)(num_filters=num_filters, cutoff=cutoff, **options)

@@ -8,7 +8,7 @@ batch with a few vectorised index operations instead. The batches equal PyG's
 """
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Optional, Sequence, Union
+from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -40,7 +40,9 @@ class MoleculeLoader:
     Args:
         dataset (QM9): The data set (a subset view is fine).
         indices (sequence of int): Positions in ``dataset`` to iterate over.
-        batch_size (int): Molecules per batch.
+        batch_size (int): Molecules per batch (per optimizer step: shuffled
+            loaders split each batch across the ranks, see :meth:`_batches`;
+            evaluation loaders give each rank batches of this size).
         target (int, optional): Column of ``y`` to return; all 19 if :obj:`None`.
         shuffle (bool): Reshuffle every epoch. (default: :obj:`False`)
         seed (int): Seed of the shuffle and the rotations; the generator of
@@ -49,8 +51,8 @@ class MoleculeLoader:
         rotate (bool): Rotate every molecule of every batch by a random
             rotation about the origin (rotation augmentation). (default: :obj:`False`)
         rank (int), world_size (int): Shard for distributed runs. Shuffled
-            (training) loaders give every rank the same number of batches,
-            dropping the remainder; others cover every molecule once.
+            (training) loaders give every rank its share of every batch;
+            others cover every molecule once.
     """
 
     def __init__(self, dataset: QM9, indices: Indices, batch_size: int,
@@ -80,25 +82,32 @@ class MoleculeLoader:
         if self.shuffle:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             idx = idx[torch.randperm(len(idx), generator=gen)]
-        if self.world_size > 1:
-            if self.shuffle:  # training: the same number of batches on every rank
-                per_rank = len(idx) // self.world_size
-                idx = idx[self.rank * per_rank:(self.rank + 1) * per_rank]
-            else:  # evaluation: every molecule once, on some rank
-                idx = idx[self.rank::self.world_size]
+        if self.world_size > 1 and not self.shuffle:  # evaluation: each molecule once
+            idx = idx[self.rank::self.world_size]
         return idx
 
+    def _batches(self) -> List[Tensor]:
+        """This rank's batches of the epoch. Training under data parallelism
+        splits every batch of the single-process order across the ranks
+        (``batch[rank::world_size]``), so ``batch_size`` stays the molecules per
+        optimizer step however many processes share it; a last batch smaller
+        than the number of ranks is dropped (every rank needs one)."""
+        order = self._order()
+        out = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        if self.world_size > 1 and self.shuffle:
+            out = [b[self.rank::self.world_size] for b in out if len(b) >= self.world_size]
+        return out
+
     def __len__(self) -> int:
-        return (len(self._order()) + self.batch_size - 1) // self.batch_size
+        return len(self._batches())
 
     def __iter__(self) -> Iterator[MoleculeBatch]:
-        order = self._order()
         gen = None
         if self.rotate:  # its own stream: the shuffle order does not depend on it
             gen = torch.Generator().manual_seed(
                 ((self.seed * 100_003 + self.epoch) * 1_009 + self.rank) * 2 + 1)
-        for start in range(0, len(order), self.batch_size):
-            b = self.gather(order[start:start + self.batch_size])
+        for index in self._batches():
+            b = self.gather(index)
             if gen is not None:
                 b = rotated(b, random_rotations(b.num_graphs, gen))
             yield b

@@ -3,15 +3,15 @@ from __future__ import annotations
 
 import copy
 import re
-from typing import Any, Dict, List, NamedTuple, Optional, cast
+from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Union, cast
 
 import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
 from .errors import UserError
-from .filters import EdgeFilter, GaussianFilter, RadialFilter, ShiftedSoftplus, filter_class, \
-    filter_kwargs
+from .filters import FILTERS, MODEL_ARGS, EdgeFilter, GaussianFilter, RadialFilter, \
+    ShiftedSoftplus, filter_options, make_filter
 from .graph import radius_edges
 
 READOUTS = ("add", "mean")
@@ -218,10 +218,14 @@ class SchNet(nn.Module):
         super().__init__()
         if readout not in READOUTS:
             raise UserError(f"unknown readout {readout!r}; choose one of: {', '.join(READOUTS)}")
-        if hidden_channels < 2 or num_interactions < 1 or max_num_neighbors < 1:
-            raise UserError("need hidden_channels >= 2, num_interactions >= 1, "
-                            "max_num_neighbors >= 1")
+        for name, value, least in (("hidden_channels", hidden_channels, 2),
+                                   ("num_interactions", num_interactions, 1),
+                                   ("max_num_neighbors", max_num_neighbors, 1),
+                                   ("max_z", max_z, 10)):
+            if value < least:
+                raise UserError(f"{name} must be at least {least}, got {value}")
         self.cutoff = filter.cutoff
+        self.num_filters = filter.num_filters
         self.hidden_channels = hidden_channels
         self.num_interactions = num_interactions
         self.max_num_neighbors = max_num_neighbors
@@ -287,8 +291,10 @@ class SchNet(nn.Module):
 
     def hparams(self) -> Dict[str, Any]:
         """Names and numbers that rebuild this model with :func:`build_model`."""
-        return dict(filter=self.filter_name, **self.filter_hparams,
-                    hidden_channels=self.hidden_channels, num_interactions=self.num_interactions,
+        options = {k: v for k, v in self.filter_hparams.items() if k not in MODEL_ARGS}
+        return dict(filter={"name": self.filter_name, **options}, num_filters=self.num_filters,
+                    cutoff=self.cutoff, hidden_channels=self.hidden_channels,
+                    num_interactions=self.num_interactions,
                     max_num_neighbors=self.max_num_neighbors, readout=self.readout,
                     shared_filters=self.shared_filters, max_z=self.max_z, fast=self.fast)
 
@@ -378,22 +384,74 @@ def _pyg_readout(readout: Any) -> str:
     return table[name]
 
 
-def build_model(filter: str = "gaussian", **hparams: Any) -> SchNet:
+#: :class:`SchNet` arguments that :func:`build_model` passes through.
+MODEL_KEYS = ("hidden_channels", "num_interactions", "max_num_neighbors", "readout", "mean",
+              "std", "atomref", "shared_filters", "max_z")
+
+
+def build_model(filter: Union[str, Mapping[str, Any]] = "gaussian", num_filters: int = 128,
+                cutoff: float = 10.0, fast: bool = False, **kwargs: Any) -> SchNet:
     """Build a :class:`SchNet` from names and numbers (the config boundary).
 
-    ``hparams`` holds model arguments (``hidden_channels``, ``num_interactions``,
-    ``max_num_neighbors``, ``readout``, ``shared_filters``, ``max_z``, ``mean``,
-    ``std``, ``atomref``, ``fast``) and filter arguments (``num_filters``, ``cutoff``,
-    ``num_gaussians``, ...); arguments the chosen filter does not take are
-    ignored, so ``build_model(**model.hparams())`` rebuilds a model.
-    ``fast=True`` passes the fast mode's components (:mod:`pyg_schnet.fast`).
+    Args:
+        filter (str or dict): The filter's registry name, or a mapping
+            ``{"name": ..., <option>: ...}`` with its options
+            (:func:`pyg_schnet.filters.filter_options`). (default: :obj:`"gaussian"`)
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å: radius graph, basis and envelope.
+            (default: :obj:`10.0`)
+        fast (bool): Pass the fast mode's components (:mod:`pyg_schnet.fast`).
+            (default: :obj:`False`)
+        **kwargs: :class:`SchNet` arguments (:data:`MODEL_KEYS`) and, as a
+            shorthand, options of the chosen filter
+            (``build_model("gaussian", num_gaussians=25)``).
+
+    Any other argument is an error naming it; ``build_model(**model.hparams())``
+    rebuilds a model.
     """
-    cls = filter_class(filter)
-    f = cls(**filter_kwargs(filter, **hparams))
-    model_keys = ("hidden_channels", "num_interactions", "max_num_neighbors", "readout",
-                  "mean", "std", "atomref", "shared_filters", "max_z")
-    kwargs = {k: hparams[k] for k in model_keys if k in hparams}
-    if hparams.get("fast"):
+    spec = {"name": filter} if isinstance(filter, str) else dict(filter)
+    name = spec.pop("name", None)
+    if not isinstance(name, str):
+        raise UserError(f"the filter needs a name; choose one of: {', '.join(FILTERS)}")
+    options = filter_options(name)
+    for key in list(kwargs):
+        if key in options and key not in MODEL_KEYS:
+            if key in spec:
+                raise UserError(f"filter option {key!r} given twice")
+            spec[key] = kwargs.pop(key)
+    unknown = [k for k in kwargs if k not in MODEL_KEYS]
+    if unknown:
+        raise UserError(f"unknown model argument {unknown[0]!r}; model arguments: "
+                        f"{', '.join(('filter', 'num_filters', 'cutoff', 'fast') + MODEL_KEYS)}"
+                        f"; options of filter {name!r}: {', '.join(options) or 'none'}")
+    f = make_filter(name, num_filters=num_filters, cutoff=cutoff, **spec)
+    if fast:
         from .fast import CompiledPairAggregation, FilterTable
         kwargs.update(filter_table=FilterTable(), aggregation=CompiledPairAggregation())
     return SchNet(f, **kwargs)
+
+
+#: Filter options that configs and checkpoints before the nested ``filter``
+#: setting held at the top level (every one of them, whatever the filter).
+LEGACY_FILTER_KEYS = ("num_gaussians", "num_bins", "conv_channels", "kernel_size",
+                      "distance_bin_width")
+
+
+def upgrade_hparams(hparams: Mapping[str, Any]) -> Dict[str, Any]:
+    """Model arguments saved by an older version (``filter`` a name, the
+    options of every filter flat beside it) in today's form: the chosen
+    filter's options nested under ``filter``, the others dropped, as they were
+    then. Today's form passes through unchanged."""
+    out = dict(hparams)
+    if not isinstance(out.get("filter"), str):
+        return out
+    name = out["filter"]
+    taken = filter_options(name)
+    spec: Dict[str, Any] = {"name": name}
+    for key in LEGACY_FILTER_KEYS:
+        if key in out:
+            value = out.pop(key)
+            if key in taken:
+                spec[key] = value
+    out["filter"] = spec
+    return out

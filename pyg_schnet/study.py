@@ -1,6 +1,7 @@
 """Studies: a grid of training runs from one spec, resumable, with paired statistics.
 
-    pyg-schnet study run SPEC.yaml [--quick] [--jobs N] [--out DIR] [--root DIR] [--overwrite]
+    pyg-schnet study run SPEC.yaml [--quick] [--jobs N] [--out DIR] [--root DIR]
+                                [--source qm9pack|pyg] [--overwrite]
     pyg-schnet study report SPEC.yaml [--quick] [--out DIR]
 
 A spec (YAML) names a base config, named variants (config overrides), targets,
@@ -72,7 +73,7 @@ QUICK_SPEC_KEYS = ("targets", "seeds", "train_sizes", "val_size", "test_size", "
 RUN_KEYS = ("target", "seed", "train_size", "val_size", "test_size", "split_file", "out")
 SYMMETRY_FILE = "symmetry.json"
 SYMMETRY_VERSION = 1
-WEIGHTS_FILE = "model.pt"
+from .train import WEIGHTS_FILE, export_weights  # noqa: E402  (the model-only weights)
 
 
 # -- the spec ---------------------------------------------------------------------------
@@ -126,9 +127,10 @@ def _mapping(path: str, key: str, value: Any) -> Dict[str, Any]:
 
 
 def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
-              root: Optional[str] = None) -> Spec:
-    """Read and check a spec; ``quick`` applies its ``quick`` section, ``out``
-    and ``root`` replace the spec's output folder and data root."""
+              root: Optional[str] = None, source: Optional[str] = None) -> Spec:
+    """Read and check a spec; ``quick`` applies its ``quick`` section, ``out``,
+    ``root`` and ``source`` replace the spec's output folder, data root and
+    QM9 source."""
     from .config import read_yaml
     from .data import TARGETS, target_index
     path = osp.abspath(path)
@@ -206,6 +208,8 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
         if bad:
             raise _fail(path, f"{where} sets {', '.join(bad)}, which the study sets per run")
     base = dict(base, **config_quick)
+    if source is not None:
+        base["source"] = source
     if root is not None:
         base["root"] = osp.abspath(root)
     elif isinstance(base.get("root"), str) and not osp.isabs(base["root"]):
@@ -385,7 +389,7 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
         if rd.has("best.pt"):
             symmetry_metrics(cfg.out, _dataset(cfg))
             if keep_weights and not rd.has(WEIGHTS_FILE):
-                export_weights(cfg.out)
+                export_weights(cfg.out)  # model-only weights (train.export_weights)
     metrics = rd.metrics() or {}
     return dict(metrics, wall_seconds=time.perf_counter() - t0)
 
@@ -436,20 +440,6 @@ def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
            "trans_rel": inv["translation"], "perm_rel": inv["permutation"]}
     write_json(path, out)
     return out
-
-
-def export_weights(run_dir: str) -> str:
-    """``model.pt``: the best model's weights and what rebuilds it (no
-    optimizer state), small enough to commit; :func:`pyg_schnet.evaluate.
-    load_run` opens it when best.pt is absent."""
-    from .train import atomic_save, load_checkpoint
-    ckpt = load_checkpoint(osp.join(run_dir, "best.pt"))
-    path = osp.join(run_dir, WEIGHTS_FILE)
-    atomic_save({"run_format": ckpt["run_format"], "hparams": ckpt["hparams"],
-                       "model": ckpt["model"], "config": ckpt["config"],
-                       "statistics": ckpt.get("statistics"),
-                       "epoch": ckpt["state"]["epoch"]}, path)
-    return path
 
 
 # -- the runner ------------------------------------------------------------------------------
@@ -897,6 +887,7 @@ def main(argv: List[str]) -> int:
     r.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     r.add_argument("--out", default=None, help="output folder (default: from the spec)")
     r.add_argument("--root", default=None, help="QM9 data root (default: from the spec)")
+    r.add_argument("--source", default=None, help="QM9 source (default: from the spec)")
     r.add_argument("--overwrite", action="store_true",
                    help="retrain runs whose directory holds other settings")
     q = sub.add_parser("report", help="write the report of the finished runs")
@@ -904,7 +895,8 @@ def main(argv: List[str]) -> int:
     q.add_argument("--quick", action="store_true")
     q.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    spec = load_spec(a.spec, quick=a.quick, out=a.out, root=getattr(a, "root", None))
+    spec = load_spec(a.spec, quick=a.quick, out=a.out, root=getattr(a, "root", None),
+                     source=getattr(a, "source", None))
     if a.action == "report":
         path = write_report(spec)
         _say(f"wrote {path}")

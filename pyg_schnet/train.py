@@ -38,7 +38,8 @@ from .data import QM9, UNITS, Split, compute_statistics, get_split, load_split, 
 from .errors import UserError
 from .io import atomic_write, write_csv, write_json
 from .loader import MoleculeBatch, MoleculeLoader
-from .model import SchNet, build_model
+from .model import SchNet, build_model, upgrade_hparams
+from .throughput import default_threads
 from .rundir import RunDir
 
 #: Version of the run-directory layout; a run from another version is refused.
@@ -102,8 +103,25 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return ckpt
 
 
+#: Model-only weights of a run's best model (no optimizer state).
+WEIGHTS_FILE = "model.pt"
+
+
+def export_weights(run_dir: str) -> str:
+    """``model.pt``: the best model's weights and what rebuilds it (no
+    optimizer state), small enough to commit or ship;
+    :func:`pyg_schnet.evaluate.load_run` opens it when best.pt is absent."""
+    ckpt = load_checkpoint(osp.join(run_dir, "best.pt"))
+    path = osp.join(run_dir, WEIGHTS_FILE)
+    atomic_save({"run_format": ckpt["run_format"], "hparams": ckpt["hparams"],
+                 "model": ckpt["model"], "config": ckpt["config"],
+                 "statistics": ckpt.get("statistics"),
+                 "epoch": ckpt["state"]["epoch"]}, path)
+    return path
+
+
 def model_from_checkpoint(ckpt: Dict[str, Any]) -> SchNet:
-    model = build_model(**ckpt["hparams"])
+    model = build_model(**upgrade_hparams(ckpt["hparams"]))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
@@ -199,12 +217,36 @@ class _WandB:
             self.run = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), mode=cfg.wandb,
                                   dir=out, name=osp.basename(osp.abspath(out)), id=run_id,
                                   resume="allow", reinit=True)
+            self.run.define_metric("val_mae", summary="min")  # the best epoch, not the last
         except Exception as exc:
             raise UserError(f"cannot start W&B in {cfg.wandb} mode: {exc}") from None
 
     @property
+    def active(self) -> bool:
+        return self.run is not None
+
+    def images(self, paths: Dict[str, str]) -> None:
+        """Figures of the run (name -> PNG path) as W&B images."""
+        if self.run is not None:
+            import wandb
+            self.run.log({k: wandb.Image(p) for k, p in paths.items()})
+
+    def artifact(self, path: str, metadata: Dict[str, Any]) -> None:
+        """The best model's model-only weights as a ``model`` artifact."""
+        if self.run is not None:
+            import wandb
+            art = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=metadata)
+            art.add_file(path)
+            self.run.log_artifact(art, aliases=["best"])
+
+    @property
     def id(self) -> Optional[str]:
         return None if self.run is None else self.run.id
+
+    def config(self, values: Dict[str, Any]) -> None:
+        """Settings the config file does not hold (how the run was launched)."""
+        if self.run is not None:
+            self.run.config.update(values, allow_val_change=True)
 
     def log(self, row: Dict[str, Any]) -> None:
         if self.run is not None:
@@ -295,8 +337,10 @@ class Trainer:
         self.device = torch.device(self.cfg.device)
         if self.device.type == "cuda" and not torch.cuda.is_available():
             raise UserError("device cuda asked for, but no CUDA GPU is available")
-        if self.cfg.num_threads:
-            torch.set_num_threads(self.cfg.num_threads)
+        cfg = self.cfg
+        self.threads = cfg.num_threads or default_threads(
+            cfg.num_filters, cfg.num_interactions, cfg.cutoff, self.info.world_size)
+        torch.set_num_threads(self.threads)
         # Flush float32 denormals (below 1.2e-38) to zero: the Gaussians' tails
         # and the gradients they multiply produce them, and x86 CPUs handle them
         # ~100x slower; training measured 2x faster with the flag (1,400 -> 2,900
@@ -380,6 +424,21 @@ class Trainer:
         self.scale = float(stats.std)  # the loss is on the standardised target
         self.wandb = _WandB(cfg, self.out, self.state.wandb_id, self.info.main)
         self.state.wandb_id = self.wandb.id
+        self.wandb.config({"processes": self.info.world_size, "threads": self.threads,
+                           "effective_batch_size": self.effective_batch_size})
+        if self.info.main and not self.quiet:
+            w = self.info.world_size
+            share = f", shared by the processes: {cfg.batch_size // w}" + \
+                (f"-{-(-cfg.batch_size // w)}" if cfg.batch_size % w else "") + " each" \
+                if w > 1 else ""
+            print(f"{w} process(es) x {self.threads} thread(s); effective batch size "
+                  f"{self.effective_batch_size}{share}", file=sys.stderr)
+
+    @property
+    def effective_batch_size(self) -> int:
+        """Molecules per optimizer step: ``batch_size``, however many
+        data-parallel processes share it (:class:`~pyg_schnet.loader.MoleculeLoader`)."""
+        return self.cfg.batch_size
 
     def _barrier(self) -> None:
         if self.info.world_size > 1:
@@ -524,7 +583,9 @@ class Trainer:
                    "best_epoch": st.best_epoch, "epochs": st.epoch,
                    "train_seconds": st.elapsed, "num_train": len(split.train_idx),
                    "num_val": len(split.val_idx), "num_test": len(split.test_idx),
-                   "num_params": self.num_params, "filter": cfg.filter,
+                   "num_params": self.num_params, "filter": cfg.filter_name,
+                   "processes": self.info.world_size, "threads": self.threads,
+                   "effective_batch_size": self.effective_batch_size,
                    "stop_reason": st.stop_reason, "lr_decays": st.lr_decays,
                    "final_lr": self.opt.param_groups[0]["lr"]}
         if unit == "eV":
@@ -534,7 +595,25 @@ class Trainer:
             write_json(osp.join(self.out, "metrics.json"), metrics)
             self.wandb.summary({f"final/{k}": v for k, v in metrics.items()
                                 if isinstance(v, (int, float))})
+            if self.wandb.active:
+                self._wandb_results(metrics)
         return metrics
+
+    def _wandb_results(self, metrics: Dict[str, Any]) -> None:
+        """What a W&B user opens: the test parity plot, the learned filters
+        (also kept in the run directory) and the best model as an artifact."""
+        from .plots import filter_plot, parity_plot
+        cfg, unit = self.cfg, metrics["unit"]
+        loader = MoleculeLoader(self.dataset, self.split.test_idx, cfg.batch_size, self.target)
+        pred, y, _ = predict_loader(self.model, loader, self.device)
+        parity = osp.join(self.out, "parity_test.png")
+        parity_plot(y.cpu().numpy(), pred.cpu().numpy(), f"{cfg.filter_name}, {cfg.target} "
+                    f"(test): MAE {metrics['test_mae']:.4g} {unit}", unit, parity)
+        filters = osp.join(self.out, "filters.png")
+        filter_plot(self.model.cpu(), filters)
+        self.wandb.images({"parity_test": parity, "filters": filters})
+        self.wandb.artifact(export_weights(self.out), {k: metrics[k] for k in (
+            "target", "unit", "test_mae", "best_epoch", "num_params", "filter")})
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False,
@@ -542,12 +621,18 @@ def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: boo
           ) -> Dict[str, Any]:
     """Train one model as configured; returns the final metrics. The main
     process holds the run directory's lock for the whole run."""
-    if int(os.environ.get("RANK", "0")) != 0:
-        return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
-    if resume and not osp.isdir(cfg.out):
-        raise UserError(f"run directory {cfg.out} does not exist")
-    with RunDir(cfg.out).lock():
-        return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
+    try:
+        if int(os.environ.get("RANK", "0")) != 0:
+            return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
+        if resume and not osp.isdir(cfg.out):
+            raise UserError(f"run directory {cfg.out} does not exist")
+        with RunDir(cfg.out).lock():
+            return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
+    finally:
+        # an undestroyed gloo group can abort the interpreter at exit
+        # ("terminate called without an active exception")
+        if dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def resume_config(out: str) -> Config:

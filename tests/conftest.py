@@ -7,9 +7,21 @@ os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
-# The full QM9 cache is built once per checkout and shared by the tests (and by
-# the README's main command): building it is itself tested in test_data.py.
+# The full QM9 cache is built once per checkout and shared by the data tests
+# (and by the README's main command): building it is itself tested in
+# test_data.py. Everything else trains on a ~980-molecule sample of it
+# (qm9_sample.py), built through the ``pyg`` source.
 DATA_ROOT = os.environ.get("PYG_SCHNET_TEST_ROOT", osp.join(REPO, "data", "qm9"))
+from qm9_sample import SAMPLE_ROOT, SAMPLE_SOURCE, ensure_sample  # noqa: E402
+
+#: ``study run`` flags that point a study at the sample
+SAMPLE_ARGS = ["--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _sample_built():
+    """Subprocess tests read the sample root: build it once, first."""
+    ensure_sample()
 
 
 @pytest.fixture(scope="session")
@@ -19,10 +31,17 @@ def qm9():
 
 
 @pytest.fixture(scope="session")
-def qm9_batch(qm9):
+def sample(_sample_built):
+    """The unit tests' QM9 sample (about 980 molecules from all of QM9)."""
+    from pyg_schnet.data import QM9
+    return QM9(SAMPLE_ROOT, source=SAMPLE_SOURCE)
+
+
+@pytest.fixture(scope="session")
+def qm9_batch(sample):
     """A fixed batch of 16 QM9 molecules (z, pos, batch)."""
     import torch
     from pyg_schnet.loader import MoleculeLoader
-    idx = torch.arange(1000, 130_000, 8123)[:16]
-    b = MoleculeLoader(qm9, idx, 16).gather(idx)
+    idx = torch.arange(3, len(sample), 24)[:16]
+    b = MoleculeLoader(sample, idx, 16).gather(idx)
     return b

@@ -7,12 +7,13 @@ import sys
 
 import yaml
 
-from conftest import DATA_ROOT, REPO
+from conftest import REPO, SAMPLE_ROOT, SAMPLE_SOURCE
 
-TINY = dict(filter="gaussian", target="U0", root=DATA_ROOT, max_molecules=300, train_size=200,
+TINY = dict(filter="gaussian", target="U0", root=SAMPLE_ROOT, source=SAMPLE_SOURCE,
+            max_molecules=300, train_size=200,
             val_size=50, test_size=50, hidden_channels=16, num_filters=16, num_interactions=2,
             cutoff=4.0, num_gaussians=12, num_bins=12, batch_size=25, lr=1e-3, epochs=4,
-            patience=10, seed=0, wandb="disabled", num_threads=1)
+            patience=10, seed=0, wandb="disabled", num_threads=1, processes=1)
 
 
 def write_config(path, **overrides):

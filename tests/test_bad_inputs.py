@@ -105,7 +105,7 @@ CASES = [
     ("train-split-missing", lambda w: ["train", "--config", C(w, split_file=str(w / "x.npz"))],
      "split file"),
     ("train-flag-no-value", lambda w: ["train", "--config", w / "good.yaml", "--lr"],
-     "needs a value"),
+     "--lr: expected one argument"),
     ("train-root-is-file", lambda w: ["train", "--config", C(w, root=str(w / "good.yaml"))],
      "is a file"),
     ("train-finished-run", lambda w: ["train", "--config", w / "good.yaml"], "--overwrite"),

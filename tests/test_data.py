@@ -1,13 +1,9 @@
 """QM9 data set, splits, statistics and radius-graph edges.
 
 Reference values come from the qm9pack CSV files read with the ``csv`` module
-and converted with constants written out here, independent of the code under
-test.
+and converted with constants written out in ``qm9_sample.py``, independent of
+the code under test.
 """
-import ast
-import csv
-import importlib.util
-import os
 import os.path as osp
 
 import numpy as np
@@ -18,46 +14,7 @@ from pyg_schnet.data import (QM9, TARGETS, compute_statistics, get_split, load_s
                              random_split, target_index)
 from pyg_schnet.errors import UserError
 from pyg_schnet.graph import RadiusGraph, radius_edges
-
-HARTREE_EV = 27.211386246
-REF = {"H": (-0.500273, -0.498857, -0.497912, -0.510927),
-       "C": (-37.846772, -37.845355, -37.844411, -37.861317),
-       "N": (-54.583861, -54.582445, -54.581501, -54.598897),
-       "O": (-75.064579, -75.063163, -75.062219, -75.079532),
-       "F": (-99.718730, -99.717314, -99.716370, -99.733544)}
-Z = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
-
-
-def _csv_rows(wanted):
-    """Rows of the qm9pack CSVs whose Index is in ``wanted`` (1-based)."""
-    folder = osp.join(list(importlib.util.find_spec("qm9pack").submodule_search_locations)[0],
-                      "data")
-    csv.field_size_limit(1 << 30)
-    rows = {}
-    for part in (1, 2, 3):
-        with open(osp.join(folder, f"qm9_part{part}.csv"), newline="") as f:
-            for row in csv.DictReader(f):
-                if int(row["Index"]) in wanted:
-                    rows[int(row["Index"])] = row
-    return rows
-
-
-def _expected(row):
-    """Our own conversion of one CSV row to PyG's 19 targets."""
-    elements = ast.literal_eval(row["Elements"])
-    energies = [float(row[k]) for k in ("InternalEnergy_0K_au", "InternalEnergy_298K_au",
-                                        "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au")]
-    atomization = [(e - sum(REF[el][k] for el in elements)) * HARTREE_EV
-                   for k, e in enumerate(energies)]
-    y = [float(row["Dipole_debye"]), float(row["Polarizability_bohr3"]),
-         float(row["HOMO_au"]) * HARTREE_EV, float(row["LUMO_au"]) * HARTREE_EV,
-         float(row["HOMO_LUMO_gap_au"]) * HARTREE_EV, float(row["R2_bohr2"]),
-         float(row["ZPVE_au"]) * HARTREE_EV] + [e * HARTREE_EV for e in energies] + [
-        float(row["Heatcapacity_Cv_cal_mol_K"])] + atomization + [
-        float(row["RotA_GHz"]), float(row["RotB_GHz"]), float(row["RotC_GHz"])]
-    z = [Z[e] for e in elements]
-    pos = ast.literal_eval(row["XYZ_Ang"])
-    return np.array(y), np.array(z), np.array(pos)
+from qm9_sample import csv_rows, expected, write_pyg_raw
 
 
 def test_full_dataset_count_order_and_values(qm9):
@@ -69,12 +26,12 @@ def test_full_dataset_count_order_and_values(qm9):
     assert len(TARGETS) == 19 and TARGETS[7] == "U0" and TARGETS[12] == "U0_atom"
     # several molecules across all three CSV parts, checked against our own parse
     wanted = {1, 2, 5147, 44747, 89009, 133885}
-    rows = _csv_rows(wanted)
+    rows = csv_rows(wanted)
     assert set(rows) == wanted
     pos_of = {int(i): k for k, i in enumerate(idx.tolist())}
     for index, row in rows.items():
         data = qm9[pos_of[index - 1]]
-        y, z, pos = _expected(row)
+        y, z, pos = expected(row)
         assert data.name == f"gdb_{index}"
         assert data.smiles == row["SMILES"]
         assert data.z.dtype == torch.long and data.pos.dtype == torch.float32
@@ -112,44 +69,11 @@ def test_max_molecules_is_deterministic(qm9):
 
 # -- the PyG source, offline, from a raw folder the test writes ---------------
 
-KCAL_EV = 0.04336414  # PyG's kcal/mol -> eV factor
-
-
-def _write_pyg_raw(raw, rows, skip_index):
-    os.makedirs(raw, exist_ok=True)
-    with open(osp.join(raw, "gdb9.sdf"), "w") as f:
-        for index, row in sorted(rows.items()):
-            elements = ast.literal_eval(row["Elements"])
-            pos = ast.literal_eval(row["XYZ_Ang"])
-            f.write(f"gdb_{index}\n     test\n\n")
-            f.write(f"{len(elements):3d}  0  0  0  0  0  0  0  0  0999 V2000\n")
-            for el, (x, y, z) in zip(elements, pos):
-                f.write(f"{x:10.4f}{y:10.4f}{z:10.4f} {el:<3} 0  0  0  0  0  0  0  0  0  0  0  0\n")
-            f.write("M  END\n$$$$\n")
-    header = ("mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,"
-              "u0_atom,u298_atom,h298_atom,g298_atom")
-    with open(osp.join(raw, "gdb9.sdf.csv"), "w") as f:
-        f.write(header + "\n")
-        for index, row in sorted(rows.items()):
-            y, _, _ = _expected(row)
-            # PyG stores U0_atom etc. in kcal/mol and converts with KCAL_EV
-            vals = [y[16], y[17], y[18], y[0], y[1]] + [float(row[k]) for k in (
-                "HOMO_au", "LUMO_au", "HOMO_LUMO_gap_au")] + [y[5], float(row["ZPVE_au"])] + [
-                float(row[k]) for k in ("InternalEnergy_0K_au", "InternalEnergy_298K_au",
-                                        "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au")] + [
-                y[11]] + [v / KCAL_EV for v in y[12:16]]
-            f.write(f"gdb_{index}," + ",".join(repr(float(v)) for v in vals) + "\n")
-    with open(osp.join(raw, "uncharacterized.txt"), "w") as f:
-        f.write("header\n" * 9)  # PyG skips 9 header lines and 2 trailing ones
-        f.write(f"  {skip_index}  0  0  0\n")
-        f.write("trailer\n")
-
-
 def test_pyg_source_agrees_with_qm9pack(tmp_path, qm9):
-    rows = _csv_rows(set(range(1, 9)))
+    rows = csv_rows(set(range(1, 9)))
     assert sorted(rows) == list(range(1, 9))
     root = str(tmp_path / "pygqm9")
-    _write_pyg_raw(osp.join(root, "raw"), rows, skip_index=3)
+    write_pyg_raw(osp.join(root, "raw"), rows, skip_index=3)
     ds = QM9(root, source="pyg")
     assert len(ds) == 7  # molecule 3 listed as uncharacterized
     assert ds._data.idx.tolist() == [0, 1, 3, 4, 5, 6, 7]
@@ -173,9 +97,9 @@ def test_pyg_source_agrees_with_qm9pack(tmp_path, qm9):
 
 
 def test_corrupt_cache_garbage_is_rebuilt(tmp_path):
-    rows = _csv_rows({1, 2, 3})
+    rows = csv_rows({1, 2, 3})
     root = str(tmp_path / "q")
-    _write_pyg_raw(osp.join(root, "raw"), rows, skip_index=99)
+    write_pyg_raw(osp.join(root, "raw"), rows, skip_index=99)
     ds = QM9(root, source="pyg")
     with open(ds.processed_paths[0], "wb") as f:
         f.write(b"\x00garbage" * 10)
@@ -190,9 +114,9 @@ def test_every_truncated_cache_file_is_rebuilt_with_a_warning(tmp_path):
     naming it, a rebuild, the same data."""
     import glob
     import warnings
-    rows = _csv_rows({1, 2, 3})
+    rows = csv_rows({1, 2, 3})
     root = str(tmp_path / "q")
-    _write_pyg_raw(osp.join(root, "raw"), rows, skip_index=99)
+    write_pyg_raw(osp.join(root, "raw"), rows, skip_index=99)
     want = QM9(root, source="pyg")._data.y.clone()
     files = sorted(p for p in glob.glob(osp.join(root, "processed", "*.pt")))
     assert {osp.basename(p) for p in files} >= {"pre_filter.pt", "pre_transform.pt",

@@ -9,7 +9,7 @@ import time
 import pytest
 import yaml
 
-from conftest import DATA_ROOT, REPO
+from conftest import DATA_ROOT, REPO, SAMPLE_ARGS, SAMPLE_ROOT, SAMPLE_SOURCE
 from helpers import cli
 
 FILTERS = ("gaussian", "coords", "conv1d")
@@ -27,7 +27,7 @@ def study_runs(tmp_path_factory):
                 train_sizes=[200], val_size=50, test_size=100, keep_weights=[0])
     with open(d / "s.yaml", "w") as f:
         yaml.safe_dump(spec, f)
-    proc = cli("study", "run", d / "s.yaml", "--out", d / "out", "--root", DATA_ROOT)
+    proc = cli("study", "run", d / "s.yaml", "--out", d / "out", *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for ckpt in glob.glob(str(d / "out" / "runs" / "*" / "*" / "*" / "*.pt")):
         if not ckpt.endswith("model.pt"):
@@ -37,20 +37,29 @@ def study_runs(tmp_path_factory):
 
 # -- the notebook ----------------------------------------------------------------------
 
-def test_notebook_is_stored_without_outputs():
+def test_notebook_is_stored_executed_on_the_study_models():
+    """Committed with its outputs (GitHub renders them): every code cell ran, in
+    order, without errors, on the factor study's seed-0 models."""
     import nbformat
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            assert cell.outputs == [] and cell.execution_count is None
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
+    outputs = [o for c in code for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 7
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert "trained tiny" not in text
+    for variant in ("gaussian", "distance", "gaussian_q0.1", "conv1d", "coords", "coords_rot"):
+        assert osp.join("factors", "runs", "U0", variant, "n20000_seed0") in text, variant
 
 
 def _execute(monkeypatch, env):
     import nbformat
     from nbclient import NotebookClient
     for key in ("PYG_SCHNET_RUN_DIR", "PYG_SCHNET_TARGET", "PYG_SCHNET_SEED",
-                "PYG_SCHNET_DATA_ROOT", "PYG_SCHNET_TINY_EPOCHS"):
+                "PYG_SCHNET_DATA_ROOT", "PYG_SCHNET_DATA_SOURCE",
+                "PYG_SCHNET_TINY_EPOCHS"):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
@@ -71,7 +80,8 @@ def _execute(monkeypatch, env):
 
 
 def test_notebook_trains_tiny_models_in_place(monkeypatch):
-    seconds, images, errors, text = _execute(monkeypatch, {"PYG_SCHNET_DATA_ROOT": DATA_ROOT})
+    seconds, images, errors, text = _execute(monkeypatch, {"PYG_SCHNET_DATA_ROOT": DATA_ROOT,
+                                                           "PYG_SCHNET_RUN_DIR": "tiny"})
     assert not errors
     assert images >= 6, images
     # about 30 s on an idle 2-core machine; the bound leaves room for a busy one
@@ -84,7 +94,7 @@ def test_notebook_trains_tiny_models_in_place(monkeypatch):
 def test_notebook_loads_a_studys_model_only_weights(monkeypatch, study_runs):
     seconds, images, errors, text = _execute(monkeypatch, {
         "PYG_SCHNET_RUN_DIR": study_runs, "PYG_SCHNET_TARGET": "gap",
-        "PYG_SCHNET_DATA_ROOT": DATA_ROOT})
+        "PYG_SCHNET_DATA_ROOT": SAMPLE_ROOT, "PYG_SCHNET_DATA_SOURCE": SAMPLE_SOURCE})
     assert not errors
     assert images >= 6, images
     assert "trained tiny" not in text

@@ -5,10 +5,10 @@ from torch_geometric.loader import DataLoader
 from pyg_schnet.loader import MoleculeLoader
 
 
-def test_batches_equal_pyg_collation(qm9):
-    idx = torch.tensor([5, 17, 1000, 130_000, 42, 77_777])
-    ours = MoleculeLoader(qm9, idx, batch_size=4, target=7)
-    pyg = DataLoader(qm9[idx], batch_size=4, shuffle=False)
+def test_batches_equal_pyg_collation(sample):
+    idx = torch.tensor([5, 17, 100, 380, 42, 277])
+    ours = MoleculeLoader(sample, idx, batch_size=4, target=7)
+    pyg = DataLoader(sample[idx], batch_size=4, shuffle=False)
     n = 0
     for a, b in zip(ours, pyg):
         assert torch.equal(a.z, b.z) and torch.equal(a.pos, b.pos)
@@ -18,20 +18,27 @@ def test_batches_equal_pyg_collation(qm9):
     assert n == len(ours) == 2
 
 
-def test_shards_cover_evaluation_and_balance_training(qm9):
+def test_shards_cover_evaluation_and_balance_training(sample):
     idx = torch.arange(101)
     seen = []
     for rank in range(2):
-        ev = MoleculeLoader(qm9, idx, 10, rank=rank, world_size=2)
+        ev = MoleculeLoader(sample, idx, 10, rank=rank, world_size=2)
         seen += torch.cat([b.index for b in ev]).tolist()
     assert sorted(seen) == list(range(101))  # every molecule exactly once
-    sizes = [sum(b.num_graphs for b in MoleculeLoader(qm9, idx, 10, shuffle=True, rank=r,
-                                                     world_size=2)) for r in range(2)]
-    assert sizes == [50, 50]  # equal batches per rank for DDP's gradient sync
+    # training: every rank gets its share of each single-process batch, so the
+    # optimizer steps see the same molecules however many processes share them
+    single = [b.index for b in MoleculeLoader(sample, idx, 10, shuffle=True, seed=5)]
+    ranks = [[b.index for b in MoleculeLoader(sample, idx, 10, shuffle=True, seed=5, rank=r,
+                                              world_size=2)] for r in range(2)]
+    assert len(ranks[0]) == len(ranks[1]) == 10  # 11 batches; the last (1 molecule) dropped
+    for k in range(10):
+        assert sorted(torch.cat([ranks[0][k], ranks[1][k]]).tolist()) == \
+            sorted(single[k].tolist())
+        assert len(ranks[0][k]) == len(ranks[1][k]) == 5
 
 
-def test_shuffle_is_seeded_per_epoch(qm9):
-    loader = MoleculeLoader(qm9, torch.arange(50), 10, shuffle=True, seed=3)
+def test_shuffle_is_seeded_per_epoch(sample):
+    loader = MoleculeLoader(sample, torch.arange(50), 10, shuffle=True, seed=3)
     loader.set_epoch(1)
     first = torch.cat([b.index for b in loader])
     loader.set_epoch(2)
@@ -46,10 +53,10 @@ def _epoch(loader, epoch):
     return list(loader)
 
 
-def test_rotation_augmentation_rotates_each_molecule_seeded(qm9):
+def test_rotation_augmentation_rotates_each_molecule_seeded(sample):
     idx = torch.arange(200, 260)
-    plain = MoleculeLoader(qm9, idx, 16, shuffle=True, seed=4)
-    rot = MoleculeLoader(qm9, idx, 16, shuffle=True, seed=4, rotate=True)
+    plain = MoleculeLoader(sample, idx, 16, shuffle=True, seed=4)
+    rot = MoleculeLoader(sample, idx, 16, shuffle=True, seed=4, rotate=True)
     a, b = _epoch(plain, 2), _epoch(rot, 2)
     for p, r in zip(a, b):
         # the same molecules in the same order, only the positions change
@@ -61,21 +68,21 @@ def test_rotation_augmentation_rotates_each_molecule_seeded(qm9):
             torch.testing.assert_close(torch.cdist(p.pos[m], p.pos[m]),
                                        torch.cdist(r.pos[m], r.pos[m]), atol=1e-4, rtol=1e-5)
     # resume-exact: the same epoch gives the same rotations, another epoch others
-    again = _epoch(MoleculeLoader(qm9, idx, 16, shuffle=True, seed=4, rotate=True), 2)
+    again = _epoch(MoleculeLoader(sample, idx, 16, shuffle=True, seed=4, rotate=True), 2)
     assert all(torch.equal(x.pos, y.pos) for x, y in zip(b, again))
     other = _epoch(rot, 3)
     assert not torch.equal(other[0].pos, _epoch(plain, 3)[0].pos)
     assert not torch.equal(torch.cat([x.pos for x in other]), torch.cat([x.pos for x in b]))
 
 
-def test_rotation_augmentation_keeps_invariant_predictions(qm9):
+def test_rotation_augmentation_keeps_invariant_predictions(sample):
     from pyg_schnet.model import build_model
     torch.manual_seed(0)
     model = build_model("gaussian", hidden_channels=16, num_filters=16, num_interactions=2,
                         cutoff=5.0).eval()
     idx = torch.arange(0, 40)
-    plain = _epoch(MoleculeLoader(qm9, idx, 20, shuffle=True, seed=1), 0)
-    rot = _epoch(MoleculeLoader(qm9, idx, 20, shuffle=True, seed=1, rotate=True), 0)
+    plain = _epoch(MoleculeLoader(sample, idx, 20, shuffle=True, seed=1), 0)
+    rot = _epoch(MoleculeLoader(sample, idx, 20, shuffle=True, seed=1, rotate=True), 0)
     with torch.no_grad():
         for p, r in zip(plain, rot):
             a = model(p.z, p.pos, p.batch)

@@ -12,7 +12,7 @@ import time
 import pytest
 import yaml
 
-from conftest import DATA_ROOT, REPO
+from conftest import REPO, SAMPLE_ARGS, SAMPLE_ROOT, SAMPLE_SOURCE
 from helpers import assert_one_line_error, cli
 
 FACTORS = osp.join(REPO, "experiments", "studies", "factors.yaml")
@@ -36,7 +36,7 @@ def quick(tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     out = elsewhere / "factors_quick"
     t0 = time.perf_counter()
-    proc = cli("study", "run", FACTORS, "--quick", "--out", out, "--root", DATA_ROOT,
+    proc = cli("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS,
                cwd=elsewhere, timeout=600)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc, time.perf_counter() - t0
@@ -111,7 +111,7 @@ def test_rerun_skips_finished_runs(quick):
     watched += [osp.join(out, r["run_dir"], "model.pt") for r in _csv(out / "runs.csv")
                 if r["seed"] == "0"]
     before = {p: os.stat(p).st_mtime_ns for p in watched}
-    proc = cli("study", "run", FACTORS, "--quick", "--out", out, "--root", DATA_ROOT)
+    proc = cli("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "(24 finished, 0 to train)" in proc.stdout
     assert {p: os.stat(p).st_mtime_ns for p in watched} == before
@@ -127,7 +127,7 @@ def test_other_settings_in_the_same_folder_are_refused(quick, tmp_path):
     path = tmp_path / "factors.yaml"
     yaml.safe_dump(spec, open(path, "w"))
     before = open(out / "report.md").read()
-    proc = cli("study", "run", path, "--quick", "--out", out, "--root", DATA_ROOT)
+    proc = cli("study", "run", path, "--quick", "--out", out, *SAMPLE_ARGS)
     assert_one_line_error(proc, "holds a run with other settings (epochs")
     assert open(out / "report.md").read() == before
 
@@ -148,18 +148,18 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0], variants={"gaussian": {}})
     out = tmp_path / "out"
     # 10 batches per epoch: killed (SIGKILL) in the middle of epoch 2
-    killed = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT,
+    killed = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS,
                  extra_env={"PYG_SCHNET_FAULT": "batch:15"})
     assert killed.returncode != 0
     run = out / "runs" / "gap" / "gaussian" / "n250_seed0"
     assert osp.isfile(run / "last.pt") and not osp.exists(run / "metrics.json")
     assert len(_csv(run / "log.csv")) == 1
-    proc = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT)
+    proc = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "(0 finished, 1 to train)" in proc.stdout
     assert [int(r["epoch"]) for r in _csv(run / "log.csv")] == [1, 2, 3, 4]
     # the resumed run equals an uninterrupted one
-    fresh = cli("study", "run", spec, "--out", tmp_path / "fresh", "--root", DATA_ROOT)
+    fresh = cli("study", "run", spec, "--out", tmp_path / "fresh", *SAMPLE_ARGS)
     assert fresh.returncode == 0, fresh.stderr
     a = _json(run / "metrics.json")
     b = _json(tmp_path / "fresh" / "runs" / "gap" / "gaussian" / "n250_seed0" / "metrics.json")
@@ -170,7 +170,7 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
 def test_two_jobs_train_runs_in_parallel(tmp_path):
     spec = _tiny_spec(tmp_path / "s.yaml")
     out = tmp_path / "out"
-    proc = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT, "--jobs", "2")
+    proc = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS, "--jobs", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     runs = _csv(out / "runs.csv")
     assert len(runs) == 4
@@ -207,12 +207,12 @@ def test_bad_spec_is_one_clear_error(tmp_path, change, match):
     from pyg_schnet.study import load_spec
     path = _tiny_spec(tmp_path / "s.yaml", **change)
     with pytest.raises(UserError, match=match.replace("(", r"\(").replace(")", r"\)")):
-        load_spec(str(path), root=DATA_ROOT)
+        load_spec(str(path), root=SAMPLE_ROOT, source=SAMPLE_SOURCE)
 
 
 def test_bad_spec_on_the_command_line(tmp_path):
     path = _tiny_spec(tmp_path / "s.yaml", targets=["energy"])
-    proc = cli("study", "run", path, "--out", tmp_path / "x", "--root", DATA_ROOT)
+    proc = cli("study", "run", path, "--out", tmp_path / "x", *SAMPLE_ARGS)
     assert_one_line_error(proc, "unknown target 'energy'")
     assert not osp.exists(tmp_path / "x")
     for args in (["study"], ["study", "walk", path], ["study", "run", tmp_path / "nope.yaml"],
@@ -266,10 +266,10 @@ def test_runs_with_the_same_settings_are_reused(tmp_path):
     """A second study that lists the first under ``reuse`` copies the runs whose
     settings (and split) equal its own, and trains only the rest."""
     first = _tiny_spec(tmp_path / "a.yaml", seeds=[0], variants={"gaussian": {}})
-    assert cli("study", "run", first, "--out", tmp_path / "a", "--root", DATA_ROOT).returncode == 0
+    assert cli("study", "run", first, "--out", tmp_path / "a", *SAMPLE_ARGS).returncode == 0
     second = _tiny_spec(tmp_path / "b.yaml", seeds=[0], reuse=["a"],
                         variants={"g": {}, "wide": {"num_gaussians": 20}})
-    proc = cli("study", "run", second, "--out", tmp_path / "b", "--root", DATA_ROOT)
+    proc = cli("study", "run", second, "--out", tmp_path / "b", *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "copied 1 finished runs" in proc.stdout and "(1 finished, 1 to train)" in proc.stdout
     copied = tmp_path / "b" / "runs" / "gap" / "g" / "n250_seed0"
@@ -289,12 +289,38 @@ def test_a_run_held_by_another_process_is_left_alone(tmp_path):
     out = tmp_path / "out"
     held = out / "runs" / "gap" / "conv1d" / "n250_seed0"
     with RunDir(str(held)).lock():
-        proc = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT)
+        proc = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
         assert "is in use by pid" in proc.stdout and "1 run(s) failed" in proc.stderr
         assert_one_line_error(proc, "1 run(s) failed")
         assert os.listdir(held) == [".lock"]
     assert osp.isfile(out / "runs" / "gap" / "gaussian" / "n250_seed0" / "metrics.json")
-    again = cli("study", "run", spec, "--out", out, "--root", DATA_ROOT)
+    again = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
     assert again.returncode == 0, again.stderr
     assert "(1 finished, 1 to train)" in again.stdout
     assert osp.isfile(held / "metrics.json")
+
+
+def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
+    """Two ``study run --jobs 2`` of one spec at once: each run is trained by
+    one of them (the other skips it when finished, or reports it failed while
+    held), no directory mixes the two, and every run equals a run trained alone."""
+    from helpers import popen
+    spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0])
+    out = tmp_path / "out"
+    procs = [popen("study", "run", spec, "--out", out, *SAMPLE_ARGS, "--jobs", "2")
+             for _ in range(2)]
+    results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
+    for stdout, stderr, code in results:
+        assert code in (0, 2), stderr
+        assert "Traceback" not in stderr
+        if code == 2:
+            assert "is in use by pid" in stdout and "run(s) failed" in stderr
+    fresh = cli("study", "run", spec, "--out", tmp_path / "fresh", *SAMPLE_ARGS)
+    assert fresh.returncode == 0, fresh.stderr
+    for variant in ("gaussian", "conv1d"):
+        rel = osp.join("runs", "gap", variant, "n250_seed0")
+        assert [int(r["epoch"]) for r in _csv(out / rel / "log.csv")] == [1, 2, 3, 4]
+        a, b = _json(out / rel / "metrics.json"), _json(tmp_path / "fresh" / rel / "metrics.json")
+        assert a["test_mae"] == pytest.approx(b["test_mae"], rel=1e-6)
+    again = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
+    assert again.returncode == 0 and "(2 finished, 0 to train)" in again.stdout

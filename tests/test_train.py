@@ -13,6 +13,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import DATA_ROOT
 from helpers import REPO, TINY, assert_one_line_error, cli, env, popen, train_tiny, write_config
 from pyg_schnet.config import load_config, parse_overrides
 from pyg_schnet.errors import UserError
@@ -27,7 +28,7 @@ def test_flag_forms():
                    "max_molecules": "500", "filter": "conv1d"}
     cfg = load_config(None, got)
     assert cfg.batch_size == 100 and cfg.lr == 0.002 and cfg.num_interactions == 3
-    assert cfg.max_molecules == 500 and cfg.filter == "conv1d"
+    assert cfg.max_molecules == 500 and cfg.filter["name"] == "conv1d"
     assert load_config(None, parse_overrides(["--batch_size", "7"])).batch_size == 7
     assert load_config(None, {"shared_filters": "true"}).shared_filters is True
     assert load_config(None, {"max_molecules": "none"}).max_molecules is None
@@ -68,7 +69,7 @@ def test_run_directory_contents(run_dir):
         ckpt = torch.load(osp.join(run_dir, f), weights_only=True)
         assert ckpt["run_format"] == 1 and "model" in ckpt
     cfg = yaml.safe_load(open(osp.join(run_dir, "config.yaml")))
-    assert cfg["out"] == run_dir and cfg["filter"] == "gaussian"
+    assert cfg["out"] == run_dir and cfg["filter"]["name"] == "gaussian"
 
 
 def test_config_alone_reproduces_the_run(run_dir, tmp_path):
@@ -89,6 +90,7 @@ def test_evaluate_and_predict(run_dir, tmp_path):
     proc = cli("evaluate", run_dir, "--split", "val")
     assert proc.returncode == 0, proc.stderr
     assert "MAE" in proc.stdout and osp.isfile(osp.join(run_dir, "parity_val.png"))
+    assert osp.getsize(osp.join(run_dir, "errors_val.png")) > 10_000  # histogram, MAE per size
     xyz = tmp_path / "water.xyz"
     xyz.write_text("3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
     from rdkit import Chem
@@ -105,6 +107,28 @@ def test_evaluate_and_predict(run_dir, tmp_path):
     assert [r["source"] for r in rows] == ["xyz", "sdf", "smiles"]
     assert [int(r["num_atoms"]) for r in rows] == [3, 6, 8]
     assert all(abs(float(r["U0_eV"])) > 10 for r in rows)  # total energies: hundreds of eV
+    assert [r["warning"] for r in rows] == ["", "", ""] and "outside QM9" not in proc.stderr
+
+
+def test_predict_warns_outside_qm9(run_dir, tmp_path):
+    """A 40-atom carbon cloud and a squeezed molecule get a prediction and a
+    warning each (not silence); QM9-like ones none."""
+    import numpy as np
+    rng = np.random.default_rng(0)
+    cloud = rng.uniform(0, 12, (40, 3))
+    lines = ["40", "cloud"] + [f"C {x:.4f} {y:.4f} {z:.4f}" for x, y, z in cloud]
+    (tmp_path / "cloud.xyz").write_text("\n".join(lines) + "\n")
+    (tmp_path / "squeezed.xyz").write_text("3\nsqueezed\nO 0 0 0\nH 0 0.5 0\nH 0 -0.9 0.3\n")
+    out = tmp_path / "p.csv"
+    proc = cli("predict", run_dir, tmp_path / "cloud.xyz", tmp_path / "squeezed.xyz",
+               "--smiles", "CCO", "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    rows = {r["name"]: r for r in csv.DictReader(open(out))}
+    assert "40 atoms (QM9: at most 29)" in rows["cloud.xyz"]["warning"]
+    assert "40 heavy atoms (QM9: at most 9)" in rows["cloud.xyz"]["warning"]
+    assert "atoms 0.50 Å apart (QM9: at least 0.958 Å)" in rows["squeezed.xyz"]["warning"]
+    assert rows["CCO"]["warning"] == ""
+    assert "warning: 2 molecule(s) lie outside QM9's range" in proc.stderr
 
 
 def test_refuses_to_overwrite_finished_run(run_dir):
@@ -234,13 +258,26 @@ def test_wandb_offline_logs_run(tmp_path):
     assert proc.returncode == 0, proc.stderr
     runs = [d for d in os.listdir(tmp_path / "wb" / "wandb") if d.startswith("offline-run")]
     assert len(runs) == 1
-    files = os.listdir(tmp_path / "wb" / "wandb" / runs[0])
-    assert any(f.endswith(".wandb") for f in files)
+    run = tmp_path / "wb" / "wandb" / runs[0]
+    assert any(f.endswith(".wandb") for f in os.listdir(run))
+    # the figures a W&B user opens, kept in the run directory too, and the model artifact
+    for name in ("parity_test.png", "filters.png", "model.pt"):
+        assert osp.getsize(tmp_path / "wb" / name) > 1000, name
+    media = [f for _, _, fs in os.walk(run / "files" / "media") for f in fs]
+    assert any(f.startswith("parity_test") for f in media)
+    assert any(f.startswith("filters") for f in media)
+    # the offline record stream holds the model artifact (named after the run id) and the
+    # val_mae metric definition (summarised as its minimum: define_metric in _WandB)
+    stream = open(next(run.glob("*.wandb")), "rb").read()
+    run_id = runs[0].rsplit("-", 1)[1]
+    assert f"model-{run_id}".encode() in stream and b"val_mae" in stream
 
 
-def _agent_command(sweep, params):
-    """The command line ``wandb agent`` builds from a sweep's ``command``."""
-    args = [f"--{k}={v}" for k, v in params.items()]
+def _agent_command(sweep, run_config):
+    """The command line ``wandb agent`` builds from a sweep's ``command``
+    (with W&B's own rendering of the parameters, nested ones included)."""
+    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+    args = create_sweep_command_args({"args": run_config})["args"]
     out = []
     for item in sweep["command"]:
         if item == "${env}":
@@ -254,7 +291,16 @@ def _agent_command(sweep, params):
     return out
 
 
-@pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml"])
+def _saved_value(saved, key):
+    """A sweep parameter's value in a saved config.yaml (the filter's options
+    are nested under it; old flat names are aliases of them)."""
+    if key == "filter":
+        return saved["filter"]["name"]
+    return saved["filter"][key] if key not in saved else saved[key]
+
+
+@pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml",
+                                  "conv1d_search.yaml"])
 def test_sweep_files_and_agent_command(name, tmp_path):
     import sweeps
     sweep = yaml.safe_load(open(osp.join(REPO, "experiments", "sweeps", name)))
@@ -262,11 +308,15 @@ def test_sweep_files_and_agent_command(name, tmp_path):
     run = sweeps.next_run(sweep, [])
     params = {k: v["value"] for k, v in run.config.items()}
     assert set(params) == set(sweep["parameters"])
-    cmd = _agent_command(sweep, params)
+    cmd = _agent_command(sweep, run.config)
     assert cmd[0] == "pyg-schnet" and cmd[1] == "train"
     # run that exact command line, shrunk to a tiny model, offline
     exe = osp.join(osp.dirname(sys.executable), "pyg-schnet")
-    tiny = {k: v for k, v in TINY.items() if k not in params}
+    flat = {}
+    for k, v in params.items():  # a nested parameter holds the filter's name and options
+        flat.update({("filter" if kk == "name" else kk): vv for kk, vv in v.items()}
+                    if isinstance(v, dict) else {k: v})
+    tiny = {k: v for k, v in TINY.items() if k not in flat}
     extra = [f"--{k}={v}" for k, v in tiny.items()] + ["--epochs=1", "--wandb=offline",
                                                        f"--out={tmp_path}/{{filter}}_{{seed}}"]
     proc = subprocess.run([exe] + cmd[1:] + extra + ["--quiet"], cwd=REPO, env=env(),
@@ -275,8 +325,9 @@ def test_sweep_files_and_agent_command(name, tmp_path):
     runs = os.listdir(tmp_path)
     assert len(runs) == 1 and osp.isfile(osp.join(tmp_path, runs[0], "metrics.json"))
     saved = yaml.safe_load(open(osp.join(tmp_path, runs[0], "config.yaml")))
-    for k, v in params.items():
-        assert saved[k] == pytest.approx(v) if isinstance(v, float) else saved[k] == v
+    for k, v in flat.items():
+        got = _saved_value(saved, k)
+        assert got == pytest.approx(v) if isinstance(v, float) else got == v, (k, got, v)
 
 
 # -- DDP -----------------------------------------------------------------------------------
@@ -295,14 +346,36 @@ def test_ddp_two_processes(tmp_path):
     assert len(rows) == 2
 
 
+def test_train_starts_its_own_data_parallel_processes(tmp_path):
+    """``processes: 2`` without torchrun: two processes share each batch of
+    the configured size, one writes; the effective batch size is recorded."""
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "p2"), epochs=2, processes=2)
+    proc = cli("train", "--config", cfg)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.count("test MAE") == 1
+    assert "2 process(es) x 1 thread(s); effective batch size 25, shared by the processes: " \
+        "12-13 each" in proc.stderr  # shared, not multiplied
+    m = json.load(open(tmp_path / "p2" / "metrics.json"))
+    assert m["processes"] == 2 and m["effective_batch_size"] == 25 and m["epochs"] == 2
+    # a refused run (directory in use) ends with one error line, no process left waiting
+    from pyg_schnet.rundir import RunDir
+    with RunDir(str(tmp_path / "p2")).lock():
+        t0 = time.perf_counter()
+        proc = cli("train", "--config", cfg, "--overwrite", timeout=120)
+        assert time.perf_counter() - t0 < 60
+    assert_one_line_error(proc, "is in use by pid")
+
+
 # -- the run-directory lock ----------------------------------------------------------------
 
 def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     """While a run trains, a second training into its directory (even with
     --overwrite), a resume and an evaluate get one error naming the holder and
     change nothing; the first run ends exactly like an undisturbed one."""
-    # long enough (about 2 s per epoch) to outlast the other processes' start-up
-    common = dict(epochs=8, patience=8, max_molecules=2200, train_size=2000)
+    # long enough (about 2 s per epoch) to outlast the other processes' start-up: the full
+    # data set's first 2,200 molecules, not the unit tests' sample
+    common = dict(epochs=8, patience=8, max_molecules=2200, train_size=2000, root=DATA_ROOT,
+                  source="qm9pack")
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
     assert cli("train", "--config", ref, "--quiet").returncode == 0
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "run"), **common)
@@ -338,3 +411,83 @@ def test_lock_is_reentrant_and_released(tmp_path):
     with rd.lock():  # released
         pass
     assert open(tmp_path / "r" / ".lock").read() == ""
+
+
+# -- threads and processes -------------------------------------------------------------------
+
+def test_default_threads_follow_the_measured_rule():
+    from pyg_schnet.throughput import SIZES, default_threads
+    q, p = SIZES["quickstart"], SIZES["pyg"]
+    assert default_threads(q["num_filters"], q["num_interactions"], q["cutoff"], 1, 2) == 1
+    assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 1, 2) == 2
+    # one process per core: one thread each, whatever the size
+    assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 2, 2) == 1
+    from pyg_schnet.config import load_config
+    assert load_config(None, {"processes": "none"}).resolved_processes() == (os.cpu_count() or 1)
+    assert load_config(None, {"device": "cuda"}).resolved_processes() == 1
+    with pytest.raises(UserError, match="batch_size \\(1\\) must be at least the number of "
+                                        "processes \\(2\\)"):
+        load_config(None, {"processes": 2, "batch_size": 1})
+
+
+def test_throughput_and_benchmark_commands_print_default_and_best():
+    from conftest import SAMPLE_ROOT, SAMPLE_SOURCE
+    proc = cli("throughput", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--sizes",
+               "quickstart", "--rounds", "1", "--epochs", "2", "--molecules", "150", check=True)
+    last = proc.stdout.strip().splitlines()[-1]
+    assert last.startswith("quickstart (work 0.054 M): 1 thr x 1 proc") and "of best" in last
+    proc = cli("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--skip-build",
+               "--hidden", "16", "--filters", "16", "--interactions", "1", "--batch-size", "10",
+               "--batches", "1", "--rounds", "1", "--warmup", "1", check=True)
+    assert "1 thread(s) (the default for one process)" in proc.stdout
+    assert "pyg_schnet training: default 1 thread(s)" in proc.stdout and "of best" in proc.stdout
+
+
+# -- the local sweep runner ------------------------------------------------------------------
+
+def _tiny_extra():
+    return ["--"] + [f"--{k}={v}" for k, v in TINY.items() if k not in ("filter", "seed",
+                                                                         "num_gaussians")] + \
+        ["--epochs=1"]
+
+
+def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
+    grid = osp.join(REPO, "experiments", "sweeps", "filter_grid.yaml")
+    out = tmp_path / "grid"
+    proc = cli("sweep", grid, "--count", "2", "--out", out, *_tiny_extra())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    first = sorted(os.listdir(out))
+    assert len(first) == 2  # one directory per run, named after its W&B run id
+    # resumable: a second call continues the grid with a configuration not yet run
+    proc = cli("sweep", grid, "--count", "1", "--out", out, *_tiny_extra())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "2 earlier run(s)" in proc.stdout
+    configs = []
+    for run_id in os.listdir(out):
+        saved = yaml.safe_load(open(out / run_id / "config.yaml"))
+        assert saved["out"] == str(out / run_id) and saved["wandb"] == "offline"
+        offline = [d for d in os.listdir(out / run_id / "wandb") if d.startswith("offline-run")]
+        assert offline and offline[0].endswith(run_id)  # the W&B run has the same id
+        configs.append((saved["filter"]["name"], saved["seed"]))
+    assert len(set(configs)) == 3
+    # bayes: the engine proposes from the earlier runs' metric
+    bayes = osp.join(REPO, "experiments", "sweeps", "gaussian_search.yaml")
+    proc = cli("sweep", bayes, "--count", "2", "--out", tmp_path / "bayes", *_tiny_extra())
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout.count(": val_mae ") == 2
+
+
+def test_sweep_bad_file_is_one_error(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("method: sideways\nparameters: {lr: {values: [1]}}\ncommand: [x]\n")
+    assert_one_line_error(cli("sweep", bad), "sweep file")
+
+
+def test_out_template_run_id_keeps_sweep_runs_apart(monkeypatch):
+    from pyg_schnet.config import load_config
+    monkeypatch.setenv("WANDB_RUN_ID", "abc123")
+    assert load_config(None, {"out": "runs/{filter}_{run_id}"}).out == "runs/gaussian_abc123"
+    monkeypatch.delenv("WANDB_RUN_ID")
+    a = load_config(None, {"out": "runs/{run_id}"}).out
+    b = load_config(None, {"out": "runs/{run_id}"}).out
+    assert a != b  # same config, same second: different directories

@@ -1,0 +1,181 @@
+"""The config boundary: nested filter settings, flags generated from the
+dataclass and the registry, old flat keys as aliases, and a new filter that is
+one class plus one registry entry."""
+import os.path as osp
+
+import pytest
+import torch
+import yaml
+from torch import Tensor
+
+from helpers import TINY, write_config
+from pyg_schnet import cli
+from pyg_schnet.config import load_config, parse_overrides, resolve_filter
+from pyg_schnet.errors import UserError
+from pyg_schnet.filters import FILTERS, RadialFilter, _mlp, filter_option_help
+from pyg_schnet.model import build_model, upgrade_hparams
+
+
+class SineFilter(RadialFilter):
+    r"""A throwaway filter for the tests: sines of the distance into the MLP.
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
+        frequencies (int): Number of sine frequencies. (default: :obj:`4`)
+        scale (float): Frequency unit in 1/Å, times pi over the cutoff.
+            (default: :obj:`1.0`)
+    """
+
+    name = "sine"
+
+    def __init__(self, num_filters: int = 128, cutoff: float = 10.0, frequencies: int = 4,
+                 scale: float = 1.0) -> None:
+        super().__init__(num_filters, cutoff)
+        if frequencies < 1:
+            raise UserError(f"frequencies must be at least 1, got {frequencies}")
+        self.hparams = dict(num_filters=num_filters, cutoff=cutoff, frequencies=frequencies,
+                            scale=scale)
+        self.register_buffer("k", torch.arange(1, frequencies + 1) * scale * torch.pi / cutoff)
+        self.mlp = _mlp(frequencies, num_filters)
+        self.reset_parameters()
+
+    @property
+    def feature_width(self) -> float:
+        return self.cutoff / (2 * len(self.k))
+
+    def network(self, dist: Tensor) -> Tensor:
+        return self.mlp(torch.sin(dist.unsqueeze(-1) * self.k))  # [E, num_filters]
+
+
+@pytest.fixture
+def sine(monkeypatch):
+    """Register the throwaway filter for one test (nothing else is touched)."""
+    monkeypatch.setitem(FILTERS, SineFilter.name, SineFilter)
+    return SineFilter
+
+
+def _tiny_flags(**extra):
+    values = {k: v for k, v in TINY.items() if k not in ("num_gaussians", "num_bins")}
+    values.update(extra)
+    return [f"--{k}={v}" for k, v in values.items()]
+
+
+def test_new_filter_trains_from_a_config_file_and_from_flags(sine, tmp_path, capsys):
+    # from a config file, the options nested under the filter
+    path = write_config(tmp_path / "sine.yaml", filter={"name": "sine", "frequencies": 6},
+                        out=str(tmp_path / "from_file"), epochs=2)
+    # (TINY's flat num_gaussians and num_bins stay: old flat keys set no option of "sine")
+    assert cli.main(["train", "--config", path, "--quiet"]) == 0
+    saved = yaml.safe_load(open(tmp_path / "from_file" / "config.yaml"))
+    assert saved["filter"] == {"name": "sine", "frequencies": 6, "scale": 1.0}
+    # from flags only
+    out = tmp_path / "from_flags"
+    assert cli.main(["train", *_tiny_flags(filter="sine", epochs=2, out=out),
+                     "--filter.scale", "0.5", "--quiet"]) == 0
+    saved = yaml.safe_load(open(out / "config.yaml"))
+    assert saved["filter"] == {"name": "sine", "frequencies": 4, "scale": 0.5}
+    metrics = yaml.safe_load(open(out / "metrics.json"))
+    assert metrics["filter"] == "sine" and metrics["epochs"] == 2
+    # the run directory alone rebuilds it (evaluate loads the checkpoint)
+    assert cli.main(["evaluate", str(out)]) == 0
+    assert "MAE" in capsys.readouterr().out
+
+
+def test_new_filter_options_are_typed_checked_and_in_the_help(sine, capsys):
+    with pytest.raises(UserError, match="filter.frequencies must be an integer"):
+        load_config(None, {"filter": "sine", "filter.frequencies": "2.5"})
+    with pytest.raises(UserError, match="frequencies must be at least 1, got 0"):
+        load_config(None, {"filter": "sine", "filter.frequencies": 0})
+    with pytest.raises(UserError, match="filter 'sine' has no option 'num_bins'; its options: "
+                                        "frequencies, scale"):
+        load_config(None, {"filter": {"name": "sine", "num_bins": 10}})
+    assert filter_option_help("sine")["scale"].startswith("Frequency unit in 1/Å")
+    with pytest.raises(SystemExit):
+        cli.train_parser().parse_args(["--help"])
+    text = capsys.readouterr().out
+    assert "--filter.frequencies INT" in text and "Number of sine frequencies. [sine]" in text
+
+
+def test_every_constructor_argument_is_reachable():
+    cfg = load_config(None, {"filter": {"name": "conv1d", "num_conv_layers": 3, "num_bins": 20}})
+    assert cfg.filter == {"name": "conv1d", "num_bins": 20, "conv_channels": 8, "kernel_size": 5,
+                          "num_conv_layers": 3, "distance_bin_width": 0.0}
+    cfg = load_config(None, parse_overrides(["--filter.rbf_start=0.5", "--filter.rbf_width",
+                                             "0.3", "--cutoff=6"]))
+    f = build_model(**cfg.model_hparams()).filters[0]
+    assert f.hparams["rbf_start"] == 0.5 and f.feature_width == pytest.approx(0.3)
+    assert f.cutoff == 6.0  # the model's cutoff: one source of truth
+
+
+@pytest.mark.parametrize("text", ["{name: conv1d, num_bins: 25}",
+                                  "{'name': 'conv1d', 'num_bins': 25}",
+                                  '{"name": "conv1d", "num_bins": 25}'])
+def test_sweep_agents_nested_form(text):
+    """W&B's agent renders a nested sweep parameter as a Python dict."""
+    cfg = load_config(None, parse_overrides([f"--filter={text}"]))
+    assert cfg.filter["name"] == "conv1d" and cfg.filter["num_bins"] == 25
+
+
+def test_flat_keys_are_aliases_with_their_old_meaning(tmp_path):
+    # an old config lists every filter's options flat; each goes to the filter that takes it
+    old = dict(TINY, filter="conv1d", num_gaussians=50, num_bins=30, conv_channels=4,
+               kernel_size=3, distance_bin_width=0.0)
+    cfg = load_config(write_config(tmp_path / "old.yaml", **old))
+    assert cfg.filter == {"name": "conv1d", "num_bins": 30, "conv_channels": 4, "kernel_size": 3,
+                          "num_conv_layers": 2, "distance_bin_width": 0.0}
+    # old flags
+    got = parse_overrides(["--num_gaussians=25", "--num-bins", "7"])
+    assert got == {"num_gaussians": "25", "num_bins": "7"}
+    assert load_config(None, got).filter["num_gaussians"] == 25
+    # the later source wins, whichever spelling it uses
+    path = write_config(tmp_path / "nested.yaml", filter={"name": "gaussian", "num_gaussians": 9})
+    assert load_config(path, {"num_gaussians": 11}).filter["num_gaussians"] == 11
+    path = write_config(tmp_path / "flat.yaml", num_gaussians=9)
+    assert load_config(path, {"filter.num_gaussians": 13}).filter["num_gaussians"] == 13
+
+
+def test_a_saved_config_round_trips(tmp_path):
+    cfg = load_config(None, {"filter": "distance", "filter.distance_bin_width": 0.1})
+    from pyg_schnet.config import save_config
+    save_config(cfg, str(tmp_path / "c.yaml"))
+    again = load_config(str(tmp_path / "c.yaml"))
+    assert again.to_dict() == cfg.to_dict()
+    assert resolve_filter("coords") == {"name": "coords"}
+
+
+def test_old_checkpoint_hyperparameters_rebuild_the_same_model():
+    old = dict(filter="conv1d", hidden_channels=16, num_filters=8, num_interactions=2,
+               cutoff=4.0, max_num_neighbors=32, num_gaussians=50, num_bins=12, conv_channels=4,
+               kernel_size=3, distance_bin_width=0.0, shared_filters=False, fast=False,
+               readout="add")
+    new = upgrade_hparams(old)
+    assert new["filter"] == {"name": "conv1d", "num_bins": 12, "conv_channels": 4,
+                             "kernel_size": 3, "distance_bin_width": 0.0}
+    model = build_model(**new)
+    assert build_model(**model.hparams()).hparams() == model.hparams()
+    assert upgrade_hparams(model.hparams()) == model.hparams()
+
+
+def test_unknown_model_arguments_are_errors():
+    with pytest.raises(UserError, match="unknown model argument 'num_bins'.*options of filter "
+                                        "'gaussian': num_gaussians"):
+        build_model("gaussian", num_bins=10)
+    with pytest.raises(UserError, match="no registered filter has the option 'bogus'"):
+        parse_overrides(["--filter.bogus=1"])
+
+
+def test_committed_run_directories_load_unchanged():
+    """Run directories written before the nested filter load, and the study
+    finds them equal to today's plan, so nothing is retrained."""
+    from conftest import REPO
+    from pyg_schnet.rundir import RunDir
+    from pyg_schnet.study import load_spec, plan
+    runs = [r for r in plan(load_spec(osp.join(REPO, "experiments", "studies", "factors.yaml")))
+            if osp.isfile(osp.join(r.cfg.out, "metrics.json"))]
+    if not runs:
+        pytest.skip("no committed factor-study runs")
+    for r in runs:
+        assert RunDir(r.cfg.out).differences(r.cfg) == [], r.rel
+    quantised = [r for r in runs if r.variant == "gaussian_q0.1"]
+    assert all(r.cfg.filter["distance_bin_width"] == 0.1 for r in quantised)
