@@ -131,11 +131,26 @@ def cmd_train(argv: List[str]) -> int:
 # -- evaluate / predict -----------------------------------------------------------
 
 def cmd_evaluate(argv: List[str]) -> int:
-    p = _Parser(prog="pyg-schnet evaluate")
-    p.add_argument("run_dir")
+    p = _Parser(prog="pyg-schnet evaluate",
+                usage="pyg-schnet evaluate (RUN_DIR | --model NAME [--root DIR] [--limit N]) "
+                      "[--split test|val|train]")
+    p.add_argument("run_dir", nargs="?")
+    p.add_argument("--model", default=None, help="a shipped pretrained model (qm9-U0, qm9-gap)")
+    p.add_argument("--root", default="data/qm9", help="QM9 root for --model")
+    p.add_argument("--limit", type=int, default=None, help="with --model: a random subset")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--batch-size", "--batch_size", type=int, default=None)
     a = p.parse_args(argv)
+    if (a.model is None) == (a.run_dir is None):
+        raise UserError("evaluate needs a run directory or --model NAME (not both)")
+    if a.model is not None:
+        from .hub import evaluate_pretrained
+        res = evaluate_pretrained(a.model, a.root, a.split, a.limit, a.batch_size or 250)
+        card = f" (its card: {res['card_mae']:.5g} {res['unit']} on all of it)" \
+            if res["card_mae"] is not None else ""
+        print(f"{a.model} {res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} "
+              f"{res['unit']}, RMSE {res['rmse']:.5g} {res['unit']}{card}")
+        return 0
     from .evaluate import evaluate
     res = evaluate(a.run_dir, a.split, a.batch_size)
     print(f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "

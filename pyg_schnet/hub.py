@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Optional
 
 from .errors import UserError
 
@@ -48,3 +48,33 @@ def pretrained(name: str) -> Any:
     model = model_from_checkpoint(load_checkpoint(osp.join(_folder(name), "model.pt")))
     model.eval()
     return model
+
+
+def evaluate_pretrained(name: str, root: str, split: str = "test", limit: Optional[int] = None,
+                        batch_size: int = 250) -> Dict[str, Any]:
+    """MAE and RMSE of a shipped model on the split its card names (the data
+    set rebuilt or loaded at ``root``); ``limit`` evaluates a seeded random
+    subset of that split."""
+    import math
+
+    import torch
+
+    from .data import QM9, UNITS, nested_split, target_index
+    from .loader import MoleculeLoader
+    from .train import predict_loader
+    card = model_card(name)
+    spec = card["split_spec"]
+    ds = QM9(root, source=card.get("source", "qm9pack"))
+    if len(ds) != spec["num_molecules"]:
+        raise UserError(f"{name} was trained on {spec['num_molecules']} molecules; the data set "
+                        f"at {root} has {len(ds)}")
+    sp = nested_split(len(ds), spec["train"], spec["val"], spec["test"], spec["seed"])
+    idx = torch.as_tensor({"test": sp.test_idx, "val": sp.val_idx, "train": sp.train_idx}[split])
+    if limit is not None and limit < len(idx):
+        idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
+    loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
+    pred, y, _ = predict_loader(pretrained(name), loader, torch.device("cpu"))
+    diff = pred.double() - y.double()
+    return {"split": split, "count": len(idx), "mae": float(diff.abs().mean()),
+            "rmse": math.sqrt(float((diff ** 2).mean())), "unit": UNITS[card["target"]],
+            "card_mae": card["test_mae"] if split == "test" else None}
