@@ -273,24 +273,6 @@ def test_wandb_offline_logs_run(tmp_path):
     assert f"model-{run_id}".encode() in stream and b"val_mae" in stream
 
 
-def _agent_command(sweep, run_config):
-    """The command line ``wandb agent`` builds from a sweep's ``command``
-    (with W&B's own rendering of the parameters, nested ones included)."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
-    args = create_sweep_command_args({"args": run_config})["args"]
-    out = []
-    for item in sweep["command"]:
-        if item == "${env}":
-            continue
-        if item == "${args}":
-            out += args
-        elif item == "${program}":
-            out.append(sweep["program"])
-        else:
-            out.append(item)
-    return out
-
-
 def _saved_value(saved, key):
     """A sweep parameter's value in a saved config.yaml (the filter's options
     are nested under it; old flat names are aliases of them)."""
@@ -308,9 +290,10 @@ def test_sweep_files_and_agent_command(name, tmp_path):
     run = sweeps.next_run(sweep, [])
     params = {k: v["value"] for k, v in run.config.items()}
     assert set(params) == set(sweep["parameters"])
-    cmd = _agent_command(sweep, run.config)
-    assert cmd[0] == "pyg-schnet" and cmd[1] == "train"
-    # run that exact command line, shrunk to a tiny model, offline
+    from pyg_schnet.sweep import agent_command
+    cmd = agent_command(sweep, run.config)  # what `wandb agent` builds, with W&B's own rendering
+    assert cmd[:4] == [sys.executable, "-m", "pyg_schnet.cli", "train"]
+    # run that exact command line (the console script), shrunk to a tiny model, offline
     exe = osp.join(osp.dirname(sys.executable), "pyg-schnet")
     flat = {}
     for k, v in params.items():  # a nested parameter holds the filter's name and options
@@ -319,7 +302,7 @@ def test_sweep_files_and_agent_command(name, tmp_path):
     tiny = {k: v for k, v in TINY.items() if k not in flat}
     extra = [f"--{k}={v}" for k, v in tiny.items()] + ["--epochs=1", "--wandb=offline",
                                                        f"--out={tmp_path}/{{filter}}_{{seed}}"]
-    proc = subprocess.run([exe] + cmd[1:] + extra + ["--quiet"], cwd=REPO, env=env(),
+    proc = subprocess.run([exe] + cmd[3:] + extra + ["--quiet"], cwd=REPO, env=env(),
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr
     runs = os.listdir(tmp_path)
