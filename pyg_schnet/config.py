@@ -70,8 +70,10 @@ class Config:
     seed: int = _field(0, "seed of the split, the initialisation and the batch order")
     num_threads: Optional[int] = _field(None, "torch threads per process (none: the measured "
                                               "rule, pyg_schnet.throughput)")
-    processes: Optional[int] = _field(None, "data-parallel processes that share each batch "
-                                            "(none: one per CPU core; 1 on a GPU)")
+    processes: Optional[int] = _field(None, "data-parallel processes that share each batch, "
+                                            "started by pyg-schnet train (none: one per CPU "
+                                            "core; 1 on a GPU); the train() function runs in "
+                                            "its caller's process")
     # bookkeeping
     out: str = _field("runs/run", "run directory; a template such as "
                                   "runs/{filter}_seed{seed}_{timestamp} is filled from the config")
