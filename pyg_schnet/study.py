@@ -132,10 +132,41 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     ``root`` and ``source`` replace the spec's output folder, data root and
     QM9 source."""
     from .config import read_yaml
-    from .data import TARGETS, target_index
     path = osp.abspath(path)
     raw = read_yaml(path)
-    here = osp.dirname(path)
+    _check_keys(path, raw)
+    name = str(raw.get("name") or osp.splitext(osp.basename(path))[0])
+    base, base_dir = _read_base(path, raw["base"])
+    variants, reference = _read_variants(path, raw)
+    values, config_quick = _apply_quick(path, raw, quick)
+    targets = _read_targets(path, values["targets"])
+    seeds_raw = values["seeds"]
+    seeds = list(range(_int_list(path, "seeds", seeds_raw, 1)[0])) \
+        if not isinstance(seeds_raw, list) else _int_list(path, "seeds", seeds_raw, 0)
+    sizes = _int_list(path, "train_sizes", values.get("train_sizes", base.get("train_size")), 1)
+    val_size = _int_list(path, "val_size", values["val_size"], 1)[0]
+    test_size = _int_list(path, "test_size", values["test_size"], 1)[0]
+    size_overrides, size_seeds = _read_size_overrides(path, values, sizes)
+    keep = values.get("keep_weights") or []
+    keep_weights = _int_list(path, "keep_weights", keep, 0) if keep != [] else []
+    for where, mapping in [("base", base), *((f"variant {k}", v) for k, v in variants.items()),
+                           *((f"size_overrides {k}", v) for k, v in size_overrides.items())]:
+        bad = sorted(set(mapping) & set(RUN_KEYS))
+        if bad:
+            raise _fail(path, f"{where} sets {', '.join(bad)}, which the study sets per run")
+    base = _resolve_data(dict(base, **config_quick), base_dir, root, source)
+    out_dir, reuse = _resolve_outputs(path, raw, name, quick, out)
+    spec = Spec(path=path, name=name, description=str(raw.get("description") or ""), base=base,
+                variants=variants, reference=reference, targets=targets, seeds=seeds,
+                train_sizes=sizes, val_size=val_size, test_size=test_size,
+                size_overrides=size_overrides, size_seeds=size_seeds,
+                keep_weights=keep_weights, out=out_dir,
+                quick=quick, reuse=reuse)
+    plan(spec)  # every run's config, so bad settings fail before any training
+    return spec
+
+
+def _check_keys(path: str, raw: Dict[str, Any]) -> None:
     unknown = sorted(set(map(str, raw)) - set(SPEC_KEYS))
     if unknown:
         raise _fail(path, f"unknown key(s) {', '.join(unknown)}; valid keys: "
@@ -143,15 +174,21 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     for key in ("base", "variants", "targets", "seeds", "test_size", "val_size"):
         if key not in raw:
             raise _fail(path, f"needs {key!r}")
-    name = str(raw.get("name") or osp.splitext(osp.basename(path))[0])
-    base_raw = raw["base"]
-    base_dir = here  # a relative root is relative to the file that names it
+
+
+def _read_base(path: str, base_raw: Any) -> Tuple[Dict[str, Any], str]:
+    """The base config (inline, or a config file named relative to the spec)
+    and the folder a relative data root in it is relative to."""
+    from .config import read_yaml
+    here = osp.dirname(path)
     if isinstance(base_raw, str):
         base_path = osp.join(here, base_raw)
         base = {str(k).replace("-", "_"): v for k, v in read_yaml(base_path).items()}
-        base_dir = osp.dirname(osp.abspath(base_path))
-    else:
-        base = _mapping(path, "base", base_raw)
+        return base, osp.dirname(osp.abspath(base_path))
+    return _mapping(path, "base", base_raw), here
+
+
+def _read_variants(path: str, raw: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, Any]], str]:
     variants_raw = raw["variants"]
     if not isinstance(variants_raw, dict) or not variants_raw:
         raise _fail(path, "variants must be a non-empty mapping of names to config overrides")
@@ -163,29 +200,39 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     if reference not in variants:
         raise _fail(path, f"reference {reference!r} is not a variant; variants: "
                           f"{', '.join(variants)}")
+    return variants, reference
 
+
+def _apply_quick(path: str, raw: Dict[str, Any], quick: bool
+                 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+    """The spec's values with its ``quick`` section applied (spec keys), and
+    the config overrides that section holds."""
     values = dict(raw)
     config_quick: Dict[str, Any] = {}
     if quick:
-        q = _mapping(path, "quick", raw.get("quick"))
-        for k, v in q.items():
+        for k, v in _mapping(path, "quick", raw.get("quick")).items():
             if k in QUICK_SPEC_KEYS:
                 values[k] = v
             else:
                 config_quick[k] = v
-    targets_raw = values["targets"] if isinstance(values["targets"], list) else [values["targets"]]
+    return values, config_quick
+
+
+def _read_targets(path: str, value: Any) -> List[str]:
+    from .data import TARGETS, target_index
     targets = []
-    for t in targets_raw:
+    for t in value if isinstance(value, list) else [value]:
         try:
             targets.append(TARGETS[target_index(str(t))])
         except UserError as exc:
             raise _fail(path, str(exc)) from None
-    seeds_raw = values["seeds"]
-    seeds = list(range(_int_list(path, "seeds", seeds_raw, 1)[0])) \
-        if not isinstance(seeds_raw, list) else _int_list(path, "seeds", seeds_raw, 0)
-    sizes = _int_list(path, "train_sizes", values.get("train_sizes", base.get("train_size")), 1)
-    val_size = _int_list(path, "val_size", values["val_size"], 1)[0]
-    test_size = _int_list(path, "test_size", values["test_size"], 1)[0]
+    return targets
+
+
+def _read_size_overrides(path: str, values: Dict[str, Any], sizes: List[int]
+                         ) -> Tuple[Dict[int, Dict[str, Any]], Dict[int, List[int]]]:
+    """Config overrides per training size, and the seeds of the sizes that
+    run fewer (the costliest)."""
     size_overrides: Dict[int, Dict[str, Any]] = {}
     size_seeds: Dict[int, List[int]] = {}
     so = values.get("size_overrides") or {}
@@ -196,24 +243,29 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
         if size not in sizes:
             raise _fail(path, f"size_overrides names {size}, which is not in train_sizes")
         size_overrides[size] = _mapping(path, f"size_overrides {k}", v)
-        if "seeds" in size_overrides[size]:  # fewer seeds for the costliest sizes
+        if "seeds" in size_overrides[size]:
             size_seeds[size] = _int_list(path, f"size_overrides {k} seeds",
                                          size_overrides[size].pop("seeds"), 0)
-    keep = values.get("keep_weights") or []
-    keep_weights = _int_list(path, "keep_weights", keep, 0) if keep != [] else []
+    return size_overrides, size_seeds
 
-    for where, mapping in [("base", base), *((f"variant {k}", v) for k, v in variants.items()),
-                           *((f"size_overrides {k}", v) for k, v in size_overrides.items())]:
-        bad = sorted(set(mapping) & set(RUN_KEYS))
-        if bad:
-            raise _fail(path, f"{where} sets {', '.join(bad)}, which the study sets per run")
-    base = dict(base, **config_quick)
+
+def _resolve_data(base: Dict[str, Any], base_dir: str, root: Optional[str],
+                  source: Optional[str]) -> Dict[str, Any]:
+    """The base config with the data root and source given on the command
+    line, or its own root made absolute (relative to the file naming it)."""
     if source is not None:
         base["source"] = source
     if root is not None:
         base["root"] = osp.abspath(root)
     elif isinstance(base.get("root"), str) and not osp.isabs(base["root"]):
         base["root"] = osp.normpath(osp.join(base_dir, base["root"]))
+    return base
+
+
+def _resolve_outputs(path: str, raw: Dict[str, Any], name: str, quick: bool,
+                     out: Optional[str]) -> Tuple[str, List[str]]:
+    """The output folder and the folders whose identical runs are reused."""
+    here = osp.dirname(path)
     if out is not None:
         out_dir = osp.abspath(out)
     elif quick:
@@ -224,14 +276,7 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     if not isinstance(reuse_raw, list) or not all(isinstance(x, str) for x in reuse_raw):
         raise _fail(path, f"reuse must be a list of study output folders, got {reuse_raw!r}")
     reuse = [] if quick else [osp.normpath(osp.join(here, x)) for x in reuse_raw]
-    spec = Spec(path=path, name=name, description=str(raw.get("description") or ""), base=base,
-                variants=variants, reference=reference, targets=targets, seeds=seeds,
-                train_sizes=sizes, val_size=val_size, test_size=test_size,
-                size_overrides=size_overrides, size_seeds=size_seeds,
-                keep_weights=keep_weights, out=out_dir,
-                quick=quick, reuse=reuse)
-    plan(spec)  # every run's config, so bad settings fail before any training
-    return spec
+    return out_dir, reuse
 
 
 # -- the plan -----------------------------------------------------------------------------
