@@ -520,20 +520,11 @@ class _Sitting:
 def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str = "") -> int:
     """Train every run of the plan that is not finished, then write the
     report. Returns the number of failed runs."""
-    from .rundir import FINISHED
-    runs = plan(spec)
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
-    _statuses(runs, overwrite)  # refuse before copying anything
-    reused = adopt_reused(spec, runs)
-    if reused:
-        _say(f"study {spec.name}: copied {reused} finished runs with the same settings from "
-             f"{', '.join(spec.reuse)}")
-    status = _statuses(runs, overwrite)
-    try:
-        os.makedirs(spec.out, exist_ok=True)
-    except OSError as exc:
-        raise UserError(f"cannot create output folder {spec.out}: {exc.strerror}") from None
+    runs = plan(spec)
+    status = _prepare(spec, runs, overwrite)
+    from .rundir import FINISHED
     todo = [r for r in runs if status[r.rel] != FINISHED]
     _say(f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
          f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
@@ -544,58 +535,92 @@ def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str =
     for r in runs:
         if status[r.rel] == FINISHED and osp.isfile(osp.join(r.cfg.out, "best.pt")):
             execute_run(r.cfg.to_dict(), FINISHED, r.seed in spec.keep_weights)
-    sitting = _Sitting(spec.out, jobs, command)
-    failed: List[Tuple[Run, str]] = []
-    done = 0
+    progress = _Progress(len(todo), _Sitting(spec.out, jobs, command))
+    if jobs == 1 or len(todo) <= 1:
+        _train_here(spec, todo, status, progress)
+    else:
+        _train_in_workers(spec, todo, status, progress, jobs)
+    progress.sitting.update(progress.done, len(progress.failed))
+    write_report(spec)
+    _say(f"study {spec.name}: trained {progress.done} runs in "
+         f"{time.perf_counter() - progress.sitting.t0:.0f} s; "
+         f"report {osp.join(spec.out, 'report.md')}")
+    return len(progress.failed)
 
-    def finished(r: Run, result: Optional[Dict[str, Any]], error: Optional[str]) -> None:
-        nonlocal done
+
+def _prepare(spec: Spec, runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
+    """Refuse directories holding other settings, copy reusable finished runs
+    in, create the output folder; the status of every run."""
+    _statuses(runs, overwrite)  # refuse before copying anything
+    reused = adopt_reused(spec, runs)
+    if reused:
+        _say(f"study {spec.name}: copied {reused} finished runs with the same settings from "
+             f"{', '.join(spec.reuse)}")
+    status = _statuses(runs, overwrite)
+    try:
+        os.makedirs(spec.out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {spec.out}: {exc.strerror}") from None
+    return status
+
+
+class _Progress:
+    """Counts finished and failed runs, says each one, keeps the sitting's log."""
+
+    def __init__(self, total: int, sitting: "_Sitting") -> None:
+        self.total, self.sitting = total, sitting
+        self.done = 0
+        self.failed: List[Tuple[Run, str]] = []
+
+    def finished(self, r: Run, result: Optional[Dict[str, Any]], error: Optional[str]) -> None:
         tag = f"{r.target} {r.variant} n={r.size} seed {r.seed}"
         if error is not None or result is None:
             error = error or "no result"
-            failed.append((r, error))
+            self.failed.append((r, error))
             _say(f"  failed: {tag}: {error}")
         else:
-            done += 1
+            self.done += 1
             mae = result.get("test_mae_meV", result.get("test_mae", float("nan")))
-            _say(f"  [{done + len(failed)}/{len(todo)}] {tag}: test MAE {mae:.4g} "
+            _say(f"  [{self.done + len(self.failed)}/{self.total}] {tag}: test MAE {mae:.4g} "
                  f"{'meV' if 'test_mae_meV' in result else result.get('unit', '')}, "
                  f"{result.get('epochs')} epochs ({result.get('stop_reason')}), "
                  f"{result.get('wall_seconds', 0):.0f} s")
-        sitting.update(done, len(failed))
+        self.sitting.update(self.done, len(self.failed))
 
-    if jobs == 1 or len(todo) <= 1:
+
+def _train_here(spec: Spec, todo: Sequence[Run], status: Dict[str, str],
+                progress: _Progress) -> None:
+    """The runs one after another in this process."""
+    for r in todo:
+        try:
+            result = execute_run(r.cfg.to_dict(), status[r.rel], r.seed in spec.keep_weights)
+            progress.finished(r, result, None)
+        except UserError as exc:
+            progress.finished(r, None, str(exc))
+
+
+def _train_in_workers(spec: Spec, todo: Sequence[Run], status: Dict[str, str],
+                      progress: _Progress, jobs: int) -> None:
+    """The runs in ``jobs`` spawned worker processes, one thread each; a
+    worker that dies fails its run, not the others."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {}
         for r in todo:
-            cfg = r.cfg
+            cfg_dict = dict(r.cfg.to_dict(), num_threads=1)
+            futures[pool.submit(execute_run, cfg_dict, status[r.rel],
+                                r.seed in spec.keep_weights)] = r
+        for fut in as_completed(futures):
+            r = futures[fut]
             try:
-                result = execute_run(cfg.to_dict(), status[r.rel], r.seed in spec.keep_weights)
-                finished(r, result, None)
+                progress.finished(r, fut.result(), None)
             except UserError as exc:
-                finished(r, None, str(exc))
-    else:
-        import multiprocessing
-        from concurrent.futures import ProcessPoolExecutor, as_completed
-        ctx = multiprocessing.get_context("spawn")
-        with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-            futures = {}
-            for r in todo:
-                cfg_dict = dict(r.cfg.to_dict(), num_threads=1)
-                futures[pool.submit(execute_run, cfg_dict, status[r.rel],
-                                    r.seed in spec.keep_weights)] = r
-            for fut in as_completed(futures):
-                r = futures[fut]
-                try:
-                    finished(r, fut.result(), None)
-                except UserError as exc:
-                    finished(r, None, str(exc))
-                except Exception as exc:  # a worker died or a bug: the others go on
-                    first_line = str(exc).splitlines()[0] if str(exc) else ""
-                    finished(r, None, f"{type(exc).__name__}: {first_line}")
-    sitting.update(done, len(failed))
-    write_report(spec)
-    _say(f"study {spec.name}: trained {done} runs in {time.perf_counter() - sitting.t0:.0f} s; "
-         f"report {osp.join(spec.out, 'report.md')}")
-    return len(failed)
+                progress.finished(r, None, str(exc))
+            except Exception as exc:  # a worker died or a bug: the others go on
+                first_line = str(exc).splitlines()[0] if str(exc) else ""
+                progress.finished(r, None, f"{type(exc).__name__}: {first_line}")
 
 
 # -- statistics -------------------------------------------------------------------------------
