@@ -55,13 +55,11 @@ def evaluate_pretrained(name: str, root: str, split: str = "test", limit: Option
     """MAE and RMSE of a shipped model on the split its card names (the data
     set rebuilt or loaded at ``root``); ``limit`` evaluates a seeded random
     subset of that split."""
-    import math
-
     import torch
 
     from .data import QM9, UNITS, nested_split, target_index
     from .loader import MoleculeLoader
-    from .train import predict_loader
+    from .train import errors
     card = model_card(name)
     spec = card["split_spec"]
     ds = QM9(root, source=card.get("source", "qm9pack"))
@@ -73,8 +71,7 @@ def evaluate_pretrained(name: str, root: str, split: str = "test", limit: Option
     if limit is not None and limit < len(idx):
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
     loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
-    pred, y, _ = predict_loader(pretrained(name), loader, torch.device("cpu"))
-    diff = pred.double() - y.double()
-    return {"split": split, "count": len(idx), "mae": float(diff.abs().mean()),
-            "rmse": math.sqrt(float((diff ** 2).mean())), "unit": UNITS[card["target"]],
+    mae, rmse = errors(pretrained(name), loader, torch.device("cpu"))
+    return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse,
+            "unit": UNITS[card["target"]],
             "card_mae": card["test_mae"] if split == "test" else None}

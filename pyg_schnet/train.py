@@ -178,9 +178,10 @@ def predict_loader(model: nn.Module, loader: MoleculeLoader, device: torch.devic
     return torch.cat(preds), torch.cat(ys), torch.cat(idx)
 
 
-def _errors(model: nn.Module, loader: MoleculeLoader, device: torch.device,
-            info: DistInfo) -> Tuple[float, float]:
-    """MAE and RMSE over the loader (summed over ranks)."""
+def errors(model: nn.Module, loader: MoleculeLoader, device: torch.device,
+           info: Optional[DistInfo] = None) -> Tuple[float, float]:
+    """MAE and RMSE over the loader (summed over ranks under data parallelism)."""
+    info = info or DistInfo()
     pred, y, _ = predict_loader(model, loader, device)
     diff = (pred.double() - y.double())
     s_abs, s_sq, n = _allreduce([float(diff.abs().sum()), float((diff ** 2).sum()), len(diff)],
@@ -548,7 +549,7 @@ class Trainer:
         return reason
 
     def validate(self, epoch: int) -> float:
-        val_mae, _ = _errors(self.model, self.val_loader, self.device, self.info)
+        val_mae, _ = errors(self.model, self.val_loader, self.device, self.info)
         if not math.isfinite(val_mae):
             raise TrainingDiverged(f"validation MAE became {val_mae} at epoch {epoch + 1}; "
                                    f"stopped; the best checkpoint so far is kept in "
@@ -575,7 +576,7 @@ class Trainer:
         self._barrier()
         self.model.load_state_dict(load_checkpoint(osp.join(self.out, "best.pt"))["model"])
         self.hooks.evaluate()
-        test_mae, test_rmse = _errors(self.model, self._loader(split.test_idx), self.device,
+        test_mae, test_rmse = errors(self.model, self._loader(split.test_idx), self.device,
                                       self.info)
         unit = UNITS[cfg.target]
         metrics = {"target": cfg.target, "unit": unit, "test_mae": test_mae,
