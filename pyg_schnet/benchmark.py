@@ -17,6 +17,7 @@ from typing import Any, Callable, Dict, List
 import torch
 from torch import nn
 
+from .config import ROOT_HELP
 from .errors import UserError
 from .throughput import default_threads
 
@@ -146,7 +147,7 @@ def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, f
 def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="pyg-schnet benchmark")
     p.error = lambda msg: (_ for _ in ()).throw(UserError(f"benchmark: {msg}"))  # type: ignore
-    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack", help="QM9 source of the root")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--filters", type=int, default=128)

@@ -56,7 +56,7 @@ def invariance_errors(model: SchNet, z: Tensor, pos: Tensor, batch: Tensor,
     return {k: float((v - ref).abs().max()) / scale for k, v in out.items()}
 
 
-def report(root: str, batch_size: int = 32, seed: int = 0) -> Dict[str, Dict[str, float]]:
+def report(root: Optional[str], batch_size: int = 32, seed: int = 0) -> Dict[str, Dict[str, float]]:
     """Per registered filter: parameters and invariance errors on a QM9 batch
     (default model sizes, random initialisation); ``"_batch"`` holds the
     batch's molecule and atom counts."""
