@@ -123,7 +123,7 @@ def cmd_train(argv: List[str]) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         unit = metrics["unit"]
         extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
-        print(f"{cfg.filter_name} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
+        print(f"{cfg.label} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
               f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
               f"run directory {cfg.out}")
     return 0

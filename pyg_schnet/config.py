@@ -35,6 +35,8 @@ def _field(default: Any, help: str) -> Any:
 class Config:
     """Resolved settings of one training run (saved as ``config.yaml``)."""
     # model
+    model: str = _field("schnet", "model: schnet (this project's, with --filter), "
+                                  "pyg_schnet_ref (PyG's SchNet), visnet, dimenet++, painn")
     filter: Dict[str, Any] = _field(
         {"name": "gaussian"}, "edge filter: a registered name, or a mapping {name: NAME, "
         "OPTION: VALUE, ...} with the filter's own options (see --filter.OPTION)")
@@ -91,6 +93,12 @@ class Config:
     def filter_name(self) -> str:
         return str(self.filter["name"])
 
+    @property
+    def label(self) -> str:
+        """What a run is called in output lines and plot titles: the filter
+        for this project's SchNet, else the model."""
+        return self.filter_name if self.model == "schnet" else self.model
+
     def resolved_processes(self) -> int:
         """Data-parallel processes: as set, else one per CPU core (the measured
         fastest on CPU at every model size, README), or one on a GPU."""
@@ -103,13 +111,14 @@ class Config:
         and build the model once: the model's and filter's constructors are the
         one place their settings are checked."""
         from .data import SOURCES, TARGETS, default_root, target_index
-        from .model import build_model
+        from .models import build
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise UserError(msg)
 
         self.filter = resolve_filter(self.filter)
+        self._check_model()
         self.root = osp.abspath(osp.expanduser(self.root)) if self.root else default_root()
         if self.split_file:
             self.split_file = osp.abspath(osp.expanduser(self.split_file))
@@ -139,20 +148,44 @@ class Config:
              f"({self.resolved_processes()}), which share each batch")
         need(self.max_lr_decays is None or self.max_lr_decays >= 1,
              f"max_lr_decays must be at least 1, got {self.max_lr_decays}")
-        build_model(**self.model_hparams())
+        build(**self.model_hparams())
         return self
+
+    def _check_model(self) -> None:
+        """The model is registered, and the SchNet-only settings are left at
+        their defaults for the other models (PyG's SchNet takes the Gaussian
+        filter's ``num_gaussians``)."""
+        from .models import MODELS
+        if self.model not in MODELS:
+            raise UserError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.model == "schnet":
+            return
+        if self.fast or self.shared_filters:
+            raise UserError(f"fast and shared_filters apply to model schnet only, not "
+                            f"{self.model!r}")
+        if self.filter_name != "gaussian" or (self.model != "pyg_schnet_ref" and any(
+                v != resolve_filter("gaussian")[k] for k, v in self.filter.items())):
+            raise UserError(f"filter settings apply to model schnet only (pyg_schnet_ref: "
+                            f"the gaussian filter's num_gaussians), not {self.model!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     def model_hparams(self) -> Dict[str, Any]:
-        """What :func:`pyg_schnet.model.build_model` takes (without the
+        """What :func:`pyg_schnet.models.build` takes (without the
         standardisation, which comes from the data)."""
         from .data import EXTENSIVE
-        return dict(filter=dict(self.filter), num_filters=self.num_filters, cutoff=self.cutoff,
-                    hidden_channels=self.hidden_channels, num_interactions=self.num_interactions,
-                    max_num_neighbors=self.max_num_neighbors, shared_filters=self.shared_filters,
-                    fast=self.fast, readout="add" if self.target in EXTENSIVE else "mean")
+        shared = dict(model=self.model, cutoff=self.cutoff, hidden_channels=self.hidden_channels,
+                      num_interactions=self.num_interactions,
+                      max_num_neighbors=self.max_num_neighbors,
+                      readout="add" if self.target in EXTENSIVE else "mean")
+        if self.model == "schnet":
+            return dict(shared, filter=dict(self.filter), num_filters=self.num_filters,
+                        shared_filters=self.shared_filters, fast=self.fast)
+        if self.model == "pyg_schnet_ref":
+            return dict(shared, num_filters=self.num_filters,
+                        num_gaussians=self.filter["num_gaussians"])
+        return shared
 
 
 def resolve_filter(spec: Any) -> Dict[str, Any]:
