@@ -208,6 +208,8 @@ def main(argv: List[str]) -> int:
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("benchmark: no CUDA GPU available")
+    if a.models:
+        _registered_models(a, torch.device("cpu"))  # bad names fail before any work
 
     from .data import QM9
     from .loader import MoleculeLoader

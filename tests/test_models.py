@@ -185,3 +185,18 @@ def test_train_kill_and_resume(name, tmp_path):
     assert saved["model"] == name
     proc = cli("evaluate", tmp_path / "k")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_benchmark_times_registered_models_on_the_same_batches():
+    from conftest import SAMPLE_ROOT, SAMPLE_SOURCE
+    proc = cli("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--skip-build",
+               "--models", "painn,pyg_schnet_ref", "--hidden", "16", "--filters", "16",
+               "--interactions", "1", "--batch-size", "10", "--batches", "1", "--rounds", "1",
+               "--warmup", "1", "--threads", "1", check=True)
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.startswith(("painn ", "pyg_schnet_ref "))}
+    assert set(rows) == {"painn", "pyg_schnet_ref"}
+    assert rows["painn"][-2:] == ["1.00x", "1.00x"]  # ratios to the first model named
+    params = {name: int(r[1].replace(",", "")) for name, r in rows.items()}
+    assert params["painn"] == sum(p.numel() for p in build(
+        "painn", hidden_channels=16, num_interactions=1, cutoff=10.0).parameters())
