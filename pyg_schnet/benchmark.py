@@ -17,32 +17,20 @@ from typing import Any, Callable, Dict, List
 import torch
 from torch import nn
 
+from .config import ROOT_HELP
 from .errors import UserError
 from .throughput import default_threads
-
-
-class _TorchClusterGraph(nn.Module):
-    """PyG SchNet's interaction graph on torch-cluster (PyG 2.8's own needs pyg-lib)."""
-
-    def __init__(self, cutoff: float, max_num_neighbors: int) -> None:
-        super().__init__()
-        self.cutoff, self.max_num_neighbors = cutoff, max_num_neighbors
-
-    def forward(self, pos, batch):
-        import torch_cluster
-        edge_index = torch_cluster.radius_graph(pos, r=self.cutoff, batch=batch,
-                                                max_num_neighbors=self.max_num_neighbors)
-        row, col = edge_index
-        return edge_index, (pos[row] - pos[col]).norm(dim=-1)
 
 
 def pyg_model(hidden: int, filters: int, interactions: int, gaussians: int, cutoff: float,
               seed: int = 0) -> nn.Module:
     from torch_geometric.nn.models import SchNet as PyGSchNet
+
+    from .pyg_models import RadiusInteractionGraph
     torch.manual_seed(seed)
     return PyGSchNet(hidden_channels=hidden, num_filters=filters, num_interactions=interactions,
                      num_gaussians=gaussians, cutoff=cutoff,
-                     interaction_graph=_TorchClusterGraph(cutoff, 32))
+                     interaction_graph=RadiusInteractionGraph(cutoff, 32))
 
 
 def _peak_memory_mib(argv: List[str], name: str) -> float:
@@ -131,22 +119,58 @@ def _time_models(steps: _Steps, warmup: List[Any], timed: List[Any], rounds: int
     return results
 
 
-def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, float]) -> None:
-    print(f"{'model':<18}{'train mol/s':>12}{'infer mol/s':>13}{'peak MiB':>10}"
-          f"{'train ratio':>13}{'infer ratio':>13}")
-    base_t = statistics.median(results["PyG SchNet"]["train"])
-    base_i = statistics.median(results["PyG SchNet"]["infer"])
+def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, float],
+                 params: Dict[str, int]) -> None:
+    """Medians per model, and their ratios to the first model's."""
+    print(f"{'model':<18}{'parameters':>11}{'train mol/s':>12}{'infer mol/s':>13}"
+          f"{'peak MiB':>10}{'train ratio':>13}{'infer ratio':>13}")
+    base = next(iter(results))
+    base_t = statistics.median(results[base]["train"])
+    base_i = statistics.median(results[base]["infer"])
     for name in results:
         t = statistics.median(results[name]["train"])
         i = statistics.median(results[name]["infer"])
-        print(f"{name:<18}{t:>12.0f}{i:>13.0f}{memory[name]:>10.0f}{t / base_t:>12.2f}x"
-              f"{i / base_i:>12.2f}x")
+        print(f"{name:<18}{params[name]:>11,}{t:>12.0f}{i:>13.0f}{memory[name]:>10.0f}"
+              f"{t / base_t:>12.2f}x{i / base_i:>12.2f}x")
+
+
+def _pyg_comparison(a: argparse.Namespace, device: torch.device) -> Dict[str, nn.Module]:
+    """PyG's SchNet, this project's with the same weights (and its fast mode)."""
+    from .model import SchNet, build_model
+    ref = pyg_model(a.hidden, a.filters, a.interactions, a.gaussians, a.cutoff).to(device)
+    models: Dict[str, nn.Module] = {"PyG SchNet": ref,
+                                    "pyg_schnet": SchNet.from_pyg(ref).to(device)}
+    if a.fast:
+        exact = SchNet.from_pyg(ref)
+        fast = build_model(**dict(exact.hparams(), fast=True))
+        fast.load_state_dict(exact.state_dict())
+        models["pyg_schnet fast"] = fast.to(device)
+    return models
+
+
+def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str, nn.Module]:
+    """The models named by ``--models``, each with the benchmark's shared
+    settings (SchNet and PyG's also with --filters and --gaussians)."""
+    from .models import build, model_class
+    names = [n.strip() for n in a.models.split(",") if n.strip()]
+    if not names or len(set(names)) != len(names):
+        raise UserError("benchmark: --models needs distinct model names, e.g. schnet,painn")
+    models: Dict[str, nn.Module] = {}
+    for name in names:
+        model_class(name)  # an unknown name fails listing the choices
+        kw: Dict[str, Any] = dict(hidden_channels=a.hidden, num_interactions=a.interactions,
+                                  cutoff=a.cutoff)
+        if name in ("schnet", "pyg_schnet_ref"):
+            kw.update(num_filters=a.filters, num_gaussians=a.gaussians)
+        torch.manual_seed(0)
+        models[name] = build(name, **kw).to(device)
+    return models
 
 
 def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="pyg-schnet benchmark")
     p.error = lambda msg: (_ for _ in ()).throw(UserError(f"benchmark: {msg}"))  # type: ignore
-    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack", help="QM9 source of the root")
     p.add_argument("--hidden", type=int, default=128)
     p.add_argument("--filters", type=int, default=128)
@@ -160,6 +184,11 @@ def main(argv: List[str]) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
     p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")
+    p.add_argument("--models", default=None, metavar="NAME,...",
+                   help="time these registered models instead (pyg_schnet.models: schnet, "
+                        "pyg_schnet_ref, visnet, dimenet++, painn), each built with --hidden, "
+                        "--interactions and --cutoff, on the same batches; ratios are to the "
+                        "first")
     p.add_argument("--threads", type=int, default=None,
                    help="one thread count (default: the default's and every count up to the "
                         "number of cores)")
@@ -179,10 +208,12 @@ def main(argv: List[str]) -> int:
     device = torch.device(a.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise UserError("benchmark: no CUDA GPU available")
+    if a.models:
+        _registered_models(a, torch.device("cpu"))  # bad names fail before any work
 
     from .data import QM9
     from .loader import MoleculeLoader
-    from .model import SchNet
+    from .train import count_parameters
     # as pyg-schnet train does, for both models: float32 denormals to zero
     torch.set_flush_denormal(True)
     if a.memory_of is None:
@@ -205,15 +236,7 @@ def main(argv: List[str]) -> int:
     batches = [b.to(device) for b in loader]
     del ds, loader
 
-    ref = pyg_model(a.hidden, a.filters, a.interactions, a.gaussians, a.cutoff).to(device)
-    models: Dict[str, nn.Module] = {"PyG SchNet": ref,
-                                    "pyg_schnet": SchNet.from_pyg(ref).to(device)}
-    if a.fast:
-        from .model import build_model
-        exact = SchNet.from_pyg(ref)
-        fast = build_model(**dict(exact.hparams(), fast=True))
-        fast.load_state_dict(exact.state_dict())
-        models["pyg_schnet fast"] = fast.to(device)
+    models = _registered_models(a, device) if a.models else _pyg_comparison(a, device)
     if a.memory_of is not None:
         step = _Steps(models, device)
         return _measure_memory(lambda: step.train(a.memory_of, batches[0]))
@@ -241,11 +264,12 @@ def main(argv: List[str]) -> int:
     for n, results in tables.items():
         mark = " (the default for one process)" if n == default else ""
         print(f"\n{n} thread(s){mark}")
-        _print_table(results, memory)
+        _print_table(results, memory, {k: count_parameters(m) for k, m in models.items()})
     if len(tables) > 1:
-        ours = {n: statistics.median(t["pyg_schnet"]["train"]) for n, t in tables.items()}
+        mine = "pyg_schnet" if "pyg_schnet" in models else next(iter(models))
+        ours = {n: statistics.median(t[mine]["train"]) for n, t in tables.items()}
         best = max(ours, key=lambda n: ours[n])
-        print(f"\npyg_schnet training: default {default} thread(s) {ours[default]:.0f} mol/s, "
+        print(f"\n{mine} training: default {default} thread(s) {ours[default]:.0f} mol/s, "
               f"best {best} thread(s) {ours[best]:.0f} mol/s ({ours[default] / ours[best]:.2f}"
               f" of best); processes: see pyg-schnet throughput (train's default runs "
               f"{cores} x 1 thread)")

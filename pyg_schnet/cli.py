@@ -11,6 +11,7 @@ import time
 import warnings
 from typing import List, NoReturn, Optional
 
+from .config import ROOT_HELP
 from .errors import UserError
 
 
@@ -57,7 +58,7 @@ def peak_rss_mib() -> float:
 
 def cmd_data(argv: List[str]) -> int:
     p = _Parser(prog="pyg-schnet data")
-    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack")
     p.add_argument("--max-molecules", "--max_molecules", type=int, default=None)
     p.add_argument("--force-reload", "--force_reload", action="store_true")
@@ -122,7 +123,7 @@ def cmd_train(argv: List[str]) -> int:
     if int(os.environ.get("RANK", "0")) == 0:
         unit = metrics["unit"]
         extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
-        print(f"{cfg.filter_name} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
+        print(f"{cfg.label} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
               f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
               f"run directory {cfg.out}")
     return 0
@@ -136,7 +137,7 @@ def cmd_evaluate(argv: List[str]) -> int:
                       "[--split test|val|train]")
     p.add_argument("run_dir", nargs="?")
     p.add_argument("--model", default=None, help="a shipped pretrained model (qm9-U0, qm9-gap)")
-    p.add_argument("--root", default="data/qm9", help="QM9 root for --model")
+    p.add_argument("--root", default=None, help="QM9 root for --model (default: as train)")
     p.add_argument("--limit", type=int, default=None, help="with --model: a random subset")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--batch-size", "--batch_size", type=int, default=None)
@@ -197,7 +198,7 @@ def cmd_predict(argv: List[str]) -> int:
 
 def cmd_filters(argv: List[str]) -> int:
     p = _Parser(prog="pyg-schnet filters")
-    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--batch-size", "--batch_size", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)

@@ -14,6 +14,8 @@ import argparse
 import dataclasses
 import inspect
 import math
+import os
+import os.path as osp
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, NoReturn, Optional, Sequence, Union, get_type_hints
 
@@ -33,6 +35,8 @@ def _field(default: Any, help: str) -> Any:
 class Config:
     """Resolved settings of one training run (saved as ``config.yaml``)."""
     # model
+    model: str = _field("schnet", "model: schnet (this project's, with --filter), "
+                                  "pyg_schnet_ref (PyG's SchNet), visnet, dimenet++, painn")
     filter: Dict[str, Any] = _field(
         {"name": "gaussian"}, "edge filter: a registered name, or a mapping {name: NAME, "
         "OPTION: VALUE, ...} with the filter's own options (see --filter.OPTION)")
@@ -46,14 +50,18 @@ class Config:
                                "(pyg_schnet.fast; within 1e-3 of the exact model)")
     # data
     target: str = _field("U0", "QM9 target (name or index of PyG's 19)")
-    root: str = _field("data/qm9", "data root (built there on first use)")
+    root: Optional[str] = _field(None, "data root, built there on first use (none = "
+                                       "$PYG_SCHNET_DATA, else ~/.cache/pyg_schnet/qm9); "
+                                       "relative in a config file = relative to that file")
     source: str = _field("qm9pack", "where QM9 comes from: qm9pack (offline) or pyg (download)")
     max_molecules: Optional[int] = _field(None, "use only the first N molecules")
     train_size: float = _field(0.8, "training molecules: a count (>= 1) or a fraction (< 1)")
     val_size: float = _field(0.1, "validation molecules: a count or a fraction")
     test_size: Optional[float] = _field(None, "test molecules: a count or a fraction; none = the "
                                               "rest")
-    split_file: Optional[str] = _field(None, "reuse a split file (ours or schnetpack's)")
+    split_file: Optional[str] = _field(None, "reuse a split file (ours or schnetpack's); "
+                                             "relative in a config file = relative to that "
+                                             "file")
     # optimisation
     batch_size: int = _field(100, "molecules per optimizer step, shared by the processes")
     lr: float = _field(5e-4, "Adam learning rate")
@@ -85,10 +93,15 @@ class Config:
     def filter_name(self) -> str:
         return str(self.filter["name"])
 
+    @property
+    def label(self) -> str:
+        """What a run is called in output lines and plot titles: the filter
+        for this project's SchNet, else the model."""
+        return self.filter_name if self.model == "schnet" else self.model
+
     def resolved_processes(self) -> int:
         """Data-parallel processes: as set, else one per CPU core (the measured
         fastest on CPU at every model size, README), or one on a GPU."""
-        import os
         if self.processes is not None:
             return self.processes
         return 1 if self.device != "cpu" else max(1, os.cpu_count() or 1)
@@ -97,14 +110,18 @@ class Config:
         """Check the settings, resolve the filter's options (defaults filled in)
         and build the model once: the model's and filter's constructors are the
         one place their settings are checked."""
-        from .data import SOURCES, TARGETS, target_index
-        from .model import build_model
+        from .data import SOURCES, TARGETS, default_root, target_index
+        from .models import build
 
         def need(ok: bool, msg: str) -> None:
             if not ok:
                 raise UserError(msg)
 
         self.filter = resolve_filter(self.filter)
+        self._check_model()
+        self.root = osp.abspath(osp.expanduser(self.root)) if self.root else default_root()
+        if self.split_file:
+            self.split_file = osp.abspath(osp.expanduser(self.split_file))
         self.target = TARGETS[target_index(self.target)]
         need(self.source in SOURCES, f"unknown source {self.source!r}; choose one of: "
                                      f"{', '.join(SOURCES)}")
@@ -131,20 +148,44 @@ class Config:
              f"({self.resolved_processes()}), which share each batch")
         need(self.max_lr_decays is None or self.max_lr_decays >= 1,
              f"max_lr_decays must be at least 1, got {self.max_lr_decays}")
-        build_model(**self.model_hparams())
+        build(**self.model_hparams())
         return self
+
+    def _check_model(self) -> None:
+        """The model is registered, and the SchNet-only settings are left at
+        their defaults for the other models (PyG's SchNet takes the Gaussian
+        filter's ``num_gaussians``)."""
+        from .models import MODELS
+        if self.model not in MODELS:
+            raise UserError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
+        if self.model == "schnet":
+            return
+        if self.fast or self.shared_filters:
+            raise UserError(f"fast and shared_filters apply to model schnet only, not "
+                            f"{self.model!r}")
+        if self.filter_name != "gaussian" or (self.model != "pyg_schnet_ref" and any(
+                v != resolve_filter("gaussian")[k] for k, v in self.filter.items())):
+            raise UserError(f"filter settings apply to model schnet only (pyg_schnet_ref: "
+                            f"the gaussian filter's num_gaussians), not {self.model!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
 
     def model_hparams(self) -> Dict[str, Any]:
-        """What :func:`pyg_schnet.model.build_model` takes (without the
+        """What :func:`pyg_schnet.models.build` takes (without the
         standardisation, which comes from the data)."""
         from .data import EXTENSIVE
-        return dict(filter=dict(self.filter), num_filters=self.num_filters, cutoff=self.cutoff,
-                    hidden_channels=self.hidden_channels, num_interactions=self.num_interactions,
-                    max_num_neighbors=self.max_num_neighbors, shared_filters=self.shared_filters,
-                    fast=self.fast, readout="add" if self.target in EXTENSIVE else "mean")
+        shared = dict(model=self.model, cutoff=self.cutoff, hidden_channels=self.hidden_channels,
+                      num_interactions=self.num_interactions,
+                      max_num_neighbors=self.max_num_neighbors,
+                      readout="add" if self.target in EXTENSIVE else "mean")
+        if self.model == "schnet":
+            return dict(shared, filter=dict(self.filter), num_filters=self.num_filters,
+                        shared_filters=self.shared_filters, fast=self.fast)
+        if self.model == "pyg_schnet_ref":
+            return dict(shared, num_filters=self.num_filters,
+                        num_gaussians=self.filter["num_gaussians"])
+        return shared
 
 
 def resolve_filter(spec: Any) -> Dict[str, Any]:
@@ -401,11 +442,46 @@ def parse_overrides(args: Sequence[str]) -> Dict[str, Any]:
     return overrides_from(parser.parse_args(list(args)), args)
 
 
-def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None) -> Config:
-    """Defaults, then the YAML file, then overrides (e.g. flags); validated."""
+ROOT_HELP = "QM9 root (default: $PYG_SCHNET_DATA, else ~/.cache/pyg_schnet/qm9)"
+#: config keys that name files: relative in a config file = relative to it
+PATH_KEYS = ("root", "split_file")
+#: configs shipped with the package, by name (``--config quickstart``)
+CONFIG_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "configs")
+
+
+def shipped_configs() -> List[str]:
+    return sorted(f[:-5] for f in os.listdir(CONFIG_DIR) if f.endswith(".yaml"))
+
+
+def find_config(name: str) -> str:
+    """A config file's path: ``name`` itself if it is a file, else the shipped
+    config of that name (``quickstart`` -> ``pyg_schnet/configs/quickstart.yaml``)."""
+    if osp.exists(name) or os.sep in name or name.endswith((".yaml", ".yml")):
+        return name
+    shipped = osp.join(CONFIG_DIR, f"{name}.yaml")
+    if osp.isfile(shipped):
+        return shipped
+    raise UserError(f"config {name!r} is neither a file nor a shipped config; shipped: "
+                    f"{', '.join(shipped_configs())}")
+
+
+def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None,
+                paths_relative_to_file: bool = True) -> Config:
+    """Defaults, then the YAML file (a path or a shipped config's name), then
+    overrides (e.g. flags); validated. A relative path in the file (``root``,
+    ``split_file``) is relative to the file, so the result does not depend on
+    the current directory; one in the overrides is relative to it, as a shell
+    user expects. A run directory's ``config.yaml`` records absolute paths;
+    older ones recorded them as given, relative to the directory the run
+    started in, which ``paths_relative_to_file=False`` keeps."""
     settings = _Settings()
     if path is not None:
+        path = find_config(path)
+        here = osp.dirname(osp.abspath(path))
         for key, value in read_yaml(path).items():
+            if paths_relative_to_file and str(key) in PATH_KEYS and isinstance(value, str) \
+                    and value and not osp.isabs(osp.expanduser(value)):
+                value = osp.normpath(osp.join(here, value))
             settings.set(str(key), value)
     for key, value in (overrides or {}).items():
         settings.set(key, value)
@@ -436,7 +512,6 @@ def resolve_out(cfg: Config) -> str:
 def run_id() -> str:
     """The W&B run id of this run (``WANDB_RUN_ID``, set by sweep agents and
     ``pyg-schnet sweep``), else a fresh random one."""
-    import os
     import uuid
     return os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
 

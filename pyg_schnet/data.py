@@ -174,6 +174,17 @@ def _storage_from_arrays(z: Tensor, pos: Tensor, counts: Tensor, y: Tensor, idx:
     return data, slices
 
 
+def default_root() -> str:
+    """The QM9 root used when none is given: ``$PYG_SCHNET_DATA``, else
+    ``$XDG_CACHE_HOME/pyg_schnet/qm9`` (``~/.cache/pyg_schnet/qm9``), so every
+    command finds the same cache from any directory."""
+    env = os.environ.get("PYG_SCHNET_DATA")
+    if env:
+        return osp.abspath(osp.expanduser(env))
+    cache = os.environ.get("XDG_CACHE_HOME") or osp.join(osp.expanduser("~"), ".cache")
+    return osp.join(cache, "pyg_schnet", "qm9")
+
+
 class QM9(InMemoryDataset):
     r"""The QM9 data set (`Ramakrishnan et al. 2014
     <https://doi.org/10.1038/sdata.2014.22>`_) of 130,831 molecules with PyG's
@@ -183,8 +194,9 @@ class QM9(InMemoryDataset):
     ``idx`` (0-based QM9 index), ``name`` (``gdb_<index>``) and ``smiles``.
 
     Args:
-        root (str): Root directory; ``root/raw`` holds PyG's raw files for
-            ``source="pyg"``, ``root/processed`` the cache.
+        root (str, optional): Root directory; ``root/raw`` holds PyG's raw
+            files for ``source="pyg"``, ``root/processed`` the cache.
+            (default: :func:`default_root`, the same from every directory)
         source (str, optional): ``"qm9pack"`` (offline CSVs) or ``"pyg"``
             (PyG's download and processing). (default: :obj:`"qm9pack"`)
         max_molecules (int, optional): Keep a deterministic random subset of
@@ -194,9 +206,10 @@ class QM9(InMemoryDataset):
         force_reload (bool, optional): Rebuild the cache. (default: :obj:`False`)
     """
 
-    def __init__(self, root: str, source: str = "qm9pack", max_molecules: Optional[int] = None,
-                 transform: Optional[Callable] = None, force_reload: bool = False,
-                 log: bool = False) -> None:
+    def __init__(self, root: Optional[str] = None, source: str = "qm9pack",
+                 max_molecules: Optional[int] = None, transform: Optional[Callable] = None,
+                 force_reload: bool = False, log: bool = False) -> None:
+        root = default_root() if root is None else root
         if source not in SOURCES:
             raise UserError(f"unknown QM9 source {source!r}; choose one of: {', '.join(SOURCES)}")
         _check_root(root)

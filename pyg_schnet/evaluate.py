@@ -13,13 +13,14 @@ from .config import Config
 from .data import QM9, UNITS, load_split, target_index
 from .errors import UserError
 from .loader import MoleculeLoader
-from .model import SchNet
+from .atomistic import AtomisticModel
 from .plots import error_plot, parity_plot
 from .rundir import RunDir
 from .train import load_checkpoint, model_from_checkpoint, predict_loader
 
 
-def load_run(run_dir: str, which: str = "best") -> Tuple[Config, SchNet, Dict[str, Any]]:
+def load_run(run_dir: str, which: str = "best"
+             ) -> Tuple[Config, AtomisticModel, Dict[str, Any]]:
     """Config, model and checkpoint of a run directory: ``which`` is ``best``
     or ``last``; without best.pt, a best model's model-only weights
     (``model.pt``, what studies keep) serve instead."""
@@ -43,7 +44,7 @@ def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None
         return _evaluate(run_dir, cfg, model, split, batch_size)
 
 
-def _evaluate(run_dir: str, cfg: Config, model: SchNet, split: str,
+def _evaluate(run_dir: str, cfg: Config, model: AtomisticModel, split: str,
               batch_size: Optional[int]) -> Dict[str, Any]:
     dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
     sp = load_split(osp.join(run_dir, "split.npz"), len(dataset))
@@ -55,7 +56,7 @@ def _evaluate(run_dir: str, cfg: Config, model: SchNet, split: str,
     diff = (pred.double() - y.double())
     mae, rmse = float(diff.abs().mean()), float(math.sqrt(float((diff ** 2).mean())))
     unit = UNITS[cfg.target]
-    title = f"{cfg.filter_name}, {cfg.target} ({split}): MAE {mae:.4g} {unit}"
+    title = f"{cfg.label}, {cfg.target} ({split}): MAE {mae:.4g} {unit}"
     plot = osp.join(run_dir, f"parity_{split}.png")
     parity_plot(y.numpy(), pred.numpy(), title, unit, plot)
     errors = osp.join(run_dir, f"errors_{split}.png")

@@ -50,8 +50,8 @@ def pretrained(name: str) -> Any:
     return model
 
 
-def evaluate_pretrained(name: str, root: str, split: str = "test", limit: Optional[int] = None,
-                        batch_size: int = 250) -> Dict[str, Any]:
+def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
+                        limit: Optional[int] = None, batch_size: int = 250) -> Dict[str, Any]:
     """MAE and RMSE of a shipped model on the split its card names (the data
     set rebuilt or loaded at ``root``); ``limit`` evaluates a seeded random
     subset of that split."""

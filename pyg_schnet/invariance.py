@@ -7,7 +7,8 @@ import torch
 from torch import Tensor
 
 from .filters import FILTERS
-from .model import SchNet, build_model
+from .atomistic import AtomisticModel
+from .model import build_model
 
 
 def random_rotations(num: int, generator: Optional[torch.Generator] = None,
@@ -28,7 +29,7 @@ def random_rotation(generator: Optional[torch.Generator] = None, dtype=torch.flo
 
 
 @torch.no_grad()
-def invariance_errors(model: SchNet, z: Tensor, pos: Tensor, batch: Tensor,
+def invariance_errors(model: AtomisticModel, z: Tensor, pos: Tensor, batch: Tensor,
                       seed: int = 0) -> Dict[str, float]:
     """Largest change of any prediction under a per-molecule random rotation,
     a translation, and a random permutation of atoms within each molecule,
@@ -56,7 +57,7 @@ def invariance_errors(model: SchNet, z: Tensor, pos: Tensor, batch: Tensor,
     return {k: float((v - ref).abs().max()) / scale for k, v in out.items()}
 
 
-def report(root: str, batch_size: int = 32, seed: int = 0) -> Dict[str, Dict[str, float]]:
+def report(root: Optional[str], batch_size: int = 32, seed: int = 0) -> Dict[str, Dict[str, float]]:
     """Per registered filter: parameters and invariance errors on a QM9 batch
     (default model sizes, random initialisation); ``"_batch"`` holds the
     batch's molecule and atom counts."""

@@ -9,12 +9,12 @@ import torch
 from torch import Tensor, nn
 from torch_geometric.utils import scatter
 
+from .atomistic import AtomisticModel
 from .errors import UserError
 from .filters import FILTERS, MODEL_ARGS, EdgeFilter, GaussianFilter, RadialFilter, \
     ShiftedSoftplus, filter_options, make_filter
 from .graph import radius_edges
 
-READOUTS = ("add", "mean")
 
 
 class EdgeSet(NamedTuple):
@@ -179,7 +179,7 @@ class InteractionBlock(nn.Module):
         return self.lin(self.act(self.conv(x, edges)))
 
 
-class SchNet(nn.Module):
+class SchNet(AtomisticModel):
     r"""SchNet from `"SchNet: A Continuous-filter Convolutional Neural Network
     for Modeling Quantum Interactions" <https://arxiv.org/abs/1706.08566>`_,
     with the edge filter passed in as an object.
@@ -215,23 +215,15 @@ class SchNet(nn.Module):
                  std: float = 1.0, atomref: Optional[Tensor] = None, shared_filters: bool = False,
                  max_z: int = 100, filter_table: Optional[Any] = None,
                  aggregation: Optional[PairAggregation] = None) -> None:
-        super().__init__()
-        if readout not in READOUTS:
-            raise UserError(f"unknown readout {readout!r}; choose one of: {', '.join(READOUTS)}")
+        super().__init__(filter.cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
         for name, value, least in (("hidden_channels", hidden_channels, 2),
-                                   ("num_interactions", num_interactions, 1),
-                                   ("max_num_neighbors", max_num_neighbors, 1),
-                                   ("max_z", max_z, 10)):
+                                   ("num_interactions", num_interactions, 1)):
             if value < least:
                 raise UserError(f"{name} must be at least {least}, got {value}")
-        self.cutoff = filter.cutoff
         self.num_filters = filter.num_filters
         self.hidden_channels = hidden_channels
         self.num_interactions = num_interactions
-        self.max_num_neighbors = max_num_neighbors
-        self.readout = readout
         self.shared_filters = shared_filters
-        self.max_z = max_z
         self.filter_name = filter.name
         self.filter_hparams = dict(filter.hparams)
         #: Run radial filters once per atom pair (exact; only the float
@@ -249,14 +241,6 @@ class SchNet(nn.Module):
         self.lin1 = nn.Linear(hidden_channels, hidden_channels // 2)
         self.act = ShiftedSoftplus(inplace=True)  # acts on fresh layer outputs
         self.lin2 = nn.Linear(hidden_channels // 2, 1)
-
-        self.mean: Tensor
-        self.std: Tensor
-        self.atomref: Tensor
-        self.register_buffer("mean", torch.tensor(float(mean)))
-        self.register_buffer("std", torch.tensor(float(std)))
-        self.register_buffer("atomref", torch.zeros(max_z))
-        self.set_standardization(mean, std, atomref)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -268,16 +252,6 @@ class SchNet(nn.Module):
         nn.init.zeros_(self.lin1.bias)
         nn.init.xavier_uniform_(self.lin2.weight)
         nn.init.zeros_(self.lin2.bias)
-
-    def set_standardization(self, mean: float, std: float,
-                            atomref: Optional[Tensor] = None) -> None:
-        """Set the per-atom output scale/shift and per-element references."""
-        self.mean.fill_(float(mean))
-        self.std.fill_(float(std))
-        self.atomref.zero_()
-        if atomref is not None:
-            ref = torch.as_tensor(atomref, dtype=torch.float32).view(-1)
-            self.atomref[: ref.numel()] = ref[: self.max_z]
 
     @property
     def blocks(self) -> List[InteractionBlock]:
@@ -292,13 +266,14 @@ class SchNet(nn.Module):
     def hparams(self) -> Dict[str, Any]:
         """Names and numbers that rebuild this model with :func:`build_model`."""
         options = {k: v for k, v in self.filter_hparams.items() if k not in MODEL_ARGS}
-        return dict(filter={"name": self.filter_name, **options}, num_filters=self.num_filters,
+        return dict(model="schnet", filter={"name": self.filter_name, **options},
+                    num_filters=self.num_filters,
                     cutoff=self.cutoff, hidden_channels=self.hidden_channels,
                     num_interactions=self.num_interactions,
                     max_num_neighbors=self.max_num_neighbors, readout=self.readout,
                     shared_filters=self.shared_filters, max_z=self.max_z, fast=self.fast)
 
-    def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
+    def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,  # type: ignore
                 edge_index: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
         """Predict one value per graph ``[num_graphs, 1]``.
 
@@ -390,7 +365,8 @@ MODEL_KEYS = ("hidden_channels", "num_interactions", "max_num_neighbors", "reado
 
 
 def build_model(filter: Union[str, Mapping[str, Any]] = "gaussian", num_filters: int = 128,
-                cutoff: float = 10.0, fast: bool = False, **kwargs: Any) -> SchNet:
+                cutoff: float = 10.0, fast: bool = False, model: str = "schnet",
+                **kwargs: Any) -> SchNet:
     """Build a :class:`SchNet` from names and numbers (the config boundary).
 
     Args:
@@ -402,6 +378,8 @@ def build_model(filter: Union[str, Mapping[str, Any]] = "gaussian", num_filters:
             (default: :obj:`10.0`)
         fast (bool): Pass the fast mode's components (:mod:`pyg_schnet.fast`).
             (default: :obj:`False`)
+        model (str): Always ``"schnet"`` (what :meth:`SchNet.hparams` records
+            for the model registry, :func:`pyg_schnet.models.build`).
         **kwargs: :class:`SchNet` arguments (:data:`MODEL_KEYS`) and, as a
             shorthand, options of the chosen filter
             (``build_model("gaussian", num_gaussians=25)``).
@@ -409,6 +387,9 @@ def build_model(filter: Union[str, Mapping[str, Any]] = "gaussian", num_filters:
     Any other argument is an error naming it; ``build_model(**model.hparams())``
     rebuilds a model.
     """
+    if model != "schnet":
+        raise UserError(f"build_model builds model 'schnet', not {model!r}: use "
+                        f"pyg_schnet.models.build")
     spec = {"name": filter} if isinstance(filter, str) else dict(filter)
     name = spec.pop("name", None)
     if not isinstance(name, str):

@@ -69,7 +69,7 @@ class RunDir:
             raise UserError(f"run directory {self.path} does not exist")
         if not self.has("config.yaml"):
             raise UserError(f"{self.path} is not a run directory (no config.yaml)")
-        cfg = load_config(self.file("config.yaml"))
+        cfg = load_config(self.file("config.yaml"), paths_relative_to_file=False)
         cfg.out = self.path
         return cfg
 
@@ -95,7 +95,7 @@ class RunDir:
         unreadable config.yaml differs in everything."""
         from .config import load_config
         try:
-            saved = load_config(self.file("config.yaml")).to_dict()
+            saved = load_config(self.file("config.yaml"), paths_relative_to_file=False).to_dict()
         except UserError:
             return ["config.yaml (unreadable)"]
         wanted = cfg.to_dict()

@@ -27,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from .config import ROOT_HELP
 from .errors import UserError
 
 #: Work per molecule (``num_filters`` times edges per molecule times blocks,
@@ -79,8 +80,8 @@ def default_threads(num_filters: int, num_interactions: int, cutoff: float,
     return share
 
 
-def _run(size: str, threads: int, processes: int, root: str, source: str, molecules: int,
-         epochs: int, work: str, wait_policy: Optional[str] = None) -> float:
+def _run(size: str, threads: int, processes: int, root: Optional[str], source: str,
+         molecules: int, epochs: int, work: str, wait_policy: Optional[str] = None) -> float:
     """Training molecules/s of one setting: the median of the epochs after
     the first (warm-up), summed over processes."""
     out = tempfile.mkdtemp(prefix=f"{size}_t{threads}_p{processes}_", dir=work)
@@ -111,7 +112,7 @@ def _run(size: str, threads: int, processes: int, root: str, source: str, molecu
 def main(argv: List[str]) -> int:
     p = argparse.ArgumentParser(prog="pyg-schnet throughput", description=__doc__)
     p.error = lambda msg: (_ for _ in ()).throw(UserError(f"throughput: {msg}"))  # type: ignore
-    p.add_argument("--root", default="data/qm9")
+    p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack")
     p.add_argument("--sizes", nargs="+", default=list(SIZES), choices=list(SIZES))
     p.add_argument("--rounds", type=int, default=2, help="repetitions of the grid")

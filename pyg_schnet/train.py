@@ -38,7 +38,9 @@ from .data import QM9, UNITS, Split, compute_statistics, get_split, load_split, 
 from .errors import UserError
 from .io import atomic_write, write_csv, write_json
 from .loader import MoleculeBatch, MoleculeLoader
-from .model import SchNet, build_model, upgrade_hparams
+from .atomistic import AtomisticModel
+from .model import SchNet, upgrade_hparams
+from .models import build
 from .throughput import default_threads
 from .rundir import RunDir
 
@@ -120,8 +122,8 @@ def export_weights(run_dir: str) -> str:
     return path
 
 
-def model_from_checkpoint(ckpt: Dict[str, Any]) -> SchNet:
-    model = build_model(**upgrade_hparams(ckpt["hparams"]))
+def model_from_checkpoint(ckpt: Dict[str, Any]) -> AtomisticModel:
+    model = build(**upgrade_hparams(ckpt["hparams"]))
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
@@ -405,8 +407,8 @@ class Trainer:
     def _setup_model(self, ckpt: Optional[Dict[str, Any]]) -> None:
         cfg, stats = self.cfg, self.stats
         self.hparams = dict(cfg.model_hparams(), readout=stats.readout)
-        self.model: SchNet = build_model(**self.hparams, mean=stats.mean, std=stats.std,
-                                         atomref=stats.atomref).to(self.device)
+        self.model: AtomisticModel = build(**self.hparams, mean=stats.mean, std=stats.std,
+                                           atomref=stats.atomref).to(self.device)
         self.num_params = count_parameters(self.model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
@@ -584,7 +586,8 @@ class Trainer:
                    "best_epoch": st.best_epoch, "epochs": st.epoch,
                    "train_seconds": st.elapsed, "num_train": len(split.train_idx),
                    "num_val": len(split.val_idx), "num_test": len(split.test_idx),
-                   "num_params": self.num_params, "filter": cfg.filter_name,
+                   "num_params": self.num_params, "model": cfg.model,
+                   "filter": cfg.filter_name,
                    "processes": self.info.world_size, "threads": self.threads,
                    "effective_batch_size": self.effective_batch_size,
                    "stop_reason": st.stop_reason, "lr_decays": st.lr_decays,
@@ -608,13 +611,15 @@ class Trainer:
         loader = MoleculeLoader(self.dataset, self.split.test_idx, cfg.batch_size, self.target)
         pred, y, _ = predict_loader(self.model, loader, self.device)
         parity = osp.join(self.out, "parity_test.png")
-        parity_plot(y.cpu().numpy(), pred.cpu().numpy(), f"{cfg.filter_name}, {cfg.target} "
+        parity_plot(y.cpu().numpy(), pred.cpu().numpy(), f"{cfg.label}, {cfg.target} "
                     f"(test): MAE {metrics['test_mae']:.4g} {unit}", unit, parity)
-        filters = osp.join(self.out, "filters.png")
-        filter_plot(self.model.cpu(), filters)
-        self.wandb.images({"parity_test": parity, "filters": filters})
+        images = {"parity_test": parity}
+        if isinstance(self.model, SchNet):  # the learned filters of this project's SchNet
+            images["filters"] = osp.join(self.out, "filters.png")
+            filter_plot(self.model.cpu(), images["filters"])
+        self.wandb.images(images)
         self.wandb.artifact(export_weights(self.out), {k: metrics[k] for k in (
-            "target", "unit", "test_mae", "best_epoch", "num_params", "filter")})
+            "target", "unit", "test_mae", "best_epoch", "num_params", "model", "filter")})
 
 
 def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False,

@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-.venv/bin/pyg-schnet data --root data/qm9
-.venv/bin/pyg-schnet train --config experiments/configs/quickstart.yaml --overwrite
+export PYG_SCHNET_DATA="$PWD/data/qm9"   # this clone keeps its QM9 cache in data/qm9
+.venv/bin/pyg-schnet data
+.venv/bin/pyg-schnet train --config quickstart --overwrite
 .venv/bin/pyg-schnet evaluate runs/quickstart

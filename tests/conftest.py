@@ -12,6 +12,8 @@ REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # test_data.py. Everything else trains on a ~980-molecule sample of it
 # (qm9_sample.py), built through the ``pyg`` source.
 DATA_ROOT = os.environ.get("PYG_SCHNET_TEST_ROOT", osp.join(REPO, "data", "qm9"))
+# the default root of every command the tests run (never the user's ~/.cache)
+os.environ["PYG_SCHNET_DATA"] = DATA_ROOT
 from qm9_sample import SAMPLE_ROOT, SAMPLE_SOURCE, ensure_sample  # noqa: E402
 
 #: ``study run`` flags that point a study at the sample

@@ -161,6 +161,9 @@ CASES = [
      "cutoff"),
     ("benchmark-no-gpu", lambda w: ["benchmark", "--skip-build", "--device", "cuda"], "cuda"),
     ("benchmark-bad-number", lambda w: ["benchmark", "--batches", "many"], "invalid int"),
+    ("benchmark-unknown-model", lambda w: ["benchmark", "--skip-build", "--models",
+                                           "schnet,transformer"], "unknown model 'transformer'"),
+    ("train-unknown-model", lambda w: ["train", "--model", "gpt"], "unknown model 'gpt'; choose"),
     ("filters-root-is-file", lambda w: ["filters", "--root", w / "good.yaml"], "is a file"),
 ]
 if os.geteuid() != 0:  # root reads files whatever their mode

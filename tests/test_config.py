@@ -179,3 +179,61 @@ def test_committed_run_directories_load_unchanged():
         assert RunDir(r.cfg.out).differences(r.cfg) == [], r.rel
     quantised = [r for r in runs if r.variant == "gaussian_q0.1"]
     assert all(r.cfg.filter["distance_bin_width"] == 0.1 for r in quantised)
+
+
+# -- no command depends on the current directory -----------------------------------------
+
+def test_default_root_is_the_same_from_every_directory(monkeypatch, tmp_path):
+    from pyg_schnet.data import default_root
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYG_SCHNET_DATA", "data/here")  # made absolute once, when read
+    assert default_root() == str(tmp_path / "data" / "here")
+    monkeypatch.delenv("PYG_SCHNET_DATA")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    assert default_root() == str(tmp_path / "cache" / "pyg_schnet" / "qm9")
+    assert load_config(None, {"filter": "gaussian"}).root == default_root()
+
+
+def test_relative_paths_in_a_config_file_are_relative_to_the_file(monkeypatch, tmp_path):
+    folder = tmp_path / "a" / "b"
+    folder.mkdir(parents=True)
+    path = write_config(folder / "c.yaml", root="../qm9", split_file="split.npz")
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(path)
+    assert cfg.root == str(tmp_path / "a" / "qm9")
+    assert cfg.split_file == str(folder / "split.npz")
+    # on the command line a relative path is relative to the current directory
+    cfg = load_config(path, {"root": "elsewhere/qm9"})
+    assert cfg.root == str(tmp_path / "elsewhere" / "qm9")
+
+
+def test_shipped_configs_by_name(tmp_path):
+    from pyg_schnet.config import shipped_configs
+    assert {"quickstart", "sweep_base"} <= set(shipped_configs())
+    cfg = load_config("quickstart")
+    assert cfg.train_size == 5000 and cfg.out == "runs/quickstart"
+    with pytest.raises(UserError, match=r"config 'quickstrat' is neither a file nor a shipped "
+                                        r"config; shipped: .*quickstart"):
+        load_config("quickstrat")
+    with pytest.raises(UserError, match="does not exist"):
+        load_config(str(tmp_path / "missing.yaml"))
+
+
+def test_train_and_evaluate_from_another_directory(tmp_path):
+    """The shipped quickstart config from a directory that is not the
+    repository: the run lands under the current directory, and its saved config
+    names the data by absolute path, so evaluating it works from anywhere."""
+    from helpers import cli as run
+    work = tmp_path / "work"
+    work.mkdir()
+    flags = [f"--{k}={v}" for k, v in TINY.items() if k != "root"] + ["--epochs=1"]
+    proc = run("train", "--config", "quickstart", "--root", osp.relpath(TINY["root"], work),
+               *flags, "--quiet", cwd=work)
+    assert proc.returncode == 0, proc.stderr
+    saved = yaml.safe_load(open(work / "runs" / "quickstart" / "config.yaml"))
+    assert saved["root"] == TINY["root"] and saved["out"] == "runs/quickstart"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    proc = run("evaluate", work / "runs" / "quickstart", cwd=elsewhere)
+    assert proc.returncode == 0, proc.stderr
+    assert "test: 50 molecules" in proc.stdout

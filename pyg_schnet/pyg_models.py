@@ -1,0 +1,228 @@
+"""PyG's own models behind the registry's interface (:mod:`pyg_schnet.models`).
+
+Each adapter builds the PyG model, feeds it this project's radius graph
+(:func:`pyg_schnet.graph.radius_edges`: PyG 2.8's ``radius_graph`` needs
+``pyg-lib``) and returns raw per-atom outputs, so standardisation and readout
+are :class:`~pyg_schnet.atomistic.AtomisticModel`'s, the same for every model.
+"""
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .atomistic import AtomisticModel
+from .errors import UserError
+from .graph import radius_edges
+
+
+def _at_least(**values: int) -> None:
+    for key, value in values.items():
+        if value < 1:
+            raise UserError(f"{key} must be at least 1, got {value}")
+
+
+class RadiusInteractionGraph(nn.Module):
+    """PyG SchNet's ``interaction_graph`` on :func:`radius_edges`: returns
+    ``(edge_index, edge_weight)``."""
+
+    def __init__(self, cutoff: float, max_num_neighbors: int) -> None:
+        super().__init__()
+        self.cutoff, self.max_num_neighbors = cutoff, max_num_neighbors
+
+    def forward(self, pos: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor]:
+        edges = radius_edges(pos, batch, self.cutoff, self.max_num_neighbors)
+        return edges.edge_index, edges.edge_weight
+
+
+class RadiusDistance(nn.Module):
+    """ViSNet's ``Distance`` module on :func:`radius_edges`: edges with self
+    loops (zero vector and length), ``(edge_index, edge_weight, edge_vec)``."""
+
+    def __init__(self, cutoff: float, max_num_neighbors: int) -> None:
+        super().__init__()
+        self.cutoff, self.max_num_neighbors = cutoff, max_num_neighbors
+
+    def forward(self, pos: Tensor, batch: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        edges = radius_edges(pos, batch, self.cutoff, self.max_num_neighbors)
+        loops = torch.arange(pos.size(0), device=pos.device).repeat(2, 1)  # [2, N]
+        edge_index = torch.cat([edges.edge_index, loops], dim=1)
+        edge_vec = torch.cat([edges.edge_vec, pos.new_zeros(pos.size(0), 3)])
+        edge_weight = torch.cat([edges.edge_weight, pos.new_zeros(pos.size(0))])
+        return edge_index, edge_weight, edge_vec
+
+
+class PyGSchNetRef(AtomisticModel):
+    r"""PyG's :class:`~torch_geometric.nn.models.SchNet`, unchanged, as a
+    reference row ("ours equals PyG" in a study).
+
+    Args:
+        hidden_channels (int): Atom feature size. (default: :obj:`128`)
+        num_filters (int): Filter width. (default: :obj:`128`)
+        num_interactions (int): Interaction blocks. (default: :obj:`6`)
+        num_gaussians (int): Gaussians of the distance expansion. (default: :obj:`50`)
+        cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
+        max_num_neighbors (int): Neighbour cap. (default: :obj:`32`)
+        readout, mean, std, atomref, max_z: see
+            :class:`~pyg_schnet.atomistic.AtomisticModel`.
+    """
+
+    name = "pyg_schnet_ref"
+
+    def __init__(self, hidden_channels: int = 128, num_filters: int = 128,
+                 num_interactions: int = 6, num_gaussians: int = 50, cutoff: float = 10.0,
+                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
+                 std: float = 1.0, atomref: Optional[Tensor] = None, max_z: int = 100) -> None:
+        super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
+        _at_least(hidden_channels=hidden_channels, num_filters=num_filters,
+                  num_interactions=num_interactions, num_gaussians=num_gaussians)
+        from torch_geometric.nn.models import SchNet
+        self.settings = dict(hidden_channels=hidden_channels, num_filters=num_filters,
+                             num_interactions=num_interactions, num_gaussians=num_gaussians)
+        self.net = SchNet(hidden_channels=hidden_channels, num_filters=num_filters,
+                          num_interactions=num_interactions, num_gaussians=num_gaussians,
+                          cutoff=cutoff, max_num_neighbors=max_num_neighbors,
+                          interaction_graph=RadiusInteractionGraph(cutoff, max_num_neighbors))
+
+    def reset_parameters(self) -> None:
+        self.net.reset_parameters()
+
+    def graph_sums(self, z: Tensor, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
+        sums = self.net(z, pos, batch)  # [batch.max() + 1, 1]: PyG's sum readout
+        if sums.size(0) < num_graphs:  # trailing graphs without atoms
+            sums = torch.cat([sums, sums.new_zeros(num_graphs - sums.size(0), 1)])
+        return sums
+
+
+class ViSNetModel(AtomisticModel):
+    r"""PyG's :class:`~torch_geometric.nn.models.ViSNet` (`Wang et al. 2022
+    <https://arxiv.org/abs/2210.16518>`_): its representation and per-atom
+    output, with the radius graph of :class:`RadiusDistance`.
+
+    Args:
+        hidden_channels (int): Feature size. (default: :obj:`128`)
+        num_interactions (int): ViSNet layers. (default: :obj:`6`)
+        cutoff (float): Cutoff in Å. (default: :obj:`5.0`)
+        num_rbf (int): Radial basis functions. (default: :obj:`32`)
+        lmax (int): Highest spherical-harmonic degree. (default: :obj:`1`)
+        num_heads (int): Attention heads. (default: :obj:`8`)
+        max_num_neighbors (int): Neighbour cap. (default: :obj:`32`)
+        readout, mean, std, atomref, max_z: see
+            :class:`~pyg_schnet.atomistic.AtomisticModel`.
+    """
+
+    name = "visnet"
+
+    def __init__(self, hidden_channels: int = 128, num_interactions: int = 6,
+                 cutoff: float = 5.0, num_rbf: int = 32, lmax: int = 1, num_heads: int = 8,
+                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
+                 std: float = 1.0, atomref: Optional[Tensor] = None, max_z: int = 100) -> None:
+        super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
+        _at_least(hidden_channels=hidden_channels, num_interactions=num_interactions,
+                  num_rbf=num_rbf, lmax=lmax, num_heads=num_heads)
+        if hidden_channels % num_heads:
+            raise UserError(f"hidden_channels ({hidden_channels}) must be a multiple of "
+                            f"num_heads ({num_heads})")
+        from torch_geometric.nn.models import ViSNet
+        self.settings = dict(hidden_channels=hidden_channels, num_interactions=num_interactions,
+                             num_rbf=num_rbf, lmax=lmax, num_heads=num_heads)
+        self.net = ViSNet(lmax=lmax, num_heads=num_heads, num_layers=num_interactions,
+                          hidden_channels=hidden_channels, num_rbf=num_rbf, cutoff=cutoff,
+                          max_num_neighbors=max_num_neighbors, max_z=max_z)
+        # the one component PyG's constructor does not take: the radius graph
+        self.net.representation_model.distance = RadiusDistance(cutoff, max_num_neighbors)
+
+    def reset_parameters(self) -> None:
+        self.net.reset_parameters()
+
+    def atom_outputs(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        x, v = self.net.representation_model(z, pos, batch)  # [N, F], [N, L, F]
+        return self.net.output_model.pre_reduce(x, v)  # [N, 1]
+
+
+def triplets(edge_index: Tensor, num_nodes: int
+             ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Every two-edge path ``k -> j -> i`` with ``k != i`` of a directed graph
+    (``edge_index[0]`` source, ``[1]`` target), without ``torch-sparse``.
+
+    Returns ``(idx_i, idx_j, idx_k, idx_kj, idx_ji)``: the atoms of each
+    triplet ``[T]`` and the indices of its edges ``k -> j`` and ``j -> i``.
+    """
+    src, dst = edge_index
+    order = torch.argsort(dst, stable=True)  # edges grouped by target
+    count = torch.bincount(dst, minlength=num_nodes)  # incoming edges per atom
+    start = torch.cumsum(count, 0) - count  # first of each atom's group in `order`
+    num = count[src]  # per edge j -> i: the edges k -> j into its source
+    idx_ji = torch.repeat_interleave(torch.arange(src.numel(), device=src.device), num)
+    offset = torch.arange(idx_ji.numel(), device=src.device) - \
+        torch.repeat_interleave(torch.cumsum(num, 0) - num, num)  # rank within the group
+    idx_kj = order[start[src[idx_ji]] + offset]
+    idx_i, idx_j, idx_k = dst[idx_ji], src[idx_ji], src[idx_kj]
+    keep = idx_i != idx_k  # no k = i back-and-forth paths
+    return idx_i[keep], idx_j[keep], idx_k[keep], idx_kj[keep], idx_ji[keep]
+
+
+class DimeNetPlusPlusModel(AtomisticModel):
+    r"""PyG's :class:`~torch_geometric.nn.models.DimeNetPlusPlus` (`Gasteiger et
+    al. 2020 <https://arxiv.org/abs/2011.14115>`_): its embedding,
+    interaction and output blocks and bases, run on this project's radius
+    graph and :func:`triplets` (PyG's need ``pyg-lib`` and ``torch-sparse``).
+
+    Args:
+        hidden_channels (int): Feature size. (default: :obj:`128`)
+        num_interactions (int): Interaction blocks. (default: :obj:`4`)
+        cutoff (float): Cutoff in Å. (default: :obj:`5.0`)
+        int_emb_size (int): Interaction embedding size. (default: :obj:`64`)
+        basis_emb_size (int): Basis embedding size. (default: :obj:`8`)
+        out_emb_channels (int): Output embedding size. (default: :obj:`256`)
+        num_spherical (int): Spherical harmonics. (default: :obj:`7`)
+        num_radial (int): Radial basis functions. (default: :obj:`6`)
+        max_num_neighbors (int): Neighbour cap. (default: :obj:`32`)
+        readout, mean, std, atomref, max_z: see
+            :class:`~pyg_schnet.atomistic.AtomisticModel`.
+    """
+
+    name = "dimenet++"
+
+    def __init__(self, hidden_channels: int = 128, num_interactions: int = 4,
+                 cutoff: float = 5.0, int_emb_size: int = 64, basis_emb_size: int = 8,
+                 out_emb_channels: int = 256, num_spherical: int = 7, num_radial: int = 6,
+                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
+                 std: float = 1.0, atomref: Optional[Tensor] = None, max_z: int = 100) -> None:
+        super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
+        _at_least(hidden_channels=hidden_channels, num_interactions=num_interactions,
+                  int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
+                  out_emb_channels=out_emb_channels, num_spherical=num_spherical,
+                  num_radial=num_radial)
+        from torch_geometric.nn.models import DimeNetPlusPlus
+        self.settings = dict(hidden_channels=hidden_channels, num_interactions=num_interactions,
+                             int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
+                             out_emb_channels=out_emb_channels, num_spherical=num_spherical,
+                             num_radial=num_radial)
+        self.net = DimeNetPlusPlus(hidden_channels=hidden_channels, out_channels=1,
+                                   num_blocks=num_interactions, int_emb_size=int_emb_size,
+                                   basis_emb_size=basis_emb_size,
+                                   out_emb_channels=out_emb_channels,
+                                   num_spherical=num_spherical, num_radial=num_radial,
+                                   cutoff=cutoff, max_num_neighbors=max_num_neighbors)
+
+    def reset_parameters(self) -> None:
+        self.net.reset_parameters()
+
+    def atom_outputs(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
+        net, n = self.net, z.numel()
+        edges = radius_edges(pos, batch, self.cutoff, self.max_num_neighbors)
+        j, i = edges.edge_index  # edge j -> i
+        idx_i, idx_j, idx_k, idx_kj, idx_ji = triplets(edges.edge_index, n)
+        pos_ij, pos_jk = pos[idx_i] - pos[idx_j], pos[idx_j] - pos[idx_k]  # [T, 3]
+        angle = torch.atan2(torch.cross(pos_ij, pos_jk, dim=1).norm(dim=-1),
+                            (pos_ij * pos_jk).sum(dim=-1))  # [T]
+        rbf = net.rbf(edges.edge_weight)  # [E, num_radial]
+        sbf = net.sbf(edges.edge_weight, angle, idx_kj)  # [T, num_spherical * num_radial]
+        x = net.emb(z, rbf, i, j)  # [E, hidden]
+        out = net.output_blocks[0](x, rbf, i, num_nodes=n)  # [N, 1]
+        for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:]):
+            x = interaction(x, rbf, sbf, idx_kj, idx_ji)
+            out = out + output(x, rbf, i, num_nodes=n)
+        return out

@@ -1,0 +1,202 @@
+"""The model registry: every registered model is tested automatically, for its
+interface, its symmetries, one training step, checkpoints and resume."""
+import csv
+import itertools
+import os.path as osp
+
+import pytest
+import torch
+import yaml
+
+from helpers import TINY, cli
+from pyg_schnet.config import load_config
+from pyg_schnet.errors import UserError
+from pyg_schnet.invariance import invariance_errors
+from pyg_schnet.model import SchNet
+from pyg_schnet.models import MODELS, build, model_arguments
+from pyg_schnet.pyg_models import triplets
+
+SMALL = dict(hidden_channels=16, num_interactions=2, cutoff=4.0)
+
+
+@pytest.fixture(params=sorted(MODELS))
+def name(request):
+    return request.param
+
+
+def _model(name, **kw):
+    """A small model with every parameter non-zero (DimeNet++ starts its output
+    layers at zero, which would make every symmetry test pass trivially)."""
+    torch.manual_seed(0)
+    model = build(name, **{**SMALL, **kw})
+    with torch.no_grad():
+        for p in model.parameters():
+            if not p.abs().sum():
+                p.normal_(0.0, 0.1)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def batch(sample):
+    from torch_geometric.loader import DataLoader
+    return next(iter(DataLoader(sample[:24], batch_size=24)))
+
+
+def test_output_shape_standardisation_and_readouts(name, batch):
+    b = batch
+    add = _model(name)
+    out = add(b.z, b.pos, b.batch)
+    assert out.shape == (24, 1) and torch.isfinite(out).all() and out.std() > 0
+    # the same standardisation and readout rules for every model
+    ref = torch.zeros(100)
+    ref[[1, 6, 7, 8, 9]] = torch.tensor([-13.6, -1029.0, -1485.0, -2042.0, -2713.0])
+    scaled = _model(name, mean=0.5, std=2.0, atomref=ref)
+    atoms = torch.bincount(b.batch).unsqueeze(-1).float()
+    refs = torch.zeros(24).index_add_(0, b.batch, ref[b.z]).unsqueeze(-1)
+    torch.testing.assert_close(scaled(b.z, b.pos, b.batch), 2.0 * out + 0.5 * atoms + refs,
+                               rtol=1e-5, atol=1e-3)
+    mean = _model(name, readout="mean")
+    torch.testing.assert_close(mean(b.z, b.pos, b.batch), out / atoms, rtol=1e-5, atol=1e-6)
+
+
+def test_energy_is_invariant(name, batch):
+    b = batch
+    errors = invariance_errors(_model(name), b.z, b.pos, b.batch, seed=1)
+    assert errors["rotation"] < 1e-4
+    assert errors["translation"] < 1e-4
+    assert errors["permutation"] < 1e-4
+
+
+def test_one_training_step_lowers_the_loss(name, batch):
+    b = batch
+    torch.manual_seed(0)
+    model = build(name, **SMALL).train()  # as initialised (DimeNet++ predicts 0)
+    target = torch.randn(24, 1, generator=torch.Generator().manual_seed(0))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+    losses = []
+    for _ in range(2):
+        loss = torch.mean((model(b.z, b.pos, b.batch) - target) ** 2)
+        losses.append(float(loss))
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert losses[1] < losses[0]
+
+
+def test_checkpoint_round_trip(name, batch, tmp_path):
+    b = batch
+    model = _model(name, mean=0.3, std=1.7)
+    path = tmp_path / "m.pt"
+    torch.save({"hparams": model.hparams(), "model": model.state_dict()}, path)
+    ckpt = torch.load(path, weights_only=True)
+    again = build(**ckpt["hparams"])
+    again.load_state_dict(ckpt["model"])
+    again.eval()
+    assert ckpt["hparams"]["model"] == name
+    torch.testing.assert_close(again(b.z, b.pos, b.batch), model(b.z, b.pos, b.batch))
+
+
+def test_ours_equals_pyg_schnet(batch):
+    """``pyg_schnet_ref`` is PyG's SchNet; this project's, given its weights,
+    predicts the same (a study row "ours equals PyG")."""
+    b = batch
+    ref = _model("pyg_schnet_ref", num_filters=16, num_gaussians=20, mean=0.2, std=3.0)
+    ours = SchNet.from_pyg(ref.net)
+    ours.set_standardization(0.2, 3.0)
+    torch.testing.assert_close(ours.eval()(b.z, b.pos, b.batch), ref(b.z, b.pos, b.batch),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_triplets_against_brute_force():
+    gen = torch.Generator().manual_seed(0)
+    edges = [(j, i) for i, j in itertools.permutations(range(6), 2)
+             if torch.rand(1, generator=gen) < 0.6]
+    edge_index = torch.tensor(edges).t()
+    idx_i, idx_j, idx_k, idx_kj, idx_ji = triplets(edge_index, 6)
+    found = sorted(zip(idx_kj.tolist(), idx_ji.tolist()))
+    expected = sorted((a, b) for a, (k, j) in enumerate(edges) for b, (j2, i) in enumerate(edges)
+                      if j2 == j and k != i)
+    assert found == expected and len(found) > 10
+    src, dst = edge_index
+    assert torch.equal(src[idx_kj], idx_k) and torch.equal(dst[idx_kj], idx_j)
+    assert torch.equal(src[idx_ji], idx_j) and torch.equal(dst[idx_ji], idx_i)
+
+
+# -- the config boundary ------------------------------------------------------------------
+
+def _tiny(name, **kw):
+    """The tests' tiny settings for model ``name`` (the Gaussian filter's
+    resolution is a SchNet setting)."""
+    base = dict(TINY, model=name, **kw)
+    if name not in ("schnet", "pyg_schnet_ref"):
+        base.pop("num_gaussians")
+    return base
+
+
+def test_every_model_is_a_config_value(name):
+    cfg = load_config(None, _tiny(name))
+    assert cfg.model == name and cfg.model_hparams()["model"] == name
+    model = build(**cfg.model_hparams())
+    assert type(model) is MODELS[name]
+    assert set(cfg.model_hparams()) - {"model"} <= set(model_arguments(name))
+
+
+def test_model_settings_are_checked():
+    with pytest.raises(UserError, match=r"unknown model 'schnett'; choose one of: schnet, "
+                                        r"pyg_schnet_ref, visnet, dimenet\+\+, painn"):
+        load_config(None, {"model": "schnett"})
+    with pytest.raises(UserError, match="fast and shared_filters apply to model schnet only"):
+        load_config(None, {"model": "painn", "fast": True})
+    with pytest.raises(UserError, match="filter settings apply to model schnet only"):
+        load_config(None, {"model": "visnet", "filter": "conv1d"})
+    with pytest.raises(UserError, match="filter settings apply to model schnet only"):
+        load_config(None, {"model": "painn", "num_gaussians": 25})
+    with pytest.raises(UserError, match="model 'painn' takes no argument 'lmax'"):
+        build("painn", lmax=2)
+    assert load_config(None, {"model": "pyg_schnet_ref", "num_gaussians": 25}
+                       ).model_hparams()["num_gaussians"] == 25
+
+
+def _write(path, settings):
+    with open(path, "w") as f:
+        yaml.safe_dump(settings, f)
+    return str(path)
+
+
+def _val_maes(run):
+    with open(osp.join(run, "log.csv")) as f:
+        return [row["val_mae"] for row in csv.DictReader(f)]
+
+
+def test_train_kill_and_resume(name, tmp_path):
+    """Every model trains through the CLI, and a run killed mid-epoch resumes
+    to the same validation curve and test MAE as an uninterrupted one."""
+    settings = _tiny(name, epochs=2, max_molecules=250, train_size=150)
+    ref = _write(tmp_path / "ref.yaml", dict(settings, out=str(tmp_path / "ref")))
+    proc = cli("train", "--config", ref, "--quiet")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith(f"{name if name != 'schnet' else 'gaussian'} U0: test MAE")
+    killed = _write(tmp_path / "k.yaml", dict(settings, out=str(tmp_path / "k")))
+    proc = cli("train", "--config", killed, "--quiet", extra_env={"PYG_SCHNET_FAULT": "batch:9"})
+    assert proc.returncode == -9
+    assert cli("train", "--resume", tmp_path / "k", "--quiet").returncode == 0
+    assert _val_maes(tmp_path / "k") == _val_maes(tmp_path / "ref")
+    saved = yaml.safe_load(open(tmp_path / "k" / "config.yaml"))
+    assert saved["model"] == name
+    proc = cli("evaluate", tmp_path / "k")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_benchmark_times_registered_models_on_the_same_batches():
+    from conftest import SAMPLE_ROOT, SAMPLE_SOURCE
+    proc = cli("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--skip-build",
+               "--models", "painn,pyg_schnet_ref", "--hidden", "16", "--filters", "16",
+               "--interactions", "1", "--batch-size", "10", "--batches", "1", "--rounds", "1",
+               "--warmup", "1", "--threads", "1", check=True)
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.startswith(("painn ", "pyg_schnet_ref "))}
+    assert set(rows) == {"painn", "pyg_schnet_ref"}
+    assert rows["painn"][-2:] == ["1.00x", "1.00x"]  # ratios to the first model named
+    params = {name: int(r[1].replace(",", "")) for name, r in rows.items()}
+    assert params["painn"] == sum(p.numel() for p in build(
+        "painn", hidden_channels=16, num_interactions=1, cutoff=10.0).parameters())
