@@ -200,3 +200,22 @@ def test_benchmark_times_registered_models_on_the_same_batches():
     params = {name: int(r[1].replace(",", "")) for name, r in rows.items()}
     assert params["painn"] == sum(p.numel() for p in build(
         "painn", hidden_channels=16, num_interactions=1, cutoff=10.0).parameters())
+
+
+def test_models_study_quick(tmp_path):
+    """The models study spec runs (quick: tiny models, U0, one seed) and its
+    report lists every model with its parameters and molecules/s."""
+    from conftest import REPO, SAMPLE_ARGS
+    spec = osp.join(REPO, "experiments", "studies", "models.yaml")
+    out = tmp_path / "models_quick"
+    proc = cli("study", "run", spec, "--quick", "--jobs", "2", "--out", out, *SAMPLE_ARGS,
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 runs (0 finished, 5 to train)" in proc.stdout
+    with open(out / "cells.csv") as f:
+        cells = {row["variant"]: row for row in csv.DictReader(f)}
+    assert set(cells) == set(MODELS)
+    for name, row in cells.items():
+        assert int(row["num_params"]) > 0 and float(row["molecules_per_second"]) > 0, name
+    runs = yaml.safe_load(open(out / "runs" / "U0" / "painn" / "n100_seed0" / "config.yaml"))
+    assert runs["model"] == "painn"
