@@ -155,6 +155,8 @@ def test_model_settings_are_checked():
         build("painn", lmax=2)
     assert load_config(None, {"model": "pyg_schnet_ref", "num_gaussians": 25}
                        ).model_hparams()["num_gaussians"] == 25
+    with pytest.raises(UserError, match="filter settings apply to model schnet only"):
+        load_config(None, {"model": "pyg_schnet_ref", "filter.rbf_width": 0.5})
 
 
 def _write(path, settings):
