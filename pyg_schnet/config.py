@@ -163,8 +163,10 @@ class Config:
         if self.fast or self.shared_filters:
             raise UserError(f"fast and shared_filters apply to model schnet only, not "
                             f"{self.model!r}")
-        if self.filter_name != "gaussian" or (self.model != "pyg_schnet_ref" and any(
-                v != resolve_filter("gaussian")[k] for k, v in self.filter.items())):
+        taken = ("num_gaussians",) if self.model == "pyg_schnet_ref" else ()
+        default = resolve_filter("gaussian")
+        if self.filter_name != "gaussian" or any(
+                v != default[k] for k, v in self.filter.items() if k not in taken):
             raise UserError(f"filter settings apply to model schnet only (pyg_schnet_ref: "
                             f"the gaussian filter's num_gaussians), not {self.model!r}")
 

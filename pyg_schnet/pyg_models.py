@@ -7,10 +7,13 @@ are :class:`~pyg_schnet.atomistic.AtomisticModel`'s, the same for every model.
 """
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import copy
+from typing import Any, Dict, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
+from torch_geometric.nn.models import DimeNetPlusPlus, ViSNet
+from torch_geometric.nn.models import SchNet as PyGSchNet
 
 from .atomistic import AtomisticModel
 from .errors import UserError
@@ -77,13 +80,13 @@ class PyGSchNetRef(AtomisticModel):
         super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
         _at_least(hidden_channels=hidden_channels, num_filters=num_filters,
                   num_interactions=num_interactions, num_gaussians=num_gaussians)
-        from torch_geometric.nn.models import SchNet
         self.settings = dict(hidden_channels=hidden_channels, num_filters=num_filters,
                              num_interactions=num_interactions, num_gaussians=num_gaussians)
-        self.net = SchNet(hidden_channels=hidden_channels, num_filters=num_filters,
-                          num_interactions=num_interactions, num_gaussians=num_gaussians,
-                          cutoff=cutoff, max_num_neighbors=max_num_neighbors,
-                          interaction_graph=RadiusInteractionGraph(cutoff, max_num_neighbors))
+        self.net = PyGSchNet(hidden_channels=hidden_channels, num_filters=num_filters,
+                             num_interactions=num_interactions, num_gaussians=num_gaussians,
+                             cutoff=cutoff, max_num_neighbors=max_num_neighbors,
+                             interaction_graph=RadiusInteractionGraph(cutoff,
+                                                                      max_num_neighbors))
 
     def reset_parameters(self) -> None:
         self.net.reset_parameters()
@@ -124,7 +127,6 @@ class ViSNetModel(AtomisticModel):
         if hidden_channels % num_heads:
             raise UserError(f"hidden_channels ({hidden_channels}) must be a multiple of "
                             f"num_heads ({num_heads})")
-        from torch_geometric.nn.models import ViSNet
         self.settings = dict(hidden_channels=hidden_channels, num_interactions=num_interactions,
                              num_rbf=num_rbf, lmax=lmax, num_heads=num_heads)
         self.net = ViSNet(lmax=lmax, num_heads=num_heads, num_layers=num_interactions,
@@ -163,6 +165,25 @@ def triplets(edge_index: Tensor, num_nodes: int
     return idx_i[keep], idx_j[keep], idx_k[keep], idx_kj[keep], idx_ji[keep]
 
 
+_DIMENET_TEMPLATES: Dict[Tuple[Tuple[str, Any], ...], DimeNetPlusPlus] = {}
+
+
+def _dimenet_plus_plus(**kwargs: Any) -> DimeNetPlusPlus:
+    """PyG's ``DimeNetPlusPlus(**kwargs)``, freshly initialised. Its
+    constructor derives the spherical basis with sympy (10-20 s here), so one
+    template per settings and process is built, with the caller's random
+    state left untouched, and every model is a copy of it re-initialised by
+    ``reset_parameters()`` (milliseconds): the same seed gives the same
+    weights whether the template was built before or not."""
+    key = tuple(sorted(kwargs.items()))
+    if key not in _DIMENET_TEMPLATES:
+        with torch.random.fork_rng(devices=[]):
+            _DIMENET_TEMPLATES[key] = DimeNetPlusPlus(**kwargs)
+    net = copy.deepcopy(_DIMENET_TEMPLATES[key])
+    net.reset_parameters()  # every random weight (the rest are constants)
+    return net
+
+
 class DimeNetPlusPlusModel(AtomisticModel):
     r"""PyG's :class:`~torch_geometric.nn.models.DimeNetPlusPlus` (`Gasteiger et
     al. 2020 <https://arxiv.org/abs/2011.14115>`_): its embedding,
@@ -195,17 +216,16 @@ class DimeNetPlusPlusModel(AtomisticModel):
                   int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
                   out_emb_channels=out_emb_channels, num_spherical=num_spherical,
                   num_radial=num_radial)
-        from torch_geometric.nn.models import DimeNetPlusPlus
         self.settings = dict(hidden_channels=hidden_channels, num_interactions=num_interactions,
                              int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
                              out_emb_channels=out_emb_channels, num_spherical=num_spherical,
                              num_radial=num_radial)
-        self.net = DimeNetPlusPlus(hidden_channels=hidden_channels, out_channels=1,
-                                   num_blocks=num_interactions, int_emb_size=int_emb_size,
-                                   basis_emb_size=basis_emb_size,
-                                   out_emb_channels=out_emb_channels,
-                                   num_spherical=num_spherical, num_radial=num_radial,
-                                   cutoff=cutoff, max_num_neighbors=max_num_neighbors)
+        self.net = _dimenet_plus_plus(hidden_channels=hidden_channels, out_channels=1,
+                                      num_blocks=num_interactions, int_emb_size=int_emb_size,
+                                      basis_emb_size=basis_emb_size,
+                                      out_emb_channels=out_emb_channels,
+                                      num_spherical=num_spherical, num_radial=num_radial,
+                                      cutoff=cutoff, max_num_neighbors=max_num_neighbors)
 
     def reset_parameters(self) -> None:
         self.net.reset_parameters()

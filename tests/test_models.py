@@ -17,6 +17,10 @@ from pyg_schnet.models import MODELS, build, model_arguments
 from pyg_schnet.pyg_models import triplets
 
 SMALL = dict(hidden_channels=16, num_interactions=2, cutoff=4.0)
+#: smaller own options where a model's defaults are slow to build or run
+#: (DimeNet++ derives its spherical basis with sympy: seconds per degree)
+OWN = {"dimenet++": dict(num_spherical=3, num_radial=3, int_emb_size=16, basis_emb_size=4,
+                         out_emb_channels=32)}
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -28,7 +32,7 @@ def _model(name, **kw):
     """A small model with every parameter non-zero (DimeNet++ starts its output
     layers at zero, which would make every symmetry test pass trivially)."""
     torch.manual_seed(0)
-    model = build(name, **{**SMALL, **kw})
+    model = build(name, **{**SMALL, **OWN.get(name, {}), **kw})
     with torch.no_grad():
         for p in model.parameters():
             if not p.abs().sum():
@@ -70,7 +74,7 @@ def test_energy_is_invariant(name, batch):
 def test_one_training_step_lowers_the_loss(name, batch):
     b = batch
     torch.manual_seed(0)
-    model = build(name, **SMALL).train()  # as initialised (DimeNet++ predicts 0)
+    model = build(name, **SMALL, **OWN.get(name, {})).train()  # as built (DimeNet++: 0)
     target = torch.randn(24, 1, generator=torch.Generator().manual_seed(0))
     opt = torch.optim.Adam(model.parameters(), lr=1e-4)
     losses = []
@@ -105,6 +109,22 @@ def test_ours_equals_pyg_schnet(batch):
     ours.set_standardization(0.2, 3.0)
     torch.testing.assert_close(ours.eval()(b.z, b.pos, b.batch), ref(b.z, b.pos, b.batch),
                                rtol=1e-5, atol=1e-4)
+
+
+def test_a_seed_gives_the_same_model_however_it_is_built():
+    """DimeNet++ copies a cached template (its sympy basis takes seconds to
+    build): the same seed still gives the same weights, cold or warm."""
+    from pyg_schnet import pyg_models
+    small = dict(SMALL, **OWN["dimenet++"])
+    pyg_models._DIMENET_TEMPLATES.clear()
+    torch.manual_seed(3)
+    cold = build("dimenet++", **small).state_dict()
+    torch.manual_seed(3)
+    warm = build("dimenet++", **small).state_dict()
+    assert all(torch.equal(cold[k], warm[k]) for k in cold)
+    torch.manual_seed(4)
+    other = build("dimenet++", **small).state_dict()
+    assert not torch.equal(other["net.emb.emb.weight"], warm["net.emb.emb.weight"])
 
 
 def test_triplets_against_brute_force():
@@ -155,6 +175,8 @@ def test_model_settings_are_checked():
         build("painn", lmax=2)
     assert load_config(None, {"model": "pyg_schnet_ref", "num_gaussians": 25}
                        ).model_hparams()["num_gaussians"] == 25
+    with pytest.raises(UserError, match="filter settings apply to model schnet only"):
+        load_config(None, {"model": "pyg_schnet_ref", "filter.rbf_width": 0.5})
 
 
 def _write(path, settings):
@@ -168,23 +190,25 @@ def _val_maes(run):
         return [row["val_mae"] for row in csv.DictReader(f)]
 
 
-def test_train_kill_and_resume(name, tmp_path):
+def test_train_kill_and_resume(name, tmp_path, capsys):
     """Every model trains through the CLI, and a run killed mid-epoch resumes
-    to the same validation curve and test MAE as an uninterrupted one."""
+    to the same validation curve as an uninterrupted one (only the killed run
+    needs its own process; the rest run in this one)."""
+    from pyg_schnet import cli as pyg_cli
     settings = _tiny(name, epochs=2, max_molecules=250, train_size=150)
     ref = _write(tmp_path / "ref.yaml", dict(settings, out=str(tmp_path / "ref")))
-    proc = cli("train", "--config", ref, "--quiet")
-    assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith(f"{name if name != 'schnet' else 'gaussian'} U0: test MAE")
+    assert pyg_cli.main(["train", "--config", ref, "--quiet"]) == 0
+    label = "gaussian" if name == "schnet" else name
+    assert capsys.readouterr().out.startswith(f"{label} U0: test MAE")
     killed = _write(tmp_path / "k.yaml", dict(settings, out=str(tmp_path / "k")))
     proc = cli("train", "--config", killed, "--quiet", extra_env={"PYG_SCHNET_FAULT": "batch:9"})
     assert proc.returncode == -9
-    assert cli("train", "--resume", tmp_path / "k", "--quiet").returncode == 0
+    assert pyg_cli.main(["train", "--resume", str(tmp_path / "k"), "--quiet"]) == 0
     assert _val_maes(tmp_path / "k") == _val_maes(tmp_path / "ref")
     saved = yaml.safe_load(open(tmp_path / "k" / "config.yaml"))
     assert saved["model"] == name
-    proc = cli("evaluate", tmp_path / "k")
-    assert proc.returncode == 0, proc.stderr
+    assert pyg_cli.main(["evaluate", str(tmp_path / "k")]) == 0
+    assert "test: 50 molecules" in capsys.readouterr().out
 
 
 def test_benchmark_times_registered_models_on_the_same_batches():
@@ -200,3 +224,22 @@ def test_benchmark_times_registered_models_on_the_same_batches():
     params = {name: int(r[1].replace(",", "")) for name, r in rows.items()}
     assert params["painn"] == sum(p.numel() for p in build(
         "painn", hidden_channels=16, num_interactions=1, cutoff=10.0).parameters())
+
+
+def test_models_study_quick(tmp_path):
+    """The models study spec runs (quick: tiny models, U0, one seed) and its
+    report lists every model with its parameters and molecules/s."""
+    from conftest import REPO, SAMPLE_ARGS
+    spec = osp.join(REPO, "experiments", "studies", "models.yaml")
+    out = tmp_path / "models_quick"
+    proc = cli("study", "run", spec, "--quick", "--jobs", "2", "--out", out, *SAMPLE_ARGS,
+               cwd=tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "5 runs (0 finished, 5 to train)" in proc.stdout
+    with open(out / "cells.csv") as f:
+        cells = {row["variant"]: row for row in csv.DictReader(f)}
+    assert set(cells) == set(MODELS)
+    for name, row in cells.items():
+        assert int(row["num_params"]) > 0 and float(row["molecules_per_second"]) > 0, name
+    runs = yaml.safe_load(open(out / "runs" / "U0" / "painn" / "n100_seed0" / "config.yaml"))
+    assert runs["model"] == "painn"
