@@ -35,8 +35,10 @@ def _field(default: Any, help: str) -> Any:
 class Config:
     """Resolved settings of one training run (saved as ``config.yaml``)."""
     # model
-    model: str = _field("schnet", "model: schnet (this project's, with --filter), "
-                                  "pyg_schnet_ref (PyG's SchNet), visnet, dimenet++, painn")
+    model: Dict[str, Any] = _field(
+        {"name": "schnet"}, "model: a registered name (schnet: this project's, with --filter; "
+        "pyg_schnet_ref: PyG's SchNet; visnet; dimenet++; painn), or a mapping {name: NAME, "
+        "OPTION: VALUE, ...} with the model's own options (see --model.OPTION)")
     filter: Dict[str, Any] = _field(
         {"name": "gaussian"}, "edge filter: a registered name, or a mapping {name: NAME, "
         "OPTION: VALUE, ...} with the filter's own options (see --filter.OPTION)")
@@ -94,10 +96,14 @@ class Config:
         return str(self.filter["name"])
 
     @property
+    def model_name(self) -> str:
+        return str(self.model["name"])
+
+    @property
     def label(self) -> str:
         """What a run is called in output lines and plot titles: the filter
         for this project's SchNet, else the model."""
-        return self.filter_name if self.model == "schnet" else self.model
+        return self.filter_name if self.model_name == "schnet" else self.model_name
 
     def resolved_processes(self) -> int:
         """Data-parallel processes: as set, else one per CPU core (the measured
@@ -118,6 +124,7 @@ class Config:
                 raise UserError(msg)
 
         self.filter = resolve_filter(self.filter)
+        self.model = resolve_model(self.model)
         self._check_model()
         self.root = osp.abspath(osp.expanduser(self.root)) if self.root else default_root()
         if self.split_file:
@@ -155,20 +162,17 @@ class Config:
         """The model is registered, and the SchNet-only settings are left at
         their defaults for the other models (PyG's SchNet takes the Gaussian
         filter's ``num_gaussians``)."""
-        from .models import MODELS
-        if self.model not in MODELS:
-            raise UserError(f"unknown model {self.model!r}; choose one of: {', '.join(MODELS)}")
-        if self.model == "schnet":
+        name = self.model_name
+        if name == "schnet":
             return
         if self.fast or self.shared_filters:
-            raise UserError(f"fast and shared_filters apply to model schnet only, not "
-                            f"{self.model!r}")
-        taken = ("num_gaussians",) if self.model == "pyg_schnet_ref" else ()
+            raise UserError(f"fast and shared_filters apply to model schnet only, not {name!r}")
+        taken = ("num_gaussians",) if name == "pyg_schnet_ref" else ()
         default = resolve_filter("gaussian")
         if self.filter_name != "gaussian" or any(
                 v != default[k] for k, v in self.filter.items() if k not in taken):
             raise UserError(f"filter settings apply to model schnet only (pyg_schnet_ref: "
-                            f"the gaussian filter's num_gaussians), not {self.model!r}")
+                            f"the gaussian filter's num_gaussians), not {name!r}")
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -177,42 +181,58 @@ class Config:
         """What :func:`pyg_schnet.models.build` takes (without the
         standardisation, which comes from the data)."""
         from .data import EXTENSIVE
-        shared = dict(model=self.model, cutoff=self.cutoff, hidden_channels=self.hidden_channels,
+        options = {k: v for k, v in self.model.items() if k != "name"}
+        shared = dict(model=self.model_name, cutoff=self.cutoff,
+                      hidden_channels=self.hidden_channels,
                       num_interactions=self.num_interactions,
                       max_num_neighbors=self.max_num_neighbors,
                       readout="add" if self.target in EXTENSIVE else "mean")
-        if self.model == "schnet":
+        if self.model_name == "schnet":
             return dict(shared, filter=dict(self.filter), num_filters=self.num_filters,
                         shared_filters=self.shared_filters, fast=self.fast)
-        if self.model == "pyg_schnet_ref":
+        if self.model_name == "pyg_schnet_ref":
             return dict(shared, num_filters=self.num_filters,
                         num_gaussians=self.filter["num_gaussians"])
-        return shared
+        return dict(shared, **options)
 
 
-def resolve_filter(spec: Any) -> Dict[str, Any]:
-    """A filter setting (a name or ``{name: ..., option: value}``) with every
-    option of the filter, converted to its type, defaults filled in; an option
-    the filter does not take is an error listing those it does."""
-    from .filters import check_filter_options, filter_class, filter_option_types, filter_options
+def _resolve(kind: str, spec: Any, check_name: Any, options_of: Any, types_of: Any,
+             check_options: Any) -> Dict[str, Any]:
+    """A component setting (a name or ``{name: ..., option: value}``) with every
+    option of the component, converted to its type, defaults filled in; an
+    option it does not take is an error listing those it does."""
     if isinstance(spec, str):
         spec = {"name": spec}
     if not isinstance(spec, dict) or not isinstance(spec.get("name"), str):
-        raise UserError(f"filter must be a name or a mapping with a name, got {spec!r}")
+        raise UserError(f"{kind} must be a name or a mapping with a name, got {spec!r}")
     name = spec["name"]
-    filter_class(name)
+    check_name(name)
     options = {k: v for k, v in spec.items() if k != "name"}
-    check_filter_options(name, options)
-    types = filter_option_types(name)
+    check_options(name, options)
+    types = types_of(name)
     out: Dict[str, Any] = {"name": name}
-    for key, param in filter_options(name).items():
+    for key, param in options_of(name).items():
         if key in options:
-            out[key] = _convert(f"filter.{key}", options[key], types[key])
+            out[key] = _convert(f"{kind}.{key}", options[key], types[key])
         elif param.default is inspect.Parameter.empty:
-            raise UserError(f"filter {name!r} needs its option {key!r}")
+            raise UserError(f"{kind} {name!r} needs its option {key!r}")
         else:
             out[key] = param.default
     return out
+
+
+def resolve_filter(spec: Any) -> Dict[str, Any]:
+    """The filter setting resolved (see :func:`_resolve`)."""
+    from .filters import check_filter_options, filter_class, filter_option_types, filter_options
+    return _resolve("filter", spec, filter_class, filter_options, filter_option_types,
+                    check_filter_options)
+
+
+def resolve_model(spec: Any) -> Dict[str, Any]:
+    """The model setting resolved (see :func:`_resolve`)."""
+    from .models import check_model_options, model_class, model_option_types, model_options
+    return _resolve("model", spec, model_class, model_options, model_option_types,
+                    check_model_options)
 
 
 FIELD_TYPES = get_type_hints(Config)
@@ -280,8 +300,13 @@ def unknown_key(key: str) -> UserError:
         known = dict.fromkeys(k for name in FILTERS for k in filter_options(name))
         return UserError(f"no registered filter has the option {key[len('filter.'):]!r}; "
                          f"filter options: {', '.join(known)}")
+    if key.replace("-", "_").startswith("model."):
+        from .models import MODELS, model_options
+        known = dict.fromkeys(k for name in MODELS for k in model_options(name))
+        return UserError(f"no registered model has the option {key[len('model.'):]!r}; "
+                         f"model options: {', '.join(known)}")
     return UserError(f"unknown config key {key!r}; valid keys: {', '.join(KEYS)}, "
-                     f"filter.OPTION")
+                     f"filter.OPTION, model.OPTION")
 
 
 class _Settings:
@@ -291,12 +316,17 @@ class _Settings:
 
     def __init__(self) -> None:
         self.values: Dict[str, Any] = {}
+        self.model: Dict[str, Any] = {}  # name and nested options
         self.filter: Dict[str, Any] = {}  # name and nested options
         self.legacy: Dict[str, Any] = {}  # old flat options: for the filter that takes them
 
     def set(self, key: str, value: Any) -> None:
         norm = str(key).replace("-", "_")
-        if norm == "filter":
+        if norm == "model":
+            self.set_model(value)
+        elif norm.startswith("model."):
+            self.model[norm[len("model."):]] = value
+        elif norm == "filter":
             self.set_filter(value)
         elif norm.startswith("filter."):
             self.set_option(norm[len("filter."):], value)
@@ -307,6 +337,16 @@ class _Settings:
             self.values[norm] = value
         else:
             raise unknown_key(str(key))
+
+    def set_model(self, value: Any) -> None:
+        if isinstance(value, str) and value.strip().startswith("{"):
+            value = _flow_mapping("model", value)  # a sweep agent's nested form
+        if isinstance(value, dict):
+            self.model.update({str(k): v for k, v in value.items()})
+        elif isinstance(value, str):
+            self.model["name"] = value
+        else:
+            raise UserError(f"model must be a name or a mapping, got {value!r}")
 
     def set_filter(self, value: Any) -> None:
         if isinstance(value, str) and value.strip().startswith("{"):
@@ -335,7 +375,9 @@ class _Settings:
             taken = filter_options(spec["name"])
             spec.update({k: v for k, v in self.legacy.items() if k in taken and k not in spec})
         values = {k: _convert(k, v) for k, v in self.values.items()}
-        return Config(filter=spec, **values).validate()
+        model = dict(self.model)
+        model.setdefault("name", Config().model_name)
+        return Config(model=model, filter=spec, **values).validate()
 
 
 def _registered() -> List[str]:
@@ -389,7 +431,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     for f in fields(Config):
         names = [f"--{f.name}"] + ([f"--{f.name.replace('_', '-')}"] if "_" in f.name else [])
         default = getattr(Config(), f.name)
-        if f.name == "filter":
+        if f.name in ("filter", "model"):
             metavar, shown = "NAME|MAPPING", default["name"]
         else:
             metavar, shown = _metavar(FIELD_TYPES[f.name]), default
@@ -405,6 +447,7 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             if param.default is not inspect.Parameter.empty \
                     and param.default not in entry["defaults"]:
                 entry["defaults"].append(param.default)
+    _add_model_option_arguments(parser)
     group = parser.add_argument_group(
         "filter options (--filter.OPTION; for the chosen filter only)")
     for key, entry in options.items():
@@ -414,6 +457,27 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         group.add_argument(*dict.fromkeys(names), dest=f"filter.{key}", metavar=_metavar(
             entry["type"]), default=argparse.SUPPRESS, help=f"{entry['help']} "
             f"[{', '.join(entry['filters'])}] (default: {defaults})")
+
+
+def _add_model_option_arguments(parser: argparse.ArgumentParser) -> None:
+    """``--model.OPTION`` for every option of every registered model."""
+    from .models import MODELS, model_option_help, model_option_types, model_options
+    options: Dict[str, Dict[str, Any]] = {}
+    for name in MODELS:
+        helps, types = model_option_help(name), model_option_types(name)
+        for key, param in model_options(name).items():
+            entry = options.setdefault(key, {"models": [], "help": helps.get(key, ""),
+                                             "type": types[key], "defaults": []})
+            entry["models"].append(name)
+            if param.default not in entry["defaults"]:
+                entry["defaults"].append(param.default)
+    group = parser.add_argument_group(
+        "model options (--model.OPTION; for the chosen model only)")
+    for key, entry in options.items():
+        defaults = "/".join(str(d) for d in entry["defaults"])
+        group.add_argument(f"--model.{key}", dest=f"model.{key}", metavar=_metavar(
+            entry["type"]), default=argparse.SUPPRESS, help=f"{entry['help']} "
+            f"[{', '.join(entry['models'])}] (default: {defaults})")
 
 
 class _ConfigParser(argparse.ArgumentParser):
@@ -427,7 +491,8 @@ def overrides_from(namespace: argparse.Namespace, argv: Sequence[str]) -> Dict[s
     """The config keys set on the command line; an option given by its old
     flat flag (``--num_gaussians=25``) keeps its flat key, and with it its
     old meaning (:data:`LEGACY_FILTER_KEYS`)."""
-    got = {k: v for k, v in vars(namespace).items() if k in KEYS or k.startswith("filter.")}
+    got = {k: v for k, v in vars(namespace).items()
+           if k in KEYS or k.startswith(("filter.", "model."))}
     used = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
     out: Dict[str, Any] = {}
     for key, value in got.items():
@@ -503,7 +568,8 @@ def resolve_out(cfg: Config) -> str:
     if "{" not in cfg.out:
         return cfg.out
     try:
-        fill = dict(cfg.to_dict(), filter=cfg.filter_name, run_id=run_id())
+        fill = dict(cfg.to_dict(), filter=cfg.filter_name, model=cfg.model_name,
+                    run_id=run_id())
         fill.update({k: v for k, v in cfg.filter.items() if k != "name" and k not in fill})
         return cfg.out.format(**fill, timestamp=time.strftime("%Y%m%d-%H%M%S"))
     except (KeyError, IndexError, ValueError) as exc:

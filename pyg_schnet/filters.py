@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import inspect
 import math
-import re
-from typing import Any, Dict, Optional, Type, get_type_hints
+from typing import Any, Dict, Optional, Type
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .errors import UserError
+from .options import constructor_option_help, constructor_option_types, constructor_options
 
 
 class ShiftedSoftplus(nn.Module):
@@ -397,44 +397,18 @@ def filter_options(name: str) -> Dict[str, inspect.Parameter]:
     """The settings of the named filter (``filter: {name: ..., <option>: ...}``
     in a config): its constructor arguments except :data:`MODEL_ARGS`, in
     signature order, with their defaults."""
-    params = inspect.signature(filter_class(name).__init__).parameters
-    return {k: p for k, p in params.items()
-            if k != "self" and k not in MODEL_ARGS
-            and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return constructor_options(filter_class(name), MODEL_ARGS)
 
 
 def filter_option_types(name: str) -> Dict[str, Any]:
     """Type of each option of the named filter (from its annotations)."""
-    hints = get_type_hints(filter_class(name).__init__)
-    return {k: hints.get(k, Any) for k in filter_options(name)}
-
-
-_ARG_LINE = re.compile(r"^\s{4,}(\w+) \(([^)]*)\):\s*(.*)$")
+    return constructor_option_types(filter_class(name), MODEL_ARGS)
 
 
 def filter_option_help(name: str) -> Dict[str, str]:
     """Each option's description from the filter's PyG-style ``Args:``
     docstring (the CLI's help text, so it cannot drift from the docs)."""
-    doc = inspect.getdoc(filter_class(name)) or ""
-    out: Dict[str, str] = {}
-    current: Optional[str] = None
-    in_args = False
-    for line in doc.splitlines():
-        if line.strip() == "Args:":
-            in_args = True
-            continue
-        if not in_args:
-            continue
-        m = _ARG_LINE.match("    " + line)
-        if m and line.startswith("    ") and not line.startswith("        "):
-            current = m.group(1)
-            out[current] = m.group(3)
-        elif current is not None and line.strip():
-            out[current] += " " + line.strip()
-        elif not line.strip():
-            current = None
-    return {k: re.sub(r"\s*\(default: .*\)\s*$", "", v).replace(":obj:", "").replace(":class:", "")
-            .replace("`", "") for k, v in out.items() if k in filter_options(name)}
+    return constructor_option_help(filter_class(name), MODEL_ARGS)
 
 
 def check_filter_options(name: str, options: Dict[str, Any]) -> None:

@@ -14,11 +14,12 @@ the study runner work for each unchanged.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Callable, Dict, List
+from typing import Any, Callable, Dict, List, Tuple
 
 from .atomistic import AtomisticModel
 from .errors import UserError
 from .model import SchNet, build_model
+from .options import constructor_option_help, constructor_option_types, constructor_options
 from .painn import PaiNN
 from .pyg_models import DimeNetPlusPlusModel, PyGSchNetRef, ViSNetModel
 
@@ -35,6 +36,40 @@ MODELS: Dict[str, type] = {
 #: What every model takes from the config: the shared architecture settings.
 SHARED_KEYS = ("hidden_channels", "num_interactions", "cutoff", "max_num_neighbors",
                "readout", "mean", "std", "atomref", "max_z")
+
+
+def _from_config(name: str) -> Tuple[str, ...]:
+    """The arguments the config gives model ``name`` through its own keys (the
+    rest are the model's options, ``model: {name: ..., OPTION: VALUE}``)."""
+    return SHARED_KEYS + (("num_filters", "num_gaussians") if name == "pyg_schnet_ref" else ())
+
+
+def model_options(name: str) -> Dict[str, inspect.Parameter]:
+    """The options of model ``name`` (``schnet`` has none: its settings are the
+    config's own keys and its filter's)."""
+    if name == "schnet":
+        return {}
+    return constructor_options(model_class(name), _from_config(name))
+
+
+def model_option_types(name: str) -> Dict[str, Any]:
+    return {} if name == "schnet" else constructor_option_types(model_class(name),
+                                                                _from_config(name))
+
+
+def model_option_help(name: str) -> Dict[str, str]:
+    return {} if name == "schnet" else constructor_option_help(model_class(name),
+                                                               _from_config(name))
+
+
+def check_model_options(name: str, options: Dict[str, Any]) -> None:
+    """A :class:`UserError` listing the valid options when ``options`` holds a
+    key model ``name`` does not take."""
+    valid = model_options(name)
+    unknown = [k for k in options if k not in valid]
+    if unknown:
+        raise UserError(f"model {name!r} has no option {unknown[0]!r}; its options: "
+                        f"{', '.join(valid) or 'none'}")
 
 
 def model_class(name: str) -> type:

@@ -586,7 +586,7 @@ class Trainer:
                    "best_epoch": st.best_epoch, "epochs": st.epoch,
                    "train_seconds": st.elapsed, "num_train": len(split.train_idx),
                    "num_val": len(split.val_idx), "num_test": len(split.test_idx),
-                   "num_params": self.num_params, "model": cfg.model,
+                   "num_params": self.num_params, "model": cfg.model_name,
                    "filter": cfg.filter_name,
                    "processes": self.info.world_size, "threads": self.threads,
                    "effective_batch_size": self.effective_batch_size,

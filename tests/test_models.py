@@ -146,8 +146,8 @@ def test_triplets_against_brute_force():
 
 def _tiny(name, **kw):
     """The tests' tiny settings for model ``name`` (the Gaussian filter's
-    resolution is a SchNet setting)."""
-    base = dict(TINY, model=name, **kw)
+    resolution is a SchNet setting), with its small own options."""
+    base = dict(TINY, model=dict(name=name, **OWN.get(name, {})), **kw)
     if name not in ("schnet", "pyg_schnet_ref"):
         base.pop("num_gaussians")
     return base
@@ -155,7 +155,7 @@ def _tiny(name, **kw):
 
 def test_every_model_is_a_config_value(name):
     cfg = load_config(None, _tiny(name))
-    assert cfg.model == name and cfg.model_hparams()["model"] == name
+    assert cfg.model_name == name and cfg.model_hparams()["model"] == name
     model = build(**cfg.model_hparams())
     assert type(model) is MODELS[name]
     assert set(cfg.model_hparams()) - {"model"} <= set(model_arguments(name))
@@ -173,6 +173,30 @@ def test_model_settings_are_checked():
         load_config(None, {"model": "painn", "num_gaussians": 25})
     with pytest.raises(UserError, match="model 'painn' takes no argument 'lmax'"):
         build("painn", lmax=2)
+    with pytest.raises(UserError, match=r"model 'painn' has no option 'lmax'; its options: "
+                                        r"num_rbf"):
+        load_config(None, {"model": {"name": "painn", "lmax": 2}})
+    with pytest.raises(UserError, match="model.num_rbf must be a number, got .many."):
+        load_config(None, {"model": "painn", "model.num_rbf": "many"})
+
+
+def test_model_options_from_a_file_flags_and_a_sweep_agent(tmp_path):
+    """Model options nest under the model, as filter options do: in a file,
+    as --model.OPTION flags, and in a W&B agent's nested form; defaults are
+    filled in and saved."""
+    from pyg_schnet.config import parse_overrides
+    path = tmp_path / "c.yaml"
+    path.write_text("model: {name: visnet, lmax: 2}\nhidden_channels: 16\n")
+    cfg = load_config(str(path))
+    assert cfg.model == {"name": "visnet", "num_rbf": 32, "lmax": 2, "num_heads": 8}
+    assert cfg.model_hparams()["lmax"] == 2 and build(**cfg.model_hparams()).settings["lmax"] == 2
+    flags = parse_overrides(["--model", "dimenet++", "--model.num_spherical", "3"])
+    cfg = load_config(None, flags)
+    assert cfg.model["num_spherical"] == 3 and cfg.model["num_radial"] == 6
+    agent = parse_overrides(["--model={'name': 'painn', 'num_rbf': 12}"])
+    assert load_config(None, agent).model == {"name": "painn", "num_rbf": 12}
+    with pytest.raises(UserError, match="no registered model has the option 'colour'"):
+        parse_overrides(["--model.colour", "red"])
     assert load_config(None, {"model": "pyg_schnet_ref", "num_gaussians": 25}
                        ).model_hparams()["num_gaussians"] == 25
     with pytest.raises(UserError, match="filter settings apply to model schnet only"):
@@ -206,7 +230,7 @@ def test_train_kill_and_resume(name, tmp_path, capsys):
     assert pyg_cli.main(["train", "--resume", str(tmp_path / "k"), "--quiet"]) == 0
     assert _val_maes(tmp_path / "k") == _val_maes(tmp_path / "ref")
     saved = yaml.safe_load(open(tmp_path / "k" / "config.yaml"))
-    assert saved["model"] == name
+    assert saved["model"]["name"] == name
     assert pyg_cli.main(["evaluate", str(tmp_path / "k")]) == 0
     assert "test: 50 molecules" in capsys.readouterr().out
 
@@ -242,4 +266,4 @@ def test_models_study_quick(tmp_path):
     for name, row in cells.items():
         assert int(row["num_params"]) > 0 and float(row["molecules_per_second"]) > 0, name
     runs = yaml.safe_load(open(out / "runs" / "U0" / "painn" / "n100_seed0" / "config.yaml"))
-    assert runs["model"] == "painn"
+    assert runs["model"] == {"name": "painn", "num_rbf": 20}
