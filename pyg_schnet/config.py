@@ -422,8 +422,9 @@ def _metavar(tp: Any) -> str:
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """One ``--key`` flag per :class:`Config` field and ``--filter.OPTION``
-    per option of every registered filter, with type, default and help; the
+    """One ``--key`` flag per :class:`Config` field, ``--model.OPTION`` and
+    ``--filter.OPTION`` per option of every registered model and filter, with
+    type, default and help; the
     flags keep their raw text (converted with the config, so a flag and a
     config file give the same errors). Old flat option names stay aliases."""
     from .filters import FILTERS, filter_option_help, filter_option_types, filter_options
@@ -437,47 +438,38 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             metavar, shown = _metavar(FIELD_TYPES[f.name]), default
         group.add_argument(*names, dest=f.name, metavar=metavar, default=argparse.SUPPRESS,
                            help=f"{f.metadata['help']} (default: {shown})")
+    from .models import MODELS, model_option_help, model_option_types, model_options
+    _add_option_arguments(parser, "model", MODELS, model_options, model_option_types,
+                          model_option_help, aliases=())
+    _add_option_arguments(parser, "filter", FILTERS, filter_options, filter_option_types,
+                          filter_option_help, aliases=LEGACY_FILTER_KEYS)
+
+
+def _add_option_arguments(parser: argparse.ArgumentParser, kind: str, registry: Dict[str, Any],
+                          options_of: Any, types_of: Any, help_of: Any,
+                          aliases: Sequence[str]) -> None:
+    """``--KIND.OPTION`` for every option of every registered component of
+    ``kind`` (``filter`` or ``model``), naming the components that take it and
+    their defaults; an option in ``aliases`` also keeps its old flat flag."""
     options: Dict[str, Dict[str, Any]] = {}
-    for name in FILTERS:
-        helps, types = filter_option_help(name), filter_option_types(name)
-        for key, param in filter_options(name).items():
-            entry = options.setdefault(key, {"filters": [], "help": helps.get(key, ""),
+    for name in registry:
+        helps, types = help_of(name), types_of(name)
+        for key, param in options_of(name).items():
+            entry = options.setdefault(key, {"takers": [], "help": helps.get(key, ""),
                                              "type": types[key], "defaults": []})
-            entry["filters"].append(name)
+            entry["takers"].append(name)
             if param.default is not inspect.Parameter.empty \
                     and param.default not in entry["defaults"]:
                 entry["defaults"].append(param.default)
-    _add_model_option_arguments(parser)
     group = parser.add_argument_group(
-        "filter options (--filter.OPTION; for the chosen filter only)")
+        f"{kind} options (--{kind}.OPTION; for the chosen {kind} only)")
     for key, entry in options.items():
-        names = [f"--filter.{key}"] + ([f"--{key}", f"--{key.replace('_', '-')}"]
-                                       if key in LEGACY_FILTER_KEYS else [])
+        names = [f"--{kind}.{key}"] + ([f"--{key}", f"--{key.replace('_', '-')}"]
+                                       if key in aliases else [])
         defaults = "/".join(str(d) for d in entry["defaults"]) or "required"
-        group.add_argument(*dict.fromkeys(names), dest=f"filter.{key}", metavar=_metavar(
+        group.add_argument(*dict.fromkeys(names), dest=f"{kind}.{key}", metavar=_metavar(
             entry["type"]), default=argparse.SUPPRESS, help=f"{entry['help']} "
-            f"[{', '.join(entry['filters'])}] (default: {defaults})")
-
-
-def _add_model_option_arguments(parser: argparse.ArgumentParser) -> None:
-    """``--model.OPTION`` for every option of every registered model."""
-    from .models import MODELS, model_option_help, model_option_types, model_options
-    options: Dict[str, Dict[str, Any]] = {}
-    for name in MODELS:
-        helps, types = model_option_help(name), model_option_types(name)
-        for key, param in model_options(name).items():
-            entry = options.setdefault(key, {"models": [], "help": helps.get(key, ""),
-                                             "type": types[key], "defaults": []})
-            entry["models"].append(name)
-            if param.default not in entry["defaults"]:
-                entry["defaults"].append(param.default)
-    group = parser.add_argument_group(
-        "model options (--model.OPTION; for the chosen model only)")
-    for key, entry in options.items():
-        defaults = "/".join(str(d) for d in entry["defaults"])
-        group.add_argument(f"--model.{key}", dest=f"model.{key}", metavar=_metavar(
-            entry["type"]), default=argparse.SUPPRESS, help=f"{entry['help']} "
-            f"[{', '.join(entry['models'])}] (default: {defaults})")
+            f"[{', '.join(entry['takers'])}] (default: {defaults})")
 
 
 class _ConfigParser(argparse.ArgumentParser):
