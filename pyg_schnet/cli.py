@@ -38,6 +38,7 @@ commands:
   benchmark  time pyg_schnet against PyG's SchNet on the same batches
   throughput time training over threads x processes x model size (the default's rule)
   sweep      run a W&B sweep file here with W&B's sweep engine, no server: sweep FILE --count N
+  export     ship a finished run as a pretrained model: export RUN_DIR --name qm9-U0
 """
 
 
@@ -136,7 +137,8 @@ def cmd_evaluate(argv: List[str]) -> int:
                 usage="pyg-schnet evaluate (RUN_DIR | --model NAME [--root DIR] [--limit N]) "
                       "[--split test|val|train]")
     p.add_argument("run_dir", nargs="?")
-    p.add_argument("--model", default=None, help="a shipped pretrained model (qm9-U0, qm9-gap)")
+    p.add_argument("--model", default=None,
+                   help="a shipped pretrained model (qm9-U0, qm9-gap) or a folder from export")
     p.add_argument("--root", default=None, help="QM9 root for --model (default: as train)")
     p.add_argument("--limit", type=int, default=None, help="with --model: a random subset")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
@@ -166,7 +168,8 @@ def cmd_predict(argv: List[str]) -> int:
                       "[--smiles S ...] [-o CSV]")
     p.add_argument("paths", nargs="*", help="a run directory (without --model), then inputs")
     p.add_argument("--model", default=None,
-                   help="a shipped pretrained model instead of a run directory (qm9-U0, qm9-gap)")
+                   help="a shipped pretrained model (qm9-U0, qm9-gap) or a folder from export, "
+                        "instead of a run directory")
     p.add_argument("--smiles", action="append", default=[])
     p.add_argument("--output", "-o", default=None, help="CSV path (default: stdout)")
     a = p.parse_args(argv)
@@ -193,6 +196,21 @@ def cmd_predict(argv: List[str]) -> int:
     else:
         write_text(a.output, text)
         print(f"wrote {len(rows)} predictions to {a.output}", file=sys.stderr)
+    return 0
+
+
+def cmd_export(argv: List[str]) -> int:
+    p = _Parser(prog="pyg-schnet export",
+                usage="pyg-schnet export RUN_DIR --name NAME [--to DIR] [--overwrite]")
+    p.add_argument("run_dir")
+    p.add_argument("--name", required=True, help="the model's name (predict --model NAME)")
+    p.add_argument("--to", default=None,
+                   help="folder of models (default: the package's, pyg_schnet/weights)")
+    p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
+    a = p.parse_args(argv)
+    from .hub import WEIGHTS_DIR, export_model
+    folder = export_model(a.run_dir, a.name, a.to or WEIGHTS_DIR, a.overwrite)
+    print(f"{a.name}: {folder} (model.pt, card.json)")
     return 0
 
 
@@ -237,7 +255,8 @@ def cmd_throughput(argv: List[str]) -> int:
 
 COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
             "predict": cmd_predict, "filters": cmd_filters, "study": cmd_study,
-            "benchmark": cmd_benchmark, "throughput": cmd_throughput, "sweep": cmd_sweep}
+            "benchmark": cmd_benchmark, "throughput": cmd_throughput, "sweep": cmd_sweep,
+            "export": cmd_export}
 
 
 def _one_line_warnings() -> None:

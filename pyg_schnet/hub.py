@@ -6,7 +6,10 @@ split, settings, test MAE, training time, limits).
     >>> model = pyg_schnet.pretrained("qm9-U0")      # a SchNet, eval mode
     >>> pyg_schnet.model_card("qm9-U0")["test_mae"]  # eV
 
-``pyg-schnet predict --model qm9-U0 --smiles CCO`` uses them from the command line.
+``pyg-schnet predict --model qm9-U0 --smiles CCO`` uses them from the command line;
+``pyg-schnet export RUN_DIR --name NAME`` makes one from a finished run
+(:func:`export_model`: the weights copied, the card written from the run's
+files, never by hand).
 """
 from __future__ import annotations
 
@@ -18,6 +21,12 @@ from typing import Any, Dict, List, Optional
 from .errors import UserError
 
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
+#: Settings a card leaves out: where files lived and how the run was executed.
+_CARD_SKIPS = frozenset({"root", "split_file", "out", "num_threads", "processes", "wandb",
+                         "wandb_project", "device"})
+#: What a card says every shipped model is for.
+SCOPE = ("predictions are for QM9-like molecules (H, C, N, O, F; at most 29 atoms, 9 heavy) "
+         "at DFT equilibrium geometries; pyg-schnet predict warns outside that range")
 
 
 def available() -> List[str]:
@@ -29,6 +38,11 @@ def available() -> List[str]:
 
 
 def _folder(name: str) -> str:
+    """The folder of a shipped model, or ``name`` itself if it is a folder
+    holding ``model.pt`` and ``card.json`` (one written by ``export --to``)."""
+    if os.sep in name and osp.isfile(osp.join(name, "card.json")) \
+            and osp.isfile(osp.join(name, "model.pt")):
+        return name
     if name not in available():
         raise UserError(f"unknown pretrained model {name!r}; available: "
                         f"{', '.join(available()) or 'none'}")
@@ -75,3 +89,102 @@ def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
     return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse,
             "unit": UNITS[card["target"]],
             "card_mae": card["test_mae"] if split == "test" else None}
+
+
+def _model_text(cfg: Any) -> str:
+    size = (f"{cfg.hidden_channels} features, {cfg.num_interactions} interactions, "
+            f"{cfg.cutoff:g} Å cutoff")
+    if cfg.model_name != "schnet":
+        return f"{cfg.model_name} (pyg_schnet.models), {size}"
+    fast = ", fast mode (tabulated filters)" if cfg.fast else ""
+    return f"SchNet (pyg_schnet), {cfg.label} filter, {size}{fast}"
+
+
+def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
+                 overwrite: bool = False) -> str:
+    """Make a shipped model ``weights_dir/NAME`` from a finished run: its
+    model-only weights (``model.pt``; written from ``best.pt`` if the run kept
+    none) and a card from the run's config, metrics, ``symmetry.json`` and
+    split (``split.npz``, else the config's ``split_file``). The split must be
+    the :func:`~pyg_schnet.data.nested_split` the run's settings name (checked
+    index by index), so that ``pyg-schnet evaluate --model NAME`` can rebuild
+    it from the card alone.
+    Returns the model's folder."""
+    import shutil
+
+    import numpy as np
+
+    from .data import UNITS, nested_split
+    from .io import write_json
+    from .rundir import RunDir
+    from .train import WEIGHTS_FILE, export_weights, load_checkpoint
+
+    if not name or any(c in name for c in "/\\ ") or name.startswith("."):
+        raise UserError(f"model name {name!r} must be a plain folder name (like qm9-U0)")
+    rd = RunDir(run_dir)
+    metrics = rd.metrics()
+    if metrics is None:
+        raise UserError(f"{run_dir} is not a finished run (no metrics.json)")
+    cfg = rd.config()
+    split_path = rd.file("split.npz") if rd.has("split.npz") else cfg.split_file
+    if not split_path or not osp.isfile(split_path):
+        raise UserError(f"{run_dir} has no split.npz and its split_file {split_path} is gone "
+                        f"(a study writes it again: pyg-schnet study run SPEC)")
+    with np.load(split_path) as f:
+        split = {k: np.asarray(f[k]) for k in ("train_idx", "val_idx", "test_idx")}
+        num_molecules = int(f["num_molecules"]) if "num_molecules" in f.files else None
+    if num_molecules is None:
+        raise UserError(f"{run_dir}/split.npz does not record the data set's size")
+    sizes = {k: len(v) for k, v in split.items()}
+    nested = nested_split(num_molecules, sizes["train_idx"], sizes["val_idx"],
+                          sizes["test_idx"], cfg.seed)
+    if not all(np.array_equal(np.sort(split[k]), getattr(nested, k)) for k in split):
+        raise UserError(f"{run_dir} was not trained on the nested split of seed {cfg.seed} "
+                        f"(pyg_schnet.data.nested_split): a shipped model's card must name a "
+                        f"split that evaluate can rebuild")
+    symmetry = {}
+    if rd.has("symmetry.json"):
+        with open(rd.file("symmetry.json")) as f:
+            symmetry = json.load(f)
+    weights = rd.file(WEIGHTS_FILE) if rd.has(WEIGHTS_FILE) else export_weights(run_dir)
+    load_checkpoint(weights)  # readable, and of this version
+
+    folder = osp.join(weights_dir, name)
+    if osp.isdir(folder) and not overwrite:
+        raise UserError(f"{folder} exists (--overwrite replaces it)")
+    settings = {k: v for k, v in cfg.to_dict().items() if k not in _CARD_SKIPS}
+    train, val, test = sizes["train_idx"], sizes["val_idx"], sizes["test_idx"]
+    package_root = osp.dirname(osp.dirname(osp.abspath(__file__)))
+    source_run = osp.abspath(run_dir)
+    if source_run.startswith(package_root + os.sep):
+        source_run = osp.relpath(source_run, package_root)
+    card = {
+        "name": name,
+        "target": cfg.target,
+        "unit": UNITS[cfg.target],
+        "model": _model_text(cfg),
+        "data": f"QM9 ({num_molecules:,} molecules, PyG's targets and units) from {cfg.source}",
+        "split": (f"nested split, seed {cfg.seed} (pyg_schnet.data.nested_split({num_molecules}, "
+                  f"{train}, {val}, {test}, seed={cfg.seed})): {train:,} training, "
+                  f"{val:,} validation, {test:,} test molecules"),
+        "test_mae": metrics["test_mae"],
+        "test_rmse": metrics["test_rmse"],
+        "best_val_mae": metrics["best_val_mae"],
+        "test_mae_rotated": symmetry.get("rot_test_mae"),
+        "epochs": metrics["epochs"],
+        "best_epoch": metrics["best_epoch"],
+        "stop_reason": metrics.get("stop_reason"),
+        "training_seconds": metrics["train_seconds"],
+        "training_threads": cfg.num_threads,
+        "num_params": metrics["num_params"],
+        "settings": settings,
+        "source_run": source_run,
+        "limits": f"Trained on {train:,} molecules; {SCOPE}.",
+        "split_spec": {"kind": "nested", "num_molecules": num_molecules, "train": train,
+                       "val": val, "test": test, "seed": cfg.seed},
+        "source": cfg.source,
+    }
+    os.makedirs(folder, exist_ok=True)
+    shutil.copyfile(weights, osp.join(folder, "model.pt"))
+    write_json(osp.join(folder, "card.json"), card)
+    return folder

@@ -1,10 +1,15 @@
 """The pretrained models shipped with the package."""
 import csv
 import io
+import json
+import os
+import os.path as osp
+import shutil
 
+import numpy as np
 import pytest
 import pyg_schnet
-from conftest import DATA_ROOT
+from conftest import DATA_ROOT, REPO, SAMPLE_ARGS
 from helpers import assert_one_line_error, cli
 from pyg_schnet.hub import available
 
@@ -45,3 +50,69 @@ def test_predict_with_a_shipped_model_from_anywhere(tmp_path):
                           "unknown pretrained model 'qm9-H'; available: qm9-U0, qm9-gap")
     assert_one_line_error(cli("predict", "--smiles", "C", cwd=tmp_path),
                           "needs a run directory or --model")
+
+
+PRETRAINED_SPEC = osp.join(REPO, "experiments", "studies", "pretrained.yaml")
+
+
+@pytest.fixture(scope="module")
+def quick_pretrained(tmp_path_factory):
+    """The pretrained models' spec in quick mode, run from outside the repository."""
+    where = tmp_path_factory.mktemp("pretrained")
+    proc = cli("study", "run", PRETRAINED_SPEC, "--quick", "--out", where / "study",
+               *SAMPLE_ARGS, cwd=where)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return where, where / "study" / "runs" / "U0" / "gaussian_128" / "n200_seed0"
+
+
+def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
+    """``export`` ships a finished run: its own weights, a card from its files,
+    and ``evaluate --model`` on the split the card names gives the card's MAE."""
+    where, run = quick_pretrained
+    proc = cli("export", run, "--name", "qm9-U0", "--to", where / "models", cwd=where)
+    assert proc.returncode == 0, proc.stderr
+    folder = where / "models" / "qm9-U0"
+    with open(folder / "model.pt", "rb") as a, open(run / "model.pt", "rb") as b:
+        assert a.read() == b.read()
+    card = json.loads((folder / "card.json").read_text())
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert card["test_mae"] == metrics["test_mae"] and card["target"] == "U0"
+    assert card["split_spec"] == {"kind": "nested", "num_molecules": card["split_spec"][
+        "num_molecules"], "train": 200, "val": 50, "test": 100, "seed": 0}
+    assert card["settings"]["hidden_channels"] == 16 and "root" not in card["settings"]
+    assert card["test_mae_rotated"] is not None
+    model = pyg_schnet.pretrained(str(folder))
+    assert sum(p.numel() for p in model.parameters()) == card["num_params"]
+
+    proc = cli("evaluate", "--model", folder, *SAMPLE_ARGS[:2], cwd=where)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.split()
+    assert float(out[out.index("MAE") + 1]) == pytest.approx(card["test_mae"], rel=1e-4)
+    assert "test: 100 molecules" in proc.stdout
+
+    assert_one_line_error(cli("export", run, "--name", "qm9-U0", "--to", where / "models"),
+                          "exists (--overwrite replaces it)")
+    assert cli("export", run, "--name", "qm9-U0", "--to", where / "models",
+               "--overwrite").returncode == 0
+    assert_one_line_error(cli("export", run, "--name", "a/b", "--to", where / "models"),
+                          "must be a plain folder name")
+
+
+def test_export_refuses_unfinished_runs_and_other_splits(quick_pretrained, tmp_path):
+    """A card must name a split evaluate can rebuild: a run on any other split
+    is refused, as is a run that has not finished; nothing is written."""
+    _, run = quick_pretrained
+    other = tmp_path / "other"
+    shutil.copytree(run, other)
+    with np.load(other / "split.npz") as f:
+        arrays = {k: f[k] for k in f.files}
+    train, val = arrays["train_idx"].copy(), arrays["val_idx"].copy()
+    train[0], val[0] = val[0], train[0]  # one molecule swapped between train and val
+    arrays.update(train_idx=np.sort(train), val_idx=np.sort(val))
+    np.savez(other / "split.npz", **arrays)
+    assert_one_line_error(cli("export", other, "--name", "m", "--to", tmp_path / "models"),
+                          "was not trained on the nested split of seed 0")
+    os.remove(other / "metrics.json")
+    assert_one_line_error(cli("export", other, "--name", "m", "--to", tmp_path / "models"),
+                          "is not a finished run")
+    assert not (tmp_path / "models").exists()
