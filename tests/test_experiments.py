@@ -79,15 +79,18 @@ def _execute(monkeypatch, env):
     return seconds, images, errors, text
 
 
-def test_notebook_trains_tiny_models_in_place(monkeypatch):
+def test_notebook_trains_tiny_models_in_place(monkeypatch, tmp_path):
+    # the tiny runs go to a temporary folder (tempfile's): pytest's, not the machine's /tmp
     seconds, images, errors, text = _execute(monkeypatch, {"PYG_SCHNET_DATA_ROOT": DATA_ROOT,
-                                                           "PYG_SCHNET_RUN_DIR": "tiny"})
+                                                           "PYG_SCHNET_RUN_DIR": "tiny",
+                                                           "TMPDIR": tmp_path})
     assert not errors
     assert images >= 6, images
     # about 30 s on an idle 2-core machine; the bound leaves room for a busy one
     assert seconds < 240, f"notebook took {seconds:.0f} s"
     for f in FILTERS:
         assert f"trained tiny {f}" in text
+    assert [p.name.startswith("explore_filters_") for p in tmp_path.iterdir()] == [True]
     assert "coords    block 1 anisotropy" in text
 
 
