@@ -17,6 +17,8 @@ the file that sets it, so the commands work from any directory::
       gaussian: {}
       distance: {filter: distance}
     reference: gaussian                      # optional
+    contrasts:                                # optional: one factor each, variant - baseline
+      radial basis removed: [distance, gaussian]
     targets: [U0, gap]
     seeds: 3                                  # a count (0..N-1) or a list
     train_sizes: [20000]                      # a list is a learning curve
@@ -39,7 +41,8 @@ nested_split`): every variant of a seed sees the same split, and a smaller
 training set is a subset of a larger one. So variants can be compared *paired*
 (same seed, same split): the report gives per variant the mean difference to
 the reference with a 95% t-interval over seeds, and how many seeds agree in
-sign.
+sign; each named contrast (a variant against the variant it changes in one
+factor, not necessarily the reference) gets the same statistics.
 
 Resuming: a finished run (metrics.json) is skipped, an interrupted one resumes
 from its last.pt, and a run directory holding other settings is refused (or,
@@ -63,9 +66,9 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from .errors import UserError
 from .io import write_csv, write_json, write_text
 
-SPEC_KEYS = ("name", "description", "base", "variants", "reference", "targets", "seeds",
-             "train_sizes", "val_size", "test_size", "size_overrides", "keep_weights", "quick",
-             "out", "reuse")
+SPEC_KEYS = ("name", "description", "base", "variants", "reference", "contrasts", "targets",
+             "seeds", "train_sizes", "val_size", "test_size", "size_overrides", "keep_weights",
+             "quick", "out", "reuse")
 #: Spec keys that ``quick`` may replace; its other keys are config overrides.
 QUICK_SPEC_KEYS = ("targets", "seeds", "train_sizes", "val_size", "test_size", "keep_weights",
                    "size_overrides")
@@ -98,6 +101,8 @@ class Spec:
     out: str = ""
     quick: bool = False
     reuse: List[str] = field(default_factory=list)
+    #: name -> (variant, baseline): paired differences reported beside the reference's
+    contrasts: Dict[str, Tuple[str, str]] = field(default_factory=dict)
 
 
 def _fail(path: str, msg: str) -> UserError:
@@ -138,6 +143,7 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     name = str(raw.get("name") or osp.splitext(osp.basename(path))[0])
     base, base_dir = _read_base(path, raw["base"])
     variants, reference = _read_variants(path, raw)
+    contrasts = _read_contrasts(path, raw.get("contrasts"), variants)
     values, config_quick = _apply_quick(path, raw, quick)
     targets = _read_targets(path, values["targets"])
     seeds_raw = values["seeds"]
@@ -161,7 +167,7 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
                 train_sizes=sizes, val_size=val_size, test_size=test_size,
                 size_overrides=size_overrides, size_seeds=size_seeds,
                 keep_weights=keep_weights, out=out_dir,
-                quick=quick, reuse=reuse)
+                quick=quick, reuse=reuse, contrasts=contrasts)
     plan(spec)  # every run's config, so bad settings fail before any training
     return spec
 
@@ -201,6 +207,26 @@ def _read_variants(path: str, raw: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, 
         raise _fail(path, f"reference {reference!r} is not a variant; variants: "
                           f"{', '.join(variants)}")
     return variants, reference
+
+
+def _read_contrasts(path: str, raw: Any, variants: Dict[str, Dict[str, Any]]
+                    ) -> Dict[str, Tuple[str, str]]:
+    """``contrasts``: a mapping of names to ``[variant, baseline]`` pairs."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _fail(path, f"contrasts must map names to [variant, baseline] pairs, got {raw!r}")
+    out: Dict[str, Tuple[str, str]] = {}
+    for name, pair in raw.items():
+        if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
+            raise _fail(path, f"contrast {name!r} must be [variant, baseline] (two different "
+                              f"variants), got {pair!r}")
+        for v in pair:
+            if str(v) not in variants:
+                raise _fail(path, f"contrast {name!r}: {v!r} is not a variant; variants: "
+                                  f"{', '.join(variants)}")
+        out[str(name)] = (str(pair[0]), str(pair[1]))
+    return out
 
 
 def _apply_quick(path: str, raw: Dict[str, Any], quick: bool
@@ -695,6 +721,7 @@ CELL_FIELDS = ("target", "size", "variant", "unit", "n", "seeds", "test_mae_mean
                "lr_decays", "molecules_per_second", "train_seconds_mean", "run_dirs")
 PAIRED_FIELDS = ("target", "size", "variant", "reference", "unit", "n", "seeds", "diff_mean",
                  "diff_std", "ci_low", "ci_high", "agree", "ratio")
+CONTRAST_FIELDS = ("contrast",) + PAIRED_FIELDS
 SLOPE_FIELDS = ("target", "variant", "sizes", "slope", "slope_se")
 
 
@@ -771,23 +798,33 @@ def cells(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
     return out
 
 
-def paired(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def paired(spec: Spec, rows: Sequence[Dict[str, Any]],
+           pairs: Optional[Sequence[Tuple[str, str]]] = None) -> List[Dict[str, Any]]:
+    """Paired differences per target and size for each ``(variant, baseline)``
+    of ``pairs`` (default: every variant against the reference)."""
+    if pairs is None:
+        pairs = [(v, spec.reference) for v in spec.variants if v != spec.reference]
+    maes: Dict[Tuple[str, int, str], Dict[int, float]] = {}  # (target, size, variant) -> seeds
+    for r in rows:
+        maes.setdefault((r["target"], r["size"], r["variant"]), {})[r["seed"]] = r["test_mae"]
     out = []
     for t in spec.targets:
         for size in spec.train_sizes:
-            ref = {r["seed"]: r["test_mae"] for r in rows
-                   if (r["target"], r["size"], r["variant"]) == (t, size, spec.reference)}
-            for v in spec.variants:
-                if v == spec.reference:
-                    continue
-                var = {r["seed"]: r["test_mae"] for r in rows
-                       if (r["target"], r["size"], r["variant"]) == (t, size, v)}
-                p = paired_difference(var, ref)
+            for v, base in pairs:
+                p = paired_difference(maes.get((t, size, v), {}), maes.get((t, size, base), {}))
                 if p["n"] == 0:
                     continue
                 unit = next(r["unit"] for r in rows if r["target"] == t)
-                out.append(dict(p, target=t, size=size, variant=v, reference=spec.reference,
+                out.append(dict(p, target=t, size=size, variant=v, reference=base,
                                 unit=unit, seeds=" ".join(map(str, p["seeds"]))))
+    return out
+
+
+def contrasts(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The spec's named contrasts, as :func:`paired` rows with their names."""
+    out = []
+    for name, pair in spec.contrasts.items():
+        out += [dict(p, contrast=name) for p in paired(spec, rows, [pair])]
     return out
 
 
@@ -841,10 +878,13 @@ def write_report(spec: Spec) -> str:
     os.makedirs(spec.out, exist_ok=True)
     cell_rows = cells(spec, rows)
     pair_rows = paired(spec, rows)
+    contrast_rows = contrasts(spec, rows)
     slope_rows = slopes(spec, cell_rows)
     write_csv(osp.join(spec.out, "runs.csv"), RUN_FIELDS, rows)
     write_csv(osp.join(spec.out, "cells.csv"), CELL_FIELDS, cell_rows)
     write_csv(osp.join(spec.out, "paired.csv"), PAIRED_FIELDS, pair_rows)
+    if spec.contrasts:
+        write_csv(osp.join(spec.out, "contrasts.csv"), CONTRAST_FIELDS, contrast_rows)
     write_csv(osp.join(spec.out, "slopes.csv"), SLOPE_FIELDS, slope_rows)
     plots = []
     if rows:
@@ -858,13 +898,13 @@ def write_report(spec: Spec) -> str:
                 p = val_curve_plot(spec, t, size)
                 if p:
                     plots.append(p)
-    md = _markdown(spec, rows, cell_rows, pair_rows, slope_rows, plots)
+    md = _markdown(spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, plots)
     path = osp.join(spec.out, "report.md")
     write_text(path, md)
     return path
 
 
-def _markdown(spec: Spec, rows, cell_rows, pair_rows, slope_rows, plots) -> str:
+def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, plots) -> str:
     total = len(plan(spec))
     wall, sittings = _sittings(spec.out)
     reused = [r for r in rows if osp.isfile(osp.join(spec.out, r["run_dir"], REUSED_FILE))]
@@ -913,6 +953,19 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, slope_rows, plots) -> str:
             u = p["unit"]
             L.append(f"| {p['target']} | {p['size']:,} | {p['variant']} | {p['n']} | "
                      f"{_pm(p['diff_mean'], p['diff_std'])} {u} | "
+                     f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
+                     f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |")
+    if contrast_rows:
+        L += ["", "## Contrasts: one factor each", "",
+              "Each contrast compares a variant with the variant it changes in one factor "
+              "(paired, as above: variant minus baseline).", "",
+              "| target | train size | contrast | variant − baseline | seeds | difference | "
+              "95% interval | agree in sign | ratio |",
+              "|---|---:|---|---|---:|---:|---:|---:|---:|"]
+        for p in contrast_rows:
+            u = p["unit"]
+            L.append(f"| {p['target']} | {p['size']:,} | {p['contrast']} | {p['variant']} − "
+                     f"{p['reference']} | {p['n']} | {_pm(p['diff_mean'], p['diff_std'])} {u} | "
                      f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
                      f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |")
     if slope_rows:

@@ -7,6 +7,7 @@ import json
 import math
 import os
 import os.path as osp
+import re
 import time
 
 import pytest
@@ -94,6 +95,19 @@ def test_report_tables_trace_to_run_directories(quick):
              if v["target"] == g["target"] == p["target"] and v["seed"] == g["seed"]
              and v["variant"] == p["variant"] and g["variant"] == "gaussian"]
         assert float(p["diff_mean"]) == pytest.approx(sum(d) / 2, rel=1e-9)
+    # the spec's contrasts: each a variant against the variant it changes, paired per seed
+    contrasts = _csv(out / "contrasts.csv")
+    spec = yaml.safe_load(open(FACTORS))
+    assert {(c["contrast"], c["target"]) for c in contrasts} == \
+        {(name, t) for name in spec["contrasts"] for t in TARGETS}
+    for c in contrasts:
+        variant, baseline = spec["contrasts"][c["contrast"]]
+        assert (c["variant"], c["reference"]) == (variant, baseline)
+        d = [float(v["test_mae"]) - float(b["test_mae"]) for v in runs for b in runs
+             if v["target"] == b["target"] == c["target"] and v["seed"] == b["seed"]
+             and v["variant"] == variant and b["variant"] == baseline]
+        assert len(d) == 2 and float(c["diff_mean"]) == pytest.approx(sum(d) / 2, rel=1e-9)
+        assert f"| {c['contrast']} | {variant} − {baseline} | 2 |" in md
     for r in runs:
         assert f"]({r['run_dir']}/log.csv)" in md
     # rotation: radial variants are invariant, coords is not
@@ -198,6 +212,10 @@ BAD_SPECS = [
     (dict(variants={"a/b": {}}), "cannot name a folder"),
     (dict(base="missing.yaml"), "missing.yaml does not exist"),
     (dict(size_overrides={250: {"epochs": "many"}}), "epochs must be a number"),
+    (dict(contrasts=[["a", "b"]]), "contrasts must map names to [variant, baseline] pairs"),
+    (dict(contrasts={"x": ["gaussian"]}), "contrast 'x' must be [variant, baseline]"),
+    (dict(contrasts={"x": ["gaussian", "gaussian"]}), "contrast 'x' must be [variant, baseline]"),
+    (dict(contrasts={"x": ["sinc", "gaussian"]}), "contrast 'x': 'sinc' is not a variant"),
 ]
 
 
@@ -206,7 +224,7 @@ def test_bad_spec_is_one_clear_error(tmp_path, change, match):
     from pyg_schnet.errors import UserError
     from pyg_schnet.study import load_spec
     path = _tiny_spec(tmp_path / "s.yaml", **change)
-    with pytest.raises(UserError, match=match.replace("(", r"\(").replace(")", r"\)")):
+    with pytest.raises(UserError, match=re.escape(match)):
         load_spec(str(path), root=SAMPLE_ROOT, source=SAMPLE_SOURCE)
 
 
