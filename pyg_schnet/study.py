@@ -946,28 +946,13 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows,
         L += ["", f"## Paired differences to the reference ({spec.reference})", "",
               "Per seed, variant minus reference on the same split; mean, sample std, 95% "
               "t-interval of the mean over seeds, and the seeds whose difference has the sign "
-              "of the mean. Ratio: mean variant MAE over mean reference MAE.", "",
-              "| target | train size | variant | seeds | difference | 95% interval | "
-              "agree in sign | ratio |", "|---|---:|---|---:|---:|---:|---:|---:|"]
-        for p in pair_rows:
-            u = p["unit"]
-            L.append(f"| {p['target']} | {p['size']:,} | {p['variant']} | {p['n']} | "
-                     f"{_pm(p['diff_mean'], p['diff_std'])} {u} | "
-                     f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
-                     f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |")
+              "of the mean. Ratio: mean variant MAE over mean reference MAE.", ""]
+        L += _difference_table(pair_rows, contrast=False)
     if contrast_rows:
         L += ["", "## Contrasts: one factor each", "",
               "Each contrast compares a variant with the variant it changes in one factor "
-              "(paired, as above: variant minus baseline).", "",
-              "| target | train size | contrast | variant − baseline | seeds | difference | "
-              "95% interval | agree in sign | ratio |",
-              "|---|---:|---|---|---:|---:|---:|---:|---:|"]
-        for p in contrast_rows:
-            u = p["unit"]
-            L.append(f"| {p['target']} | {p['size']:,} | {p['contrast']} | {p['variant']} − "
-                     f"{p['reference']} | {p['n']} | {_pm(p['diff_mean'], p['diff_std'])} {u} | "
-                     f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
-                     f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |")
+              "(paired, as above: variant minus baseline).", ""]
+        L += _difference_table(contrast_rows, contrast=True)
     if slope_rows:
         L += ["", "## Learning curves", "",
               "Least-squares slope of log(test MAE) against log(training size) over the cell "
@@ -995,6 +980,22 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows,
                  f"{_fmt(r['final_lr'])} | {r['train_seconds']:.0f} | "
                  f"[{r['run_dir']}]({r['run_dir']}/log.csv) |")
     return "\n".join(L) + "\n"
+
+
+def _difference_table(rows: Sequence[Dict[str, Any]], contrast: bool) -> List[str]:
+    """Markdown rows of :func:`paired` (or, with ``contrast``, :func:`contrasts`) rows."""
+    head = "| contrast | variant − baseline" if contrast else "| variant"
+    L = [f"| target | train size {head} | seeds | difference | 95% interval | agree in sign "
+         f"| ratio |", "|---|---:|---" + ("|---" if contrast else "") + "|---:" * 5 + "|"]
+    for p in rows:
+        u = p["unit"]
+        what = f"{p['contrast']} | {p['variant']} − {p['reference']}" if contrast \
+            else p["variant"]
+        L.append(f"| {p['target']} | {p['size']:,} | {what} | {p['n']} | "
+                 f"{_pm(p['diff_mean'], p['diff_std'])} {u} | "
+                 f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
+                 f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |")
+    return L
 
 
 # -- command line -------------------------------------------------------------------------------
