@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from .errors import UserError
 
@@ -71,16 +71,17 @@ def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
     subset of that split."""
     import torch
 
-    from .data import QM9, UNITS, nested_split, target_index
+    from .data import QM9, UNITS, target_index
     from .loader import MoleculeLoader
     from .train import errors
     card = model_card(name)
     spec = card["split_spec"]
-    ds = QM9(root, source=card.get("source", "qm9pack"))
+    ds = QM9(root, source=card.get("source", "qm9pack"),
+             max_molecules=spec.get("max_molecules"))
     if len(ds) != spec["num_molecules"]:
         raise UserError(f"{name} was trained on {spec['num_molecules']} molecules; the data set "
                         f"at {root} has {len(ds)}")
-    sp = nested_split(len(ds), spec["train"], spec["val"], spec["test"], spec["seed"])
+    sp = card_split(spec, _folder(name), len(ds))
     idx = torch.as_tensor({"test": sp.test_idx, "val": sp.val_idx, "train": sp.train_idx}[split])
     if limit is not None and limit < len(idx):
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
@@ -89,6 +90,49 @@ def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
     return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse,
             "unit": UNITS[card["target"]],
             "card_mae": card["test_mae"] if split == "test" else None}
+
+
+#: The split a card names: rebuilt by one of these functions of pyg_schnet.data, else
+#: shipped beside the weights as this file.
+SPLIT_KINDS = ("nested", "random")
+SPLIT_FILE = "split.npz"
+
+
+def card_split(spec: Dict[str, Any], folder: str, num_molecules: int) -> Any:
+    """The :class:`~pyg_schnet.data.Split` a card's ``split_spec`` names."""
+    from .data import load_split, nested_split, random_split
+    if spec["kind"] == "file":
+        return load_split(osp.join(folder, spec["file"]), num_molecules)
+    make = {"nested": nested_split, "random": random_split}[spec["kind"]]
+    return make(num_molecules, spec["train"], spec["val"], spec["test"], spec["seed"])
+
+
+def _describe_split(split: Any, num_molecules: int, seed: int,
+                    max_molecules: Optional[int]) -> Tuple[Dict[str, Any], str]:
+    """The card's ``split_spec`` and sentence for a run's split: the seeded
+    function of :mod:`pyg_schnet.data` that rebuilds it index by index, else
+    ``kind: file`` (the split ships beside the weights)."""
+    import numpy as np
+
+    from .data import nested_split, random_split
+    sizes = [len(split.train_idx), len(split.val_idx), len(split.test_idx)]
+    counts = (f"{sizes[0]:,} training, {sizes[1]:,} validation, {sizes[2]:,} test molecules"
+              + (f" of the first {max_molecules:,}" if max_molecules else ""))
+    for kind, make in zip(SPLIT_KINDS, (nested_split, random_split)):
+        try:
+            again = make(num_molecules, sizes[0], sizes[1], sizes[2], seed)
+        except UserError:
+            continue
+        if all(np.array_equal(np.sort(getattr(split, k)), getattr(again, k))
+               for k in ("train_idx", "val_idx", "test_idx")):
+            spec = {"kind": kind, "num_molecules": num_molecules, "max_molecules": max_molecules,
+                    "train": sizes[0], "val": sizes[1], "test": sizes[2], "seed": seed}
+            call = f"pyg_schnet.data.{make.__name__}({num_molecules}, " \
+                   f"{', '.join(map(str, sizes))}, seed={seed})"
+            return spec, f"{kind} split, seed {seed} ({call}): {counts}"
+    spec = {"kind": "file", "file": SPLIT_FILE, "num_molecules": num_molecules,
+            "max_molecules": max_molecules}
+    return spec, f"the run's own split ({SPLIT_FILE} beside the weights): {counts}"
 
 
 def _model_text(cfg: Any) -> str:
@@ -105,16 +149,15 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     """Make a shipped model ``weights_dir/NAME`` from a finished run: its
     model-only weights (``model.pt``; written from ``best.pt`` if the run kept
     none) and a card from the run's config, metrics, ``symmetry.json`` and
-    split (``split.npz``, else the config's ``split_file``). The split must be
-    the :func:`~pyg_schnet.data.nested_split` the run's settings name (checked
-    index by index), so that ``pyg-schnet evaluate --model NAME`` can rebuild
-    it from the card alone.
-    Returns the model's folder."""
+    split (``split.npz``, else the config's ``split_file``). The card names
+    the split so that ``pyg-schnet evaluate --model NAME`` rebuilds it: the
+    seeded nested or random split that equals it index by index, else the
+    split file itself, shipped beside the weights. Returns the model's folder."""
     import shutil
 
     import numpy as np
 
-    from .data import UNITS, nested_split
+    from .data import UNITS, load_split
     from .io import write_json
     from .rundir import RunDir
     from .train import WEIGHTS_FILE, export_weights, load_checkpoint
@@ -131,17 +174,11 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
         raise UserError(f"{run_dir} has no split.npz and its split_file {split_path} is gone "
                         f"(a study writes it again: pyg-schnet study run SPEC)")
     with np.load(split_path) as f:
-        split = {k: np.asarray(f[k]) for k in ("train_idx", "val_idx", "test_idx")}
         num_molecules = int(f["num_molecules"]) if "num_molecules" in f.files else None
     if num_molecules is None:
-        raise UserError(f"{run_dir}/split.npz does not record the data set's size")
-    sizes = {k: len(v) for k, v in split.items()}
-    nested = nested_split(num_molecules, sizes["train_idx"], sizes["val_idx"],
-                          sizes["test_idx"], cfg.seed)
-    if not all(np.array_equal(np.sort(split[k]), getattr(nested, k)) for k in split):
-        raise UserError(f"{run_dir} was not trained on the nested split of seed {cfg.seed} "
-                        f"(pyg_schnet.data.nested_split): a shipped model's card must name a "
-                        f"split that evaluate can rebuild")
+        raise UserError(f"{split_path} does not record the data set's size")
+    split = load_split(split_path, num_molecules)
+    split_spec, split_text = _describe_split(split, num_molecules, cfg.seed, cfg.max_molecules)
     symmetry = {}
     if rd.has("symmetry.json"):
         with open(rd.file("symmetry.json")) as f:
@@ -153,7 +190,7 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     if osp.isdir(folder) and not overwrite:
         raise UserError(f"{folder} exists (--overwrite replaces it)")
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _CARD_SKIPS}
-    train, val, test = sizes["train_idx"], sizes["val_idx"], sizes["test_idx"]
+    train = len(split.train_idx)
     package_root = osp.dirname(osp.dirname(osp.abspath(__file__)))
     source_run = osp.abspath(run_dir)
     if source_run.startswith(package_root + os.sep):
@@ -164,9 +201,7 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
         "unit": UNITS[cfg.target],
         "model": _model_text(cfg),
         "data": f"QM9 ({num_molecules:,} molecules, PyG's targets and units) from {cfg.source}",
-        "split": (f"nested split, seed {cfg.seed} (pyg_schnet.data.nested_split({num_molecules}, "
-                  f"{train}, {val}, {test}, seed={cfg.seed})): {train:,} training, "
-                  f"{val:,} validation, {test:,} test molecules"),
+        "split": split_text,
         "test_mae": metrics["test_mae"],
         "test_rmse": metrics["test_rmse"],
         "best_val_mae": metrics["best_val_mae"],
@@ -180,11 +215,14 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
         "settings": settings,
         "source_run": source_run,
         "limits": f"Trained on {train:,} molecules; {SCOPE}.",
-        "split_spec": {"kind": "nested", "num_molecules": num_molecules, "train": train,
-                       "val": val, "test": test, "seed": cfg.seed},
+        "split_spec": split_spec,
         "source": cfg.source,
     }
     os.makedirs(folder, exist_ok=True)
     shutil.copyfile(weights, osp.join(folder, "model.pt"))
+    if split_spec["kind"] == "file":
+        split.save(osp.join(folder, SPLIT_FILE), num_molecules)
+    elif osp.isfile(osp.join(folder, SPLIT_FILE)):  # an earlier export's
+        os.remove(osp.join(folder, SPLIT_FILE))
     write_json(osp.join(folder, "card.json"), card)
     return folder

@@ -78,7 +78,8 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     metrics = json.loads((run / "metrics.json").read_text())
     assert card["test_mae"] == metrics["test_mae"] and card["target"] == "U0"
     assert card["split_spec"] == {"kind": "nested", "num_molecules": card["split_spec"][
-        "num_molecules"], "train": 200, "val": 50, "test": 100, "seed": 0}
+        "num_molecules"], "max_molecules": None, "train": 200, "val": 50, "test": 100,
+        "seed": 0}
     assert card["settings"]["hidden_channels"] == 16 and "root" not in card["settings"]
     assert card["test_mae_rotated"] is not None
     model = pyg_schnet.pretrained(str(folder))
@@ -98,21 +99,44 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
                           "must be a plain folder name")
 
 
-def test_export_refuses_unfinished_runs_and_other_splits(quick_pretrained, tmp_path):
-    """A card must name a split evaluate can rebuild: a run on any other split
-    is refused, as is a run that has not finished; nothing is written."""
+def test_export_names_any_split_so_evaluate_rebuilds_it(quick_pretrained, tmp_path):
+    """A card names the run's split: the seeded nested or random split that equals
+    it index by index, else the split file itself, shipped beside the weights;
+    ``evaluate --model`` rebuilds it. An unfinished run is refused."""
+    from pyg_schnet.data import random_split
     _, run = quick_pretrained
     other = tmp_path / "other"
     shutil.copytree(run, other)
     with np.load(other / "split.npz") as f:
         arrays = {k: f[k] for k in f.files}
+    n = int(arrays["num_molecules"])
+    # one molecule swapped between train and val: no seeded split, the test set unchanged
     train, val = arrays["train_idx"].copy(), arrays["val_idx"].copy()
-    train[0], val[0] = val[0], train[0]  # one molecule swapped between train and val
-    arrays.update(train_idx=np.sort(train), val_idx=np.sort(val))
-    np.savez(other / "split.npz", **arrays)
-    assert_one_line_error(cli("export", other, "--name", "m", "--to", tmp_path / "models"),
-                          "was not trained on the nested split of seed 0")
+    train[0], val[0] = val[0], train[0]
+    np.savez(other / "split.npz", **dict(arrays, train_idx=np.sort(train), val_idx=np.sort(val)))
+    assert cli("export", other, "--name", "m", "--to", tmp_path / "models").returncode == 0
+    card = json.loads((tmp_path / "models" / "m" / "card.json").read_text())
+    assert card["split_spec"]["kind"] == "file"
+    assert (tmp_path / "models" / "m" / "split.npz").is_file()
+    proc = cli("evaluate", "--model", tmp_path / "models" / "m", *SAMPLE_ARGS[:2])
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout.split()
+    assert float(out[out.index("MAE") + 1]) == pytest.approx(card["test_mae"], rel=1e-4)
+
+    # a seeded random split (what ``train`` makes): named, not shipped
+    rs = random_split(n, 200, 50, 100, seed=0)
+    rs.save(str(other / "split.npz"), n)
+    assert cli("export", other, "--name", "m", "--to", tmp_path / "models",
+               "--overwrite").returncode == 0
+    card = json.loads((tmp_path / "models" / "m" / "card.json").read_text())
+    assert card["split_spec"] == {"kind": "random", "num_molecules": n, "max_molecules": None,
+                                  "train": 200, "val": 50, "test": 100, "seed": 0}
+    assert "pyg_schnet.data.random_split(" in card["split"]
+    assert not (tmp_path / "models" / "m" / "split.npz").exists()
+    proc = cli("evaluate", "--model", tmp_path / "models" / "m", *SAMPLE_ARGS[:2])
+    assert proc.returncode == 0 and "test: 100 molecules" in proc.stdout, proc.stderr
+
     os.remove(other / "metrics.json")
-    assert_one_line_error(cli("export", other, "--name", "m", "--to", tmp_path / "models"),
+    assert_one_line_error(cli("export", other, "--name", "x", "--to", tmp_path / "models"),
                           "is not a finished run")
-    assert not (tmp_path / "models").exists()
+    assert not (tmp_path / "models" / "x").exists()
