@@ -93,19 +93,24 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
 
     assert_one_line_error(cli("export", run, "--name", "qm9-U0", "--to", where / "models"),
                           "exists (--overwrite replaces it)")
-    assert cli("export", run, "--name", "qm9-U0", "--to", where / "models",
-               "--overwrite").returncode == 0
-    assert_one_line_error(cli("export", run, "--name", "a/b", "--to", where / "models"),
-                          "must be a plain folder name")
+    from pyg_schnet.errors import UserError
+    from pyg_schnet.hub import export_model
+    assert export_model(str(run), "qm9-U0", str(where / "models"), overwrite=True) == str(folder)
+    with pytest.raises(UserError, match="must be a plain folder name"):
+        export_model(str(run), "a/b", str(where / "models"))
 
 
 def test_export_names_any_split_so_evaluate_rebuilds_it(quick_pretrained, tmp_path):
     """A card names the run's split: the seeded nested or random split that equals
     it index by index, else the split file itself, shipped beside the weights;
-    ``evaluate --model`` rebuilds it. An unfinished run is refused."""
+    evaluate rebuilds it. An unfinished run is refused (in process: the command
+    line is tested above)."""
+    from conftest import SAMPLE_ROOT
     from pyg_schnet.data import random_split
+    from pyg_schnet.errors import UserError
+    from pyg_schnet.hub import evaluate_pretrained, export_model
     _, run = quick_pretrained
-    other = tmp_path / "other"
+    other, models = tmp_path / "other", str(tmp_path / "models")
     shutil.copytree(run, other)
     with np.load(other / "split.npz") as f:
         arrays = {k: f[k] for k in f.files}
@@ -114,29 +119,23 @@ def test_export_names_any_split_so_evaluate_rebuilds_it(quick_pretrained, tmp_pa
     train, val = arrays["train_idx"].copy(), arrays["val_idx"].copy()
     train[0], val[0] = val[0], train[0]
     np.savez(other / "split.npz", **dict(arrays, train_idx=np.sort(train), val_idx=np.sort(val)))
-    assert cli("export", other, "--name", "m", "--to", tmp_path / "models").returncode == 0
-    card = json.loads((tmp_path / "models" / "m" / "card.json").read_text())
-    assert card["split_spec"]["kind"] == "file"
-    assert (tmp_path / "models" / "m" / "split.npz").is_file()
-    proc = cli("evaluate", "--model", tmp_path / "models" / "m", *SAMPLE_ARGS[:2])
-    assert proc.returncode == 0, proc.stderr
-    out = proc.stdout.split()
-    assert float(out[out.index("MAE") + 1]) == pytest.approx(card["test_mae"], rel=1e-4)
+    folder = export_model(str(other), "m", models)
+    card = json.loads(open(osp.join(folder, "card.json")).read())
+    assert card["split_spec"]["kind"] == "file" and osp.isfile(osp.join(folder, "split.npz"))
+    res = evaluate_pretrained(folder, SAMPLE_ROOT)
+    assert res["count"] == 100 and res["mae"] == pytest.approx(card["test_mae"], rel=1e-4)
 
     # a seeded random split (what ``train`` makes): named, not shipped
-    rs = random_split(n, 200, 50, 100, seed=0)
-    rs.save(str(other / "split.npz"), n)
-    assert cli("export", other, "--name", "m", "--to", tmp_path / "models",
-               "--overwrite").returncode == 0
-    card = json.loads((tmp_path / "models" / "m" / "card.json").read_text())
+    random_split(n, 200, 50, 100, seed=0).save(str(other / "split.npz"), n)
+    folder = export_model(str(other), "m", models, overwrite=True)
+    card = json.loads(open(osp.join(folder, "card.json")).read())
     assert card["split_spec"] == {"kind": "random", "num_molecules": n, "max_molecules": None,
                                   "train": 200, "val": 50, "test": 100, "seed": 0}
     assert "pyg_schnet.data.random_split(" in card["split"]
-    assert not (tmp_path / "models" / "m" / "split.npz").exists()
-    proc = cli("evaluate", "--model", tmp_path / "models" / "m", *SAMPLE_ARGS[:2])
-    assert proc.returncode == 0 and "test: 100 molecules" in proc.stdout, proc.stderr
+    assert not osp.exists(osp.join(folder, "split.npz"))
+    assert evaluate_pretrained(folder, SAMPLE_ROOT)["count"] == 100
 
     os.remove(other / "metrics.json")
-    assert_one_line_error(cli("export", other, "--name", "x", "--to", tmp_path / "models"),
-                          "is not a finished run")
-    assert not (tmp_path / "models" / "x").exists()
+    with pytest.raises(UserError, match="is not a finished run"):
+        export_model(str(other), "x", models)
+    assert not osp.exists(osp.join(models, "x"))
