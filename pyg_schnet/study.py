@@ -1,8 +1,11 @@
 """Studies: a grid of training runs from one spec, resumable, with paired statistics.
 
-    pyg-schnet study run SPEC.yaml [--quick] [--jobs N] [--out DIR] [--root DIR]
-                                [--source qm9pack|pyg] [--overwrite]
-    pyg-schnet study report SPEC.yaml [--quick] [--out DIR]
+    pyg-schnet study run SPEC.yaml [SPEC.yaml ...] [--quick] [--jobs N] [--out DIR]
+                                [--root DIR] [--source qm9pack|pyg] [--overwrite]
+    pyg-schnet study report SPEC.yaml [SPEC.yaml ...] [--quick] [--out DIR]
+
+Several specs form a queue: all are read and checked first, then run one after
+the other (``--out`` needs a single spec).
 
 A spec (YAML) names a base config, named variants (config overrides), targets,
 seeds and training-set sizes; every combination is one ordinary run directory
@@ -1005,8 +1008,9 @@ def main(argv: List[str]) -> int:
     p = _Parser(prog="pyg-schnet study",
                 description="Run a study spec (variants x targets x sizes x seeds) and report it.")
     sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
-    r = sub.add_parser("run", help="train every unfinished run, then write the report")
-    r.add_argument("spec")
+    r = sub.add_parser("run", help="train every unfinished run, then write the report; "
+                                   "several specs run one after the other")
+    r.add_argument("spec", nargs="+")
     r.add_argument("--quick", action="store_true", help="the spec's quick settings (tests)")
     r.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
     r.add_argument("--out", default=None, help="output folder (default: from the spec)")
@@ -1015,21 +1019,25 @@ def main(argv: List[str]) -> int:
     r.add_argument("--overwrite", action="store_true",
                    help="retrain runs whose directory holds other settings")
     q = sub.add_parser("report", help="write the report of the finished runs")
-    q.add_argument("spec")
+    q.add_argument("spec", nargs="+")
     q.add_argument("--quick", action="store_true")
     q.add_argument("--out", default=None)
     a = p.parse_args(argv)
-    spec = load_spec(a.spec, quick=a.quick, out=a.out, root=getattr(a, "root", None),
-                     source=getattr(a, "source", None))
+    if a.out is not None and len(a.spec) > 1:
+        raise UserError(f"--out names one study's folder; {len(a.spec)} specs were given")
+    # every spec is read and checked before anything trains: a bad one in a queue fails now
+    specs = [load_spec(path, quick=a.quick, out=a.out, root=getattr(a, "root", None),
+                       source=getattr(a, "source", None)) for path in a.spec]
     if a.action == "report":
-        path = write_report(spec)
-        _say(f"wrote {path}")
+        for spec in specs:
+            _say(f"wrote {write_report(spec)}")
         return 0
     command = "pyg-schnet study " + " ".join(shlex.quote(x) for x in argv)
-    failed = run_study(spec, a.jobs, a.overwrite, command)
-    if failed:
-        raise UserError(f"{failed} run(s) failed (see above); finished runs are kept, "
-                        f"and a re-run retries the others")
+    failed = {spec.name: run_study(spec, a.jobs, a.overwrite, command) for spec in specs}
+    if any(failed.values()):
+        where = ", ".join(f"{n} in {name}" for name, n in failed.items() if n)
+        raise UserError(f"{sum(failed.values())} run(s) failed ({where}; see above); finished "
+                        f"runs are kept, and a re-run retries the others")
     return 0
 
 

@@ -342,3 +342,27 @@ def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
         assert a["test_mae"] == pytest.approx(b["test_mae"], rel=1e-6)
     again = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
     assert again.returncode == 0 and "(2 finished, 0 to train)" in again.stdout
+
+
+def test_several_specs_run_as_a_queue(tmp_path):
+    """``study run A B`` checks both specs before training anything, then runs
+    them one after the other; ``--out`` needs a single spec."""
+    first = _tiny_spec(tmp_path / "a.yaml", name="a", seeds=[0], variants={"gaussian": {}},
+                       base=dict(hidden_channels=8, num_filters=8, num_interactions=1,
+                                 cutoff=4.0, num_gaussians=8, batch_size=50, epochs=1,
+                                 patience=1))
+    bad = _tiny_spec(tmp_path / "bad.yaml", targets=["energy"])
+    proc = cli("study", "run", first, bad, *SAMPLE_ARGS)
+    assert_one_line_error(proc, "unknown target 'energy'")
+    assert not (tmp_path / "a").exists()  # nothing trained before the bad spec was found
+    assert_one_line_error(cli("study", "run", first, first, "--out", tmp_path / "x"),
+                          "--out names one study's folder; 2 specs were given")
+    second = _tiny_spec(tmp_path / "b.yaml", name="b", seeds=[0], variants={"conv1d": {
+        "filter": "conv1d", "num_bins": 8}}, base=yaml.safe_load(open(first))["base"])
+    proc = cli("study", "run", first, second, *SAMPLE_ARGS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for name, variant in (("a", "gaussian"), ("b", "conv1d")):
+        assert (tmp_path / name / "runs" / "gap" / variant / "n250_seed0" / "metrics.json"
+                ).is_file()
+        assert (tmp_path / name / "report.md").is_file()
+    assert proc.stdout.index("study a:") < proc.stdout.index("study b:")
