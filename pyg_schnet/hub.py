@@ -92,18 +92,22 @@ def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
             "card_mae": card["test_mae"] if split == "test" else None}
 
 
-#: The split a card names: rebuilt by one of these functions of pyg_schnet.data, else
-#: shipped beside the weights as this file.
-SPLIT_KINDS = ("nested", "random")
+#: A split no seeded function rebuilds ships beside the weights as this file.
 SPLIT_FILE = "split.npz"
+
+
+def _split_makers() -> Dict[str, Any]:
+    """The seeded splits a card can name: kind -> function of pyg_schnet.data."""
+    from .data import nested_split, random_split
+    return {"nested": nested_split, "random": random_split}
 
 
 def card_split(spec: Dict[str, Any], folder: str, num_molecules: int) -> Any:
     """The :class:`~pyg_schnet.data.Split` a card's ``split_spec`` names."""
-    from .data import load_split, nested_split, random_split
+    from .data import load_split
     if spec["kind"] == "file":
         return load_split(osp.join(folder, spec["file"]), num_molecules)
-    make = {"nested": nested_split, "random": random_split}[spec["kind"]]
+    make = _split_makers()[spec["kind"]]
     return make(num_molecules, spec["train"], spec["val"], spec["test"], spec["seed"])
 
 
@@ -114,11 +118,10 @@ def _describe_split(split: Any, num_molecules: int, seed: int,
     ``kind: file`` (the split ships beside the weights)."""
     import numpy as np
 
-    from .data import nested_split, random_split
     sizes = [len(split.train_idx), len(split.val_idx), len(split.test_idx)]
     counts = (f"{sizes[0]:,} training, {sizes[1]:,} validation, {sizes[2]:,} test molecules"
               + (f" of the first {max_molecules:,}" if max_molecules else ""))
-    for kind, make in zip(SPLIT_KINDS, (nested_split, random_split)):
+    for kind, make in _split_makers().items():
         try:
             again = make(num_molecules, sizes[0], sizes[1], sizes[2], seed)
         except UserError:
