@@ -167,6 +167,9 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
 
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise UserError(f"model name {name!r} must be a plain folder name (like qm9-U0)")
+    folder = osp.join(weights_dir, name)
+    if osp.isdir(folder) and not overwrite:  # before anything is written, here or in the run
+        raise UserError(f"{folder} exists (--overwrite replaces it)")
     rd = RunDir(run_dir)
     metrics = rd.metrics()
     if metrics is None:
@@ -189,9 +192,6 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     weights = rd.file(WEIGHTS_FILE) if rd.has(WEIGHTS_FILE) else export_weights(run_dir)
     load_checkpoint(weights)  # readable, and of this version
 
-    folder = osp.join(weights_dir, name)
-    if osp.isdir(folder) and not overwrite:
-        raise UserError(f"{folder} exists (--overwrite replaces it)")
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _CARD_SKIPS}
     train = len(split.train_idx)
     package_root = osp.dirname(osp.dirname(osp.abspath(__file__)))
