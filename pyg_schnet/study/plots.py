@@ -4,8 +4,8 @@ from __future__ import annotations
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
-from .io import save_figure
-from .rundir import RunDir
+from ..io import save_figure
+from ..rundir import RunDir
 
 
 def _pyplot():
@@ -63,7 +63,7 @@ def learning_curve_plot(spec, target: str, cells: Sequence[Dict[str, Any]],
 def val_curve_plot(spec, target: str, size: int) -> Optional[str]:
     """``val_curves_<target>_n<size>.png``: validation MAE against epoch, one
     line per run, one colour per variant."""
-    from .study import plan
+    from .spec import plan
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
     drawn: List[str] = []

@@ -1,0 +1,246 @@
+"""Training a study's runs: one run in this process or a worker, the
+runner over a plan, and the sittings log."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import os.path as osp
+import time
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+from ..errors import UserError
+from ..io import write_csv, write_json
+from ..train import WEIGHTS_FILE, export_weights
+from .report import write_report
+from .spec import (SYMMETRY_FILE, SYMMETRY_VERSION, Run, Spec, _statuses, _write_splits,
+                   adopt_reused, plan)
+
+
+# -- one run (in this process or a worker) ----------------------------------------------------
+
+_DATASETS: Dict[Tuple[str, str, Optional[int]], Any] = {}
+
+
+def _dataset(cfg) -> Any:
+    from ..data import QM9
+    key = (cfg.root, cfg.source, cfg.max_molecules)
+    if key not in _DATASETS:
+        _DATASETS[key] = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
+    return _DATASETS[key]
+
+
+def _worker_init() -> None:
+    import torch
+    torch.set_num_threads(1)
+
+
+def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Dict[str, Any]:
+    """Train (or resume) one run, then measure its symmetry and, if asked,
+    keep its model-only weights; returns its metrics."""
+    from ..config import Config
+    from ..rundir import FINISHED, INTERRUPTED, RunDir
+    from ..train import train
+    cfg = Config(**cfg_dict)
+    t0 = time.perf_counter()
+    rd = RunDir(cfg.out)
+    with rd.lock():  # another study process on the same folder gets an error
+        now = rd.status()  # another process may have trained it since the plan was made
+        if now in (FINISHED, INTERRUPTED) and not rd.differences(cfg):
+            status = now
+        if status != FINISHED:
+            for name in (SYMMETRY_FILE, WEIGHTS_FILE):  # an earlier run's, if any
+                if rd.has(name):
+                    os.remove(rd.file(name))
+            train(cfg, resume=(status == INTERRUPTED), overwrite=True, quiet=True,
+                  dataset=_dataset(cfg))
+        if rd.has("best.pt"):
+            symmetry_metrics(cfg.out, _dataset(cfg))
+            if keep_weights and not rd.has(WEIGHTS_FILE):
+                export_weights(cfg.out)  # model-only weights (train.export_weights)
+    metrics = rd.metrics() or {}
+    return dict(metrics, wall_seconds=time.perf_counter() - t0)
+
+
+def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
+    """Rotation measurements of a run's best model on its test split, cached
+    in ``symmetry.json``: ``rot_test_mae`` (test MAE with every molecule
+    randomly rotated), ``rot_change`` (mean |f(Rx) - f(x)|) and the largest
+    relative changes under rotation, translation and permutation on 100 test
+    molecules (:func:`~pyg_schnet.invariance.invariance_errors`)."""
+    import torch
+    from ..data import UNITS, load_split, target_index
+    from ..evaluate import load_run
+    from ..invariance import invariance_errors, random_rotations
+    from ..loader import MoleculeLoader, rotated
+
+    path = osp.join(run_dir, SYMMETRY_FILE)
+    if osp.isfile(path):
+        try:
+            with open(path) as f:
+                cached = json.load(f)
+            if cached.get("version") == SYMMETRY_VERSION:
+                return cached
+        except (OSError, ValueError):
+            pass
+    cfg, model, _ = load_run(run_dir)
+    split = load_split(osp.join(run_dir, "split.npz"), len(dataset))
+    idx = split.test_idx if len(split.test_idx) else split.val_idx
+    loader = MoleculeLoader(dataset, idx, 250, target_index(cfg.target))
+    gen = torch.Generator().manual_seed(seed)
+    change = rot_err = err = 0.0
+    n = 0
+    with torch.no_grad():
+        for b in loader:
+            pred = model(b.z, b.pos, b.batch, num_graphs=b.num_graphs).view(-1).double()
+            rb = rotated(b, random_rotations(b.num_graphs, gen))
+            rpred = model(rb.z, rb.pos, rb.batch, num_graphs=b.num_graphs).view(-1).double()
+            change += float((rpred - pred).abs().sum())
+            rot_err += float((rpred - b.y.double()).abs().sum())
+            err += float((pred - b.y.double()).abs().sum())
+            n += b.num_graphs
+    k = min(100, len(idx))
+    sub = MoleculeLoader(dataset, idx[:k], k).gather(torch.as_tensor(idx[:k]))
+    inv = invariance_errors(model, sub.z, sub.pos, sub.batch, seed=0)
+    out = {"version": SYMMETRY_VERSION, "unit": UNITS[cfg.target], "molecules": n,
+           "test_mae": err / max(n, 1), "rot_test_mae": rot_err / max(n, 1),
+           "rot_change": change / max(n, 1), "rot_rel": inv["rotation"],
+           "trans_rel": inv["translation"], "perm_rel": inv["permutation"]}
+    write_json(path, out)
+    return out
+
+
+# -- the runner ------------------------------------------------------------------------------
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+class _Sitting:
+    """One invocation of ``study run``: appended to ``OUT/sittings.csv`` and
+    rewritten after every finished run, so a sitting cut off by a kill still
+    counts the wall time up to its last finished run."""
+    FIELDS = ("started", "wall_seconds", "runs_trained", "runs_failed", "jobs", "command")
+
+    def __init__(self, out: str, jobs: int, command: str) -> None:
+        self.path = osp.join(out, "sittings.csv")
+        self.rows: List[Dict[str, Any]] = []
+        if osp.isfile(self.path):
+            with open(self.path, newline="") as f:
+                self.rows = list(csv.DictReader(f))
+        self.t0 = time.perf_counter()
+        self.row = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": 0.0,
+                    "runs_trained": 0, "runs_failed": 0, "jobs": jobs, "command": command}
+        self.rows.append(self.row)
+
+    def update(self, trained: int, failed: int) -> None:
+        self.row.update(wall_seconds=round(time.perf_counter() - self.t0, 1),
+                        runs_trained=trained, runs_failed=failed)
+        if trained or failed:
+            write_csv(self.path, self.FIELDS, self.rows)
+
+
+def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str = "") -> int:
+    """Train every run of the plan that is not finished, then write the
+    report. Returns the number of failed runs."""
+    if jobs < 1:
+        raise UserError(f"--jobs must be at least 1, got {jobs}")
+    runs = plan(spec)
+    status = _prepare(spec, runs, overwrite)
+    from ..rundir import FINISHED
+    todo = [r for r in runs if status[r.rel] != FINISHED]
+    _say(f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
+         f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
+         f"({len(runs) - len(todo)} finished, {len(todo)} to train) -> {spec.out}")
+    if todo:
+        _write_splits(spec, todo, len(_dataset(todo[0].cfg)))
+    # finished runs whose symmetry or weights are missing (and whose checkpoint is here)
+    for r in runs:
+        if status[r.rel] == FINISHED and osp.isfile(osp.join(r.cfg.out, "best.pt")):
+            execute_run(r.cfg.to_dict(), FINISHED, r.seed in spec.keep_weights)
+    progress = _Progress(len(todo), _Sitting(spec.out, jobs, command))
+    if jobs == 1 or len(todo) <= 1:
+        _train_here(spec, todo, status, progress)
+    else:
+        _train_in_workers(spec, todo, status, progress, jobs)
+    progress.sitting.update(progress.done, len(progress.failed))
+    write_report(spec)
+    _say(f"study {spec.name}: trained {progress.done} runs in "
+         f"{time.perf_counter() - progress.sitting.t0:.0f} s; "
+         f"report {osp.join(spec.out, 'report.md')}")
+    return len(progress.failed)
+
+
+def _prepare(spec: Spec, runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
+    """Refuse directories holding other settings, copy reusable finished runs
+    in, create the output folder; the status of every run."""
+    _statuses(runs, overwrite)  # refuse before copying anything
+    reused = adopt_reused(spec, runs)
+    if reused:
+        _say(f"study {spec.name}: copied {reused} finished runs with the same settings from "
+             f"{', '.join(spec.reuse)}")
+    status = _statuses(runs, overwrite)
+    try:
+        os.makedirs(spec.out, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create output folder {spec.out}: {exc.strerror}") from None
+    return status
+
+
+class _Progress:
+    """Counts finished and failed runs, says each one, keeps the sitting's log."""
+
+    def __init__(self, total: int, sitting: "_Sitting") -> None:
+        self.total, self.sitting = total, sitting
+        self.done = 0
+        self.failed: List[Tuple[Run, str]] = []
+
+    def finished(self, r: Run, result: Optional[Dict[str, Any]], error: Optional[str]) -> None:
+        tag = f"{r.target} {r.variant} n={r.size} seed {r.seed}"
+        if error is not None or result is None:
+            error = error or "no result"
+            self.failed.append((r, error))
+            _say(f"  failed: {tag}: {error}")
+        else:
+            self.done += 1
+            mae = result.get("test_mae_meV", result.get("test_mae", float("nan")))
+            _say(f"  [{self.done + len(self.failed)}/{self.total}] {tag}: test MAE {mae:.4g} "
+                 f"{'meV' if 'test_mae_meV' in result else result.get('unit', '')}, "
+                 f"{result.get('epochs')} epochs ({result.get('stop_reason')}), "
+                 f"{result.get('wall_seconds', 0):.0f} s")
+        self.sitting.update(self.done, len(self.failed))
+
+
+def _train_here(spec: Spec, todo: Sequence[Run], status: Dict[str, str],
+                progress: _Progress) -> None:
+    """The runs one after another in this process."""
+    for r in todo:
+        try:
+            result = execute_run(r.cfg.to_dict(), status[r.rel], r.seed in spec.keep_weights)
+            progress.finished(r, result, None)
+        except UserError as exc:
+            progress.finished(r, None, str(exc))
+
+
+def _train_in_workers(spec: Spec, todo: Sequence[Run], status: Dict[str, str],
+                      progress: _Progress, jobs: int) -> None:
+    """The runs in ``jobs`` spawned worker processes, one thread each; a
+    worker that dies fails its run, not the others."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    ctx = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+        futures = {}
+        for r in todo:
+            cfg_dict = dict(r.cfg.to_dict(), num_threads=1)
+            futures[pool.submit(execute_run, cfg_dict, status[r.rel],
+                                r.seed in spec.keep_weights)] = r
+        for fut in as_completed(futures):
+            r = futures[fut]
+            try:
+                progress.finished(r, fut.result(), None)
+            except UserError as exc:
+                progress.finished(r, None, str(exc))
+            except Exception as exc:  # a worker died or a bug: the others go on
+                first_line = str(exc).splitlines()[0] if str(exc) else ""
+                progress.finished(r, None, f"{type(exc).__name__}: {first_line}")
