@@ -111,6 +111,30 @@ def test_ours_equals_pyg_schnet(batch):
                                rtol=1e-5, atol=1e-4)
 
 
+def test_dimenet_equals_pygs_own_forward(batch, monkeypatch):
+    """The DimeNet++ adapter runs PyG's blocks in a forward written here (on
+    ``radius_edges`` and :func:`triplets`); PyG's own ``forward``, on the same
+    radius graph, gives the same energies. PyG's forward needs ``torch-sparse``
+    for its triplets, which this project does not require."""
+    pytest.importorskip("torch_sparse", reason="PyG's own DimeNet++ forward needs torch-sparse "
+                        "(MAX_JOBS=2 pip install --no-build-isolation torch-sparse)")
+    from torch_geometric.nn.models import dimenet
+    from pyg_schnet.graph import radius_edges
+
+    def graph(pos, r, batch=None, max_num_neighbors=32):  # PyG's radius_graph needs pyg-lib
+        return radius_edges(pos, batch, r, max_num_neighbors).edge_index
+
+    monkeypatch.setattr(dimenet, "radius_graph", graph)
+    b = batch
+    model = _model("dimenet++")
+    with torch.no_grad():
+        atoms = model.atom_outputs(b.z, b.pos, b.batch)  # [N, 1], before the readout
+        ours = torch.zeros(b.num_graphs, 1).index_add_(0, b.batch, atoms)
+        pyg = model.net(b.z, b.pos, b.batch)  # [num_graphs, 1]
+    assert pyg.abs().max() > 1e-3  # not the trivially equal zeros of an untrained output
+    torch.testing.assert_close(ours, pyg, rtol=1e-5, atol=1e-5)
+
+
 def test_a_seed_gives_the_same_model_however_it_is_built():
     """DimeNet++ copies a cached template (its sympy basis takes seconds to
     build): the same seed still gives the same weights, cold or warm."""
