@@ -397,20 +397,20 @@ def _flow_mapping(key: str, text: str) -> Dict[str, Any]:
     return value
 
 
-def read_yaml(path: str) -> Dict[str, Any]:
+def read_yaml(path: str, what: str = "config file") -> Dict[str, Any]:
     """Read a YAML mapping with clear errors for missing, unreadable or
-    malformed files."""
-    text = read_text(path, "config file")
+    malformed files; ``what`` names the file in them."""
+    text = read_text(path, what)
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise UserError(f"config file {path} is not valid YAML{where}") from None
+        raise UserError(f"{what} {path} is not valid YAML{where}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise UserError(f"config file {path} must hold a mapping of keys to values")
+        raise UserError(f"{what} {path} must hold a mapping of keys to values")
     return data
 
 

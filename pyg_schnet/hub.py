@@ -163,7 +163,8 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     from .data import UNITS, load_split
     from .io import write_json
     from .rundir import RunDir
-    from .train import WEIGHTS_FILE, export_weights, load_checkpoint
+    from .rundir import WEIGHTS_FILE
+    from .train import export_weights, load_checkpoint
 
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise UserError(f"model name {name!r} must be a plain folder name (like qm9-U0)")

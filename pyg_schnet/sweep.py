@@ -38,7 +38,7 @@ def _engine() -> Any:
 
 def read_sweep(path: str) -> Dict[str, Any]:
     from .config import read_yaml
-    spec = read_yaml(path)
+    spec = read_yaml(path, "sweep file")
     problems = _engine().schema_violations_from_proposed_config(spec)
     if problems:
         raise UserError(f"sweep file {path}: {problems[0]}")

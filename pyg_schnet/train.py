@@ -42,7 +42,7 @@ from .atomistic import AtomisticModel
 from .model import SchNet, upgrade_hparams
 from .models import build
 from .throughput import default_threads
-from .rundir import RunDir
+from .rundir import WEIGHTS_FILE, RunDir
 
 #: Version of the run-directory layout; a run from another version is refused.
 RUN_FORMAT = 1
@@ -103,10 +103,6 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
                         f"(run format {ckpt.get('run_format') if isinstance(ckpt, dict) else '?'}, "
                         f"expected {RUN_FORMAT})")
     return ckpt
-
-
-#: Model-only weights of a run's best model (no optimizer state).
-WEIGHTS_FILE = "model.pt"
 
 
 def export_weights(run_dir: str) -> str:

@@ -150,7 +150,7 @@ CASES = [
     ("study-unknown-target", lambda w: ["study", "run", w / "spec_energy.yaml", "--out",
                                         w / "st"], "energy"),
     ("study-missing-spec", lambda w: ["study", "run", w / "nospec.yaml", "--out", w / "st"],
-     "nospec.yaml"),
+     "study spec"),
     ("study-malformed-spec", lambda w: ["study", "report", w / "malformed.yaml"], "not valid YAML"),
     ("study-zero-jobs", lambda w: ["study", "run", w / "spec_ok.yaml", "--jobs", "0", "--out",
                                    w / "st"], "--jobs"),

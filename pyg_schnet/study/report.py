@@ -8,7 +8,7 @@ import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..io import write_csv, write_text
-from ..train import WEIGHTS_FILE
+from ..rundir import WEIGHTS_FILE
 from .spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
 from .stats import loglog_slope, mean, paired_difference, std
 

@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
 from ..io import write_csv, write_json
-from ..train import WEIGHTS_FILE, export_weights
+from ..rundir import WEIGHTS_FILE
 from .report import write_report
 from .spec import (SYMMETRY_FILE, SYMMETRY_VERSION, Run, Spec, _statuses, _write_splits,
                    adopt_reused, plan)
@@ -40,7 +40,7 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
     keep its model-only weights; returns its metrics."""
     from ..config import Config
     from ..rundir import FINISHED, INTERRUPTED, RunDir
-    from ..train import train
+    from ..train import export_weights, train
     cfg = Config(**cfg_dict)
     t0 = time.perf_counter()
     rd = RunDir(cfg.out)

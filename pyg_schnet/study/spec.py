@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from ..errors import UserError
-from ..train import WEIGHTS_FILE
+from ..rundir import WEIGHTS_FILE
 
 SPEC_KEYS = ("name", "description", "base", "variants", "reference", "contrasts", "targets",
              "seeds", "train_sizes", "val_size", "test_size", "size_overrides", "keep_weights",
@@ -82,7 +82,7 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     QM9 source."""
     from ..config import read_yaml
     path = osp.abspath(path)
-    raw = read_yaml(path)
+    raw = read_yaml(path, "study spec")
     _check_keys(path, raw)
     name = str(raw.get("name") or osp.splitext(osp.basename(path))[0])
     base, base_dir = _read_base(path, raw["base"])
