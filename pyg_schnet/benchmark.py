@@ -167,7 +167,8 @@ def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str,
     return models
 
 
-def main(argv: List[str]) -> int:
+def _parse(argv: List[str]) -> argparse.Namespace:
+    """The command line, checked: a bad value is one error line."""
     p = argparse.ArgumentParser(prog="pyg-schnet benchmark")
     p.error = lambda msg: (_ for _ in ()).throw(UserError(f"benchmark: {msg}"))  # type: ignore
     p.add_argument("--root", default=None, help=ROOT_HELP)
@@ -194,7 +195,6 @@ def main(argv: List[str]) -> int:
                         "number of cores)")
     p.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
-    child_argv = [x for x in argv if x != "--skip-build"] + ["--skip-build"]
     if a.threads is not None and a.threads < 1:
         raise UserError("benchmark: --threads must be at least 1")
     for name in ("hidden", "filters", "interactions", "gaussians", "batch_size", "batches",
@@ -205,62 +205,58 @@ def main(argv: List[str]) -> int:
         raise UserError("benchmark: --cutoff must be positive")
     if a.device != "cpu" and not a.device.startswith("cuda"):
         raise UserError(f"benchmark: --device must be cpu or cuda, got {a.device!r}")
-    device = torch.device(a.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
+    if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("benchmark: no CUDA GPU available")
     if a.models:
         _registered_models(a, torch.device("cpu"))  # bad names fail before any work
+    return a
 
+
+def _time_data_build() -> None:
+    """A full QM9 build into a temporary root, then a cached load of it."""
+    from .data import QM9
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        QM9(tmp)
+        build = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        QM9(tmp)
+        load = time.perf_counter() - t0
+    print(f"data: full QM9 build {build:.1f} s, cached load {load:.2f} s")
+
+
+def _sample_batches(a: argparse.Namespace, device: torch.device) -> List[Any]:
+    """Warm-up and timed batches of random QM9 molecules (seed 0), on ``device``."""
     from .data import QM9
     from .loader import MoleculeLoader
-    from .train import count_parameters
-    # as pyg-schnet train does, for both models: float32 denormals to zero
-    torch.set_flush_denormal(True)
-    if a.memory_of is None:
-        print(f"torch {torch.__version__}, {os.cpu_count()} cores, device {device}, "
-              f"denormals flushed, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
-    if not a.skip_build:
-        with tempfile.TemporaryDirectory() as tmp:
-            t0 = time.perf_counter()
-            QM9(tmp)
-            build = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            QM9(tmp)
-            load = time.perf_counter() - t0
-        print(f"data: full QM9 build {build:.1f} s, cached load {load:.2f} s")
     ds = QM9(a.root, source=a.source)
     gen = torch.Generator().manual_seed(0)
-    n_batches = a.batches + a.warmup
-    idx = torch.randperm(len(ds), generator=gen)[: n_batches * a.batch_size]
-    loader = MoleculeLoader(ds, idx, a.batch_size, target=7)
-    batches = [b.to(device) for b in loader]
-    del ds, loader
+    idx = torch.randperm(len(ds), generator=gen)[: (a.batches + a.warmup) * a.batch_size]
+    return [b.to(device) for b in MoleculeLoader(ds, idx, a.batch_size, target=7)]
 
-    models = _registered_models(a, device) if a.models else _pyg_comparison(a, device)
-    if a.memory_of is not None:
-        step = _Steps(models, device)
-        return _measure_memory(lambda: step.train(a.memory_of, batches[0]))
 
-    cores = os.cpu_count() or 1
-    default = default_threads(a.filters, a.interactions, a.cutoff, 1, cores)
-    counts = [a.threads] if a.threads else sorted({default, *range(1, cores + 1)})
-    timed = batches[a.warmup:]
-    tables = {}
-    for n in counts:  # every thread count, same batches and weights
-        torch.set_num_threads(n)
-        tables[n] = _time_models(_Steps(models, device), batches[: a.warmup], timed, a.rounds)
+def _peak_memories(models: Dict[str, nn.Module], device: torch.device, batch: Any,
+                   child_argv: List[str]) -> Dict[str, float]:
+    """Additional peak memory (MiB) of a training step, per model."""
     memory = {}
     for name in models:
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats()
-            _Steps(models, device).train(name, timed[0])
+            _Steps(models, device).train(name, batch)
             memory[name] = torch.cuda.max_memory_allocated() / 2**20
         else:
             memory[name] = _peak_memory_mib(child_argv, name)
+    return memory
 
+
+def _print_report(a: argparse.Namespace, models: Dict[str, nn.Module],
+                  tables: Dict[int, Dict[str, Dict[str, List[float]]]],
+                  memory: Dict[str, float], timed: int, default: int, cores: int) -> None:
+    """One table per thread count, then the default thread count against the best."""
+    from .train import count_parameters
     print(f"settings: hidden {a.hidden}, filters {a.filters}, {a.interactions} interactions, "
           f"{a.gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
-          f"{a.rounds} rounds x {len(timed)} batches, median of rounds; one process")
+          f"{a.rounds} rounds x {timed} batches, median of rounds; one process")
     for n, results in tables.items():
         mark = " (the default for one process)" if n == default else ""
         print(f"\n{n} thread(s){mark}")
@@ -273,4 +269,33 @@ def main(argv: List[str]) -> int:
               f"best {best} thread(s) {ours[best]:.0f} mol/s ({ours[default] / ours[best]:.2f}"
               f" of best); processes: see pyg-schnet throughput (train's default runs "
               f"{cores} x 1 thread)")
+
+
+def main(argv: List[str]) -> int:
+    a = _parse(argv)
+    device = torch.device(a.device)
+    # as pyg-schnet train does, for both models: float32 denormals to zero
+    torch.set_flush_denormal(True)
+    if a.memory_of is None:
+        print(f"torch {torch.__version__}, {os.cpu_count()} cores, device {device}, "
+              f"denormals flushed, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
+    if not a.skip_build:
+        _time_data_build()
+    batches = _sample_batches(a, device)
+    warmup, timed = batches[: a.warmup], batches[a.warmup:]
+    models = _registered_models(a, device) if a.models else _pyg_comparison(a, device)
+    if a.memory_of is not None:  # the child process of _peak_memory_mib
+        step = _Steps(models, device)
+        return _measure_memory(lambda: step.train(a.memory_of, batches[0]))
+
+    cores = os.cpu_count() or 1
+    default = default_threads(a.filters, a.interactions, a.cutoff, 1, cores)
+    counts = [a.threads] if a.threads else sorted({default, *range(1, cores + 1)})
+    tables = {}
+    for n in counts:  # every thread count, same batches and weights
+        torch.set_num_threads(n)
+        tables[n] = _time_models(_Steps(models, device), warmup, timed, a.rounds)
+    child_argv = [x for x in argv if x != "--skip-build"] + ["--skip-build"]
+    memory = _peak_memories(models, device, timed[0], child_argv)
+    _print_report(a, models, tables, memory, len(timed), default, cores)
     return 0
