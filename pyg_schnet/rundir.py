@@ -25,10 +25,10 @@ from typing import Any, Dict, Iterator, List, Optional
 from .errors import UserError
 from .io import TMP_MARK
 
-#: Files of a run directory (the trainer writes them; other files are left alone).
 #: Model-only weights of a run's best model (no optimizer state;
 #: :func:`pyg_schnet.train.export_weights`).
 WEIGHTS_FILE = "model.pt"
+#: Files of a run directory (the trainer writes them; other files are left alone).
 RUN_FILES = ("config.yaml", "split.npz", "log.csv", "best.pt", "last.pt", "metrics.json")
 #: Config keys that may differ between a saved run and a request for the same
 #: run (where files live, how many threads): not a different experiment.
