@@ -121,7 +121,8 @@ def _time_models(steps: _Steps, warmup: List[Any], timed: List[Any], rounds: int
 
 def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, float],
                  params: Dict[str, int]) -> None:
-    """Medians per model, and their ratios to the first model's."""
+    """Medians per model, and their ratios to the first model's (peak memory "-" where it
+    was not measured)."""
     print(f"{'model':<18}{'parameters':>11}{'train mol/s':>12}{'infer mol/s':>13}"
           f"{'peak MiB':>10}{'train ratio':>13}{'infer ratio':>13}")
     base = next(iter(results))
@@ -130,7 +131,8 @@ def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, f
     for name in results:
         t = statistics.median(results[name]["train"])
         i = statistics.median(results[name]["infer"])
-        print(f"{name:<18}{params[name]:>11,}{t:>12.0f}{i:>13.0f}{memory[name]:>10.0f}"
+        mib = f"{memory[name]:>10.0f}" if name in memory else f"{'-':>10}"
+        print(f"{name:<18}{params[name]:>11,}{t:>12.0f}{i:>13.0f}{mib}"
               f"{t / base_t:>12.2f}x{i / base_i:>12.2f}x")
 
 
@@ -193,6 +195,9 @@ def _parse(argv: List[str]) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=None,
                    help="one thread count (default: the default's and every count up to the "
                         "number of cores)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-memory column (it starts one fresh interpreter per "
+                        "model)")
     p.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     a = p.parse_args(argv)
     if a.threads is not None and a.threads < 1:
@@ -296,6 +301,6 @@ def main(argv: List[str]) -> int:
         torch.set_num_threads(n)
         tables[n] = _time_models(_Steps(models, device), warmup, timed, a.rounds)
     child_argv = [x for x in argv if x != "--skip-build"] + ["--skip-build"]
-    memory = _peak_memories(models, device, timed[0], child_argv)
+    memory = {} if a.no_memory else _peak_memories(models, device, timed[0], child_argv)
     _print_report(a, models, tables, memory, len(timed), default, cores)
     return 0
