@@ -346,11 +346,12 @@ def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
 
 def test_several_specs_run_as_a_queue(tmp_path):
     """``study run A B`` checks both specs before training anything, then runs
-    them one after the other; ``--out`` needs a single spec."""
+    their runs as one queue: with two jobs, B's run starts beside A's last one
+    instead of waiting for it; ``--out`` needs a single spec."""
+    tiny = dict(hidden_channels=8, num_filters=8, num_interactions=1, cutoff=4.0,
+                num_gaussians=8, batch_size=50)
     first = _tiny_spec(tmp_path / "a.yaml", name="a", seeds=[0], variants={"gaussian": {}},
-                       base=dict(hidden_channels=8, num_filters=8, num_interactions=1,
-                                 cutoff=4.0, num_gaussians=8, batch_size=50, epochs=1,
-                                 patience=1))
+                       base=dict(tiny, epochs=40, patience=40))
     bad = _tiny_spec(tmp_path / "bad.yaml", targets=["energy"])
     proc = cli("study", "run", first, bad, *SAMPLE_ARGS)
     assert_one_line_error(proc, "unknown target 'energy'")
@@ -358,9 +359,15 @@ def test_several_specs_run_as_a_queue(tmp_path):
     assert_one_line_error(cli("study", "run", first, first, "--out", tmp_path / "x"),
                           "--out names one study's folder; 2 specs were given")
     second = _tiny_spec(tmp_path / "b.yaml", name="b", seeds=[0], variants={"conv1d": {
-        "filter": "conv1d", "num_bins": 8}}, base=yaml.safe_load(open(first))["base"])
-    proc = cli("study", "run", first, second, *SAMPLE_ARGS)
+        "filter": "conv1d", "num_bins": 8}}, base=dict(tiny, epochs=1, patience=1))
+    proc = cli("study", "run", first, second, *SAMPLE_ARGS, "--jobs", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
+    # b's one-epoch run ran beside a's 40 epochs, so b's study ended (and was reported) first
+    out = proc.stdout
+    assert out.index("study b: trained 1 runs") < out.index("study a: trained 1 runs")
+    for name in ("a", "b"):  # each study's wall time: from its run's start to its end
+        (sitting,) = _csv(tmp_path / name / "sittings.csv")
+        assert sitting["started"] and float(sitting["wall_seconds"]) > 0
     for name, variant in (("a", "gaussian"), ("b", "conv1d")):
         assert (tmp_path / name / "runs" / "gap" / variant / "n250_seed0" / "metrics.json"
                 ).is_file()

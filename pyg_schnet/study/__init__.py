@@ -51,15 +51,18 @@ Resuming: a finished run (metrics.json) is skipped, an interrupted one resumes
 from its last.pt, and a run directory holding other settings is refused (or,
 with ``--overwrite``, retrained). ``--jobs N`` trains N runs at once in worker
 processes with one thread each (for small models two one-thread processes
-train about 1.8x faster than one two-thread process on two cores).
+train about 1.8x faster than one two-thread process on two cores). Several
+specs form a queue (:func:`run_queue`): all are checked and prepared first,
+their runs then take the workers in order, so the next study starts on a core
+as soon as the one before it has no run left to give it.
 """
 from .cli import main
 from .report import cells, collect, contrasts, paired, slopes, write_report
-from .runner import execute_run, run_study, symmetry_metrics
+from .runner import execute_run, run_queue, run_study, symmetry_metrics
 from .spec import SYMMETRY_FILE, Run, Spec, load_spec, plan, split_path
 from .stats import loglog_slope, mean, paired_difference, std, t_quantile_975
 
 __all__ = ["main", "cells", "collect", "contrasts", "paired", "slopes", "write_report",
-           "execute_run", "run_study", "symmetry_metrics", "SYMMETRY_FILE", "Run", "Spec",
-           "load_spec", "plan", "split_path", "loglog_slope", "mean", "paired_difference",
+           "execute_run", "run_queue", "run_study", "symmetry_metrics", "SYMMETRY_FILE", "Run",
+           "Spec", "load_spec", "plan", "split_path", "loglog_slope", "mean", "paired_difference",
            "std", "t_quantile_975"]

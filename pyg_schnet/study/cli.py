@@ -7,7 +7,7 @@ from typing import List
 
 from ..errors import UserError
 from .report import write_report
-from .runner import _say, run_study
+from .runner import _say, run_queue
 from .spec import load_spec
 
 
@@ -17,7 +17,7 @@ def main(argv: List[str]) -> int:
                 description="Run a study spec (variants x targets x sizes x seeds) and report it.")
     sub = p.add_subparsers(dest="action", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="train every unfinished run, then write the report; "
-                                   "several specs run one after the other")
+                                   "several specs run as one queue, in order")
     r.add_argument("spec", nargs="+")
     r.add_argument("--quick", action="store_true", help="the spec's quick settings (tests)")
     r.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
@@ -41,7 +41,7 @@ def main(argv: List[str]) -> int:
             _say(f"wrote {write_report(spec)}")
         return 0
     command = "pyg-schnet study " + " ".join(shlex.quote(x) for x in argv)
-    failed = {spec.name: run_study(spec, a.jobs, a.overwrite, command) for spec in specs}
+    failed = run_queue(specs, a.jobs, a.overwrite, command)
     if any(failed.values()):
         where = ", ".join(f"{n} in {name}" for name, n in failed.items() if n)
         raise UserError(f"{sum(failed.values())} run(s) failed ({where}; see above); finished "

@@ -42,7 +42,7 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
     from ..rundir import FINISHED, INTERRUPTED, RunDir
     from ..train import export_weights, train
     cfg = Config(**cfg_dict)
-    t0 = time.perf_counter()
+    started, t0 = time.time(), time.perf_counter()
     rd = RunDir(cfg.out)
     with rd.lock():  # another study process on the same folder gets an error
         now = rd.status()  # another process may have trained it since the plan was made
@@ -59,7 +59,7 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
             if keep_weights and not rd.has(WEIGHTS_FILE):
                 export_weights(cfg.out)  # model-only weights (train.export_weights)
     metrics = rd.metrics() or {}
-    return dict(metrics, wall_seconds=time.perf_counter() - t0)
+    return dict(metrics, wall_seconds=time.perf_counter() - t0, started=started)
 
 
 def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
@@ -117,9 +117,12 @@ def _say(msg: str) -> None:
 
 
 class _Sitting:
-    """One invocation of ``study run``: appended to ``OUT/sittings.csv`` and
-    rewritten after every finished run, so a sitting cut off by a kill still
-    counts the wall time up to its last finished run."""
+    """One invocation of ``study run``, for one study: appended to
+    ``OUT/sittings.csv`` and rewritten after every finished run, so a sitting
+    cut off by a kill still counts the wall time up to its last finished run.
+    Its wall time runs from the start of the study's first run to the end of
+    its last (in a queue, a study's first runs may start while the one before
+    it finishes its last)."""
     FIELDS = ("started", "wall_seconds", "runs_trained", "runs_failed", "jobs", "command")
 
     def __init__(self, out: str, jobs: int, command: str) -> None:
@@ -128,14 +131,21 @@ class _Sitting:
         if osp.isfile(self.path):
             with open(self.path, newline="") as f:
                 self.rows = list(csv.DictReader(f))
-        self.t0 = time.perf_counter()
-        self.row = {"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "wall_seconds": 0.0,
-                    "runs_trained": 0, "runs_failed": 0, "jobs": jobs, "command": command}
+        self.t0: Optional[float] = None  # time.time() at the start of the first run
+        self.row = {"started": "", "wall_seconds": 0.0, "runs_trained": 0, "runs_failed": 0,
+                    "jobs": jobs, "command": command}
         self.rows.append(self.row)
 
+    def started(self, t: float) -> None:
+        """A run of this study started at ``t`` (time.time())."""
+        if self.t0 is None or t < self.t0:
+            self.t0 = t
+            self.row["started"] = time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
+
     def update(self, trained: int, failed: int) -> None:
-        self.row.update(wall_seconds=round(time.perf_counter() - self.t0, 1),
-                        runs_trained=trained, runs_failed=failed)
+        if self.t0 is not None:
+            self.row["wall_seconds"] = round(time.time() - self.t0, 1)
+        self.row.update(runs_trained=trained, runs_failed=failed)
         if trained or failed:
             write_csv(self.path, self.FIELDS, self.rows)
 
@@ -143,32 +153,70 @@ class _Sitting:
 def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str = "") -> int:
     """Train every run of the plan that is not finished, then write the
     report. Returns the number of failed runs."""
+    return run_queue([spec], jobs, overwrite, command)[spec.name]
+
+
+def run_queue(specs: Sequence[Spec], jobs: int = 1, overwrite: bool = False,
+              command: str = "") -> Dict[str, int]:
+    """Several studies as one queue: every study is prepared first (refusals,
+    reused runs, splits), then their unfinished runs train in order, the
+    next study's first runs taking a worker as soon as one is free (no core
+    waits for the slowest run of a study), and each study's report is written
+    when its last run ends. Returns the number of failed runs per study."""
     if jobs < 1:
         raise UserError(f"--jobs must be at least 1, got {jobs}")
-    runs = plan(spec)
-    status = _prepare(spec, runs, overwrite)
-    from ..rundir import FINISHED
-    todo = [r for r in runs if status[r.rel] != FINISHED]
-    _say(f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
-         f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
-         f"({len(runs) - len(todo)} finished, {len(todo)} to train) -> {spec.out}")
-    if todo:
-        _write_splits(spec, todo, len(_dataset(todo[0].cfg)))
-    # finished runs whose symmetry or weights are missing (and whose checkpoint is here)
-    for r in runs:
-        if status[r.rel] == FINISHED and osp.isfile(osp.join(r.cfg.out, "best.pt")):
-            execute_run(r.cfg.to_dict(), FINISHED, r.seed in spec.keep_weights)
-    progress = _Progress(len(todo), _Sitting(spec.out, jobs, command))
-    if jobs == 1 or len(todo) <= 1:
-        _train_here(spec, todo, status, progress)
+    studies = [_Study(spec, overwrite, jobs, command) for spec in specs]
+    for study in studies:
+        if not study.todo:
+            study.finish()
+    if jobs == 1 or sum(len(s.todo) for s in studies) <= 1:
+        _train_here(studies)
     else:
-        _train_in_workers(spec, todo, status, progress, jobs)
-    progress.sitting.update(progress.done, len(progress.failed))
-    write_report(spec)
-    _say(f"study {spec.name}: trained {progress.done} runs in "
-         f"{time.perf_counter() - progress.sitting.t0:.0f} s; "
-         f"report {osp.join(spec.out, 'report.md')}")
-    return len(progress.failed)
+        _train_in_workers(studies, jobs)
+    return {study.spec.name: len(study.progress.failed) for study in studies}
+
+
+class _Study:
+    """One spec of a queue: its unfinished runs, their directories' statuses
+    and its progress."""
+
+    def __init__(self, spec: Spec, overwrite: bool, jobs: int, command: str) -> None:
+        self.spec = spec
+        runs = plan(spec)
+        self.status = _prepare(spec, runs, overwrite)
+        from ..rundir import FINISHED
+        self.todo = [r for r in runs if self.status[r.rel] != FINISHED]
+        _say(f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
+             f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
+             f"({len(runs) - len(self.todo)} finished, {len(self.todo)} to train) -> {spec.out}")
+        if self.todo:
+            _write_splits(spec, self.todo, len(_dataset(self.todo[0].cfg)))
+        # finished runs whose symmetry or weights are missing (and whose checkpoint is here)
+        for r in runs:
+            if self.status[r.rel] == FINISHED and osp.isfile(osp.join(r.cfg.out, "best.pt")):
+                execute_run(r.cfg.to_dict(), FINISHED, r.seed in spec.keep_weights)
+        self.progress = _Progress(len(self.todo), _Sitting(spec.out, jobs, command))
+
+    def job(self, r: Run, threads: Optional[int] = None) -> Tuple[Dict[str, Any], str, bool]:
+        """``execute_run``'s arguments for run ``r``."""
+        cfg_dict = r.cfg.to_dict()
+        if threads is not None:
+            cfg_dict["num_threads"] = threads
+        return cfg_dict, self.status[r.rel], r.seed in self.spec.keep_weights
+
+    def finished(self, r: Run, result: Optional[Dict[str, Any]], error: Optional[str]) -> None:
+        self.progress.finished(r, result, error)
+        if self.progress.done + len(self.progress.failed) == self.progress.total:
+            self.finish()
+
+    def finish(self) -> None:
+        """Every run has ended: the sitting's last line and the report."""
+        sitting = self.progress.sitting
+        sitting.update(self.progress.done, len(self.progress.failed))
+        write_report(self.spec)
+        _say(f"study {self.spec.name}: trained {self.progress.done} runs in "
+             f"{sitting.row['wall_seconds']:.0f} s; report "
+             f"{osp.join(self.spec.out, 'report.md')}")
 
 
 def _prepare(spec: Spec, runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
@@ -211,36 +259,36 @@ class _Progress:
         self.sitting.update(self.done, len(self.failed))
 
 
-def _train_here(spec: Spec, todo: Sequence[Run], status: Dict[str, str],
-                progress: _Progress) -> None:
+def _train_here(studies: Sequence[_Study]) -> None:
     """The runs one after another in this process."""
-    for r in todo:
-        try:
-            result = execute_run(r.cfg.to_dict(), status[r.rel], r.seed in spec.keep_weights)
-            progress.finished(r, result, None)
-        except UserError as exc:
-            progress.finished(r, None, str(exc))
+    for study in studies:
+        for r in study.todo:
+            study.progress.sitting.started(time.time())
+            try:
+                study.finished(r, execute_run(*study.job(r)), None)
+            except UserError as exc:
+                study.finished(r, None, str(exc))
 
 
-def _train_in_workers(spec: Spec, todo: Sequence[Run], status: Dict[str, str],
-                      progress: _Progress, jobs: int) -> None:
-    """The runs in ``jobs`` spawned worker processes, one thread each; a
-    worker that dies fails its run, not the others."""
+def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
+    """Every study's runs in ``jobs`` spawned worker processes, one thread
+    each, taken in queue order; a worker that dies fails its run, not the
+    others."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {}
-        for r in todo:
-            cfg_dict = dict(r.cfg.to_dict(), num_threads=1)
-            futures[pool.submit(execute_run, cfg_dict, status[r.rel],
-                                r.seed in spec.keep_weights)] = r
+        futures = {pool.submit(execute_run, *study.job(r, threads=1)): (study, r)
+                   for study in studies for r in study.todo}
         for fut in as_completed(futures):
-            r = futures[fut]
+            study, r = futures[fut]
             try:
-                progress.finished(r, fut.result(), None)
+                result = fut.result()
             except UserError as exc:
-                progress.finished(r, None, str(exc))
+                study.finished(r, None, str(exc))
             except Exception as exc:  # a worker died or a bug: the others go on
                 first_line = str(exc).splitlines()[0] if str(exc) else ""
-                progress.finished(r, None, f"{type(exc).__name__}: {first_line}")
+                study.finished(r, None, f"{type(exc).__name__}: {first_line}")
+            else:
+                study.progress.sitting.started(result["started"])
+                study.finished(r, result, None)
