@@ -20,6 +20,13 @@ from qm9_sample import SAMPLE_ROOT, SAMPLE_SOURCE, ensure_sample  # noqa: E402
 SAMPLE_ARGS = ["--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE]
 
 
+def pytest_collection_modifyitems(items):
+    """The tests marked ``slow`` (20-60 s each, most of them subprocess trainings)
+    first: pytest-xdist hands tests out in this order, so a long test no longer
+    starts last while the other worker sits idle."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _sample_built():
     """Subprocess tests read the sample root: build it once, first."""

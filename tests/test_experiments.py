@@ -79,6 +79,7 @@ def _execute(monkeypatch, env):
     return seconds, images, errors, text
 
 
+@pytest.mark.slow
 def test_notebook_trains_tiny_models_in_place(monkeypatch, tmp_path):
     # the tiny runs go to a temporary folder (tempfile's): pytest's, not the machine's /tmp
     seconds, images, errors, text = _execute(monkeypatch, {"PYG_SCHNET_DATA_ROOT": DATA_ROOT,

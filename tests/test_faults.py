@@ -63,6 +63,7 @@ def test_kill_and_resume(reference, tmp_path, fault, where):
     assert not glob.glob(osp.join(run, "*.tmp*")), "temporary files left behind"
 
 
+@pytest.mark.slow
 def test_killed_before_first_checkpoint(reference, tmp_path):
     """Killed while writing the very first checkpoint: nothing to resume from
     (one clear error), and --overwrite starts the run again from scratch."""

@@ -275,6 +275,7 @@ def test_benchmark_times_registered_models_on_the_same_batches():
         "painn", hidden_channels=16, num_interactions=1, cutoff=10.0).parameters())
 
 
+@pytest.mark.slow
 def test_models_study_quick(tmp_path):
     """The models study spec runs (quick: tiny models, U0, one seed) and its
     report lists every model with its parameters and molecules/s."""

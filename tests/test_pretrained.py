@@ -65,6 +65,7 @@ def quick_pretrained(tmp_path_factory):
     return where, where / "study" / "runs" / "U0" / "gaussian_128" / "n200_seed0"
 
 
+@pytest.mark.slow
 def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     """``export`` ships a finished run: its own weights, a card from its files,
     and ``evaluate --model`` on the split the card names gives the card's MAE."""

@@ -158,6 +158,7 @@ def _tiny_spec(path, **extra):
     return path
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0], variants={"gaussian": {}})
     out = tmp_path / "out"
@@ -318,6 +319,7 @@ def test_a_run_held_by_another_process_is_left_alone(tmp_path):
     assert osp.isfile(held / "metrics.json")
 
 
+@pytest.mark.slow
 def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
     """Two ``study run --jobs 2`` of one spec at once: each run is trained by
     one of them (the other skips it when finished, or reports it failed while

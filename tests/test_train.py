@@ -180,6 +180,7 @@ def test_resume_after_sigkill_gives_identical_metrics(tmp_path):
     assert va == vb
 
 
+@pytest.mark.slow
 def test_resume_with_rotation_augmentation_is_exact(tmp_path):
     """Rotations are drawn from a generator seeded per epoch: a run killed
     mid-epoch and resumed sees the same rotated batches as an uninterrupted one."""
@@ -281,6 +282,7 @@ def _saved_value(saved, key):
     return saved["filter"][key] if key not in saved else saved[key]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml",
                                   "conv1d_search.yaml"])
 def test_sweep_files_and_agent_command(name, tmp_path):
@@ -329,6 +331,7 @@ def test_ddp_two_processes(tmp_path):
     assert len(rows) == 2
 
 
+@pytest.mark.slow
 def test_train_starts_its_own_data_parallel_processes(tmp_path):
     """``processes: 2`` without torchrun: two processes share each batch of
     the configured size, one writes; the effective batch size is recorded."""
@@ -351,6 +354,7 @@ def test_train_starts_its_own_data_parallel_processes(tmp_path):
 
 # -- the run-directory lock ----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     """While a run trains, a second training into its directory (even with
     --overwrite), a resume and an evaluate get one error naming the holder and
@@ -413,6 +417,7 @@ def test_default_threads_follow_the_measured_rule():
         load_config(None, {"processes": 2, "batch_size": 1})
 
 
+@pytest.mark.slow
 def test_throughput_and_benchmark_commands_print_default_and_best():
     from conftest import SAMPLE_ROOT, SAMPLE_SOURCE
     proc = cli("throughput", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--sizes",
@@ -437,6 +442,7 @@ def _tiny_extra():
         ["--epochs=1"]
 
 
+@pytest.mark.slow
 def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     grid = osp.join(REPO, "experiments", "sweeps", "filter_grid.yaml")
     out = tmp_path / "grid"
