@@ -319,6 +319,22 @@ def test_a_run_held_by_another_process_is_left_alone(tmp_path):
     assert osp.isfile(held / "metrics.json")
 
 
+def test_a_sitting_whose_runs_all_fail_in_workers_keeps_its_start(tmp_path):
+    """Runs that fail in worker processes still date the sitting: its row in
+    ``sittings.csv`` has a start and the failures, not an empty start."""
+    from pyg_schnet.rundir import RunDir
+    spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0])
+    out = tmp_path / "out"
+    runs = [RunDir(str(out / "runs" / "gap" / v / "n250_seed0")) for v in ("gaussian", "conv1d")]
+    with runs[0].lock(), runs[1].lock():
+        proc = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS, "--jobs", "2")
+    assert_one_line_error(proc, "2 run(s) failed")
+    (sitting,) = _csv(out / "sittings.csv")
+    assert sitting["runs_failed"] == "2" and sitting["runs_trained"] == "0"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d", sitting["started"])
+    assert float(sitting["wall_seconds"]) > 0
+
+
 @pytest.mark.slow
 def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
     """Two ``study run --jobs 2`` of one spec at once: each run is trained by

@@ -42,7 +42,7 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
     from ..rundir import FINISHED, INTERRUPTED, RunDir
     from ..train import export_weights, train
     cfg = Config(**cfg_dict)
-    started, t0 = time.time(), time.perf_counter()
+    t0 = time.perf_counter()
     rd = RunDir(cfg.out)
     with rd.lock():  # another study process on the same folder gets an error
         now = rd.status()  # another process may have trained it since the plan was made
@@ -59,7 +59,7 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
             if keep_weights and not rd.has(WEIGHTS_FILE):
                 export_weights(cfg.out)  # model-only weights (train.export_weights)
     metrics = rd.metrics() or {}
-    return dict(metrics, wall_seconds=time.perf_counter() - t0, started=started)
+    return dict(metrics, wall_seconds=time.perf_counter() - t0)
 
 
 def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
@@ -270,6 +270,21 @@ def _train_here(studies: Sequence[_Study]) -> None:
                 study.finished(r, None, str(exc))
 
 
+def _execute_in_worker(cfg_dict: Dict[str, Any], status: str, keep_weights: bool
+                       ) -> Tuple[float, Optional[Dict[str, Any]], Optional[str]]:
+    """``execute_run`` in a worker: its start time (time.time()) with its
+    metrics or its one-line error, so a failed run counts in the sitting's
+    wall time too."""
+    started = time.time()
+    try:
+        return started, execute_run(cfg_dict, status, keep_weights), None
+    except UserError as exc:
+        return started, None, str(exc)
+    except Exception as exc:  # a bug in one run: the others go on
+        first_line = str(exc).splitlines()[0] if str(exc) else ""
+        return started, None, f"{type(exc).__name__}: {first_line}"
+
+
 def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
     """Every study's runs in ``jobs`` spawned worker processes, one thread
     each, taken in queue order; a worker that dies fails its run, not the
@@ -278,17 +293,15 @@ def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(execute_run, *study.job(r, threads=1)): (study, r)
+        futures = {pool.submit(_execute_in_worker, *study.job(r, threads=1)): (study, r)
                    for study in studies for r in study.todo}
         for fut in as_completed(futures):
             study, r = futures[fut]
             try:
-                result = fut.result()
-            except UserError as exc:
-                study.finished(r, None, str(exc))
-            except Exception as exc:  # a worker died or a bug: the others go on
+                started, result, error = fut.result()
+            except Exception as exc:  # the worker died (killed, out of memory)
                 first_line = str(exc).splitlines()[0] if str(exc) else ""
                 study.finished(r, None, f"{type(exc).__name__}: {first_line}")
             else:
-                study.progress.sitting.started(result["started"])
-                study.finished(r, result, None)
+                study.progress.sitting.started(started)
+                study.finished(r, result, error)
