@@ -6,6 +6,7 @@ import os
 import os.path as osp
 import time
 
+import pyg_schnet
 import pytest
 import yaml
 
@@ -47,9 +48,12 @@ def test_notebook_is_stored_executed_on_the_study_models():
     assert [c.execution_count for c in code] == list(range(1, len(code) + 1))
     outputs = [o for c in code for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
-    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 7
+    assert sum("image/png" in o.get("data", {}) for o in outputs) >= 8
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "trained tiny" not in text
+    card = pyg_schnet.model_card("qm9-U0")  # the shipped model's section shows today's card
+    assert f"qm9-U0: {card['model']}; {card['num_params']:,} parameters" in text
+    assert f"test MAE {card['test_mae'] * 1000:.4g} meV" in text
     for variant in ("gaussian", "distance", "gaussian_q0.1", "conv1d", "coords", "coords_rot"):
         assert osp.join("factors", "runs", "U0", variant, "n20000_seed0") in text, variant
 
@@ -86,7 +90,8 @@ def test_notebook_trains_tiny_models_in_place(monkeypatch, tmp_path):
                                                            "PYG_SCHNET_RUN_DIR": "tiny",
                                                            "TMPDIR": tmp_path})
     assert not errors
-    assert images >= 6, images
+    assert images >= 7, images
+    assert "qm9-U0: SchNet" in text  # the shipped model's filters beside the tiny ones
     # about 30 s on an idle 2-core machine; the bound leaves room for a busy one
     assert seconds < 240, f"notebook took {seconds:.0f} s"
     for f in FILTERS:
@@ -100,7 +105,8 @@ def test_notebook_loads_a_studys_model_only_weights(monkeypatch, study_runs):
         "PYG_SCHNET_RUN_DIR": study_runs, "PYG_SCHNET_TARGET": "gap",
         "PYG_SCHNET_DATA_ROOT": SAMPLE_ROOT, "PYG_SCHNET_DATA_SOURCE": SAMPLE_SOURCE})
     assert not errors
-    assert images >= 6, images
+    assert images >= 7, images
     assert "trained tiny" not in text
+    assert "qm9-gap: SchNet" in text
     for f in FILTERS:
         assert osp.join("runs", "gap", f, "n200_seed0") in text
