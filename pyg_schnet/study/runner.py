@@ -270,6 +270,12 @@ def _train_here(studies: Sequence[_Study]) -> None:
                 study.finished(r, None, str(exc))
 
 
+def _error_line(exc: BaseException) -> str:
+    """An unexpected exception as one line: its type and its message's first line."""
+    first_line = str(exc).splitlines()[0] if str(exc) else ""
+    return f"{type(exc).__name__}: {first_line}"
+
+
 def _execute_in_worker(cfg_dict: Dict[str, Any], status: str, keep_weights: bool
                        ) -> Tuple[float, Optional[Dict[str, Any]], Optional[str]]:
     """``execute_run`` in a worker: its start time (time.time()) with its
@@ -281,8 +287,7 @@ def _execute_in_worker(cfg_dict: Dict[str, Any], status: str, keep_weights: bool
     except UserError as exc:
         return started, None, str(exc)
     except Exception as exc:  # a bug in one run: the others go on
-        first_line = str(exc).splitlines()[0] if str(exc) else ""
-        return started, None, f"{type(exc).__name__}: {first_line}"
+        return started, None, _error_line(exc)
 
 
 def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
@@ -300,8 +305,7 @@ def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
             try:
                 started, result, error = fut.result()
             except Exception as exc:  # the worker died (killed, out of memory)
-                first_line = str(exc).splitlines()[0] if str(exc) else ""
-                study.finished(r, None, f"{type(exc).__name__}: {first_line}")
+                study.finished(r, None, _error_line(exc))
             else:
                 study.progress.sitting.started(started)
                 study.finished(r, result, error)
