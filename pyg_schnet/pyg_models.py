@@ -7,13 +7,17 @@ are :class:`~pyg_schnet.atomistic.AtomisticModel`'s, the same for every model.
 """
 from __future__ import annotations
 
-import copy
-from typing import Any, Dict, Optional, Tuple
+import itertools
+import math
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.nn.models import DimeNetPlusPlus, ViSNet
+from torch_geometric.nn.models import ViSNet
 from torch_geometric.nn.models import SchNet as PyGSchNet
+from torch_geometric.nn.models.dimenet import (BesselBasisLayer, EmbeddingBlock, Envelope,
+                                              InteractionPPBlock, OutputPPBlock)
+from torch_geometric.nn.resolver import activation_resolver
 
 from .atomistic import AtomisticModel
 from .errors import UserError
@@ -165,23 +169,126 @@ def triplets(edge_index: Tensor, num_nodes: int
     return idx_i[keep], idx_j[keep], idx_k[keep], idx_kj[keep], idx_ji[keep]
 
 
-_DIMENET_TEMPLATES: Dict[Tuple[Tuple[str, Any], ...], DimeNetPlusPlus] = {}
+class SphericalBasis(nn.Module):
+    r"""DimeNet's spherical basis, the functions of PyG's ``SphericalBasisLayer``
+    in closed form: for degree :math:`l < L` and root :math:`n < K`,
+
+    .. math::
+        a_{ln}(d, \theta) = u(d / c)\, \frac{j_l(z_{ln} d / c)}{\sqrt{j_{l+1}(z_{ln})^2 / 2}}
+        \sqrt{\tfrac{2l + 1}{4\pi}}\, P_l(\cos\theta),
+
+    with :math:`z_{ln}` the roots of the spherical Bessel function
+    :math:`j_l` (PyG's, in float32), :math:`u` PyG's envelope and
+    :math:`P_l` the Legendre polynomials. :math:`j_l` is the finite sum
+    :math:`\sum_{k \le l} \frac{(l+k)!}{2^k k! (l-k)!} \sin(x + (k-l)\pi/2) / x^{k+1}`,
+    the expression PyG derives with sympy when it builds the layer (20 s for
+    the default 7 x 6 here, on every start of a process); evaluated here it
+    takes a fraction of a second to build. No parameters or saved buffers, like PyG's.
+
+    Args:
+        num_spherical (int): Degrees :math:`L`.
+        num_radial (int): Roots per degree :math:`K`.
+        cutoff (float): Cutoff :math:`c` in Å. (default: :obj:`5.0`)
+        envelope_exponent (int): The envelope's exponent. (default: :obj:`5`)
+    """
+
+    roots: Tensor  # [L, K]
+    norm: Tensor  # [L, K]
+    sin_coef: Tensor  # [L, 1, L]
+    cos_coef: Tensor  # [L, 1, L]
+    prefactor: Tensor  # [L]
+
+    def __init__(self, num_spherical: int, num_radial: int, cutoff: float = 5.0,
+                 envelope_exponent: int = 5) -> None:
+        super().__init__()
+        import numpy as np
+        from torch_geometric.nn.models.dimenet_utils import Jn, Jn_zeros
+        L, K = num_spherical, num_radial
+        self.num_spherical, self.num_radial, self.cutoff = L, K, cutoff
+        self.envelope = Envelope(envelope_exponent)
+        roots = Jn_zeros(L, K)  # [L, K] float32, PyG's roots
+        norm = 1.0 / np.sqrt(0.5 * np.stack([Jn(roots[d], d + 1) for d in range(L)]) ** 2)
+        # j_l(x) = sum_k (sin_coef[l, k] sin x + cos_coef[l, k] cos x) / x^(k+1)
+        sin_coef = torch.zeros(L, L, dtype=torch.float64)
+        cos_coef = torch.zeros(L, L, dtype=torch.float64)
+        for deg, k in itertools.product(range(L), range(L)):
+            if k <= deg:  # sin(x + m pi/2) = sin x, cos x, -sin x, -cos x for m = 0, 1, 2, 3
+                a = math.factorial(deg + k) / (2**k * math.factorial(k) * math.factorial(deg - k))
+                m = (k - deg) % 4
+                (sin_coef if m % 2 == 0 else cos_coef)[deg, k] = a if m < 2 else -a
+        # float64: at degree 6 the sum cancels to 2e-4 of its largest value in float32
+        self.register_buffer("roots", torch.from_numpy(roots).double(), persistent=False)
+        self.register_buffer("norm", torch.from_numpy(norm), persistent=False)
+        self.register_buffer("sin_coef", sin_coef.view(L, 1, L), persistent=False)
+        self.register_buffer("cos_coef", cos_coef.view(L, 1, L), persistent=False)
+        prefactor = [math.sqrt((2 * deg + 1) / (4 * math.pi)) for deg in range(L)]
+        self.register_buffer("prefactor", torch.tensor(prefactor), persistent=False)
+
+    def bessel(self, dist: Tensor) -> Tensor:
+        """The enveloped radial part of every (l, n) at distances ``dist`` [E]: [E, L, K]
+        (computed in float64, returned in ``dist``'s type)."""
+        d = dist.to(self.roots.dtype) / self.cutoff
+        x = self.roots * d.view(-1, 1, 1)  # [E, L, K]
+        sin, cos, inv = torch.sin(x), torch.cos(x), 1.0 / x
+        j, power = torch.zeros_like(x), inv
+        for k in range(self.num_spherical):
+            j = j + (self.sin_coef[..., k] * sin + self.cos_coef[..., k] * cos) * power
+            power = power * inv
+        return (self.envelope(d).view(-1, 1, 1) * self.norm * j).to(dist.dtype)
+
+    def legendre(self, angle: Tensor) -> Tensor:
+        """:math:`\\sqrt{(2l+1)/4\\pi}\\, P_l(\\cos\\theta)` at ``angle`` [T]: [T, L]."""
+        z = torch.cos(angle)
+        p = [torch.ones_like(z), z]
+        for deg in range(2, self.num_spherical):
+            p.append(((2 * deg - 1) * z * p[deg - 1] - (deg - 1) * p[deg - 2]) / deg)
+        return torch.stack(p[:self.num_spherical], dim=1) * self.prefactor
+
+    def forward(self, dist: Tensor, angle: Tensor, idx_kj: Tensor) -> Tensor:
+        """Per triplet [T]: the radial part of its edge ``k -> j`` at
+        ``dist[idx_kj]`` times the angular part at ``angle``: [T, L * K]."""
+        L, K = self.num_spherical, self.num_radial
+        rbf = self.bessel(dist)[idx_kj]  # [T, L, K]
+        return (rbf * self.legendre(angle).view(-1, L, 1)).view(-1, L * K)
 
 
-def _dimenet_plus_plus(**kwargs: Any) -> DimeNetPlusPlus:
-    """PyG's ``DimeNetPlusPlus(**kwargs)``, freshly initialised. Its
-    constructor derives the spherical basis with sympy (10-20 s here), so one
-    template per settings and process is built, with the caller's random
-    state left untouched, and every model is a copy of it re-initialised by
-    ``reset_parameters()`` (milliseconds): the same seed gives the same
-    weights whether the template was built before or not."""
-    key = tuple(sorted(kwargs.items()))
-    if key not in _DIMENET_TEMPLATES:
-        with torch.random.fork_rng(devices=[]):
-            _DIMENET_TEMPLATES[key] = DimeNetPlusPlus(**kwargs)
-    net = copy.deepcopy(_DIMENET_TEMPLATES[key])
-    net.reset_parameters()  # every random weight (the rest are constants)
-    return net
+class DimeNetPlusPlusBlocks(nn.Module):
+    r"""PyG's DimeNet++ blocks (its Bessel basis, embedding, interaction and
+    output blocks) with :class:`SphericalBasis` for its spherical basis, under
+    the attribute names of PyG's
+    :class:`~torch_geometric.nn.models.DimeNetPlusPlus`: the state dicts of
+    the two load into each other. Built in milliseconds (PyG's constructor
+    derives the spherical basis with sympy first).
+
+    Args: those of PyG's ``DimeNetPlusPlus`` with ``out_channels=1`` and its
+    defaults for the rest (swish, 1 layer before and 2 after each skip, 3
+    output layers, output layers starting at zero).
+    """
+
+    def __init__(self, hidden_channels: int, num_blocks: int, int_emb_size: int,
+                 basis_emb_size: int, out_emb_channels: int, num_spherical: int,
+                 num_radial: int, cutoff: float = 5.0, envelope_exponent: int = 5) -> None:
+        super().__init__()
+        if num_spherical < 2:
+            raise UserError(f"num_spherical must be at least 2, got {num_spherical}")
+        act = activation_resolver("swish")
+        self.rbf = BesselBasisLayer(num_radial, cutoff, envelope_exponent)
+        self.sbf = SphericalBasis(num_spherical, num_radial, cutoff, envelope_exponent)
+        self.emb = EmbeddingBlock(num_radial, hidden_channels, act)
+        self.output_blocks = nn.ModuleList([
+            OutputPPBlock(num_radial, hidden_channels, out_emb_channels, 1, 3, act, "zeros")
+            for _ in range(num_blocks + 1)])
+        self.interaction_blocks = nn.ModuleList([
+            InteractionPPBlock(hidden_channels, int_emb_size, basis_emb_size, num_spherical,
+                               num_radial, 1, 2, act)
+            for _ in range(num_blocks)])
+
+    def reset_parameters(self) -> None:
+        """Every random weight, in PyG's order (the same seed, the same weights)."""
+        self.rbf.reset_parameters()
+        self.emb.reset_parameters()
+        for block in [*self.output_blocks, *self.interaction_blocks]:
+            block.reset_parameters()
 
 
 class DimeNetPlusPlusModel(AtomisticModel):
@@ -220,12 +327,11 @@ class DimeNetPlusPlusModel(AtomisticModel):
                              int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
                              out_emb_channels=out_emb_channels, num_spherical=num_spherical,
                              num_radial=num_radial)
-        self.net = _dimenet_plus_plus(hidden_channels=hidden_channels, out_channels=1,
-                                      num_blocks=num_interactions, int_emb_size=int_emb_size,
-                                      basis_emb_size=basis_emb_size,
-                                      out_emb_channels=out_emb_channels,
-                                      num_spherical=num_spherical, num_radial=num_radial,
-                                      cutoff=cutoff, max_num_neighbors=max_num_neighbors)
+        with torch.random.fork_rng(devices=[]):  # the weights come from reset_parameters
+            self.net = DimeNetPlusPlusBlocks(hidden_channels, num_interactions, int_emb_size,
+                                             basis_emb_size, out_emb_channels, num_spherical,
+                                             num_radial, cutoff)
+        self.net.reset_parameters()
 
     def reset_parameters(self) -> None:
         self.net.reset_parameters()

@@ -17,8 +17,7 @@ from pyg_schnet.models import MODELS, build, model_arguments
 from pyg_schnet.pyg_models import triplets
 
 SMALL = dict(hidden_channels=16, num_interactions=2, cutoff=4.0)
-#: smaller own options where a model's defaults are slow to build or run
-#: (DimeNet++ derives its spherical basis with sympy: seconds per degree)
+#: smaller own options where a model's defaults are slow to run
 OWN = {"dimenet++": dict(num_spherical=3, num_radial=3, int_emb_size=16, basis_emb_size=4,
                          out_emb_channels=32)}
 
@@ -111,11 +110,55 @@ def test_ours_equals_pyg_schnet(batch):
                                rtol=1e-5, atol=1e-4)
 
 
+def _pyg_dimenet():
+    """PyG's own ``DimeNetPlusPlus`` with the settings of :func:`_model`."""
+    from torch_geometric.nn.models import DimeNetPlusPlus
+    o = dict(SMALL, **OWN["dimenet++"])
+    return DimeNetPlusPlus(o["hidden_channels"], 1, o["num_interactions"], o["int_emb_size"],
+                           o["basis_emb_size"], o["out_emb_channels"], o["num_spherical"],
+                           o["num_radial"], cutoff=o["cutoff"])
+
+
+def test_dimenet_blocks_are_pygs_with_a_closed_form_basis():
+    """DimeNet++ is PyG's blocks under PyG's names: a seed gives PyG's own
+    initial weights, the state dicts load into each other, and the spherical
+    basis (closed form here, sympy in PyG) gives PyG's values, and float64's."""
+    from scipy.special import spherical_jn
+    from pyg_schnet.pyg_models import SphericalBasis
+    torch.manual_seed(3)
+    ours = build("dimenet++", **SMALL, **OWN["dimenet++"]).net
+    pyg = _pyg_dimenet()
+    torch.manual_seed(3)
+    pyg.reset_parameters()
+    theirs = pyg.state_dict()
+    assert ours.state_dict().keys() == theirs.keys()
+    assert all(torch.equal(v, theirs[k]) for k, v in ours.state_dict().items())
+    torch.manual_seed(4)
+    other = build("dimenet++", **SMALL, **OWN["dimenet++"]).net.state_dict()
+    assert not torch.equal(other["emb.emb.weight"], theirs["emb.emb.weight"])
+    gen = torch.Generator().manual_seed(0)
+    dist = 0.7 + 3.3 * torch.rand(300, generator=gen)  # Å, within the cutoff of 4
+    angle = torch.pi * torch.rand(500, generator=gen)
+    idx_kj = torch.randint(0, 300, (500,), generator=gen)
+    expected = pyg.sbf(dist, angle, idx_kj)  # [T, 3 * 3]
+    torch.testing.assert_close(ours.sbf(dist, angle, idx_kj), expected, rtol=0,
+                               atol=1e-5 * float(expected.abs().max()))
+    # the default 7 x 6 (PyG's takes 20 s to build) against float64 Bessel functions
+    basis = SphericalBasis(7, 6, cutoff=4.0)
+    d = (dist / 4.0).double()
+    truth = torch.stack([torch.stack([basis.norm[deg, n] * torch.from_numpy(
+        spherical_jn(deg, (basis.roots[deg, n] * d).numpy())) for n in range(6)], 1)
+        for deg in range(7)], 1) * basis.envelope(d).view(-1, 1, 1)  # [E, 7, 6]
+    torch.testing.assert_close(basis.bessel(dist).double(), truth, rtol=0,
+                               atol=1e-6 * float(truth.abs().max()))
+
+
 def test_dimenet_equals_pygs_own_forward(batch, monkeypatch):
     """The DimeNet++ adapter runs PyG's blocks in a forward written here (on
-    ``radius_edges`` and :func:`triplets`); PyG's own ``forward``, on the same
-    radius graph, gives the same energies. PyG's forward needs ``torch-sparse``
-    for its triplets, which this project does not require."""
+    ``radius_edges`` and :func:`triplets`); PyG's own model with the same
+    weights, its ``forward`` on the same radius graph, gives the same
+    energies. PyG's forward needs ``torch-sparse`` for its triplets, which
+    this project does not require."""
     pytest.importorskip("torch_sparse", reason="PyG's own DimeNet++ forward needs torch-sparse "
                         "(MAX_JOBS=2 pip install --no-build-isolation torch-sparse)")
     from torch_geometric.nn.models import dimenet
@@ -127,28 +170,14 @@ def test_dimenet_equals_pygs_own_forward(batch, monkeypatch):
     monkeypatch.setattr(dimenet, "radius_graph", graph)
     b = batch
     model = _model("dimenet++")
+    pyg = _pyg_dimenet()
+    pyg.load_state_dict(model.net.state_dict())
     with torch.no_grad():
         atoms = model.atom_outputs(b.z, b.pos, b.batch)  # [N, 1], before the readout
         ours = torch.zeros(b.num_graphs, 1).index_add_(0, b.batch, atoms)
-        pyg = model.net(b.z, b.pos, b.batch)  # [num_graphs, 1]
-    assert pyg.abs().max() > 1e-3  # not the trivially equal zeros of an untrained output
-    torch.testing.assert_close(ours, pyg, rtol=1e-5, atol=1e-5)
-
-
-def test_a_seed_gives_the_same_model_however_it_is_built():
-    """DimeNet++ copies a cached template (its sympy basis takes seconds to
-    build): the same seed still gives the same weights, cold or warm."""
-    from pyg_schnet import pyg_models
-    small = dict(SMALL, **OWN["dimenet++"])
-    pyg_models._DIMENET_TEMPLATES.clear()
-    torch.manual_seed(3)
-    cold = build("dimenet++", **small).state_dict()
-    torch.manual_seed(3)
-    warm = build("dimenet++", **small).state_dict()
-    assert all(torch.equal(cold[k], warm[k]) for k in cold)
-    torch.manual_seed(4)
-    other = build("dimenet++", **small).state_dict()
-    assert not torch.equal(other["net.emb.emb.weight"], warm["net.emb.emb.weight"])
+        theirs = pyg(b.z, b.pos, b.batch)  # [num_graphs, 1]
+    assert theirs.abs().max() > 1e-3  # not the trivially equal zeros of an untrained output
+    torch.testing.assert_close(ours, theirs, rtol=1e-5, atol=1e-5)
 
 
 def test_triplets_against_brute_force():
