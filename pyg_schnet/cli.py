@@ -119,6 +119,8 @@ def cmd_train(argv: List[str]) -> int:
     processes = cfg.resolved_processes()
     if processes > 1 and "WORLD_SIZE" not in os.environ:  # not already under torchrun
         from .launch import launch
+        from .rundir import RunDir
+        RunDir(cfg.out).check_free()  # refused here, not after starting the processes
         return launch(argv, processes)
     metrics = train(cfg, resume=a.resume is not None, overwrite=a.overwrite, quiet=a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -142,8 +142,7 @@ class RunDir:
         except OSError:
             holder = os.read(fd, 400).decode("utf-8", "replace").strip() or "another process"
             os.close(fd)
-            raise UserError(f"run directory {self.path} is in use by {holder}; "
-                            f"wait for it to finish or use another directory") from None
+            raise self._in_use(holder) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
                      f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
@@ -154,6 +153,29 @@ class RunDir:
             del _HELD[key]
             os.ftruncate(fd, 0)  # the file stays, empty and unlocked
             os.close(fd)  # releases the lock
+
+    def _in_use(self, holder: str) -> UserError:
+        return UserError(f"run directory {self.path} is in use by {holder}; "
+                         f"wait for it to finish or use another directory")
+
+    def check_free(self) -> None:
+        """Raise :meth:`lock`'s error if another process holds the directory
+        now; changes and creates nothing. For a launcher, before it starts
+        processes that would each load torch only to be refused."""
+        import fcntl
+        if osp.realpath(self.path) in _HELD:
+            return  # this process holds it
+        try:
+            fd = os.open(self.file(LOCK_FILE), os.O_RDONLY)
+        except OSError:
+            return  # no lock file (or no directory): nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise self._in_use(os.read(fd, 400).decode("utf-8", "replace").strip()
+                               or "another process") from None
+        finally:
+            os.close(fd)  # a shared lock taken here goes with it
 
     # -- changes -------------------------------------------------------------------
     def remove_temporary(self) -> None:

@@ -1,6 +1,7 @@
 """The training CLI: flag forms, run directory, resume after SIGKILL, atomic
 checkpoints, NaN stop, evaluate/predict, sweeps, DDP."""
 import csv
+import fcntl
 import json
 import os
 import os.path as osp
@@ -343,13 +344,27 @@ def test_train_starts_its_own_data_parallel_processes(tmp_path):
         "12-13 each" in proc.stderr  # shared, not multiplied
     m = json.load(open(tmp_path / "p2" / "metrics.json"))
     assert m["processes"] == 2 and m["effective_batch_size"] == 25 and m["epochs"] == 2
-    # a refused run (directory in use) ends with one error line, no process left waiting
-    from pyg_schnet.rundir import RunDir
-    with RunDir(str(tmp_path / "p2")).lock():
-        t0 = time.perf_counter()
+    # a refused run (directory in use) ends with one error line, no process left waiting:
+    # refused before its processes start; and if the directory is taken after that check,
+    # rank 0 is refused and the launcher stops rank 1 (which would wait for it forever)
+    from pyg_schnet.launch import launch
+    from pyg_schnet.rundir import LOCK_FILE, RunDir
+    run = RunDir(str(tmp_path / "p2"))
+    fd = os.open(run.file(LOCK_FILE), os.O_RDWR)
+    os.write(fd, b"pid 1 on elsewhere")
+    fcntl.flock(fd, fcntl.LOCK_EX)  # another open file: a holder other than RunDir.lock()
+    try:
+        with pytest.raises(UserError, match="is in use by pid 1 on elsewhere"):
+            run.check_free()
         proc = cli("train", "--config", cfg, "--overwrite", timeout=120)
+        assert_one_line_error(proc, "is in use by pid 1 on elsewhere")
+        assert "process(es)" not in proc.stderr  # no process was started
+        t0 = time.perf_counter()
+        assert launch(["--config", cfg, "--overwrite"], 2) == 2
         assert time.perf_counter() - t0 < 60
-    assert_one_line_error(proc, "is in use by pid")
+    finally:
+        os.close(fd)
+    run.check_free()  # free again
 
 
 # -- the run-directory lock ----------------------------------------------------------------
