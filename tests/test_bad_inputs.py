@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import assert_one_line_error, cli, snapshot, train_tiny, write_config
+from helpers import assert_one_line_error, cli, run_here, snapshot, train_tiny, write_config
 
 
 @pytest.fixture(scope="module")
@@ -219,10 +219,10 @@ def test_bad_input_subprocess(ws, case):
 def test_overwrite_flag_replaces_finished_run(ws, tmp_path):
     out = tmp_path / "r"
     cfg = write_config(tmp_path / "c.yaml", out=str(out), epochs=1)
-    assert cli("train", "--config", cfg, "--quiet").returncode == 0
-    proc = cli("train", "--config", cfg, "--quiet")
+    assert run_here("train", "--config", cfg, "--quiet").returncode == 0
+    proc = run_here("train", "--config", cfg, "--quiet")
     assert_one_line_error(proc, "already holds a finished run")
-    proc = cli("train", "--config", cfg, "--quiet", "--overwrite")
+    proc = run_here("train", "--config", cfg, "--quiet", "--overwrite")
     assert proc.returncode == 0, proc.stderr
 
 

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from conftest import DATA_ROOT, REPO, SAMPLE_ARGS, SAMPLE_ROOT, SAMPLE_SOURCE
-from helpers import cli
+from helpers import run_here
 
 FILTERS = ("gaussian", "coords", "conv1d")
 NOTEBOOK = osp.join(REPO, "experiments", "notebooks", "explore_filters.ipynb")
@@ -28,7 +28,7 @@ def study_runs(tmp_path_factory):
                 train_sizes=[200], val_size=50, test_size=100, keep_weights=[0])
     with open(d / "s.yaml", "w") as f:
         yaml.safe_dump(spec, f)
-    proc = cli("study", "run", d / "s.yaml", "--out", d / "out", *SAMPLE_ARGS)
+    proc = run_here("study", "run", d / "s.yaml", "--out", d / "out", *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for ckpt in glob.glob(str(d / "out" / "runs" / "*" / "*" / "*" / "*.pt")):
         if not ckpt.endswith("model.pt"):

@@ -8,7 +8,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import TINY, cli
+from helpers import TINY, cli, run_here
 from pyg_schnet.config import load_config
 from pyg_schnet.errors import UserError
 from pyg_schnet.invariance import invariance_errors
@@ -311,8 +311,8 @@ def test_models_study_quick(tmp_path):
     from conftest import REPO, SAMPLE_ARGS
     spec = osp.join(REPO, "experiments", "studies", "models.yaml")
     out = tmp_path / "models_quick"
-    proc = cli("study", "run", spec, "--quick", "--jobs", "1", "--out", out, *SAMPLE_ARGS,
-               cwd=tmp_path)
+    proc = run_here("study", "run", spec, "--quick", "--jobs", "1", "--out", out, *SAMPLE_ARGS,
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 runs (0 finished, 5 to train)" in proc.stdout
     with open(out / "cells.csv") as f:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import pyg_schnet
 from conftest import DATA_ROOT, REPO, SAMPLE_ARGS
-from helpers import assert_one_line_error, cli
+from helpers import assert_one_line_error, run_here
 from pyg_schnet.hub import available
 
 
@@ -29,8 +29,8 @@ def test_shipped_models_and_their_cards():
 def test_card_test_mae_holds_on_its_test_split(tmp_path):
     """``pyg-schnet evaluate --model`` on 2,000 random molecules of the test
     split the U0 card names (measured in full for the closing note)."""
-    proc = cli("evaluate", "--model", "qm9-U0", "--root", DATA_ROOT, "--limit", "2000",
-               cwd=tmp_path)
+    proc = run_here("evaluate", "--model", "qm9-U0", "--root", DATA_ROOT, "--limit", "2000",
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.split()
     mae = float(out[out.index("MAE") + 1])
@@ -39,16 +39,16 @@ def test_card_test_mae_holds_on_its_test_split(tmp_path):
 
 
 def test_predict_with_a_shipped_model_from_anywhere(tmp_path):
-    proc = cli("predict", "--model", "qm9-U0", "--smiles", "CCO", "--smiles", "c1ccccc1",
-               cwd=tmp_path)
+    proc = run_here("predict", "--model", "qm9-U0", "--smiles", "CCO", "--smiles", "c1ccccc1",
+                    cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["name"] for r in rows] == ["CCO", "c1ccccc1"]
     # QM9's ethanol: U0 = -4217.02 eV; an MMFF conformer, a 20k-molecule model: within 1 eV
     assert float(rows[0]["U0_eV"]) == pytest.approx(-4217.02, abs=1.0)
-    assert_one_line_error(cli("predict", "--model", "qm9-H", "--smiles", "C", cwd=tmp_path),
+    assert_one_line_error(run_here("predict", "--model", "qm9-H", "--smiles", "C", cwd=tmp_path),
                           "unknown pretrained model 'qm9-H'; available: qm9-U0, qm9-gap")
-    assert_one_line_error(cli("predict", "--smiles", "C", cwd=tmp_path),
+    assert_one_line_error(run_here("predict", "--smiles", "C", cwd=tmp_path),
                           "needs a run directory or --model")
 
 
@@ -59,8 +59,8 @@ PRETRAINED_SPEC = osp.join(REPO, "experiments", "studies", "pretrained.yaml")
 def quick_pretrained(tmp_path_factory):
     """The pretrained models' spec in quick mode, run from outside the repository."""
     where = tmp_path_factory.mktemp("pretrained")
-    proc = cli("study", "run", PRETRAINED_SPEC, "--quick", "--out", where / "study",
-               *SAMPLE_ARGS, cwd=where)
+    proc = run_here("study", "run", PRETRAINED_SPEC, "--quick", "--out", where / "study",
+                    *SAMPLE_ARGS, cwd=where)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return where, where / "study" / "runs" / "U0" / "gaussian_128" / "n200_seed0"
 
@@ -70,7 +70,7 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     """``export`` ships a finished run: its own weights, a card from its files,
     and ``evaluate --model`` on the split the card names gives the card's MAE."""
     where, run = quick_pretrained
-    proc = cli("export", run, "--name", "qm9-U0", "--to", where / "models", cwd=where)
+    proc = run_here("export", run, "--name", "qm9-U0", "--to", where / "models", cwd=where)
     assert proc.returncode == 0, proc.stderr
     folder = where / "models" / "qm9-U0"
     with open(folder / "model.pt", "rb") as a, open(run / "model.pt", "rb") as b:
@@ -86,13 +86,13 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     model = pyg_schnet.pretrained(str(folder))
     assert sum(p.numel() for p in model.parameters()) == card["num_params"]
 
-    proc = cli("evaluate", "--model", folder, *SAMPLE_ARGS[:2], cwd=where)
+    proc = run_here("evaluate", "--model", folder, *SAMPLE_ARGS[:2], cwd=where)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.split()
     assert float(out[out.index("MAE") + 1]) == pytest.approx(card["test_mae"], rel=1e-4)
     assert "test: 100 molecules" in proc.stdout
 
-    assert_one_line_error(cli("export", run, "--name", "qm9-U0", "--to", where / "models"),
+    assert_one_line_error(run_here("export", run, "--name", "qm9-U0", "--to", where / "models"),
                           "exists (--overwrite replaces it)")
     from pyg_schnet.errors import UserError
     from pyg_schnet.hub import export_model

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from conftest import REPO, SAMPLE_ARGS, SAMPLE_ROOT, SAMPLE_SOURCE
-from helpers import assert_one_line_error, cli
+from helpers import assert_one_line_error, cli, run_here
 
 FACTORS = osp.join(REPO, "experiments", "studies", "factors.yaml")
 VARIANTS = ("gaussian", "distance", "gaussian_q0.1", "conv1d", "coords", "coords_rot")
@@ -37,8 +37,8 @@ def quick(tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     out = elsewhere / "factors_quick"
     t0 = time.perf_counter()
-    proc = cli("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS,
-               cwd=elsewhere, timeout=600)
+    proc = run_here("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS,
+                    cwd=elsewhere)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc, time.perf_counter() - t0
 
@@ -125,11 +125,11 @@ def test_rerun_skips_finished_runs(quick):
     watched += [osp.join(out, r["run_dir"], "model.pt") for r in _csv(out / "runs.csv")
                 if r["seed"] == "0"]
     before = {p: os.stat(p).st_mtime_ns for p in watched}
-    proc = cli("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS)
+    proc = run_here("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "(24 finished, 0 to train)" in proc.stdout
     assert {p: os.stat(p).st_mtime_ns for p in watched} == before
-    report = cli("study", "report", FACTORS, "--quick", "--out", out)
+    report = run_here("study", "report", FACTORS, "--quick", "--out", out)
     assert report.returncode == 0, report.stderr
     assert "report.md" in report.stdout
 
@@ -141,7 +141,7 @@ def test_other_settings_in_the_same_folder_are_refused(quick, tmp_path):
     path = tmp_path / "factors.yaml"
     yaml.safe_dump(spec, open(path, "w"))
     before = open(out / "report.md").read()
-    proc = cli("study", "run", path, "--quick", "--out", out, *SAMPLE_ARGS)
+    proc = run_here("study", "run", path, "--quick", "--out", out, *SAMPLE_ARGS)
     assert_one_line_error(proc, "holds a run with other settings (epochs")
     assert open(out / "report.md").read() == before
 
@@ -169,12 +169,12 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     run = out / "runs" / "gap" / "gaussian" / "n250_seed0"
     assert osp.isfile(run / "last.pt") and not osp.exists(run / "metrics.json")
     assert len(_csv(run / "log.csv")) == 1
-    proc = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
+    proc = run_here("study", "run", spec, "--out", out, *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "(0 finished, 1 to train)" in proc.stdout
     assert [int(r["epoch"]) for r in _csv(run / "log.csv")] == [1, 2, 3, 4]
     # the resumed run equals an uninterrupted one
-    fresh = cli("study", "run", spec, "--out", tmp_path / "fresh", *SAMPLE_ARGS)
+    fresh = run_here("study", "run", spec, "--out", tmp_path / "fresh", *SAMPLE_ARGS)
     assert fresh.returncode == 0, fresh.stderr
     a = _json(run / "metrics.json")
     b = _json(tmp_path / "fresh" / "runs" / "gap" / "gaussian" / "n250_seed0" / "metrics.json")
@@ -231,12 +231,12 @@ def test_bad_spec_is_one_clear_error(tmp_path, change, match):
 
 def test_bad_spec_on_the_command_line(tmp_path):
     path = _tiny_spec(tmp_path / "s.yaml", targets=["energy"])
-    proc = cli("study", "run", path, "--out", tmp_path / "x", *SAMPLE_ARGS)
+    proc = run_here("study", "run", path, "--out", tmp_path / "x", *SAMPLE_ARGS)
     assert_one_line_error(proc, "unknown target 'energy'")
     assert not osp.exists(tmp_path / "x")
     for args in (["study"], ["study", "walk", path], ["study", "run", tmp_path / "nope.yaml"],
                  ["study", "run", path, "--jobs", "0"]):
-        assert_one_line_error(cli(*args))
+        assert_one_line_error(run_here(*args))
 
 
 def test_relative_paths_are_relative_to_the_spec(tmp_path):
@@ -285,10 +285,10 @@ def test_runs_with_the_same_settings_are_reused(tmp_path):
     """A second study that lists the first under ``reuse`` copies the runs whose
     settings (and split) equal its own, and trains only the rest."""
     first = _tiny_spec(tmp_path / "a.yaml", seeds=[0], variants={"gaussian": {}})
-    assert cli("study", "run", first, "--out", tmp_path / "a", *SAMPLE_ARGS).returncode == 0
+    assert run_here("study", "run", first, "--out", tmp_path / "a", *SAMPLE_ARGS).returncode == 0
     second = _tiny_spec(tmp_path / "b.yaml", seeds=[0], reuse=["a"],
                         variants={"g": {}, "wide": {"num_gaussians": 20}})
-    proc = cli("study", "run", second, "--out", tmp_path / "b", *SAMPLE_ARGS)
+    proc = run_here("study", "run", second, "--out", tmp_path / "b", *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "copied 1 finished runs" in proc.stdout and "(1 finished, 1 to train)" in proc.stdout
     copied = tmp_path / "b" / "runs" / "gap" / "g" / "n250_seed0"
@@ -313,7 +313,7 @@ def test_a_run_held_by_another_process_is_left_alone(tmp_path):
         assert_one_line_error(proc, "1 run(s) failed")
         assert os.listdir(held) == [".lock"]
     assert osp.isfile(out / "runs" / "gap" / "gaussian" / "n250_seed0" / "metrics.json")
-    again = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
+    again = run_here("study", "run", spec, "--out", out, *SAMPLE_ARGS)
     assert again.returncode == 0, again.stderr
     assert "(1 finished, 1 to train)" in again.stdout
     assert osp.isfile(held / "metrics.json")
@@ -351,14 +351,14 @@ def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
         assert "Traceback" not in stderr
         if code == 2:
             assert "is in use by pid" in stdout and "run(s) failed" in stderr
-    fresh = cli("study", "run", spec, "--out", tmp_path / "fresh", *SAMPLE_ARGS)
+    fresh = run_here("study", "run", spec, "--out", tmp_path / "fresh", *SAMPLE_ARGS)
     assert fresh.returncode == 0, fresh.stderr
     for variant in ("gaussian", "conv1d"):
         rel = osp.join("runs", "gap", variant, "n250_seed0")
         assert [int(r["epoch"]) for r in _csv(out / rel / "log.csv")] == [1, 2, 3, 4]
         a, b = _json(out / rel / "metrics.json"), _json(tmp_path / "fresh" / rel / "metrics.json")
         assert a["test_mae"] == pytest.approx(b["test_mae"], rel=1e-6)
-    again = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS)
+    again = run_here("study", "run", spec, "--out", out, *SAMPLE_ARGS)
     assert again.returncode == 0 and "(2 finished, 0 to train)" in again.stdout
 
 
@@ -371,10 +371,10 @@ def test_several_specs_run_as_a_queue(tmp_path):
     first = _tiny_spec(tmp_path / "a.yaml", name="a", seeds=[0], variants={"gaussian": {}},
                        base=dict(tiny, epochs=40, patience=40))
     bad = _tiny_spec(tmp_path / "bad.yaml", targets=["energy"])
-    proc = cli("study", "run", first, bad, *SAMPLE_ARGS)
+    proc = run_here("study", "run", first, bad, *SAMPLE_ARGS)
     assert_one_line_error(proc, "unknown target 'energy'")
     assert not (tmp_path / "a").exists()  # nothing trained before the bad spec was found
-    assert_one_line_error(cli("study", "run", first, first, "--out", tmp_path / "x"),
+    assert_one_line_error(run_here("study", "run", first, first, "--out", tmp_path / "x"),
                           "--out names one study's folder; 2 specs were given")
     second = _tiny_spec(tmp_path / "b.yaml", name="b", seeds=[0], variants={"conv1d": {
         "filter": "conv1d", "num_bins": 8}}, base=dict(tiny, epochs=1, patience=1))

@@ -15,7 +15,8 @@ import torch
 import yaml
 
 from conftest import DATA_ROOT
-from helpers import REPO, TINY, assert_one_line_error, cli, env, popen, train_tiny, write_config
+from helpers import (REPO, TINY, assert_one_line_error, cli, env, popen, run_here, train_tiny,
+                     write_config)
 from pyg_schnet.config import load_config, parse_overrides
 from pyg_schnet.errors import UserError
 
@@ -80,7 +81,7 @@ def test_config_alone_reproduces_the_run(run_dir, tmp_path):
     cfg["split_file"] = osp.join(run_dir, "split.npz")
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    proc = cli("train", "--config", path, "--quiet")
+    proc = run_here("train", "--config", path, "--quiet")
     assert proc.returncode == 0, proc.stderr
     a = json.load(open(osp.join(run_dir, "metrics.json")))
     b = json.load(open(tmp_path / "again" / "metrics.json"))
@@ -88,7 +89,7 @@ def test_config_alone_reproduces_the_run(run_dir, tmp_path):
 
 
 def test_evaluate_and_predict(run_dir, tmp_path):
-    proc = cli("evaluate", run_dir, "--split", "val")
+    proc = run_here("evaluate", run_dir, "--split", "val")
     assert proc.returncode == 0, proc.stderr
     assert "MAE" in proc.stdout and osp.isfile(osp.join(run_dir, "parity_val.png"))
     assert osp.getsize(osp.join(run_dir, "errors_val.png")) > 10_000  # histogram, MAE per size
@@ -101,7 +102,7 @@ def test_evaluate_and_predict(run_dir, tmp_path):
     sdf = tmp_path / "methanol.sdf"
     Chem.MolToMolFile(mol, str(sdf))
     out = tmp_path / "pred.csv"
-    proc = cli("predict", run_dir, xyz, sdf, "--smiles", "CC", "--output", out)
+    proc = run_here("predict", run_dir, xyz, sdf, "--smiles", "CC", "--output", out)
     assert proc.returncode == 0, proc.stderr
     assert "DFT" in proc.stderr
     rows = list(csv.DictReader(open(out)))
@@ -121,8 +122,8 @@ def test_predict_warns_outside_qm9(run_dir, tmp_path):
     (tmp_path / "cloud.xyz").write_text("\n".join(lines) + "\n")
     (tmp_path / "squeezed.xyz").write_text("3\nsqueezed\nO 0 0 0\nH 0 0.5 0\nH 0 -0.9 0.3\n")
     out = tmp_path / "p.csv"
-    proc = cli("predict", run_dir, tmp_path / "cloud.xyz", tmp_path / "squeezed.xyz",
-               "--smiles", "CCO", "-o", out)
+    proc = run_here("predict", run_dir, tmp_path / "cloud.xyz", tmp_path / "squeezed.xyz",
+                    "--smiles", "CCO", "-o", out)
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in csv.DictReader(open(out))}
     assert "40 atoms (QM9: at most 29)" in rows["cloud.xyz"]["warning"]
@@ -135,7 +136,7 @@ def test_predict_warns_outside_qm9(run_dir, tmp_path):
 def test_refuses_to_overwrite_finished_run(run_dir):
     before = open(osp.join(run_dir, "metrics.json")).read()
     cfg = osp.join(osp.dirname(run_dir), "cfg.yaml")
-    proc = cli("train", "--config", cfg)
+    proc = run_here("train", "--config", cfg)
     assert_one_line_error(proc, "--overwrite")
     assert open(osp.join(run_dir, "metrics.json")).read() == before
 
@@ -163,7 +164,7 @@ def _train_until(cfg, run, epochs):
 def test_resume_after_sigkill_gives_identical_metrics(tmp_path):
     common = dict(epochs=5, max_molecules=400, train_size=300)
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
-    assert cli("train", "--config", ref, "--quiet").returncode == 0
+    assert run_here("train", "--config", ref, "--quiet").returncode == 0
     killed = write_config(tmp_path / "k.yaml", out=str(tmp_path / "k"), **common)
     p = _train_until(killed, tmp_path / "k", epochs=2)
     assert p.poll() is None, "the run finished before it could be killed"
@@ -171,7 +172,7 @@ def test_resume_after_sigkill_gives_identical_metrics(tmp_path):
     p.wait()
     assert not osp.exists(tmp_path / "k" / "metrics.json")
     torch.load(tmp_path / "k" / "last.pt", weights_only=True)  # loadable after the kill
-    proc = cli("train", "--resume", tmp_path / "k", "--quiet")
+    proc = run_here("train", "--resume", tmp_path / "k", "--quiet")
     assert proc.returncode == 0, proc.stderr
     a = json.load(open(tmp_path / "ref" / "metrics.json"))
     b = json.load(open(tmp_path / "k" / "metrics.json"))
@@ -187,14 +188,14 @@ def test_resume_with_rotation_augmentation_is_exact(tmp_path):
     mid-epoch and resumed sees the same rotated batches as an uninterrupted one."""
     common = dict(epochs=3, max_molecules=300, filter="coords", rotation_augmentation=True)
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
-    assert cli("train", "--config", ref, "--quiet").returncode == 0
+    assert run_here("train", "--config", ref, "--quiet").returncode == 0
     plain = write_config(tmp_path / "p.yaml", out=str(tmp_path / "p"),
                          **dict(common, rotation_augmentation=False))
-    assert cli("train", "--config", plain, "--quiet").returncode == 0
+    assert run_here("train", "--config", plain, "--quiet").returncode == 0
     killed = write_config(tmp_path / "k.yaml", out=str(tmp_path / "k"), **common)
     proc = cli("train", "--config", killed, "--quiet", extra_env={"PYG_SCHNET_FAULT": "batch:13"})
     assert proc.returncode == -9
-    assert cli("train", "--resume", tmp_path / "k", "--quiet").returncode == 0
+    assert run_here("train", "--resume", tmp_path / "k", "--quiet").returncode == 0
     va = [r["val_mae"] for r in _log_rows(tmp_path / "ref")]
     assert [r["val_mae"] for r in _log_rows(tmp_path / "k")] == va
     assert [r["val_mae"] for r in _log_rows(tmp_path / "p")] != va  # it did change the inputs
@@ -379,7 +380,7 @@ def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     common = dict(epochs=5, patience=5, max_molecules=2200, train_size=2000, root=DATA_ROOT,
                   source="qm9pack")
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
-    assert cli("train", "--config", ref, "--quiet").returncode == 0
+    assert run_here("train", "--config", ref, "--quiet").returncode == 0
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "run"), **common)
     first = _train_until(cfg, tmp_path / "run", epochs=1)
     assert first.poll() is None, "the first run finished before the others could try"
@@ -401,7 +402,7 @@ def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     assert [r["val_mae"] for r in _log_rows(tmp_path / "ref")] == \
         [r["val_mae"] for r in _log_rows(tmp_path / "run")]
     # free again once the holder has ended
-    assert cli("evaluate", tmp_path / "run").returncode == 0
+    assert run_here("evaluate", tmp_path / "run").returncode == 0
 
 
 def test_lock_is_reentrant_and_released(tmp_path):
@@ -439,9 +440,11 @@ def test_throughput_and_benchmark_commands_print_default_and_best():
                "quickstart", "--rounds", "1", "--epochs", "2", "--molecules", "150", check=True)
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("quickstart (work 0.054 M): 1 thr x 1 proc") and "of best" in last
-    proc = cli("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--skip-build",
-               "--hidden", "16", "--filters", "16", "--interactions", "1", "--batch-size", "10",
-               "--batches", "1", "--rounds", "1", "--warmup", "1", "--no-memory", check=True)
+    proc = run_here("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE,
+                    "--skip-build", "--hidden", "16", "--filters", "16", "--interactions", "1",
+                    "--batch-size", "10", "--batches", "1", "--rounds", "1", "--warmup", "1",
+                    "--no-memory")
+    assert proc.returncode == 0, proc.stderr
     assert "1 thread(s) (the default for one process)" in proc.stdout
     # --no-memory: a "-" where the peak memory would be (test_models measures it)
     assert [line.split()[-3] for line in proc.stdout.splitlines()
