@@ -294,8 +294,9 @@ class DimeNetPlusPlusBlocks(nn.Module):
 class DimeNetPlusPlusModel(AtomisticModel):
     r"""PyG's :class:`~torch_geometric.nn.models.DimeNetPlusPlus` (`Gasteiger et
     al. 2020 <https://arxiv.org/abs/2011.14115>`_): its embedding,
-    interaction and output blocks and bases, run on this project's radius
-    graph and :func:`triplets` (PyG's need ``pyg-lib`` and ``torch-sparse``).
+    interaction and output blocks and radial basis, with :class:`SphericalBasis`
+    (:class:`DimeNetPlusPlusBlocks`), run on this project's radius graph and
+    :func:`triplets` (PyG's need ``pyg-lib`` and ``torch-sparse``).
 
     Args:
         hidden_channels (int): Feature size. (default: :obj:`128`)
