@@ -391,3 +391,16 @@ def test_several_specs_run_as_a_queue(tmp_path):
                 ).is_file()
         assert (tmp_path / name / "report.md").is_file()
     assert proc.stdout.index("study a:") < proc.stdout.index("study b:")
+
+
+def test_overlapping_invocations_count_their_wall_time_once():
+    """Two ``study run`` at once (one per core) are one sitting in the report's
+    wall time; a later one is another; an undated row counts on its own."""
+    from pyg_schnet.study.report import wall_time
+    rows = [dict(started="2026-11-28T10:00:00", wall_seconds="3600"),
+            dict(started="2026-11-28T10:30:00", wall_seconds="3600"),  # to 11:30: +1,800 s
+            dict(started="2026-11-28T10:40:00", wall_seconds="600"),  # inside: +0
+            dict(started="2026-11-28T14:00:00", wall_seconds="100"),
+            dict(started="", wall_seconds="50")]
+    assert wall_time(rows) == (pytest.approx(3600 + 1800 + 100 + 50), 3)
+    assert wall_time([]) == (0.0, 0)

@@ -164,13 +164,34 @@ def _pm(m: float, s: float) -> str:
     return _fmt(m) if s != s else f"{_fmt(m)} ± {_fmt(s, 2)}"
 
 
-def _sittings(out: str) -> Tuple[float, int]:
+def wall_time(rows: Sequence[Dict[str, str]]) -> Tuple[float, int]:
+    """Seconds of wall time of ``sittings.csv`` rows and the number of
+    sittings: invocations of ``study run`` that overlap in time (two at once,
+    one per core) are one sitting and their common time counts once (a row
+    without a start, written before sittings were dated, is a sitting of its own)."""
+    from datetime import datetime
+    undated = [float(r["wall_seconds"]) for r in rows if not r["started"]]
+    spans = sorted((start, start + float(r["wall_seconds"])) for r in rows if r["started"]
+                   for start in [datetime.fromisoformat(r["started"]).timestamp()])
+    total, sittings, end = sum(undated), len(undated), float("-inf")
+    for a, b in spans:
+        if a >= end:  # a new sitting
+            sittings += 1
+            total += b - a
+        elif b > end:  # overlaps the sitting so far: only its part beyond it
+            total += b - end
+        end = max(end, b)
+    return total, sittings
+
+
+def _sittings(out: str) -> Tuple[float, int, int]:
+    """Wall time, sittings and invocations of the study's ``sittings.csv``."""
     path = osp.join(out, "sittings.csv")
     if not osp.isfile(path):
-        return 0.0, 0
+        return 0.0, 0, 0
     with open(path, newline="") as f:
         rows = list(csv.DictReader(f))
-    return sum(float(r["wall_seconds"]) for r in rows), len(rows)
+    return (*wall_time(rows), len(rows))
 
 
 def write_report(spec: Spec) -> str:
@@ -208,14 +229,16 @@ def write_report(spec: Spec) -> str:
 
 def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, plots) -> str:
     total = len(plan(spec))
-    wall, sittings = _sittings(spec.out)
+    wall, sittings, invocations = _sittings(spec.out)
     reused = [r for r in rows if osp.isfile(osp.join(spec.out, r["run_dir"], REUSED_FILE))]
     compute = sum(r["train_seconds"] for r in rows if r not in reused)
     L = [f"# Study: {spec.name}{' (quick)' if spec.quick else ''}", ""]
     if spec.description:
         L += [spec.description, ""]
     L += [f"Spec: `{osp.relpath(spec.path, spec.out)}`. Runs finished: {len(rows)} of {total}. "
-          f"Wall time of `study run` over {sittings} sitting(s): {wall / 3600:.2f} h; "
+          f"Wall time of `study run` over {sittings} sitting(s): {wall / 3600:.2f} h"
+          + (f" ({invocations} invocations; time when several ran at once counts once)"
+             if invocations > sittings else "") + "; "
           f"training time summed over the runs trained here: {compute / 3600:.2f} h"
           + (f"; {len(reused)} runs with identical settings were copied from "
              f"{', '.join(osp.relpath(x, spec.out) for x in spec.reuse)} (see their "
