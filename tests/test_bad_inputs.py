@@ -2,7 +2,6 @@
 on stderr, no traceback, and no file that existed before changed."""
 import os
 import shutil
-import subprocess
 
 import numpy as np
 import pytest
@@ -171,26 +170,12 @@ if os.geteuid() != 0:  # root reads files whatever their mode
                   lambda w: ["train", "--config", w / "unreadable.yaml"], "not readable"))
 
 
-def _run_in_process(argv, capsys):
-    """The CLI's ``main`` in this process (no interpreter start-up per case)."""
-    import warnings
-    from pyg_schnet.cli import main
-    saved = warnings.showwarning
-    try:
-        capsys.readouterr()
-        code = main([str(a) for a in argv])
-    finally:
-        warnings.showwarning = saved
-    out, err = capsys.readouterr()
-    return subprocess.CompletedProcess(argv, code, out, err)
-
-
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
-def test_bad_input(ws, case, capsys):
+def test_bad_input(ws, case):
     _, build, match = case
     argv = build(ws)
     before = snapshot(str(ws))
-    proc = _run_in_process(argv, capsys)
+    proc = run_here(*argv)  # in this process: no interpreter start-up per case
     assert_one_line_error(proc, match)
     after = snapshot(str(ws))
     changed = [p for p in before if before[p] != after.get(p)]
