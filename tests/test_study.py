@@ -404,3 +404,24 @@ def test_overlapping_invocations_count_their_wall_time_once():
             dict(started="", wall_seconds="50")]
     assert wall_time(rows) == (pytest.approx(3600 + 1800 + 100 + 50), 3)
     assert wall_time([]) == (0.0, 0)
+
+
+def test_concurrent_invocations_keep_each_others_sittings_rows(tmp_path):
+    """Two ``study run`` of one study at once each rewrite ``sittings.csv``
+    after every finished run; neither drops the other's row."""
+    from pyg_schnet.study.runner import _Sitting
+    (tmp_path / "sittings.csv").write_text(
+        "started,wall_seconds,runs_trained,runs_failed,jobs,command\n"
+        "2026-11-27T09:00:00,100.0,1,0,1,old\n")
+    a, b = _Sitting(str(tmp_path), 2, "first"), _Sitting(str(tmp_path), 1, "second")
+    a.started(time.time() - 60)
+    b.started(time.time() - 30)
+    a.update(1, 0)
+    b.update(1, 0)
+    a.update(2, 1)  # a rewrites its row after b wrote its own
+    b.update(3, 0)
+    rows = _csv(tmp_path / "sittings.csv")
+    assert [r["command"] for r in rows] == ["old", "first", "second"]
+    assert [(r["runs_trained"], r["runs_failed"]) for r in rows] == [
+        ("1", "0"), ("2", "1"), ("3", "0")]
+    assert float(rows[1]["wall_seconds"]) >= 60 and rows[2]["jobs"] == "1"

@@ -117,24 +117,22 @@ def _say(msg: str) -> None:
 
 
 class _Sitting:
-    """One invocation of ``study run``, for one study: appended to
-    ``OUT/sittings.csv`` and rewritten after every finished run, so a sitting
+    """One invocation of ``study run``, for one study: a row of
+    ``OUT/sittings.csv``, rewritten after every finished run, so a sitting
     cut off by a kill still counts the wall time up to its last finished run.
     Its wall time runs from the start of the study's first run to the end of
     its last (in a queue, a study's first runs may start while the one before
-    it finishes its last)."""
+    it finishes its last). Invocations running at once each own their row:
+    the file is re-read and merged under a lock on ``OUT`` at every write."""
     FIELDS = ("started", "wall_seconds", "runs_trained", "runs_failed", "jobs", "command")
 
     def __init__(self, out: str, jobs: int, command: str) -> None:
+        self.out = out
         self.path = osp.join(out, "sittings.csv")
-        self.rows: List[Dict[str, Any]] = []
-        if osp.isfile(self.path):
-            with open(self.path, newline="") as f:
-                self.rows = list(csv.DictReader(f))
         self.t0: Optional[float] = None  # time.time() at the start of the first run
-        self.row = {"started": "", "wall_seconds": 0.0, "runs_trained": 0, "runs_failed": 0,
-                    "jobs": jobs, "command": command}
-        self.rows.append(self.row)
+        self.row: Dict[str, Any] = {"started": "", "wall_seconds": 0.0, "runs_trained": 0,
+                                    "runs_failed": 0, "jobs": jobs, "command": command}
+        self.written: Optional[Dict[str, str]] = None  # our row as last written to the file
 
     def started(self, t: float) -> None:
         """A run of this study started at ``t`` (time.time())."""
@@ -147,7 +145,28 @@ class _Sitting:
             self.row["wall_seconds"] = round(time.time() - self.t0, 1)
         self.row.update(runs_trained=trained, runs_failed=failed)
         if trained or failed:
-            write_csv(self.path, self.FIELDS, self.rows)
+            self._write()
+
+    def _write(self) -> None:
+        """Replace our row in the file as it is now (other invocations may
+        have added or updated theirs since our last write), or append it."""
+        import fcntl
+        fd = os.open(self.out, os.O_RDONLY)  # flock on the directory: no lock file to leave
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            rows: List[Dict[str, Any]] = []
+            if osp.isfile(self.path):
+                with open(self.path, newline="") as f:
+                    rows = list(csv.DictReader(f))
+            mine = {k: str(v) for k, v in self.row.items()}
+            if self.written in rows:
+                rows[rows.index(self.written)] = mine
+            else:
+                rows.append(mine)
+            write_csv(self.path, self.FIELDS, rows)
+            self.written = mine
+        finally:
+            os.close(fd)
 
 
 def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str = "") -> int:
