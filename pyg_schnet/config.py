@@ -75,6 +75,18 @@ class Config:
     min_lr: float = _field(1e-6, "floor of the learning rate")
     max_lr_decays: Optional[int] = _field(None, "stop once the learning rate has been decayed "
                                                 "this often")
+    schedule: str = _field("plateau", "learning-rate schedule: plateau (decay by lr_factor after "
+                                      "lr_patience flat epochs) or cosine (linear warmup, then "
+                                      "cosine decay to min_lr over the horizon)")
+    horizon: str = _field("epochs", "what the cosine schedule anneals over and what ends the run: "
+                                    "epochs (the epoch cap), steps (max_steps) or seconds "
+                                    "(time_budget)")
+    warmup: float = _field(0.02, "fraction of the cosine schedule's horizon spent in linear "
+                                 "warmup")
+    max_steps: Optional[int] = _field(None, "optimizer-step cap")
+    ema_decay: Optional[float] = _field(None, "decay of an exponential moving average of the "
+                                              "weights, which validation, best.pt and the "
+                                              "exported model use (none: off)")
     rotation_augmentation: bool = _field(False, "rotate every training molecule randomly at "
                                                 "every step (seeded)")
     seed: int = _field(0, "seed of the split, the initialisation and the batch order")
@@ -155,8 +167,29 @@ class Config:
              f"({self.resolved_processes()}), which share each batch")
         need(self.max_lr_decays is None or self.max_lr_decays >= 1,
              f"max_lr_decays must be at least 1, got {self.max_lr_decays}")
+        self._check_recipe(need)
         build(**self.model_hparams())
         return self
+
+    def _check_recipe(self, need: Any) -> None:
+        """The schedule, its horizon and the weight average."""
+        from .recipe import HORIZONS, SCHEDULES
+        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: "
+                                         f"{', '.join(SCHEDULES)}")
+        need(self.horizon in HORIZONS, f"unknown horizon {self.horizon!r}; choose one of: "
+                                       f"{', '.join(HORIZONS)}")
+        need(0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}")
+        need(self.max_steps is None or self.max_steps >= 1,
+             f"max_steps must be at least 1, got {self.max_steps}")
+        need(self.min_lr >= 0 and math.isfinite(self.min_lr),
+             f"min_lr must be a non-negative number, got {self.min_lr}")
+        if self.schedule == "cosine":
+            key = HORIZONS[self.horizon]
+            need(getattr(self, key) is not None,
+                 f"the cosine schedule's horizon is {self.horizon}, so {key} must be set")
+            need(self.min_lr < self.lr, f"min_lr ({self.min_lr}) must be below lr ({self.lr})")
+        need(self.ema_decay is None or 0 < self.ema_decay < 1,
+             f"ema_decay must be in (0, 1) or none, got {self.ema_decay}")
 
     def _check_model(self) -> None:
         """The model is registered, and the SchNet-only settings are left at
@@ -522,6 +555,21 @@ def find_config(name: str) -> str:
         return shipped
     raise UserError(f"config {name!r} is neither a file nor a shipped config; shipped: "
                     f"{', '.join(shipped_configs())}")
+
+
+#: What a run directory's ``config.yaml`` from before a key existed meant by
+#: leaving it out: the training recipe of those runs, whatever today's
+#: default is (:func:`load_run_config`).
+SAVED_RUN_DEFAULTS: Dict[str, Any] = {"schedule": "plateau", "horizon": "epochs", "warmup": 0.02,
+                                      "max_steps": None, "ema_decay": None}
+
+
+def load_run_config(path: str) -> Config:
+    """A run directory's saved ``config.yaml``: paths as recorded, and the
+    keys it lacks (older versions) as :data:`SAVED_RUN_DEFAULTS`."""
+    keys = {str(k).replace("-", "_") for k in read_yaml(path)}
+    absent = {k: v for k, v in SAVED_RUN_DEFAULTS.items() if k not in keys}
+    return load_config(path, absent, paths_relative_to_file=False)
 
 
 def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None,

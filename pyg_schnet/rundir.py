@@ -67,12 +67,12 @@ class RunDir:
 
     def config(self):
         """The saved :class:`~pyg_schnet.config.Config` (``out`` set to this directory)."""
-        from .config import load_config
+        from .config import load_run_config
         if not osp.isdir(self.path):
             raise UserError(f"run directory {self.path} does not exist")
         if not self.has("config.yaml"):
             raise UserError(f"{self.path} is not a run directory (no config.yaml)")
-        cfg = load_config(self.file("config.yaml"), paths_relative_to_file=False)
+        cfg = load_run_config(self.file("config.yaml"))
         cfg.out = self.path
         return cfg
 
@@ -96,9 +96,9 @@ class RunDir:
         """Config keys in which the saved run differs from ``cfg`` (keys of
         :data:`IGNORED_KEYS` aside; ``split_file`` by file name). An
         unreadable config.yaml differs in everything."""
-        from .config import load_config
+        from .config import load_run_config
         try:
-            saved = load_config(self.file("config.yaml"), paths_relative_to_file=False).to_dict()
+            saved = load_run_config(self.file("config.yaml")).to_dict()
         except UserError:
             return ["config.yaml (unreadable)"]
         wanted = cfg.to_dict()

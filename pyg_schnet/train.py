@@ -41,6 +41,7 @@ from .loader import MoleculeBatch, MoleculeLoader
 from .atomistic import AtomisticModel
 from .model import SchNet, upgrade_hparams
 from .models import build
+from .recipe import ExponentialMovingAverage, Progress, make_schedule
 from .throughput import default_threads
 from .rundir import WEIGHTS_FILE, RunDir
 
@@ -282,6 +283,7 @@ class TrainState:
     done: bool = False  # training finished (only the test evaluation may be left)
     lr_decays: int = 0
     stop_reason: str = "epochs"
+    steps: int = 0  # optimizer steps taken
 
     def state_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -301,7 +303,13 @@ class TrainState:
             return "lr decays"
         if cfg.time_budget is not None and self.elapsed >= cfg.time_budget:
             return "time budget"
+        if cfg.max_steps is not None and self.steps >= cfg.max_steps:
+            return "max steps"
         return None
+
+    def progress(self, seconds_in_epoch: float = 0.0) -> Progress:
+        """Where the run is, for the learning-rate schedule."""
+        return Progress(self.epoch, self.steps, self.elapsed + seconds_in_epoch)
 
 
 # -- the run -----------------------------------------------------------------
@@ -407,8 +415,10 @@ class Trainer:
                                            atomref=stats.atomref).to(self.device)
         self.num_params = count_parameters(self.model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
-        self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt, factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+        self.sched = make_schedule(cfg, self.opt, len(self.train_loader))
+        self._epoch_start = time.perf_counter()
+        self.average = None if cfg.ema_decay is None else \
+            ExponentialMovingAverage(self.model, cfg.ema_decay)
         self.state = TrainState()
         self.resumed = ckpt is not None
         if ckpt is not None:
@@ -416,6 +426,11 @@ class Trainer:
             self.opt.load_state_dict(ckpt["optimizer"])
             self.sched.load_state_dict(ckpt["scheduler"])
             self.state.load_state_dict(ckpt["state"])
+            if self.average is not None:
+                if "ema" not in ckpt:
+                    raise UserError(f"{self.out}/last.pt holds no weight average, but the "
+                                    f"config asks for one (ema_decay {cfg.ema_decay})")
+                self.average.load_state_dict(ckpt["ema"])
             _set_rng_state(ckpt["rng"])
         self.train_model: nn.Module = self.model
         if self.info.world_size > 1:
@@ -432,6 +447,14 @@ class Trainer:
                 if w > 1 else ""
             print(f"{w} process(es) x {self.threads} thread(s); effective batch size "
                   f"{self.effective_batch_size}{share}", file=sys.stderr)
+            print(f"schedule: {self.sched.describe()}; weight average: "
+                  f"{self.average.describe() if self.average else 'none'}", file=sys.stderr)
+
+    @property
+    def eval_model(self) -> nn.Module:
+        """The weights that are validated, tested and saved as the best model:
+        the moving average if there is one."""
+        return self.model if self.average is None else self.average.module
 
     @property
     def effective_batch_size(self) -> int:
@@ -463,6 +486,8 @@ class Trainer:
                 self.state.done = True
                 if self.info.main:
                     self.checkpoint("last.pt")
+            if hasattr(self.sched, "finish"):
+                self.sched.finish(self.state.progress())
             metrics = self.test()
             exit_code = 0
             return metrics
@@ -476,6 +501,7 @@ class Trainer:
         self.train_loader.set_epoch(epoch)
         loss_sum = abs_sum = 0.0
         n_seen = 0
+        self._epoch_start = t0
         batches = _progress(self.train_loader, len(self.train_loader), f"epoch {epoch + 1}",
                             self.quiet, leave=False)
         for bi, b in enumerate(batches):
@@ -499,13 +525,21 @@ class Trainer:
                 f"stopped; the best checkpoint so far is kept in {self.out}/best.pt")
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
+        self.sched.before_step(self.state.progress(time.perf_counter() - self._epoch_start))
         self.opt.step()
+        self.state.steps += 1
+        if self.average is not None:
+            self.average.update(self.model)
         return loss.detach(), pred.detach(), b
 
     def _over_budget(self, t0: float) -> bool:
-        if self.cfg.time_budget is None:
+        """The time budget or the step cap is used up (checked after every step)."""
+        cfg = self.cfg
+        if cfg.time_budget is None and cfg.max_steps is None:
             return False
-        over = self.state.elapsed + time.perf_counter() - t0 >= self.cfg.time_budget
+        over = (cfg.max_steps is not None and self.state.steps >= cfg.max_steps) or \
+            (cfg.time_budget is not None
+             and self.state.elapsed + time.perf_counter() - t0 >= cfg.time_budget)
         return _allreduce([float(over)], self.info)[0] > 0
 
     def end_epoch(self, epoch: int, sums: Tuple[float, float, float], t0: float,
@@ -515,9 +549,8 @@ class Trainer:
         agrees). Returns why training stops, or None."""
         st = self.state
         val_mae = self.validate(epoch)
-        lr = self.opt.param_groups[0]["lr"]
-        self.sched.step(val_mae)
-        if self.opt.param_groups[0]["lr"] < lr:
+        lr = self.sched.current
+        if self.sched.after_epoch(val_mae):
             st.lr_decays += 1
         seconds = time.perf_counter() - t0
         st.elapsed += seconds
@@ -547,7 +580,7 @@ class Trainer:
         return reason
 
     def validate(self, epoch: int) -> float:
-        val_mae, _ = errors(self.model, self.val_loader, self.device, self.info)
+        val_mae, _ = errors(self.eval_model, self.val_loader, self.device, self.info)
         if not math.isfinite(val_mae):
             raise TrainingDiverged(f"validation MAE became {val_mae} at epoch {epoch + 1}; "
                                    f"stopped; the best checkpoint so far is kept in "
@@ -556,15 +589,21 @@ class Trainer:
 
     def checkpoint(self, name: str) -> None:
         """Write ``best.pt`` or ``last.pt``: weights, optimizer, scheduler,
-        state and every RNG."""
+        state and every RNG. With a weight average, ``best.pt``'s ``model`` is
+        the average (what every reader of the best model uses) and ``last.pt``
+        holds the trained weights and the average apart."""
         stats = self.stats
-        atomic_save({"run_format": RUN_FORMAT, "hparams": self.hparams,
-                     "config": self.cfg.to_dict(), "model": self.model.state_dict(),
-                     "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                     "state": self.state.state_dict(), "rng": _rng_state(),
-                     "statistics": {"mean": stats.mean, "std": stats.std,
-                                    "readout": stats.readout}},
-                    osp.join(self.out, name), before_commit=self.hooks.checkpoint_write)
+        best = name == "best.pt"
+        payload = {"run_format": RUN_FORMAT, "hparams": self.hparams,
+                   "config": self.cfg.to_dict(),
+                   "model": (self.eval_model if best else self.model).state_dict(),
+                   "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
+                   "state": self.state.state_dict(), "rng": _rng_state(),
+                   "statistics": {"mean": stats.mean, "std": stats.std,
+                                  "readout": stats.readout}}
+        if self.average is not None and not best:
+            payload["ema"] = self.average.state_dict()
+        atomic_save(payload, osp.join(self.out, name), before_commit=self.hooks.checkpoint_write)
 
     def test(self) -> Dict[str, Any]:
         """Test MAE and RMSE of the best model; writes ``metrics.json``."""
@@ -587,7 +626,10 @@ class Trainer:
                    "processes": self.info.world_size, "threads": self.threads,
                    "effective_batch_size": self.effective_batch_size,
                    "stop_reason": st.stop_reason, "lr_decays": st.lr_decays,
-                   "final_lr": self.opt.param_groups[0]["lr"]}
+                   "final_lr": self.sched.current, "steps": st.steps,
+                   "schedule": self.sched.describe(),
+                   "schedule_completed": self.sched.completed(st.progress(), st.lr_decays),
+                   "ema_decay": cfg.ema_decay}
         if unit == "eV":
             metrics["test_mae_meV"] = test_mae * 1000.0
             metrics["test_rmse_meV"] = test_rmse * 1000.0
