@@ -18,7 +18,13 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Tuple
 
-from .errors import UserError
+from pyg_schnet.data import QM9, UNITS, load_split, nested_split, random_split, target_index
+from pyg_schnet.data.loader import MoleculeLoader
+from pyg_schnet.errors import UserError
+from pyg_schnet.io import write_json
+from pyg_schnet.run.checkpoint import export_weights, load_checkpoint, model_from_checkpoint
+from pyg_schnet.run.inference import errors
+from pyg_schnet.run.rundir import SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
 
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
 #: Settings a card leaves out: where files lived and how the run was executed.
@@ -34,14 +40,14 @@ def available() -> List[str]:
     if not osp.isdir(WEIGHTS_DIR):
         return []
     return sorted(d for d in os.listdir(WEIGHTS_DIR)
-                  if osp.isfile(osp.join(WEIGHTS_DIR, d, "model.pt")))
+                  if osp.isfile(osp.join(WEIGHTS_DIR, d, WEIGHTS_FILE)))
 
 
 def _folder(name: str) -> str:
     """The folder of a shipped model, or ``name`` itself if it is a folder
     holding ``model.pt`` and ``card.json`` (one written by ``export --to``)."""
     if os.sep in name and osp.isfile(osp.join(name, "card.json")) \
-            and osp.isfile(osp.join(name, "model.pt")):
+            and osp.isfile(osp.join(name, WEIGHTS_FILE)):
         return name
     if name not in available():
         raise UserError(f"unknown pretrained model {name!r}; available: "
@@ -58,8 +64,7 @@ def model_card(name: str) -> Dict[str, Any]:
 def pretrained(name: str) -> Any:
     """A shipped model, in eval mode (``model(z, pos, batch) -> [num_graphs, 1]``,
     in the card's unit)."""
-    from .train import load_checkpoint, model_from_checkpoint
-    model = model_from_checkpoint(load_checkpoint(osp.join(_folder(name), "model.pt")))
+    model = model_from_checkpoint(load_checkpoint(osp.join(_folder(name), WEIGHTS_FILE)))
     model.eval()
     return model
 
@@ -71,9 +76,6 @@ def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
     subset of that split."""
     import torch
 
-    from .data import QM9, UNITS, target_index
-    from .loader import MoleculeLoader
-    from .train import errors
     card = model_card(name)
     spec = card["split_spec"]
     ds = QM9(root, source=card.get("source", "qm9pack"),
@@ -93,18 +95,15 @@ def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
 
 
 #: A split no seeded function rebuilds ships beside the weights as this file.
-SPLIT_FILE = "split.npz"
 
 
 def _split_makers() -> Dict[str, Any]:
-    """The seeded splits a card can name: kind -> function of pyg_schnet.data."""
-    from .data import nested_split, random_split
+    """The seeded splits a card can name: kind -> function of pyg_schnet.data.qm9."""
     return {"nested": nested_split, "random": random_split}
 
 
 def card_split(spec: Dict[str, Any], folder: str, num_molecules: int) -> Any:
     """The :class:`~pyg_schnet.data.Split` a card's ``split_spec`` names."""
-    from .data import load_split
     if spec["kind"] == "file":
         return load_split(osp.join(folder, spec["file"]), num_molecules)
     make = _split_makers()[spec["kind"]]
@@ -114,7 +113,7 @@ def card_split(spec: Dict[str, Any], folder: str, num_molecules: int) -> Any:
 def _describe_split(split: Any, num_molecules: int, seed: int,
                     max_molecules: Optional[int]) -> Tuple[Dict[str, Any], str]:
     """The card's ``split_spec`` and sentence for a run's split: the seeded
-    function of :mod:`pyg_schnet.data` that rebuilds it index by index, else
+    function of :mod:`pyg_schnet.data.qm9` that rebuilds it index by index, else
     ``kind: file`` (the split ships beside the weights)."""
     import numpy as np
 
@@ -141,8 +140,8 @@ def _describe_split(split: Any, num_molecules: int, seed: int,
 def _model_text(cfg: Any) -> str:
     size = (f"{cfg.hidden_channels} features, {cfg.num_interactions} interactions, "
             f"{cfg.cutoff:g} Å cutoff")
-    if cfg.model_name != "schnet":
-        return f"{cfg.model_name} (pyg_schnet.models), {size}"
+    if not cfg.model_entry.takes("filter"):
+        return f"{cfg.model_name} (pyg_schnet.nn.models), {size}"
     fast = ", fast mode (tabulated filters)" if cfg.fast else ""
     return f"SchNet (pyg_schnet), {cfg.label} filter, {size}{fast}"
 
@@ -160,11 +159,6 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
 
     import numpy as np
 
-    from .data import UNITS, load_split
-    from .io import write_json
-    from .rundir import RunDir
-    from .rundir import WEIGHTS_FILE
-    from .train import export_weights, load_checkpoint
 
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise UserError(f"model name {name!r} must be a plain folder name (like qm9-U0)")
@@ -176,7 +170,7 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     if metrics is None:
         raise UserError(f"{run_dir} is not a finished run (no metrics.json)")
     cfg = rd.config()
-    split_path = rd.file("split.npz") if rd.has("split.npz") else cfg.split_file
+    split_path = rd.split_path if rd.has(SPLIT_FILE) else cfg.split_file
     if not split_path or not osp.isfile(split_path):
         raise UserError(f"{run_dir} has no split.npz and its split_file {split_path} is gone "
                         f"(a study writes it again: pyg-schnet study run SPEC)")
@@ -187,10 +181,10 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     split = load_split(split_path, num_molecules)
     split_spec, split_text = _describe_split(split, num_molecules, cfg.seed, cfg.max_molecules)
     symmetry = {}
-    if rd.has("symmetry.json"):
-        with open(rd.file("symmetry.json")) as f:
+    if rd.has(SYMMETRY_FILE):
+        with open(rd.symmetry_path) as f:
             symmetry = json.load(f)
-    weights = rd.file(WEIGHTS_FILE) if rd.has(WEIGHTS_FILE) else export_weights(run_dir)
+    weights = rd.file(WEIGHTS_FILE) if rd.has(WEIGHTS_FILE) else export_weights(rd)
     load_checkpoint(weights)  # readable, and of this version
 
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _CARD_SKIPS}
@@ -223,7 +217,7 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
         "source": cfg.source,
     }
     os.makedirs(folder, exist_ok=True)
-    shutil.copyfile(weights, osp.join(folder, "model.pt"))
+    shutil.copyfile(weights, osp.join(folder, WEIGHTS_FILE))
     if split_spec["kind"] == "file":
         split.save(osp.join(folder, SPLIT_FILE), num_molecules)
     elif osp.isfile(osp.join(folder, SPLIT_FILE)):  # an earlier export's

@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 
-from .io import save_figure
+from pyg_schnet.io import save_figure
 
 
 def error_plot(diff, num_atoms, title: str, unit: str, path: str) -> None:

@@ -50,7 +50,7 @@ def sample(_sample_built):
 def qm9_batch(sample):
     """A fixed batch of 16 QM9 molecules (z, pos, batch)."""
     import torch
-    from pyg_schnet.loader import MoleculeLoader
+    from pyg_schnet.data.loader import MoleculeLoader
     idx = torch.arange(3, len(sample), 24)[:16]
     b = MoleculeLoader(sample, idx, 16).gather(idx)
     return b

@@ -10,10 +10,12 @@ from torch import Tensor
 
 from helpers import TINY, write_config
 from pyg_schnet import cli
-from pyg_schnet.config import load_config, parse_overrides, resolve_filter
+from pyg_schnet.cli.config_flags import parse_overrides
+from pyg_schnet.run.config import load_config, resolve_filter
 from pyg_schnet.errors import UserError
-from pyg_schnet.filters import FILTERS, RadialFilter, _mlp, filter_option_help
-from pyg_schnet.model import build_model, upgrade_hparams
+from pyg_schnet.nn.filters import FILTERS, RadialFilter, _mlp
+from pyg_schnet.nn.schnet import build_model
+from pyg_schnet.run.checkpoint import upgrade_hparams
 
 
 class SineFilter(RadialFilter):
@@ -49,10 +51,11 @@ class SineFilter(RadialFilter):
 
 
 @pytest.fixture
-def sine(monkeypatch):
+def sine():
     """Register the throwaway filter for one test (nothing else is touched)."""
-    monkeypatch.setitem(FILTERS, SineFilter.name, SineFilter)
-    return SineFilter
+    FILTERS.register(SineFilter.name, SineFilter)
+    yield SineFilter
+    FILTERS.unregister(SineFilter.name)
 
 
 def _tiny_flags(**extra):
@@ -90,7 +93,7 @@ def test_new_filter_options_are_typed_checked_and_in_the_help(sine, capsys):
     with pytest.raises(UserError, match="filter 'sine' has no option 'num_bins'; its options: "
                                         "frequencies, scale"):
         load_config(None, {"filter": {"name": "sine", "num_bins": 10}})
-    assert filter_option_help("sine")["scale"].startswith("Frequency unit in 1/Å")
+    assert FILTERS.option_help("sine")["scale"].startswith("Frequency unit in 1/Å")
     with pytest.raises(SystemExit):
         cli.train_parser().parse_args(["--help"])
     text = capsys.readouterr().out
@@ -137,7 +140,7 @@ def test_flat_keys_are_aliases_with_their_old_meaning(tmp_path):
 
 def test_a_saved_config_round_trips(tmp_path):
     cfg = load_config(None, {"filter": "distance", "filter.distance_bin_width": 0.1})
-    from pyg_schnet.config import save_config
+    from pyg_schnet.run.config import save_config
     save_config(cfg, str(tmp_path / "c.yaml"))
     again = load_config(str(tmp_path / "c.yaml"))
     assert again.to_dict() == cfg.to_dict()
@@ -169,7 +172,7 @@ def test_committed_run_directories_load_unchanged():
     """Run directories written before the nested filter load, and the study
     finds them equal to today's plan, so nothing is retrained."""
     from conftest import REPO
-    from pyg_schnet.rundir import RunDir
+    from pyg_schnet.run.rundir import RunDir
     from pyg_schnet.study import load_spec, plan
     runs = [r for r in plan(load_spec(osp.join(REPO, "experiments", "studies", "factors.yaml")))
             if osp.isfile(osp.join(r.cfg.out, "metrics.json"))]
@@ -208,7 +211,7 @@ def test_relative_paths_in_a_config_file_are_relative_to_the_file(monkeypatch, t
 
 
 def test_shipped_configs_by_name(tmp_path):
-    from pyg_schnet.config import shipped_configs
+    from pyg_schnet.run.config import shipped_configs
     assert {"quickstart", "sweep_base"} <= set(shipped_configs())
     cfg = load_config("quickstart")
     assert cfg.train_size == 5000 and cfg.out == "runs/quickstart"

@@ -13,7 +13,7 @@ import torch
 from pyg_schnet.data import (QM9, TARGETS, compute_statistics, get_split, load_split,
                              random_split, target_index)
 from pyg_schnet.errors import UserError
-from pyg_schnet.graph import RadiusGraph, radius_edges
+from pyg_schnet.nn.graph import RadiusGraph, radius_edges
 from qm9_sample import csv_rows, expected, write_pyg_raw
 
 

@@ -9,14 +9,14 @@ import pickle
 import pytest
 import torch
 
-from pyg_schnet.fast import FAST_TOLERANCE, FilterTable
-from pyg_schnet.filters import FILTERS, RadialFilter
-from pyg_schnet.model import build_model
+from pyg_schnet.nn.fast import FAST_TOLERANCE, FilterTable
+from pyg_schnet.nn.filters import FILTERS, RadialFilter
+from pyg_schnet.nn.schnet import build_model
 
 SMALL = dict(hidden_channels=32, num_filters=32, num_interactions=3, cutoff=5.0)
 PYG_SIZE = dict(hidden_channels=128, num_filters=128, num_interactions=6, num_gaussians=50,
                 cutoff=10.0)
-RADIAL = sorted(n for n, c in FILTERS.items() if issubclass(c, RadialFilter))
+RADIAL = sorted(n for n in FILTERS if issubclass(FILTERS.cls(n), RadialFilter))
 #: every radial filter, plain and quantised, plus resolutions from coarse to fine
 CASES = [(n, {}) for n in RADIAL] + [(n, {"distance_bin_width": 0.1}) for n in RADIAL] + [
     ("gaussian", {"num_gaussians": 10}), ("gaussian", {"num_gaussians": 200}),

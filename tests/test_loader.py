@@ -2,7 +2,7 @@
 import torch
 from torch_geometric.loader import DataLoader
 
-from pyg_schnet.loader import MoleculeLoader
+from pyg_schnet.data.loader import MoleculeLoader
 
 
 def test_batches_equal_pyg_collation(sample):
@@ -76,7 +76,7 @@ def test_rotation_augmentation_rotates_each_molecule_seeded(sample):
 
 
 def test_rotation_augmentation_keeps_invariant_predictions(sample):
-    from pyg_schnet.model import build_model
+    from pyg_schnet.nn.schnet import build_model
     torch.manual_seed(0)
     model = build_model("gaussian", hidden_channels=16, num_filters=16, num_interactions=2,
                         cutoff=5.0).eval()

@@ -4,9 +4,10 @@ import pytest
 import torch
 
 from pyg_schnet.errors import UserError
-from pyg_schnet.filters import FILTERS, GaussianFilter, RadialFilter, make_filter
-from pyg_schnet.invariance import invariance_errors, random_rotation
-from pyg_schnet.model import SchNet, build_model
+from pyg_schnet.nn.filters import FILTERS, GaussianFilter, RadialFilter, make_filter
+from pyg_schnet.analysis.invariance import invariance_errors
+from pyg_schnet.nn.rotations import random_rotation
+from pyg_schnet.nn.schnet import SchNet, build_model
 
 SMALL = dict(hidden_channels=32, num_filters=32, num_interactions=2, cutoff=5.0)
 
@@ -21,7 +22,7 @@ def _random_molecules(seed=0, sizes=(7, 5, 9)):
 
 #: Every registered filter, and every radial one again with its distances
 #: quantised to 0.1 Å bins (the ``distance_bin_width`` option): "gaussian@q".
-CASES = sorted(FILTERS) + [f"{n}@q" for n in sorted(FILTERS) if issubclass(FILTERS[n],
+CASES = sorted(FILTERS) + [f"{n}@q" for n in sorted(FILTERS) if issubclass(FILTERS.cls(n),
                                                                              RadialFilter)]
 
 
@@ -72,14 +73,14 @@ def test_translation_and_permutation_invariance(name, qm9_batch):
 def test_rotation(name, qm9_batch):
     model = _model(name)
     errs = invariance_errors(model, qm9_batch.z, qm9_batch.pos, qm9_batch.batch)
-    if FILTERS[_options(name)[0]].radial:
+    if FILTERS.cls(_options(name)[0]).radial:
         assert errs["rotation"] < 1e-4
     else:  # coords: rotating a molecule changes its prediction, by design
         assert errs["rotation"] > 1e-2
 
 
 def test_coords_is_not_rotation_invariant():
-    assert not FILTERS["coords"].radial
+    assert not FILTERS.cls("coords").radial
     model = _model("coords")
     z, pos, batch = _random_molecules(3, sizes=(8,))
     rot = random_rotation(torch.Generator().manual_seed(5))
@@ -122,7 +123,7 @@ def test_blocks_have_independent_filters():
 
 
 @pytest.mark.parametrize("fname", [n for n in sorted(FILTERS)
-                                   if issubclass(FILTERS[n], RadialFilter)])
+                                   if issubclass(FILTERS.cls(n), RadialFilter)])
 def test_quantised_filter_equals_filter_at_bin_centre(fname):
     """With distance_bin_width w the filter's network sees the bin centre;
     the envelope still takes the true distance."""
@@ -187,7 +188,7 @@ def test_standardization_and_atomref():
 
 def _pyg_schnet(readout, mean, std, atomref, cutoff=10.0):
     from torch_geometric.nn.models import SchNet as PyGSchNet
-    from pyg_schnet.graph import radius_edges
+    from pyg_schnet.nn.graph import radius_edges
 
     class Graph(torch.nn.Module):  # torch-cluster based: PyG's own needs pyg-lib
         def forward(self, pos, batch):
@@ -208,7 +209,7 @@ def _pyg_schnet(readout, mean, std, atomref, cutoff=10.0):
 @pytest.mark.parametrize("readout", ["add", "mean"])
 @pytest.mark.parametrize("standardize", [False, True])
 def test_from_pyg_matches_pyg(sample, readout, standardize):
-    from pyg_schnet.loader import MoleculeLoader
+    from pyg_schnet.data.loader import MoleculeLoader
     atomref = torch.randn(100, 1) if standardize else None
     mean, std = (0.7, 2.5) if standardize else (None, None)
     pyg = _pyg_schnet(readout, mean, std, atomref)
@@ -223,7 +224,7 @@ def test_from_pyg_matches_pyg(sample, readout, standardize):
             assert float((got - want).abs().max()) <= 1e-5 * scale
 
 
-@pytest.mark.parametrize("name", [n for n in CASES if FILTERS[_options(n)[0]].radial])
+@pytest.mark.parametrize("name", [n for n in CASES if FILTERS.cls(_options(n)[0]).radial])
 def test_pair_path_matches_edge_path_with_gradients(name, qm9_batch):
     """The symmetric per-pair path (default for radial filters) gives the
     directed per-edge sum's results: outputs and gradients (weights and positions)."""
@@ -250,7 +251,7 @@ def test_precomputed_edges_take_the_same_path(name, qm9_batch):
     """Edges from the RadiusGraph transform (symmetric) give the same result
     as edges built in the model, and radial filters keep the pair path
     (the filter sees each unordered pair once)."""
-    from pyg_schnet.graph import radius_edges
+    from pyg_schnet.nn.graph import radius_edges
     b = qm9_batch
     model = _model(name)
     seen = []
@@ -268,14 +269,14 @@ def test_precomputed_edges_take_the_same_path(name, qm9_batch):
     torch.testing.assert_close(again, built, rtol=1e-5, atol=1e-5 * float(built.abs().max()))
     assert not torch.allclose(half, built)
     num_edges = e.edge_index.size(1)
-    if FILTERS[name].radial:
+    if FILTERS.cls(name).radial:
         assert seen == [num_edges // 2] * 3 + [num_edges // 2]  # pairs, also when given
     else:
         assert seen == [num_edges] * 3 + [num_edges // 2]
 
 
 def test_symmetry_check():
-    from pyg_schnet.model import is_symmetric
+    from pyg_schnet.nn.aggregation import is_symmetric
     assert is_symmetric(torch.tensor([[0, 1, 2, 1], [1, 0, 1, 2]]), 3)
     assert not is_symmetric(torch.tensor([[0, 1, 2], [1, 0, 1]]), 3)
     assert not is_symmetric(torch.tensor([[0, 1, 1], [1, 0, 1]]), 3)  # a self-loop

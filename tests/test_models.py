@@ -9,12 +9,12 @@ import torch
 import yaml
 
 from helpers import TINY, cli, run_here
-from pyg_schnet.config import load_config
+from pyg_schnet.run.config import load_config
 from pyg_schnet.errors import UserError
-from pyg_schnet.invariance import invariance_errors
-from pyg_schnet.model import SchNet
-from pyg_schnet.models import MODELS, build, model_arguments
-from pyg_schnet.pyg_models import triplets
+from pyg_schnet.analysis.invariance import invariance_errors
+from pyg_schnet.nn.schnet import SchNet
+from pyg_schnet.nn.models import MODELS, build
+from pyg_schnet.nn.pyg import triplets
 
 SMALL = dict(hidden_channels=16, num_interactions=2, cutoff=4.0)
 #: smaller own options where a model's defaults are slow to run
@@ -124,7 +124,7 @@ def test_dimenet_blocks_are_pygs_with_a_closed_form_basis():
     initial weights, the state dicts load into each other, and the spherical
     basis (closed form here, sympy in PyG) gives PyG's values, and float64's."""
     from scipy.special import spherical_jn
-    from pyg_schnet.pyg_models import SphericalBasis
+    from pyg_schnet.nn.pyg import SphericalBasis
     torch.manual_seed(3)
     ours = build("dimenet++", **SMALL, **OWN["dimenet++"]).net
     pyg = _pyg_dimenet()
@@ -162,7 +162,7 @@ def test_dimenet_equals_pygs_own_forward(batch, monkeypatch):
     pytest.importorskip("torch_sparse", reason="PyG's own DimeNet++ forward needs torch-sparse "
                         "(MAX_JOBS=2 pip install --no-build-isolation torch-sparse)")
     from torch_geometric.nn.models import dimenet
-    from pyg_schnet.graph import radius_edges
+    from pyg_schnet.nn.graph import radius_edges
 
     def graph(pos, r, batch=None, max_num_neighbors=32):  # PyG's radius_graph needs pyg-lib
         return radius_edges(pos, batch, r, max_num_neighbors).edge_index
@@ -210,15 +210,15 @@ def test_every_model_is_a_config_value(name):
     cfg = load_config(None, _tiny(name))
     assert cfg.model_name == name and cfg.model_hparams()["model"] == name
     model = build(**cfg.model_hparams())
-    assert type(model) is MODELS[name]
-    assert set(cfg.model_hparams()) - {"model"} <= set(model_arguments(name))
+    assert type(model) is MODELS.cls(name)
+    assert set(cfg.model_hparams()) - {"model"} <= set(MODELS.arguments(name))
 
 
 def test_model_settings_are_checked():
     with pytest.raises(UserError, match=r"unknown model 'schnett'; choose one of: schnet, "
                                         r"pyg_schnet_ref, visnet, dimenet\+\+, painn"):
         load_config(None, {"model": "schnett"})
-    with pytest.raises(UserError, match="fast and shared_filters apply to model schnet only"):
+    with pytest.raises(UserError, match="fast applies to model schnet only"):
         load_config(None, {"model": "painn", "fast": True})
     with pytest.raises(UserError, match="filter settings apply to model schnet only"):
         load_config(None, {"model": "visnet", "filter": "conv1d"})
@@ -237,7 +237,7 @@ def test_model_options_from_a_file_flags_and_a_sweep_agent(tmp_path):
     """Model options nest under the model, as filter options do: in a file,
     as --model.OPTION flags, and in a W&B agent's nested form; defaults are
     filled in and saved."""
-    from pyg_schnet.config import parse_overrides
+    from pyg_schnet.cli.config_flags import parse_overrides
     path = tmp_path / "c.yaml"
     path.write_text("model: {name: visnet, lmax: 2}\nhidden_channels: 16\n")
     cfg = load_config(str(path))

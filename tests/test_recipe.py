@@ -1,4 +1,4 @@
-"""The training recipe (pyg_schnet.recipe): schedules that end annealed, the
+"""The training recipe (pyg_schnet.run.recipe): schedules that end annealed, the
 weight average, and exact resume with each of them after a SIGKILL."""
 import csv
 import json
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from helpers import assert_one_line_error, cli, run_here, train_tiny, write_config
-from pyg_schnet.filters import FILTERS
-from pyg_schnet.recipe import (SCHEDULES, CosineSchedule, ExponentialMovingAverage,
+from pyg_schnet.nn.filters import FILTERS
+from pyg_schnet.run.recipe import (SCHEDULES, CosineSchedule, ExponentialMovingAverage,
                                PlateauSchedule, Progress)
 
 
@@ -71,7 +71,7 @@ def test_ema_follows_with_its_decay_and_restores_exactly():
 
 
 def test_every_schedule_is_registered_and_checked_in_the_config():
-    from pyg_schnet.config import load_config
+    from pyg_schnet.run.config import load_config
     assert set(SCHEDULES) == {"plateau", "cosine"}
     with pytest.raises(Exception, match="choose one of: plateau, cosine"):
         load_config(None, {"schedule": "linear"})
@@ -88,7 +88,7 @@ def test_saved_runs_without_recipe_keys_keep_their_recipe(tmp_path):
     plateau rule and no average, whatever today's default is."""
     import yaml
 
-    from pyg_schnet.config import SAVED_RUN_DEFAULTS, load_run_config
+    from pyg_schnet.run.config import SAVED_RUN_DEFAULTS, load_run_config
     p = tmp_path / "config.yaml"
     p.write_text(yaml.safe_dump({"target": "gap", "lr": 1e-3}))
     cfg = load_run_config(str(p))

@@ -17,7 +17,8 @@ import yaml
 from conftest import DATA_ROOT
 from helpers import (REPO, TINY, assert_one_line_error, cli, env, popen, run_here, train_tiny,
                      write_config)
-from pyg_schnet.config import load_config, parse_overrides
+from pyg_schnet.cli.config_flags import parse_overrides
+from pyg_schnet.run.config import load_config
 from pyg_schnet.errors import UserError
 
 
@@ -217,7 +218,7 @@ def test_training_stops_after_max_lr_decays(tmp_path):
 # -- checkpoints and faults -------------------------------------------------------------
 
 def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
-    from pyg_schnet import train as T
+    from pyg_schnet.run import checkpoint as T
     path = str(tmp_path / "last.pt")
     T.atomic_save({"run_format": 1, "x": torch.ones(3)}, path)
 
@@ -232,8 +233,8 @@ def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
 
 
 def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
-    from pyg_schnet import train as T
-    from pyg_schnet.model import SchNet
+    from pyg_schnet.run import trainer as T
+    from pyg_schnet.nn.schnet import SchNet
     calls = {"n": 0}
     real = SchNet.forward
 
@@ -294,7 +295,7 @@ def test_sweep_files_and_agent_command(name, tmp_path):
     run = sweeps.next_run(sweep, [])
     params = {k: v["value"] for k, v in run.config.items()}
     assert set(params) == set(sweep["parameters"])
-    from pyg_schnet.sweep import agent_command
+    from pyg_schnet.study.sweep import agent_command
     cmd = agent_command(sweep, run.config)  # what `wandb agent` builds, with W&B's own rendering
     assert cmd[:4] == [sys.executable, "-m", "pyg_schnet.cli", "train"]
     # run that exact command line (the console script), shrunk to a tiny model, offline
@@ -348,8 +349,8 @@ def test_train_starts_its_own_data_parallel_processes(tmp_path):
     # a refused run (directory in use) ends with one error line, no process left waiting:
     # refused before its processes start; and if the directory is taken after that check,
     # rank 0 is refused and the launcher stops rank 1 (which would wait for it forever)
-    from pyg_schnet.launch import launch
-    from pyg_schnet.rundir import LOCK_FILE, RunDir
+    from pyg_schnet.run.launch import launch
+    from pyg_schnet.run.rundir import LOCK_FILE, RunDir
     run = RunDir(str(tmp_path / "p2"))
     fd = os.open(run.file(LOCK_FILE), os.O_RDWR)
     os.write(fd, b"pid 1 on elsewhere")
@@ -406,7 +407,7 @@ def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
 
 
 def test_lock_is_reentrant_and_released(tmp_path):
-    from pyg_schnet.rundir import RunDir
+    from pyg_schnet.run.rundir import RunDir
     rd = RunDir(str(tmp_path / "r"))
     with rd.lock():
         with rd.lock():  # the same process: no deadlock
@@ -419,13 +420,13 @@ def test_lock_is_reentrant_and_released(tmp_path):
 # -- threads and processes -------------------------------------------------------------------
 
 def test_default_threads_follow_the_measured_rule():
-    from pyg_schnet.throughput import SIZES, default_threads
+    from pyg_schnet.run.throughput import SIZES, default_threads
     q, p = SIZES["quickstart"], SIZES["pyg"]
     assert default_threads(q["num_filters"], q["num_interactions"], q["cutoff"], 1, 2) == 1
     assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 1, 2) == 2
     # one process per core: one thread each, whatever the size
     assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 2, 2) == 1
-    from pyg_schnet.config import load_config
+    from pyg_schnet.run.config import load_config
     assert load_config(None, {"processes": "none"}).resolved_processes() == (os.cpu_count() or 1)
     assert load_config(None, {"device": "cuda"}).resolved_processes() == 1
     with pytest.raises(UserError, match="batch_size \\(1\\) must be at least the number of "
@@ -496,7 +497,7 @@ def test_sweep_bad_file_is_one_error(tmp_path):
 
 
 def test_out_template_run_id_keeps_sweep_runs_apart(monkeypatch):
-    from pyg_schnet.config import load_config
+    from pyg_schnet.run.config import load_config
     monkeypatch.setenv("WANDB_RUN_ID", "abc123")
     assert load_config(None, {"out": "runs/{filter}_{run_id}"}).out == "runs/gaussian_abc123"
     monkeypatch.delenv("WANDB_RUN_ID")

@@ -39,7 +39,7 @@ training size, seed and split) is copied instead of trained again, with a
 study.
 
 Splits: for a seed, one permutation of the data set gives the test set, then
-the validation set, then the training molecules (:func:`~pyg_schnet.data.
+the validation set, then the training molecules (:func:`~pyg_schnet.data.qm9.
 nested_split`): every variant of a seed sees the same split, and a smaller
 training set is a subset of a larger one. So variants can be compared *paired*
 (same seed, same split): the report gives per variant the mean difference to
@@ -56,13 +56,12 @@ specs form a queue (:func:`run_queue`): all are checked and prepared first,
 their runs then take the workers in order, so the next study starts on a core
 as soon as the one before it has no run left to give it.
 """
-from .cli import main
-from .report import cells, collect, contrasts, paired, slopes, write_report
-from .runner import execute_run, run_queue, run_study, symmetry_metrics
-from .spec import SYMMETRY_FILE, Run, Spec, load_spec, plan, split_path
-from .stats import loglog_slope, mean, paired_difference, std, t_quantile_975
+from pyg_schnet.study.report import cells, collect, contrasts, paired, slopes, write_report
+from pyg_schnet.study.runner import execute_run, run_queue, run_study, symmetry_metrics
+from pyg_schnet.study.spec import SYMMETRY_FILE, Run, Spec, load_spec, plan, split_path
+from pyg_schnet.study.stats import loglog_slope, mean, paired_difference, std, t_quantile_975
 
-__all__ = ["main", "cells", "collect", "contrasts", "paired", "slopes", "write_report",
+__all__ = ["cells", "collect", "contrasts", "paired", "slopes", "write_report",
            "execute_run", "run_queue", "run_study", "symmetry_metrics", "SYMMETRY_FILE", "Run",
            "Spec", "load_spec", "plan", "split_path", "loglog_slope", "mean", "paired_difference",
            "std", "t_quantile_975"]

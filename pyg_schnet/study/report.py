@@ -7,12 +7,11 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..io import write_csv, write_text
-from ..rundir import WEIGHTS_FILE
-from .spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
-from .stats import loglog_slope, mean, paired_difference, std
-
-
+from pyg_schnet.io import write_csv, write_text
+from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
+from pyg_schnet.study.figures import learning_curve_plot, val_curve_plot
+from pyg_schnet.study.spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
+from pyg_schnet.study.stats import loglog_slope, mean, paired_difference, std
 
 RUN_FIELDS = ("target", "variant", "size", "seed", "unit", "test_mae", "test_rmse",
               "rot_test_mae", "rot_change", "rot_rel", "num_params", "epochs", "best_epoch",
@@ -41,7 +40,6 @@ def _median(xs: Sequence[float]) -> float:
 
 def collect(spec: Spec) -> List[Dict[str, Any]]:
     """One row per finished run of the plan (metrics, symmetry, convergence)."""
-    from ..rundir import RunDir
     rows = []
     for r in plan(spec):
         rd = RunDir(r.cfg.out)
@@ -211,7 +209,6 @@ def write_report(spec: Spec) -> str:
     write_csv(osp.join(spec.out, "slopes.csv"), SLOPE_FIELDS, slope_rows)
     plots = []
     if rows:
-        from .plots import learning_curve_plot, val_curve_plot
         for t in spec.targets:
             if len(spec.train_sizes) > 1:
                 p = learning_curve_plot(spec, t, cell_rows, slope_rows)

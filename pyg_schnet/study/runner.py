@@ -9,13 +9,29 @@ import os.path as osp
 import time
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import UserError
-from ..io import write_csv, write_json
-from ..rundir import WEIGHTS_FILE
-from .report import write_report
-from .spec import (SYMMETRY_FILE, SYMMETRY_VERSION, Run, Spec, _statuses, _write_splits,
-                   adopt_reused, plan)
-
+from pyg_schnet.analysis.evaluate import load_run
+from pyg_schnet.analysis.invariance import invariance_errors
+from pyg_schnet.data import QM9, UNITS, load_split, target_index
+from pyg_schnet.data.loader import MoleculeLoader, rotated
+from pyg_schnet.errors import UserError
+from pyg_schnet.io import write_csv, write_json
+from pyg_schnet.metrics import ErrorSums
+from pyg_schnet.nn.rotations import random_rotations
+from pyg_schnet.run.checkpoint import export_weights
+from pyg_schnet.run.config import Config
+from pyg_schnet.run.rundir import BEST_FILE, FINISHED, INTERRUPTED, WEIGHTS_FILE, RunDir
+from pyg_schnet.run.trainer import train
+from pyg_schnet.study.report import write_report
+from pyg_schnet.study.spec import (
+    SYMMETRY_FILE,
+    SYMMETRY_VERSION,
+    Run,
+    Spec,
+    _statuses,
+    _write_splits,
+    adopt_reused,
+    plan,
+)
 
 # -- one run (in this process or a worker) ----------------------------------------------------
 
@@ -23,7 +39,6 @@ _DATASETS: Dict[Tuple[str, str, Optional[int]], Any] = {}
 
 
 def _dataset(cfg) -> Any:
-    from ..data import QM9
     key = (cfg.root, cfg.source, cfg.max_molecules)
     if key not in _DATASETS:
         _DATASETS[key] = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
@@ -38,9 +53,6 @@ def _worker_init() -> None:
 def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Dict[str, Any]:
     """Train (or resume) one run, then measure its symmetry and, if asked,
     keep its model-only weights; returns its metrics."""
-    from ..config import Config
-    from ..rundir import FINISHED, INTERRUPTED, RunDir
-    from ..train import export_weights, train
     cfg = Config(**cfg_dict)
     t0 = time.perf_counter()
     rd = RunDir(cfg.out)
@@ -54,10 +66,10 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
                     os.remove(rd.file(name))
             train(cfg, resume=(status == INTERRUPTED), overwrite=True, quiet=True,
                   dataset=_dataset(cfg))
-        if rd.has("best.pt"):
+        if rd.has(BEST_FILE):
             symmetry_metrics(cfg.out, _dataset(cfg))
             if keep_weights and not rd.has(WEIGHTS_FILE):
-                export_weights(cfg.out)  # model-only weights (train.export_weights)
+                export_weights(rd)  # model-only weights
     metrics = rd.metrics() or {}
     return dict(metrics, wall_seconds=time.perf_counter() - t0)
 
@@ -67,12 +79,8 @@ def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
     in ``symmetry.json``: ``rot_test_mae`` (test MAE with every molecule
     randomly rotated), ``rot_change`` (mean |f(Rx) - f(x)|) and the largest
     relative changes under rotation, translation and permutation on 100 test
-    molecules (:func:`~pyg_schnet.invariance.invariance_errors`)."""
+    molecules (:func:`~pyg_schnet.analysis.invariance.invariance_errors`)."""
     import torch
-    from ..data import UNITS, load_split, target_index
-    from ..evaluate import load_run
-    from ..invariance import invariance_errors, random_rotations
-    from ..loader import MoleculeLoader, rotated
 
     path = osp.join(run_dir, SYMMETRY_FILE)
     if osp.isfile(path):
@@ -84,35 +92,34 @@ def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
         except (OSError, ValueError):
             pass
     cfg, model, _ = load_run(run_dir)
-    split = load_split(osp.join(run_dir, "split.npz"), len(dataset))
+    split = load_split(RunDir(run_dir).split_path, len(dataset))
     idx = split.test_idx if len(split.test_idx) else split.val_idx
     loader = MoleculeLoader(dataset, idx, 250, target_index(cfg.target))
     gen = torch.Generator().manual_seed(seed)
-    change = rot_err = err = 0.0
-    n = 0
+    change, rot_err, err = ErrorSums(), ErrorSums(), ErrorSums()
     with torch.no_grad():
         for b in loader:
             pred = model(b.z, b.pos, b.batch, num_graphs=b.num_graphs).view(-1).double()
             rb = rotated(b, random_rotations(b.num_graphs, gen))
             rpred = model(rb.z, rb.pos, rb.batch, num_graphs=b.num_graphs).view(-1).double()
-            change += float((rpred - pred).abs().sum())
-            rot_err += float((rpred - b.y.double()).abs().sum())
-            err += float((pred - b.y.double()).abs().sum())
-            n += b.num_graphs
+            change.add(rpred, pred)
+            rot_err.add(rpred, b.y)
+            err.add(pred, b.y)
+    n = err.n
     k = min(100, len(idx))
     sub = MoleculeLoader(dataset, idx[:k], k).gather(torch.as_tensor(idx[:k]))
     inv = invariance_errors(model, sub.z, sub.pos, sub.batch, seed=0)
     out = {"version": SYMMETRY_VERSION, "unit": UNITS[cfg.target], "molecules": n,
-           "test_mae": err / max(n, 1), "rot_test_mae": rot_err / max(n, 1),
-           "rot_change": change / max(n, 1), "rot_rel": inv["rotation"],
-           "trans_rel": inv["translation"], "perm_rel": inv["permutation"]}
+           "test_mae": err.mae, "rot_test_mae": rot_err.mae, "rot_change": change.mae,
+           "rot_rel": inv["rotation"], "trans_rel": inv["translation"],
+           "perm_rel": inv["permutation"]}
     write_json(path, out)
     return out
 
 
 # -- the runner ------------------------------------------------------------------------------
 
-def _say(msg: str) -> None:
+def say(msg: str) -> None:
     print(msg, flush=True)
 
 
@@ -203,16 +210,15 @@ class _Study:
         self.spec = spec
         runs = plan(spec)
         self.status = _prepare(spec, runs, overwrite)
-        from ..rundir import FINISHED
         self.todo = [r for r in runs if self.status[r.rel] != FINISHED]
-        _say(f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
+        say(f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
              f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
              f"({len(runs) - len(self.todo)} finished, {len(self.todo)} to train) -> {spec.out}")
         if self.todo:
             _write_splits(spec, self.todo, len(_dataset(self.todo[0].cfg)))
         # finished runs whose symmetry or weights are missing (and whose checkpoint is here)
         for r in runs:
-            if self.status[r.rel] == FINISHED and osp.isfile(osp.join(r.cfg.out, "best.pt")):
+            if self.status[r.rel] == FINISHED and RunDir(r.cfg.out).has(BEST_FILE):
                 execute_run(r.cfg.to_dict(), FINISHED, r.seed in spec.keep_weights)
         self.progress = _Progress(len(self.todo), _Sitting(spec.out, jobs, command))
 
@@ -233,7 +239,7 @@ class _Study:
         sitting = self.progress.sitting
         sitting.update(self.progress.done, len(self.progress.failed))
         write_report(self.spec)
-        _say(f"study {self.spec.name}: trained {self.progress.done} runs in "
+        say(f"study {self.spec.name}: trained {self.progress.done} runs in "
              f"{sitting.row['wall_seconds']:.0f} s; report "
              f"{osp.join(self.spec.out, 'report.md')}")
 
@@ -244,7 +250,7 @@ def _prepare(spec: Spec, runs: Sequence[Run], overwrite: bool) -> Dict[str, str]
     _statuses(runs, overwrite)  # refuse before copying anything
     reused = adopt_reused(spec, runs)
     if reused:
-        _say(f"study {spec.name}: copied {reused} finished runs with the same settings from "
+        say(f"study {spec.name}: copied {reused} finished runs with the same settings from "
              f"{', '.join(spec.reuse)}")
     status = _statuses(runs, overwrite)
     try:
@@ -267,11 +273,11 @@ class _Progress:
         if error is not None or result is None:
             error = error or "no result"
             self.failed.append((r, error))
-            _say(f"  failed: {tag}: {error}")
+            say(f"  failed: {tag}: {error}")
         else:
             self.done += 1
             mae = result.get("test_mae_meV", result.get("test_mae", float("nan")))
-            _say(f"  [{self.done + len(self.failed)}/{self.total}] {tag}: test MAE {mae:.4g} "
+            say(f"  [{self.done + len(self.failed)}/{self.total}] {tag}: test MAE {mae:.4g} "
                  f"{'meV' if 'test_mae_meV' in result else result.get('unit', '')}, "
                  f"{result.get('epochs')} epochs ({result.get('stop_reason')}), "
                  f"{result.get('wall_seconds', 0):.0f} s")

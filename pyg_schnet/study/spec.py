@@ -7,8 +7,23 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from ..errors import UserError
-from ..rundir import WEIGHTS_FILE
+from pyg_schnet.data import TARGETS, nested_split, target_index
+from pyg_schnet.errors import UserError
+from pyg_schnet.run.config import load_config, read_yaml
+from pyg_schnet.run.rundir import (
+    BEST_FILE,
+    CONFIG_FILE,
+    FINISHED,
+    INTERRUPTED,
+    LOG_FILE,
+    METRICS_FILE,
+    NEW,
+    SPLIT_FILE,
+    STALE,
+    SYMMETRY_FILE,
+    WEIGHTS_FILE,
+    RunDir,
+)
 
 SPEC_KEYS = ("name", "description", "base", "variants", "reference", "contrasts", "targets",
              "seeds", "train_sizes", "val_size", "test_size", "size_overrides", "keep_weights",
@@ -19,7 +34,6 @@ QUICK_SPEC_KEYS = ("targets", "seeds", "train_sizes", "val_size", "test_size", "
 #: Keys the runner sets per run (a spec may not set them in the base or a variant).
 RUN_KEYS = ("target", "seed", "train_size", "val_size", "test_size", "split_file", "out")
 #: A run's cached rotation measurements (:func:`~pyg_schnet.study.runner.symmetry_metrics`).
-SYMMETRY_FILE = "symmetry.json"
 SYMMETRY_VERSION = 1
 
 
@@ -80,7 +94,6 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     """Read and check a spec; ``quick`` applies its ``quick`` section, ``out``,
     ``root`` and ``source`` replace the spec's output folder, data root and
     QM9 source."""
-    from ..config import read_yaml
     path = osp.abspath(path)
     raw = read_yaml(path, "study spec")
     _check_keys(path, raw)
@@ -129,7 +142,6 @@ def _check_keys(path: str, raw: Dict[str, Any]) -> None:
 def _read_base(path: str, base_raw: Any) -> Tuple[Dict[str, Any], str]:
     """The base config (inline, or a config file named relative to the spec)
     and the folder a relative data root in it is relative to."""
-    from ..config import read_yaml
     here = osp.dirname(path)
     if isinstance(base_raw, str):
         base_path = osp.join(here, base_raw)
@@ -189,7 +201,6 @@ def _apply_quick(path: str, raw: Dict[str, Any], quick: bool
 
 
 def _read_targets(path: str, value: Any) -> List[str]:
-    from ..data import TARGETS, target_index
     targets = []
     for t in value if isinstance(value, list) else [value]:
         try:
@@ -272,7 +283,6 @@ def split_path(spec: Spec, size: int, seed: int) -> str:
 def plan(spec: Spec) -> List[Run]:
     """Every run, ordered seed by seed (so paired comparisons fill in early),
     then by size, target and variant."""
-    from ..config import load_config
     runs = []
     for seed in sorted(set(spec.seeds).union(*spec.size_seeds.values())):
         for size in spec.train_sizes:
@@ -297,13 +307,12 @@ def plan(spec: Spec) -> List[Run]:
 def _statuses(runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
     """Status of every run's directory; a directory holding other settings
     is refused (or, with ``overwrite``, marked stale)."""
-    from ..rundir import FINISHED, INTERRUPTED, NEW, STALE, RunDir
     out: Dict[str, str] = {}
     refused = []
     for r in runs:
         rd = RunDir(r.cfg.out)
         st = rd.status()
-        if st != NEW and rd.has("config.yaml"):
+        if st != NEW and rd.has(CONFIG_FILE):
             diff = rd.differences(r.cfg)
             if diff:
                 if not overwrite:
@@ -321,15 +330,14 @@ def _statuses(runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
 
 REUSED_FILE = "reused_from"
 #: Files copied from a reused run (checkpoints only if they are there).
-REUSE_FILES = ("config.yaml", "split.npz", "log.csv", "metrics.json", SYMMETRY_FILE,
-               WEIGHTS_FILE, "best.pt")
+REUSE_FILES = (CONFIG_FILE, SPLIT_FILE, LOG_FILE, METRICS_FILE, SYMMETRY_FILE, WEIGHTS_FILE,
+               BEST_FILE)
 
 
 def adopt_reused(spec: Spec, runs: Sequence[Run]) -> int:
     """Copy every new run that a ``reuse`` folder holds, finished, with the
     same settings; returns how many were copied."""
     import shutil
-    from ..rundir import NEW, RunDir
     copied = 0
     for r in runs:
         if RunDir(r.cfg.out).status() != NEW:
@@ -338,7 +346,7 @@ def adopt_reused(spec: Spec, runs: Sequence[Run]) -> int:
             base = osp.join(folder, "runs", r.target)
             donors = [osp.join(base, v, f"n{r.size}_seed{r.seed}")
                       for v in (sorted(os.listdir(base)) if osp.isdir(base) else [])]
-            donor = next((d for d in donors if RunDir(d).has("metrics.json")
+            donor = next((d for d in donors if RunDir(d).has(METRICS_FILE)
                           and not RunDir(d).differences(r.cfg)), None)
             if donor is None:
                 continue
@@ -355,7 +363,6 @@ def adopt_reused(spec: Spec, runs: Sequence[Run]) -> int:
 
 
 def _write_splits(spec: Spec, runs: Sequence[Run], num_molecules: int) -> None:
-    from ..data import nested_split
     os.makedirs(osp.join(spec.out, "splits"), exist_ok=True)
     for size, seed in sorted({(r.size, r.seed) for r in runs}):
         p = split_path(spec, size, seed)

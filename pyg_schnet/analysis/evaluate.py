@@ -1,0 +1,134 @@
+"""Evaluate a run directory on a split; predict new molecules with it."""
+from __future__ import annotations
+
+import csv
+import io
+import os.path as osp
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+
+from pyg_schnet.data import QM9, UNITS, load_split, target_index
+from pyg_schnet.data.loader import MoleculeLoader
+from pyg_schnet.data.molio import read_inputs
+from pyg_schnet.errors import UserError
+from pyg_schnet.hub import model_card
+from pyg_schnet.hub import pretrained as load_pretrained
+from pyg_schnet.metrics import mae_rmse
+from pyg_schnet.nn.atomistic import AtomisticModel
+from pyg_schnet.plots import error_plot, parity_plot
+from pyg_schnet.run.checkpoint import load_checkpoint, model_from_checkpoint
+from pyg_schnet.run.config import Config
+from pyg_schnet.run.inference import predict_loader
+from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
+
+
+def load_run(run_dir: str, which: str = "best"
+             ) -> Tuple[Config, AtomisticModel, Dict[str, Any]]:
+    """Config, model and checkpoint of a run directory: ``which`` is ``best``
+    or ``last``; without best.pt, a best model's model-only weights
+    (``model.pt``, what studies keep) serve instead."""
+    rd = RunDir(run_dir)
+    cfg = rd.config()
+    name = f"{which}.pt"
+    if which == "best" and not rd.has(name) and rd.has(WEIGHTS_FILE):
+        name = WEIGHTS_FILE
+    ckpt = load_checkpoint(rd.file(name))
+    model = model_from_checkpoint(ckpt)
+    model.eval()
+    return cfg, model, ckpt
+
+
+def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None
+             ) -> Dict[str, Any]:
+    """MAE and RMSE of a run's best model on a split, and its parity plot
+    (written into the run directory, under the run directory's lock)."""
+    cfg, model, _ = load_run(run_dir)
+    with RunDir(run_dir).lock():
+        return _evaluate(run_dir, cfg, model, split, batch_size)
+
+
+def _evaluate(run_dir: str, cfg: Config, model: AtomisticModel, split: str,
+              batch_size: Optional[int]) -> Dict[str, Any]:
+    dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
+    sp = load_split(RunDir(run_dir).split_path, len(dataset))
+    idx = {"train": sp.train_idx, "val": sp.val_idx, "test": sp.test_idx}[split]
+    if len(idx) == 0:
+        raise UserError(f"the {split} split of {run_dir} is empty")
+    loader = MoleculeLoader(dataset, idx, batch_size or cfg.batch_size, target_index(cfg.target))
+    pred, y, _ = predict_loader(model, loader, torch.device("cpu"))
+    mae, rmse = mae_rmse(pred, y)
+    diff = pred.double() - y.double()
+    unit = UNITS[cfg.target]
+    title = f"{cfg.label}, {cfg.target} ({split}): MAE {mae:.4g} {unit}"
+    plot = osp.join(run_dir, f"parity_{split}.png")
+    parity_plot(y.numpy(), pred.numpy(), title, unit, plot)
+    errors = osp.join(run_dir, f"errors_{split}.png")
+    sizes = dataset.num_atoms()[torch.as_tensor(idx)]
+    error_plot(diff.numpy(), sizes.numpy(), title, unit, errors)
+    return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse, "unit": unit,
+            "plot": plot, "errors_plot": errors}
+
+
+GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium geometries; "
+                 "SMILES inputs use an rdkit ETKDG+MMFF conformer, so their predictions are "
+                 "approximate")
+
+
+#: QM9's extent, measured on all 130,831 molecules: atoms and heavy atoms per
+#: molecule, and the shortest distance between two atoms of one molecule (Å).
+QM9_MAX_ATOMS = 29
+QM9_MAX_HEAVY_ATOMS = 9
+QM9_MIN_DISTANCE = 0.958
+
+
+def applicability(z: torch.Tensor, pos: torch.Tensor) -> str:
+    """Why a molecule lies outside what a QM9 model has seen ("" when it does
+    not): more atoms or heavy atoms than any QM9 molecule, or two atoms closer
+    than any two in QM9. (Elements other than H, C, N, O, F are errors.)"""
+    notes = []
+    if z.numel() > QM9_MAX_ATOMS:
+        notes.append(f"{z.numel()} atoms (QM9: at most {QM9_MAX_ATOMS})")
+    heavy = int((z > 1).sum())
+    if heavy > QM9_MAX_HEAVY_ATOMS:
+        notes.append(f"{heavy} heavy atoms (QM9: at most {QM9_MAX_HEAVY_ATOMS})")
+    if z.numel() > 1:
+        d = torch.cdist(pos.double(), pos.double())
+        d.fill_diagonal_(float("inf"))
+        closest = float(d.min())
+        if closest < QM9_MIN_DISTANCE - 0.005:
+            notes.append(f"atoms {closest:.2f} Å apart (QM9: at least {QM9_MIN_DISTANCE} Å)")
+    return "; ".join(notes)
+
+
+@torch.no_grad()
+def predict(run_dir: Optional[str], inputs: List[str], smiles: List[str],
+            pretrained: Optional[str] = None) -> Tuple[str, str, List[Dict[str, Any]]]:
+    """Predict molecules from files (xyz, sdf) and SMILES with a run's best
+    model, or a shipped ``pretrained`` one (:mod:`pyg_schnet.hub`): the
+    target, its unit and one row per molecule (``name``, ``source``,
+    ``num_atoms``, ``value``, ``warning``: :func:`applicability`)."""
+    if pretrained is not None:
+        target, model = model_card(pretrained)["target"], load_pretrained(pretrained)
+    elif run_dir is not None:
+        cfg, model, _ = load_run(run_dir)
+        target = cfg.target
+    else:
+        raise UserError("predict needs a run directory or --model NAME")
+    rows = []
+    for m in read_inputs(inputs, smiles):
+        rows.append({"name": m.name, "source": m.source, "num_atoms": m.z.numel(),
+                     "value": float(model(m.z, m.pos).view(-1)[0]),
+                     "warning": applicability(m.z, m.pos)})
+    return target, UNITS[target], rows
+
+
+def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:
+    """The rows of :func:`predict` as CSV text."""
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}", "warning"])
+    for r in rows:
+        w.writerow([r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}",
+                    r.get("warning", "")])
+    return buf.getvalue()

@@ -1,0 +1,42 @@
+"""``pyg-schnet benchmark``: pyg_schnet against PyG's SchNet (or any
+registered models) on the same batches (:mod:`pyg_schnet.analysis.benchmark`)."""
+from __future__ import annotations
+
+import argparse
+from typing import List
+
+from pyg_schnet.analysis.benchmark import run
+from pyg_schnet.cli.parser import ROOT_HELP, Parser
+
+
+def main(argv: List[str]) -> int:
+    """``pyg-schnet benchmark``: the command line, checked (a bad value is one
+    error line), then :func:`pyg_schnet.analysis.benchmark.run`."""
+    p = Parser(prog="pyg-schnet benchmark")
+    p.add_argument("--root", default=None, help=ROOT_HELP)
+    p.add_argument("--source", default="qm9pack", help="QM9 source of the root")
+    p.add_argument("--hidden", type=int, default=128)
+    p.add_argument("--filters", type=int, default=128)
+    p.add_argument("--interactions", type=int, default=6)
+    p.add_argument("--gaussians", type=int, default=50)
+    p.add_argument("--cutoff", type=float, default=10.0)
+    p.add_argument("--batch-size", type=int, default=100)
+    p.add_argument("--batches", type=int, default=6, help="timed batches per round")
+    p.add_argument("--rounds", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
+    p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")
+    p.add_argument("--models", default=None, metavar="NAME,...",
+                   help="time these registered models instead (pyg_schnet.nn.models: schnet, "
+                        "pyg_schnet_ref, visnet, dimenet++, painn), each built with --hidden, "
+                        "--interactions and --cutoff, on the same batches; ratios are to the "
+                        "first")
+    p.add_argument("--threads", type=int, default=None,
+                   help="one thread count (default: the default's and every count up to the "
+                        "number of cores)")
+    p.add_argument("--no-memory", action="store_true",
+                   help="skip the peak-memory column (it starts one fresh interpreter per "
+                        "model)")
+    p.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
+    return run(p.parse_args(argv), argv)

@@ -1,0 +1,393 @@
+"""Edge filters for the continuous-filter convolution, swappable by name.
+
+Every filter has one interface: ``filter(edge_vec, dist) -> W`` with edge
+vectors ``r_j - r_i`` ``[E, 3]`` and distances ``[E]`` in, filter weights
+``[E, num_filters]`` out. A filter owns its cutoff, which the model also uses
+for the radius graph (one source of truth).
+
+Radial filters (:class:`RadialFilter`: ``gaussian``, ``distance``, ``conv1d``)
+are a learned function of the distance times a cosine envelope and take a
+``distance_bin_width`` (quantisation control); ``coords`` is not radial.
+Adding a filter means one class with a ``name`` and one :data:`FILTERS` entry:
+its constructor arguments other than ``num_filters`` and ``cutoff`` become its
+config options (``filter: {name: ..., option: ...}``, ``--filter.option``),
+typed by their annotations, described by its ``Args:`` docstring and checked
+by the constructor, which raises :class:`~pyg_schnet.errors.UserError`.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Dict, Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pyg_schnet.errors import UserError
+from pyg_schnet.registry import Registry
+
+
+class ShiftedSoftplus(nn.Module):
+    r""":math:`\ln(1 + e^x) - \ln 2`, SchNet's activation (zero at zero).
+
+    Args:
+        inplace (bool): When no gradient is needed, overwrite the input
+            instead of allocating the output (on CPU the allocation of a large
+            tensor costs more than the softplus); only for inputs nobody else
+            reads, such as a layer's fresh output. (default: :obj:`False`)
+    """
+
+    def __init__(self, inplace: bool = False) -> None:
+        super().__init__()
+        self.shift = math.log(2.0)
+        self.inplace = inplace
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.inplace and not (torch.is_grad_enabled() and x.requires_grad):
+            return torch._C._nn.softplus(x, 1, 20, out=x).sub_(self.shift)  # type: ignore[call-arg]
+        # in place on softplus' output: its backward needs only the input
+        return F.softplus(x).sub_(self.shift)
+
+    def extra_repr(self) -> str:
+        return "inplace=True" if self.inplace else ""
+
+
+class CosineCutoff(nn.Module):
+    r"""Envelope :math:`\frac12(\cos(\pi d / r_c) + 1)` for :math:`d \le r_c`,
+    zero beyond, so filters go smoothly to zero at the cutoff."""
+
+    def __init__(self, cutoff: float) -> None:
+        super().__init__()
+        self.cutoff = float(cutoff)
+
+    def forward(self, dist: Tensor) -> Tensor:
+        env = 0.5 * (torch.cos(dist * (math.pi / self.cutoff)) + 1.0)
+        return env * (dist <= self.cutoff).to(dist.dtype)
+
+
+class GaussianSmearing(nn.Module):
+    r"""Gaussian radial basis :math:`\exp(-\frac{(d - \mu_k)^2}{2 w^2})` with
+    ``num_gaussians`` centres evenly spaced on ``[start, stop]``.
+
+    Args:
+        start (float): First centre. (default: :obj:`0.0`)
+        stop (float): Last centre (the cutoff). (default: :obj:`10.0`)
+        num_gaussians (int): Number of centres. (default: :obj:`50`)
+        width (float, optional): Gaussian width; the centre spacing when
+            :obj:`None` (PyG's choice). (default: :obj:`None`)
+    """
+
+    def __init__(self, start: float = 0.0, stop: float = 10.0, num_gaussians: int = 50,
+                 width: Optional[float] = None) -> None:
+        super().__init__()
+        offset = torch.linspace(start, stop, num_gaussians)
+        if width is None:
+            width = float(offset[1] - offset[0]) if num_gaussians > 1 else 1.0
+        self.coeff = -0.5 / float(width) ** 2
+        self.offset: Tensor
+        self.register_buffer("offset", offset)
+
+    def forward(self, dist: Tensor) -> Tensor:
+        d = dist.view(-1, 1) - self.offset.view(1, -1)  # [E, num_gaussians]
+        if d.requires_grad:  # forces: keep the autograd graph
+            return torch.exp((self.coeff * d.pow(2)).clamp(min=-87.0))
+        # below exp(-87) float32 is denormal (slow, and ~0 anyway): clamp there
+        return d.square_().mul_(self.coeff).clamp_(min=-87.0).exp_()
+
+
+class EdgeFilter(nn.Module):
+    """Base class: maps edges to filter weights ``[E, num_filters]``.
+
+    Subclasses set ``name``, build their layers in ``__init__`` (keeping their
+    constructor arguments in ``self.hparams`` so they can be rebuilt) and
+    implement :meth:`forward`.
+    """
+
+    name: str = ""
+    #: True when the filter depends on the distance only (rotation-invariant).
+    radial: bool = True
+
+    def __init__(self, num_filters: int, cutoff: float) -> None:
+        super().__init__()
+        if not (math.isfinite(cutoff) and cutoff > 0):
+            raise UserError(f"cutoff must be a positive number of Å, got {cutoff}")
+        if num_filters < 1:
+            raise UserError(f"num_filters must be at least 1, got {num_filters}")
+        self.num_filters = int(num_filters)
+        self.cutoff = float(cutoff)
+        self.envelope = CosineCutoff(cutoff)
+        self.hparams: Dict[str, Any] = {}
+
+    def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def reset_parameters(self) -> None:
+        for m in self.modules():
+            if isinstance(m, (nn.Linear, nn.Conv1d)):
+                m.reset_parameters()
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in self.hparams.items())
+
+
+def _mlp(in_features: int, num_filters: int) -> nn.Sequential:
+    """SchNet's filter-generating network: dense, shifted softplus, dense."""
+    return nn.Sequential(nn.Linear(in_features, num_filters), ShiftedSoftplus(inplace=True),
+                         nn.Linear(num_filters, num_filters))
+
+
+class RadialFilter(EdgeFilter):
+    r"""Base class of filters that depend on the distance only (rotation-invariant).
+
+    A radial filter is ``network(d) * envelope(d)``: a learned function of the
+    distance, :meth:`network`, times the cosine cutoff envelope. With
+    ``distance_bin_width`` :math:`w > 0` the network sees the centre of the
+    distance's bin, :math:`(\lfloor d / w \rfloor + \frac12) w`, instead of
+    the distance itself (a quantisation control: the same filter, made
+    discrete); the envelope always takes the true distance, as in
+    :class:`Conv1dFilter`, so the filter still vanishes smoothly at the cutoff.
+
+    Subclasses implement :meth:`network` and state :attr:`feature_width`, the
+    narrowest feature of their network in Å (the tabulated fast mode,
+    :class:`pyg_schnet.nn.fast.FilterTable`, sizes its grid from it).
+
+    Args:
+        num_filters (int): Filter width.
+        cutoff (float): Cutoff in Å.
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none.
+            (default: :obj:`0.0`)
+    """
+
+    radial = True
+
+    def __init__(self, num_filters: int, cutoff: float, distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff)
+        if not (math.isfinite(distance_bin_width) and 0.0 <= distance_bin_width < cutoff):
+            raise UserError(f"distance_bin_width must be 0 (off) or between 0 and the cutoff "
+                            f"({cutoff} Å), got {distance_bin_width}")
+        self.distance_bin_width = float(distance_bin_width)
+
+    @property
+    def feature_width(self) -> float:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    @property
+    def step_width(self) -> float:
+        """Width in Å of the distance bins on which :meth:`network` is constant
+        (0 when it is continuous): the quantisation width, else the filter's
+        own discreteness."""
+        return self.distance_bin_width
+
+    def quantize(self, dist: Tensor) -> Tensor:
+        """The distance the network sees: the bin centre when quantised ``[E]``."""
+        w = self.distance_bin_width
+        if w == 0.0:
+            return dist
+        return (torch.floor(dist.detach() / w) + 0.5) * w
+
+    def network(self, dist: Tensor) -> Tensor:  # pragma: no cover - abstract
+        """The learned part ``[E, num_filters]`` at distances ``[E]``."""
+        raise NotImplementedError
+
+    def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
+        # the network's output is fresh: scale it in place
+        return self.network(self.quantize(dist)).mul_(self.envelope(dist).unsqueeze(-1))
+
+
+class GaussianFilter(RadialFilter):
+    r"""The original SchNet filter: Gaussian expansion of the distance, an MLP
+    and a cosine cutoff envelope (`Schütt et al. 2017
+    <https://arxiv.org/abs/1706.08566>`_).
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å; last Gaussian centre and envelope zero.
+            (default: :obj:`10.0`)
+        num_gaussians (int): Number of Gaussians. (default: :obj:`50`)
+        rbf_start (float): First Gaussian centre. (default: :obj:`0.0`)
+        rbf_width (float, optional): Gaussian width, centre spacing when
+            :obj:`None`. (default: :obj:`None`)
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none
+            (see :class:`RadialFilter`). (default: :obj:`0.0`)
+    """
+
+    name = "gaussian"
+
+    def __init__(self, num_filters: int = 128, cutoff: float = 10.0, num_gaussians: int = 50,
+                 rbf_start: float = 0.0, rbf_width: Optional[float] = None,
+                 distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff, distance_bin_width)
+        if num_gaussians < 2:
+            raise UserError(f"num_gaussians must be at least 2, got {num_gaussians}")
+        if not (math.isfinite(rbf_start) and rbf_start < cutoff):
+            raise UserError(f"rbf_start must be below the cutoff ({cutoff} Å), got {rbf_start}")
+        if rbf_width is not None and not (math.isfinite(rbf_width) and rbf_width > 0):
+            raise UserError(f"rbf_width must be positive (or none), got {rbf_width}")
+        self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_gaussians=num_gaussians,
+                            rbf_start=rbf_start, rbf_width=rbf_width,
+                            distance_bin_width=distance_bin_width)
+        self.basis = GaussianSmearing(rbf_start, cutoff, num_gaussians, rbf_width)
+        self.mlp = _mlp(num_gaussians, num_filters)
+        self.reset_parameters()
+
+    @property
+    def feature_width(self) -> float:
+        return (-0.5 / self.basis.coeff) ** 0.5  # the Gaussians' width
+
+    def network(self, dist: Tensor) -> Tensor:
+        return self.mlp(self.basis(dist))  # [E, num_filters]
+
+
+class DistanceFilter(RadialFilter):
+    r"""A control: the distance, scaled by the cutoff (:math:`d / r_c \in
+    [0, 1]`), goes straight into the filter MLP, with no radial basis.
+    Continuous and rotation-invariant like :class:`GaussianFilter`; it differs
+    from it by the Gaussian expansion only.
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none.
+            (default: :obj:`0.0`)
+    """
+
+    name = "distance"
+    #: Narrowest feature, as a fraction of the cutoff, that the fast mode
+    #: resolves: a unit ``softplus(a d / r_c + b)`` bends over ``r_c / |a|``,
+    #: and first-layer weights start at ``|a| < 0.5``; this allows ``|a|`` of 25.
+    FEATURE_FRACTION = 1.0 / 25.0
+
+    def __init__(self, num_filters: int = 128, cutoff: float = 10.0,
+                 distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff, distance_bin_width)
+        self.hparams = dict(num_filters=num_filters, cutoff=cutoff,
+                            distance_bin_width=distance_bin_width)
+        self.mlp = _mlp(1, num_filters)
+        self.reset_parameters()
+
+    @property
+    def feature_width(self) -> float:
+        return self.cutoff * self.FEATURE_FRACTION
+
+    def network(self, dist: Tensor) -> Tensor:
+        return self.mlp((dist / self.cutoff).unsqueeze(-1))  # [E, num_filters]
+
+
+class CoordsFilter(EdgeFilter):
+    r"""The write-up's first modification: the raw coordinate difference
+    :math:`\mathbf{r}_j - \mathbf{r}_i` goes into the filter MLP instead of the
+    distance. Translation-invariant, *not* rotation-invariant (by design).
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å (envelope and graph). (default: :obj:`10.0`)
+    """
+
+    name = "coords"
+    radial = False
+
+    def __init__(self, num_filters: int = 128, cutoff: float = 10.0) -> None:
+        super().__init__(num_filters, cutoff)
+        self.hparams = dict(num_filters=num_filters, cutoff=cutoff)
+        self.mlp = _mlp(3, num_filters)
+        self.reset_parameters()
+
+    def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
+        return self.mlp(edge_vec).mul_(self.envelope(dist).unsqueeze(-1))
+
+
+class Conv1dFilter(RadialFilter):
+    r"""The write-up's second modification: the distance is put into one of
+    ``num_bins`` discrete bins on ``[0, cutoff)`` (a one-hot vector, no Gaussian
+    smoothing) and 1D convolutions over the bin axis replace the radial basis
+    before the dense layers.
+
+    Because the output depends on the bin only, it is computed once per bin
+    (``[num_bins, num_filters]``) and gathered per edge; this is exactly the
+    per-edge result, at a fraction of the cost.
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
+        num_bins (int): Distance bins. (default: :obj:`50`)
+        conv_channels (int): Channels of the convolutions. (default: :obj:`8`)
+        kernel_size (int): Odd kernel size. (default: :obj:`5`)
+        num_conv_layers (int): Convolution layers. (default: :obj:`2`)
+        distance_bin_width (float): Extra quantisation bin width in Å, 0 for
+            none (the filter is already constant on its own bins).
+            (default: :obj:`0.0`)
+    """
+
+    name = "conv1d"
+
+    def __init__(self, num_filters: int = 128, cutoff: float = 10.0, num_bins: int = 50,
+                 conv_channels: int = 8, kernel_size: int = 5, num_conv_layers: int = 2,
+                 distance_bin_width: float = 0.0) -> None:
+        super().__init__(num_filters, cutoff, distance_bin_width)
+        for key, value, least in (("num_bins", num_bins, 2), ("conv_channels", conv_channels, 1),
+                                  ("kernel_size", kernel_size, 1),
+                                  ("num_conv_layers", num_conv_layers, 1)):
+            if value < least:
+                raise UserError(f"{key} must be at least {least}, got {value}")
+        if kernel_size % 2 == 0:
+            raise UserError(f"kernel_size must be odd, got {kernel_size}")
+        self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_bins=num_bins,
+                            conv_channels=conv_channels, kernel_size=kernel_size,
+                            num_conv_layers=num_conv_layers,
+                            distance_bin_width=distance_bin_width)
+        self.num_bins = num_bins
+        layers = []
+        for k in range(num_conv_layers):
+            layers += [nn.Conv1d(1 if k == 0 else conv_channels, conv_channels, kernel_size,
+                                 padding=kernel_size // 2), ShiftedSoftplus(inplace=True)]
+        self.conv = nn.Sequential(*layers)
+        self.mlp = _mlp(conv_channels * num_bins, num_filters)
+        self.reset_parameters()
+
+    @property
+    def feature_width(self) -> float:
+        return self.cutoff / self.num_bins
+
+    @property
+    def step_width(self) -> float:
+        return self.distance_bin_width or self.cutoff / self.num_bins
+
+    def bin_index(self, dist: Tensor) -> Tensor:
+        """Bin of each distance ``[E]`` (long)."""
+        b = torch.floor(dist * (self.num_bins / self.cutoff)).long()
+        return b.clamp_(0, self.num_bins - 1)
+
+    def table(self) -> Tensor:
+        """Filter of every bin ``[num_bins, num_filters]`` (before the envelope)."""
+        w = next(self.mlp.parameters())
+        onehot = torch.eye(self.num_bins, device=w.device, dtype=w.dtype).unsqueeze(1)  # [B, 1, B]
+        feats = self.conv(onehot).flatten(1)  # [B, conv_channels * B]
+        return self.mlp(feats)
+
+    def network(self, dist: Tensor) -> Tensor:
+        return self.table()[self.bin_index(dist)]  # [E, num_filters]
+
+
+#: Registry of edge filters by name (used at the config/CLI boundary only).
+#: Constructor arguments every filter takes from the model rather than from its
+#: own settings: the model's filter width and its cutoff (one source of truth).
+MODEL_ARGS = ("num_filters", "cutoff")
+
+#: The filter registry: name -> class; every other constructor argument is an
+#: option (``filter: {name: ..., OPTION: ...}``).
+FILTERS = Registry("filter", given=MODEL_ARGS)
+for _cls in (GaussianFilter, DistanceFilter, CoordsFilter, Conv1dFilter):
+    FILTERS.register(_cls.name, _cls)
+
+
+def make_filter(name: str, num_filters: int = 128, cutoff: float = 10.0,
+                **options: Any) -> EdgeFilter:
+    """Build a filter by registry name from the model's filter width and
+    cutoff and the filter's own options; an option it does not take is an
+    error listing the ones it does."""
+    FILTERS.check_options(name, options)
+    return FILTERS.cls(name)(num_filters=num_filters, cutoff=cutoff, **options)

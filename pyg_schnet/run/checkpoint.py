@@ -1,0 +1,96 @@
+"""Checkpoints: the one format every reader uses.
+
+``best.pt`` and ``last.pt`` (weights, optimizer, schedule, run state, every
+RNG; :class:`~pyg_schnet.run.trainer.Trainer` writes them), and ``model.pt``
+(model-only weights and what rebuilds the model: small enough to commit or
+ship). Every write goes through :func:`pyg_schnet.io.atomic_write`; every read
+through :func:`load_checkpoint`, which refuses other formats with one line;
+weights saved by older versions are upgraded by :func:`upgrade_hparams`.
+"""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any, Callable, Dict, Mapping, Optional
+
+import torch
+
+from pyg_schnet.errors import UserError
+from pyg_schnet.io import atomic_write
+from pyg_schnet.nn.atomistic import AtomisticModel
+from pyg_schnet.nn.filters import FILTERS
+from pyg_schnet.nn.models import build
+from pyg_schnet.run.config import LEGACY_FILTER_KEYS
+from pyg_schnet.run.rundir import RunDir
+
+#: Version of the checkpoint and run-directory format; another version is refused.
+RUN_FORMAT = 1
+
+
+def atomic_save(obj: Any, path: str, before_commit: Optional[Callable[[], None]] = None) -> None:
+    """``torch.save`` through :func:`pyg_schnet.io.atomic_write`: a kill leaves
+    the old file or the new one; a failed write keeps the old one."""
+    try:
+        with atomic_write(path, "wb", before_commit=before_commit) as f:
+            torch.save(obj, f)
+    except OSError as exc:
+        raise UserError(f"cannot write checkpoint {path}: {exc.strerror or exc}; "
+                        f"the previous checkpoint is kept") from None
+
+
+def load_checkpoint(path: str) -> Dict[str, Any]:
+    """A checkpoint or model file of this format, read onto the CPU (tensors only)."""
+    if not osp.isfile(path):
+        raise UserError(f"no checkpoint at {path}")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
+    if not isinstance(ckpt, dict) or ckpt.get("run_format") != RUN_FORMAT:
+        raise UserError(f"checkpoint {path} is from an incompatible version of pyg_schnet "
+                        f"(run format {ckpt.get('run_format') if isinstance(ckpt, dict) else '?'}, "
+                        f"expected {RUN_FORMAT})")
+    return ckpt
+
+
+def export_weights(run: RunDir) -> str:
+    """``model.pt``: the best model's weights and what rebuilds it (no
+    optimizer state), small enough to commit or ship;
+    :func:`pyg_schnet.analysis.evaluate.load_run` opens it when best.pt is absent."""
+    ckpt = load_checkpoint(run.best_path)
+    path = run.weights_path
+    atomic_save({"run_format": ckpt["run_format"], "hparams": ckpt["hparams"],
+                 "model": ckpt["model"], "config": ckpt["config"],
+                 "statistics": ckpt.get("statistics"),
+                 "epoch": ckpt["state"]["epoch"]}, path)
+    return path
+
+
+def model_from_checkpoint(ckpt: Mapping[str, Any]) -> AtomisticModel:
+    """The model a checkpoint holds, rebuilt from its hyperparameters."""
+    model = build(**upgrade_hparams(ckpt["hparams"]))
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        raise UserError(f"checkpoint weights do not fit the saved hyperparameters: "
+                        f"{str(exc).splitlines()[0]}") from None
+    return model
+
+
+def upgrade_hparams(hparams: Mapping[str, Any]) -> Dict[str, Any]:
+    """Model arguments saved by an older version (``filter`` a name, the
+    options of every filter flat beside it) in today's form: the chosen
+    filter's options nested under ``filter``, the others dropped, as they were
+    then. Today's form passes through unchanged."""
+    out = dict(hparams)
+    if not isinstance(out.get("filter"), str):
+        return out
+    name = out["filter"]
+    taken = FILTERS.options(name)
+    spec: Dict[str, Any] = {"name": name}
+    for key in LEGACY_FILTER_KEYS:
+        if key in out:
+            value = out.pop(key)
+            if key in taken:
+                spec[key] = value
+    out["filter"] = spec
+    return out

@@ -1,0 +1,73 @@
+"""Trainer hooks, and the fault injection of the kill-and-resume tests.
+
+:class:`TrainerHooks` names the points of a run where a test may inject a
+fault; the trainer calls them (:func:`default_hooks`).
+
+``PYG_SCHNET_FAULT=<point>:<n>[,<point>:<n>...]`` makes a training process
+kill itself with SIGKILL the n-th time it passes ``point``:
+
+* ``batch``: before a training batch;
+* ``checkpoint``: inside a checkpoint write, after the data are flushed and
+  before the rename (a complete temporary file, the old checkpoint in place);
+* ``evaluate``: before the final test evaluation;
+
+or, for ``enospc:<n>``, makes the n-th checkpoint write fail as if the disk
+were full. :func:`default_hooks` installs a :class:`FaultInjector` when the variable is
+set.
+"""
+from __future__ import annotations
+
+import os
+import signal
+from typing import Dict, List, Tuple
+
+
+class TrainerHooks:
+    """Points in a run where tests inject faults; every method does nothing."""
+
+    def batch(self) -> None:
+        """Before each training batch."""
+
+    def checkpoint_write(self) -> None:
+        """Inside each checkpoint write: data flushed, not yet renamed."""
+
+    def evaluate(self) -> None:
+        """Before the final test evaluation."""
+
+
+class FaultInjector(TrainerHooks):
+    """Trainer hooks that fail at the points a spec names."""
+
+    def __init__(self, spec: str) -> None:
+        self.points: List[Tuple[str, int]] = []
+        for item in spec.split(","):
+            point, _, n = item.strip().partition(":")
+            if n.isdigit():
+                self.points.append((point, int(n)))
+        self.counts: Dict[str, int] = {}
+
+    def _pass(self, name: str) -> bool:
+        self.counts[name] = self.counts.get(name, 0) + 1
+        return (name, self.counts[name]) in self.points
+
+    def batch(self) -> None:
+        if self._pass("batch"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def checkpoint_write(self) -> None:
+        if self._pass("enospc"):
+            raise OSError(28, "No space left on device")
+        if self._pass("checkpoint"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def evaluate(self) -> None:
+        if self._pass("evaluate"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+
+def default_hooks() -> TrainerHooks:
+    """No-op hooks, or the fault injector when ``PYG_SCHNET_FAULT`` is set."""
+    spec = os.environ.get("PYG_SCHNET_FAULT")
+    if spec:
+        return FaultInjector(spec)
+    return TrainerHooks()

@@ -1,0 +1,253 @@
+"""A run directory: what one training run leaves behind, and what state it is in.
+
+One abstraction for ``train`` (prepare, resume), ``evaluate`` (load) and the
+study runner (status, settings check, results)::
+
+    config.yaml   the resolved Config (reproduces the run with split.npz)
+    split.npz     the split (schnetpack's key names)
+    log.csv       one row per epoch
+    best.pt       best-validation checkpoint (optimizer state included)
+    last.pt       newest checkpoint, for --resume
+    metrics.json  written last: the run is finished
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import os.path as osp
+import shutil
+import socket
+import time
+from contextlib import contextmanager
+from typing import Any, Dict, Iterator, List, Optional
+
+from pyg_schnet.errors import UserError
+from pyg_schnet.io import TMP_MARK
+from pyg_schnet.run.config import load_run_config
+
+CONFIG_FILE = "config.yaml"
+SPLIT_FILE = "split.npz"
+LOG_FILE = "log.csv"
+BEST_FILE = "best.pt"
+LAST_FILE = "last.pt"
+METRICS_FILE = "metrics.json"
+#: Model-only weights of a run's best model (no optimizer state;
+#: :func:`pyg_schnet.run.checkpoint.export_weights`).
+WEIGHTS_FILE = "model.pt"
+#: A run's cached rotation measurements (:func:`~pyg_schnet.study.runner.symmetry_metrics`).
+SYMMETRY_FILE = "symmetry.json"
+#: Files of a run directory (the trainer writes them; other files are left alone).
+RUN_FILES = (CONFIG_FILE, SPLIT_FILE, LOG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE)
+#: Config keys that may differ between a saved run and a request for the same
+#: run (where files live, how many threads): not a different experiment.
+IGNORED_KEYS = frozenset({"out", "root", "num_threads", "wandb", "wandb_project", "device"})
+
+NEW, FINISHED, INTERRUPTED, STALE = "new", "finished", "interrupted", "stale"
+#: The lock file; the lock itself is the OS's (flock), so a killed holder frees it.
+LOCK_FILE = ".lock"
+_HELD: Dict[str, int] = {}  # run directories this process holds: path -> file descriptor
+
+
+class RunDir:
+    """The run directory at ``path``."""
+
+    def __init__(self, path: str) -> None:
+        self.path = str(path)
+
+    def file(self, name: str) -> str:
+        return osp.join(self.path, name)
+
+    def has(self, name: str) -> bool:
+        return osp.isfile(self.file(name))
+
+    # -- its files -------------------------------------------------------------------
+    @property
+    def config_path(self) -> str:
+        return self.file(CONFIG_FILE)
+
+    @property
+    def split_path(self) -> str:
+        return self.file(SPLIT_FILE)
+
+    @property
+    def log_path(self) -> str:
+        return self.file(LOG_FILE)
+
+    @property
+    def best_path(self) -> str:
+        return self.file(BEST_FILE)
+
+    @property
+    def last_path(self) -> str:
+        return self.file(LAST_FILE)
+
+    @property
+    def metrics_path(self) -> str:
+        return self.file(METRICS_FILE)
+
+    @property
+    def weights_path(self) -> str:
+        return self.file(WEIGHTS_FILE)
+
+    @property
+    def symmetry_path(self) -> str:
+        return self.file(SYMMETRY_FILE)
+
+    # -- state --------------------------------------------------------------------
+    def status(self) -> str:
+        """``new`` (no run files), ``finished`` (metrics.json), ``interrupted``
+        (config, split and last.pt: resumable) or ``stale`` (some files,
+        nothing to resume)."""
+        if not osp.isdir(self.path) or not any(self.has(f) for f in RUN_FILES):
+            return NEW
+        if self.has(METRICS_FILE):
+            return FINISHED
+        if all(self.has(f) for f in (CONFIG_FILE, SPLIT_FILE, LAST_FILE)):
+            return INTERRUPTED
+        return STALE
+
+    def config(self):
+        """The saved :class:`~pyg_schnet.run.config.Config` (``out`` set to this directory)."""
+        if not osp.isdir(self.path):
+            raise UserError(f"run directory {self.path} does not exist")
+        if not self.has(CONFIG_FILE):
+            raise UserError(f"{self.path} is not a run directory (no config.yaml)")
+        cfg = load_run_config(self.config_path)
+        cfg.out = self.path
+        return cfg
+
+    def metrics(self) -> Optional[Dict[str, Any]]:
+        if not self.has(METRICS_FILE):
+            return None
+        try:
+            with open(self.metrics_path) as f:
+                return json.load(f)
+        except (OSError, ValueError):
+            raise UserError(f"{self.metrics_path} is unreadable") from None
+
+    def log(self) -> List[Dict[str, float]]:
+        """The epochs of ``log.csv`` (empty if there is none)."""
+        if not self.has(LOG_FILE):
+            return []
+        with open(self.log_path, newline="") as f:
+            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+    def differences(self, cfg) -> List[str]:
+        """Config keys in which the saved run differs from ``cfg`` (keys of
+        :data:`IGNORED_KEYS` aside; ``split_file`` by file name). An
+        unreadable config.yaml differs in everything."""
+        try:
+            saved = load_run_config(self.config_path).to_dict()
+        except UserError:
+            return ["config.yaml (unreadable)"]
+        wanted = cfg.to_dict()
+        for d in (saved, wanted):
+            if d.get("split_file"):
+                d["split_file"] = osp.basename(d["split_file"])
+        keys = sorted((set(saved) | set(wanted)) - IGNORED_KEYS)
+        return [k for k in keys if saved.get(k) != wanted.get(k)]
+
+    def resume_config(self):
+        """The saved configuration of an interrupted run."""
+        if not osp.isdir(self.path):
+            raise UserError(f"run directory {self.path} does not exist")
+        if not self.has(LAST_FILE):
+            raise UserError(f"{self.path} holds no checkpoint (last.pt) to resume from")
+        return self.config()
+
+    # -- the lock ------------------------------------------------------------------
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory exclusively (train, resume, overwrite,
+        evaluate, study runs). A second process gets one UserError naming the
+        holder and changes nothing; a killed holder's lock is free at once
+        (``flock`` dies with its process). Re-entrant within a process. The
+        directory is created if it does not exist."""
+        import fcntl
+        key = osp.realpath(self.path)
+        if key in _HELD:
+            yield
+            return
+        if osp.exists(self.path) and not osp.isdir(self.path):
+            raise UserError(f"run directory {self.path} is a file")
+        try:
+            os.makedirs(self.path, exist_ok=True)
+            fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {self.path}: "
+                            f"{exc.strerror or exc}") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 400).decode("utf-8", "replace").strip() or "another process"
+            os.close(fd)
+            raise self._in_use(holder) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+        _HELD[key] = fd
+        try:
+            yield
+        finally:
+            del _HELD[key]
+            os.ftruncate(fd, 0)  # the file stays, empty and unlocked
+            os.close(fd)  # releases the lock
+
+    def _in_use(self, holder: str) -> UserError:
+        return UserError(f"run directory {self.path} is in use by {holder}; "
+                         f"wait for it to finish or use another directory")
+
+    def check_free(self) -> None:
+        """Raise :meth:`lock`'s error if another process holds the directory
+        now; changes and creates nothing. For a launcher, before it starts
+        processes that would each load torch only to be refused."""
+        import fcntl
+        if osp.realpath(self.path) in _HELD:
+            return  # this process holds it
+        try:
+            fd = os.open(self.file(LOCK_FILE), os.O_RDONLY)
+        except OSError:
+            return  # no lock file (or no directory): nobody holds it
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError:
+            raise self._in_use(os.read(fd, 400).decode("utf-8", "replace").strip()
+                               or "another process") from None
+        finally:
+            os.close(fd)  # a shared lock taken here goes with it
+
+    # -- changes -------------------------------------------------------------------
+    def remove_temporary(self) -> None:
+        """Temporary files of writes cut short by a kill."""
+        for f in os.listdir(self.path):
+            if TMP_MARK in f and f.split(TMP_MARK)[0] in RUN_FILES:
+                os.remove(self.file(f))
+
+    def prepare(self, overwrite: bool) -> None:
+        """Make the directory ready for a new run: refuse to replace a run
+        unless ``overwrite``; with it, remove the old run's files."""
+        out = self.path
+        if osp.exists(out) and not osp.isdir(out):
+            raise UserError(f"run directory {out} is a file")
+        if osp.isdir(out):
+            present = [f for f in RUN_FILES if self.has(f)]
+            if present and not overwrite:
+                state = "a finished run" if METRICS_FILE in present else "an unfinished run"
+                raise UserError(f"{out} already holds {state}; pass --overwrite to replace it"
+                                + ("" if METRICS_FILE in present
+                                   else " or --resume to continue it"))
+            for f in present:
+                os.remove(self.file(f))
+            self.remove_temporary()
+            if overwrite and osp.isdir(self.file("wandb")):
+                shutil.rmtree(self.file("wandb"), ignore_errors=True)
+        try:
+            os.makedirs(out, exist_ok=True)
+        except OSError as exc:
+            raise UserError(f"cannot create run directory {out}: {exc.strerror}") from None
+        if not os.access(out, os.W_OK):
+            raise UserError(f"run directory {out} is not writable")
+
+    def __repr__(self) -> str:
+        return f"RunDir({self.path!r})"

@@ -1,0 +1,97 @@
+"""Plots of a study report: learning curves and validation curves."""
+from __future__ import annotations
+
+import os.path as osp
+from typing import Any, Dict, List, Optional, Sequence
+
+from pyg_schnet.io import save_figure
+from pyg_schnet.run.rundir import RunDir
+from pyg_schnet.study.spec import plan
+
+
+def _pyplot():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def _save(fig, out: str, name: str) -> str:
+    save_figure(fig, osp.join(out, name))
+    _pyplot().close(fig)
+    return name
+
+
+def learning_curve_plot(spec, target: str, cells: Sequence[Dict[str, Any]],
+                        slopes: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """``learning_curve_<target>.png``: test MAE against training-set size on
+    log-log axes, cell means with min-max over seeds, the fitted power law."""
+    import numpy as np
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
+    unit = None
+    for k, v in enumerate(spec.variants):
+        cs = [c for c in cells if c["target"] == target and c["variant"] == v]
+        if not cs:
+            continue
+        unit = cs[0]["unit"]
+        n = np.array([c["size"] for c in cs], dtype=float)
+        m = np.array([c["test_mae_mean"] for c in cs])
+        sd = np.array([c["test_mae_std"] for c in cs])
+        sd = np.where(np.isnan(sd), 0.0, sd)
+        slope = next((s["slope"] for s in slopes
+                      if s["target"] == target and s["variant"] == v), float("nan"))
+        label = v if slope != slope else f"{v} (slope {slope:.2f})"
+        ax.errorbar(n, m, yerr=sd, fmt="o", color=f"C{k}", ms=4, capsize=2, label=label)
+        if len(n) >= 2:
+            coef = np.polyfit(np.log(n), np.log(m), 1)
+            grid = np.geomspace(n.min(), n.max(), 50)
+            ax.plot(grid, np.exp(np.polyval(coef, np.log(grid))), color=f"C{k}", lw=1)
+    if unit is None:
+        plt.close(fig)
+        return None
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training molecules")
+    ax.set_ylabel(f"test MAE [{unit}]")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{spec.name}: {target} learning curves (mean ± std over seeds)", fontsize=10)
+    fig.tight_layout()
+    return _save(fig, spec.out, f"learning_curve_{target}.png")
+
+
+def val_curve_plot(spec, target: str, size: int) -> Optional[str]:
+    """``val_curves_<target>_n<size>.png``: validation MAE against epoch, one
+    line per run, one colour per variant."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=110)
+    drawn: List[str] = []
+    scale, unit = 1.0, ""
+    for r in plan(spec):
+        if r.target != target or r.size != size:
+            continue
+        log = RunDir(r.cfg.out).log()
+        if not log:
+            continue
+        m = RunDir(r.cfg.out).metrics() or {}
+        if m.get("unit") == "eV":
+            scale, unit = 1000.0, "meV"
+        elif m.get("unit"):
+            scale, unit = 1.0, m["unit"]
+        k = list(spec.variants).index(r.variant)
+        ax.plot([x["epoch"] for x in log], [x["val_mae"] * scale for x in log], color=f"C{k}",
+                lw=0.9, alpha=0.8, label=None if r.variant in drawn else r.variant)
+        drawn.append(r.variant)
+    if not drawn:
+        plt.close(fig)
+        return None
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(f"validation MAE [{unit}]")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title(f"{spec.name}: {target}, {size:,} training molecules (one line per run)",
+                 fontsize=10)
+    fig.tight_layout()
+    return _save(fig, spec.out, f"val_curves_{target}_n{size}.png")
