@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from pyg_schnet.data import QM9, UNITS, load_split, nested_split, random_split, target_index
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import write_json
+from pyg_schnet.io import copy_file, write_json
 from pyg_schnet.run.checkpoint import export_weights, load_checkpoint, model_from_checkpoint
 from pyg_schnet.run.inference import errors
 from pyg_schnet.run.rundir import SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
@@ -155,7 +155,6 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     the split so that ``pyg-schnet evaluate --model NAME`` rebuilds it: the
     seeded nested or random split that equals it index by index, else the
     split file itself, shipped beside the weights. Returns the model's folder."""
-    import shutil
 
     import numpy as np
 
@@ -217,7 +216,7 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
         "source": cfg.source,
     }
     os.makedirs(folder, exist_ok=True)
-    shutil.copyfile(weights, osp.join(folder, WEIGHTS_FILE))
+    copy_file(weights, osp.join(folder, WEIGHTS_FILE))
     if split_spec["kind"] == "file":
         split.save(osp.join(folder, SPLIT_FILE), num_molecules)
     elif osp.isfile(osp.join(folder, SPLIT_FILE)):  # an earlier export's

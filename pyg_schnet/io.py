@@ -1,4 +1,5 @@
-"""Durable file writes: the one temporary-file-and-rename implementation.
+"""Durable file writes, the one temporary-file-and-rename implementation, and
+the one lock helper (:func:`locked`).
 
 Every file pyg_schnet writes (checkpoints, logs, configs, splits, caches,
 plots, reports) goes through :func:`atomic_write`: the data go to a temporary
@@ -11,9 +12,11 @@ the old file in place.
 from __future__ import annotations
 
 import csv
+import fcntl
 import json
 import os
 import os.path as osp
+import shutil
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Dict, Iterator, Optional, Sequence
 
@@ -93,3 +96,39 @@ def save_figure(fig: Any, path: str) -> None:
     """A matplotlib figure as PNG."""
     with atomic_write(path, "wb") as f:
         fig.savefig(f, format="png")
+
+
+def copy_file(src: str, dst: str) -> None:
+    """Copy ``src`` to ``dst`` through :func:`atomic_write` (a kill or a full
+    disk leaves the old ``dst`` or the whole new one, never a stub)."""
+    with open(src, "rb") as fin, atomic_write(dst, "wb") as fout:
+        shutil.copyfileobj(fin, fout)
+
+
+@contextmanager
+def locked(path: str, exclusive: bool = True, wait: bool = True) -> Iterator[int]:
+    """Hold the operating system's lock (``flock``) on ``path``: a directory,
+    or a lock file, created if absent. The lock is released when the block
+    ends or the process dies (a killed holder frees it at once). Yields the
+    open file descriptor (a lock file's holder may write into it).
+
+    Args:
+        path (str): The directory or lock file.
+        exclusive (bool): An exclusive lock, else a shared one. (default: :obj:`True`)
+        wait (bool): Wait for the lock; else raise :class:`BlockingIOError`
+            at once when another process holds it. (default: :obj:`True`)
+
+    Raises :class:`OSError` when ``path`` cannot be opened or created.
+    """
+    flags = os.O_RDONLY if osp.isdir(path) else os.O_RDWR | os.O_CREAT
+    fd = os.open(path, flags, 0o644)
+    try:
+        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+                    | (0 if wait else fcntl.LOCK_NB))
+    except OSError:
+        os.close(fd)
+        raise
+    try:
+        yield fd
+    finally:
+        os.close(fd)  # releases the lock

@@ -75,7 +75,7 @@ def write_pyg_raw(raw, rows, skip_index):
             pos = ast.literal_eval(row["XYZ_Ang"])
             f.write(f"gdb_{index}\n     test\n\n")
             f.write(f"{len(elements):3d}  0  0  0  0  0  0  0  0  0999 V2000\n")
-            for el, (x, y, z) in zip(elements, pos):
+            for el, (x, y, z) in zip(elements, pos, strict=False):
                 f.write(f"{x:10.4f}{y:10.4f}{z:10.4f} {el:<3} 0  0  0  0  0  0  0  0  0  0  0  0\n")
             f.write("M  END\n$$$$\n")
     header = ("mol_id,A,B,C,mu,alpha,homo,lumo,gap,r2,zpve,u0,u298,h298,g298,cv,"

@@ -206,7 +206,7 @@ def _brute_force(pos, batch, cutoff):
     same = batch.view(-1, 1) == batch.view(1, -1)
     mask = (d <= cutoff) & same & ~torch.eye(n, dtype=torch.bool)
     a, b = torch.nonzero(mask, as_tuple=True)  # symmetric: (a, b) and (b, a) both present
-    return {(int(s), int(t)) for s, t in zip(a, b)}, d, mask
+    return {(int(s), int(t)) for s, t in zip(a, b, strict=False)}, d, mask
 
 
 def test_radius_graph_matches_brute_force():
@@ -215,7 +215,7 @@ def test_radius_graph_matches_brute_force():
     batch = torch.repeat_interleave(torch.arange(3), torch.tensor([25, 20, 15]))
     edges = radius_edges(pos, batch, cutoff=2.5, max_num_neighbors=100)
     want, d, mask = _brute_force(pos, batch, 2.5)
-    got = set(zip(edges.edge_index[0].tolist(), edges.edge_index[1].tolist()))
+    got = set(zip(edges.edge_index[0].tolist(), edges.edge_index[1].tolist(), strict=False))
     assert got == want and edges.num_dropped == 0
     src, dst = edges.edge_index
     torch.testing.assert_close(edges.edge_vec, pos[src] - pos[dst])
@@ -245,5 +245,5 @@ def test_radius_graph_truncation_is_counted_and_keeps_nearest():
 def test_radius_graph_transform(qm9):
     data = RadiusGraph(cutoff=3.0)(qm9[100].clone())
     want, _, _ = _brute_force(data.pos, torch.zeros(data.z.numel(), dtype=torch.long), 3.0)
-    got = set(zip(data.edge_index[0].tolist(), data.edge_index[1].tolist()))
+    got = set(zip(data.edge_index[0].tolist(), data.edge_index[1].tolist(), strict=False))
     assert got == want and data.num_dropped_edges == 0

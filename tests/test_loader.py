@@ -10,7 +10,7 @@ def test_batches_equal_pyg_collation(sample):
     ours = MoleculeLoader(sample, idx, batch_size=4, target=7)
     pyg = DataLoader(sample[idx], batch_size=4, shuffle=False)
     n = 0
-    for a, b in zip(ours, pyg):
+    for a, b in zip(ours, pyg, strict=False):
         assert torch.equal(a.z, b.z) and torch.equal(a.pos, b.pos)
         assert torch.equal(a.batch, b.batch) and a.num_graphs == b.num_graphs
         assert torch.equal(a.y, b.y[:, 7])
@@ -58,7 +58,7 @@ def test_rotation_augmentation_rotates_each_molecule_seeded(sample):
     plain = MoleculeLoader(sample, idx, 16, shuffle=True, seed=4)
     rot = MoleculeLoader(sample, idx, 16, shuffle=True, seed=4, rotate=True)
     a, b = _epoch(plain, 2), _epoch(rot, 2)
-    for p, r in zip(a, b):
+    for p, r in zip(a, b, strict=False):
         # the same molecules in the same order, only the positions change
         assert torch.equal(p.index, r.index) and torch.equal(p.z, r.z)
         assert torch.equal(p.batch, r.batch) and torch.equal(p.y, r.y)
@@ -69,7 +69,7 @@ def test_rotation_augmentation_rotates_each_molecule_seeded(sample):
                                        torch.cdist(r.pos[m], r.pos[m]), atol=1e-4, rtol=1e-5)
     # resume-exact: the same epoch gives the same rotations, another epoch others
     again = _epoch(MoleculeLoader(sample, idx, 16, shuffle=True, seed=4, rotate=True), 2)
-    assert all(torch.equal(x.pos, y.pos) for x, y in zip(b, again))
+    assert all(torch.equal(x.pos, y.pos) for x, y in zip(b, again, strict=False))
     other = _epoch(rot, 3)
     assert not torch.equal(other[0].pos, _epoch(plain, 3)[0].pos)
     assert not torch.equal(torch.cat([x.pos for x in other]), torch.cat([x.pos for x in b]))
@@ -84,7 +84,7 @@ def test_rotation_augmentation_keeps_invariant_predictions(sample):
     plain = _epoch(MoleculeLoader(sample, idx, 20, shuffle=True, seed=1), 0)
     rot = _epoch(MoleculeLoader(sample, idx, 20, shuffle=True, seed=1, rotate=True), 0)
     with torch.no_grad():
-        for p, r in zip(plain, rot):
+        for p, r in zip(plain, rot, strict=False):
             a = model(p.z, p.pos, p.batch)
             b = model(r.z, r.pos, r.batch)
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))

@@ -242,7 +242,7 @@ def test_pair_path_matches_edge_path_with_gradients(name, qm9_batch):
     (o1, p1, g1), (o2, p2, g2) = results
     torch.testing.assert_close(o1, o2, rtol=1e-5, atol=1e-5 * float(o2.abs().max()))
     torch.testing.assert_close(p1, p2, rtol=1e-4, atol=1e-4 * float(p2.abs().max()))
-    for a, c in zip(g1, g2):
+    for a, c in zip(g1, g2, strict=False):
         torch.testing.assert_close(a, c, rtol=1e-4, atol=1e-4 * float(c.abs().max()) + 1e-8)
 
 

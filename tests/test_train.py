@@ -212,7 +212,7 @@ def test_training_stops_after_max_lr_decays(tmp_path):
     assert m["epochs"] == len(log) < 30
     lrs = [float(r["lr"]) for r in log]
     assert m["final_lr"] == pytest.approx(0.02 * 0.25)
-    assert sum(b < a for a, b in zip(lrs, lrs[1:])) == 1  # the second decay ends the run
+    assert sum(b < a for a, b in zip(lrs, lrs[1:], strict=False)) == 1  # the 2nd decay ends it
 
 
 # -- checkpoints and faults -------------------------------------------------------------

@@ -1,4 +1,7 @@
-"""``pyg-schnet``: data, train, evaluate, predict, filters, study, benchmark.
+"""``pyg-schnet``: the command line (data, train, evaluate, predict, export,
+filters, study, benchmark, throughput, sweep; :data:`USAGE`). Each command
+parses its arguments with the one :class:`~pyg_schnet.cli.parser.Parser` and
+calls the library.
 
 Bad input ends with one ``error: ...`` line on stderr and exit status 2.
 """

@@ -16,7 +16,8 @@ import os
 import os.path as osp
 import time
 import warnings
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
+from contextlib import ExitStack, contextmanager
+from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import atomic_write
+from pyg_schnet.io import atomic_write, locked
 
 #: PyG's 19 QM9 targets, in PyG's order.
 TARGETS: Tuple[str, ...] = (
@@ -214,7 +215,7 @@ class QM9(InMemoryDataset):
         self.source = source
         self.build_seconds: Optional[float] = None
         self.load_seconds: Optional[float] = None
-        with _BuildLock(osp.join(root, "processed")):  # one builder at a time
+        with _build_lock(osp.join(root, "processed")):  # one builder at a time
             self._drop_unreadable(osp.join(root, "processed"))
             super().__init__(root, transform, None, None, log=log, force_reload=force_reload)
             t0 = time.perf_counter()
@@ -342,27 +343,18 @@ class QM9(InMemoryDataset):
         return f"QM9({len(self)}, source={self.source!r})"
 
 
-class _BuildLock:
-    """Exclusive ``flock`` on ``folder/.lock`` while the cache is checked or
-    built, so parallel processes (DDP ranks, test workers) build it once."""
-
-    def __init__(self, folder: str) -> None:
-        self.folder = folder
-        self.fd: Optional[int] = None
-
-    def __enter__(self) -> "_BuildLock":
-        import fcntl
+@contextmanager
+def _build_lock(folder: str) -> Iterator[None]:
+    """An exclusive lock on ``folder/.lock`` while the cache is checked or
+    built, so parallel processes (DDP ranks, test workers) build it once; in
+    a read-only cache folder (nothing will be built there) no lock."""
+    with ExitStack() as stack:
         try:
-            os.makedirs(self.folder, exist_ok=True)
-            self.fd = os.open(osp.join(self.folder, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
-            fcntl.flock(self.fd, fcntl.LOCK_EX)
+            os.makedirs(folder, exist_ok=True)
+            stack.enter_context(locked(osp.join(folder, ".lock")))
         except OSError:
-            self.fd = None  # read-only cache folder: nothing will be built there
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self.fd is not None:
-            os.close(self.fd)
+            pass
+        yield
 
 
 def _check_root(root: str) -> None:

@@ -166,7 +166,7 @@ class PaiNN(AtomisticModel):
         rbf, env = self.basis(dist), self.envelope(dist)  # [E, num_rbf], [E]
         s = self.embedding(z)  # [N, F]
         v = s.new_zeros(s.size(0), 3, self.hidden_channels)  # [N, 3, F]
-        for message, update in zip(self.messages, self.updates):
+        for message, update in zip(self.messages, self.updates, strict=False):
             ds, dv = message(s, v, edges.edge_index, rbf, env, unit)
             s, v = s + ds, v + dv
             ds, dv = update(s, v)

@@ -354,7 +354,7 @@ class DimeNetPlusPlusModel(AtomisticModel):
         sbf = net.sbf(edges.edge_weight, angle, idx_kj)  # [T, num_spherical * num_radial]
         x = net.emb(z, rbf, i, j)  # [E, hidden]
         out = net.output_blocks[0](x, rbf, i, num_nodes=n)  # [N, 1]
-        for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:]):
+        for interaction, output in zip(net.interaction_blocks, net.output_blocks[1:], strict=False):
             x = interaction(x, rbf, sbf, idx_kj, idx_ji)
             out = out + output(x, rbf, i, num_nodes=n)
         return out

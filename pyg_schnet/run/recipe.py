@@ -243,9 +243,9 @@ class ExponentialMovingAverage:
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for avg, p in zip(self.module.parameters(), model.parameters()):
+        for avg, p in zip(self.module.parameters(), model.parameters(), strict=False):
             avg.lerp_(p.detach(), 1.0 - d)
-        for avg_b, b in zip(self.module.buffers(), model.buffers()):
+        for avg_b, b in zip(self.module.buffers(), model.buffers(), strict=False):
             avg_b.copy_(b)
 
     def state_dict(self) -> Dict[str, Any]:

@@ -19,11 +19,11 @@ import os.path as osp
 import shutil
 import socket
 import time
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import TMP_MARK
+from pyg_schnet.io import TMP_MARK, locked
 from pyg_schnet.run.config import load_run_config
 
 CONFIG_FILE = "config.yaml"
@@ -164,35 +164,38 @@ class RunDir:
         holder and changes nothing; a killed holder's lock is free at once
         (``flock`` dies with its process). Re-entrant within a process. The
         directory is created if it does not exist."""
-        import fcntl
         key = osp.realpath(self.path)
         if key in _HELD:
             yield
             return
         if osp.exists(self.path) and not osp.isdir(self.path):
             raise UserError(f"run directory {self.path} is a file")
+        with ExitStack() as stack:
+            try:
+                os.makedirs(self.path, exist_ok=True)
+                fd = stack.enter_context(locked(self.file(LOCK_FILE), wait=False))
+            except BlockingIOError:
+                raise self._in_use(self._holder()) from None
+            except OSError as exc:
+                raise UserError(f"cannot create run directory {self.path}: "
+                                f"{exc.strerror or exc}") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
+                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            _HELD[key] = fd
+            try:
+                yield
+            finally:
+                del _HELD[key]
+                os.ftruncate(fd, 0)  # the file stays, empty and unlocked
+
+    def _holder(self) -> str:
+        """Who holds the lock, as its holder wrote it."""
         try:
-            os.makedirs(self.path, exist_ok=True)
-            fd = os.open(self.file(LOCK_FILE), os.O_RDWR | os.O_CREAT, 0o644)
-        except OSError as exc:
-            raise UserError(f"cannot create run directory {self.path}: "
-                            f"{exc.strerror or exc}") from None
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            with open(self.file(LOCK_FILE), errors="replace") as f:
+                return f.read(400).strip() or "another process"
         except OSError:
-            holder = os.read(fd, 400).decode("utf-8", "replace").strip() or "another process"
-            os.close(fd)
-            raise self._in_use(holder) from None
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                     f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
-        _HELD[key] = fd
-        try:
-            yield
-        finally:
-            del _HELD[key]
-            os.ftruncate(fd, 0)  # the file stays, empty and unlocked
-            os.close(fd)  # releases the lock
+            return "another process"
 
     def _in_use(self, holder: str) -> UserError:
         return UserError(f"run directory {self.path} is in use by {holder}; "
@@ -202,20 +205,15 @@ class RunDir:
         """Raise :meth:`lock`'s error if another process holds the directory
         now; changes and creates nothing. For a launcher, before it starts
         processes that would each load torch only to be refused."""
-        import fcntl
-        if osp.realpath(self.path) in _HELD:
-            return  # this process holds it
+        if osp.realpath(self.path) in _HELD or not self.has(LOCK_FILE):
+            return  # this process holds it, or there is no lock file: nobody does
         try:
-            fd = os.open(self.file(LOCK_FILE), os.O_RDONLY)
+            with locked(self.file(LOCK_FILE), exclusive=False, wait=False):
+                pass
+        except BlockingIOError:
+            raise self._in_use(self._holder()) from None
         except OSError:
-            return  # no lock file (or no directory): nobody holds it
-        try:
-            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError:
-            raise self._in_use(os.read(fd, 400).decode("utf-8", "replace").strip()
-                               or "another process") from None
-        finally:
-            os.close(fd)  # a shared lock taken here goes with it
+            return  # unreadable lock file: the lock itself will tell
 
     # -- changes -------------------------------------------------------------------
     def remove_temporary(self) -> None:

@@ -57,7 +57,7 @@ def neighbours_per_atom(cutoff: float) -> float:
     pts = _NEIGHBOURS
     if cutoff <= pts[0][0]:
         return pts[0][1] * cutoff / pts[0][0]
-    for (c0, n0), (c1, n1) in zip(pts, pts[1:]):
+    for (c0, n0), (c1, n1) in zip(pts, pts[1:], strict=False):
         if cutoff <= c1:
             return n0 + (n1 - n0) * (cutoff - c0) / (c1 - c0)
     return pts[-1][1]

@@ -69,7 +69,7 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
 
 
 def _decays(log: Sequence[Dict[str, float]]) -> int:
-    return sum(1 for a, b in zip(log, log[1:]) if b["lr"] < a["lr"])
+    return sum(1 for a, b in zip(log, log[1:], strict=False) if b["lr"] < a["lr"])
 
 
 def cells(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:

@@ -14,7 +14,7 @@ from pyg_schnet.analysis.invariance import invariance_errors
 from pyg_schnet.data import QM9, UNITS, load_split, target_index
 from pyg_schnet.data.loader import MoleculeLoader, rotated
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import write_csv, write_json
+from pyg_schnet.io import locked, write_csv, write_json
 from pyg_schnet.metrics import ErrorSums
 from pyg_schnet.nn.rotations import random_rotations
 from pyg_schnet.run.checkpoint import export_weights
@@ -157,10 +157,7 @@ class _Sitting:
     def _write(self) -> None:
         """Replace our row in the file as it is now (other invocations may
         have added or updated theirs since our last write), or append it."""
-        import fcntl
-        fd = os.open(self.out, os.O_RDONLY)  # flock on the directory: no lock file to leave
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(self.out):  # the directory itself: no lock file to leave
             rows: List[Dict[str, Any]] = []
             if osp.isfile(self.path):
                 with open(self.path, newline="") as f:
@@ -172,8 +169,6 @@ class _Sitting:
                 rows.append(mine)
             write_csv(self.path, self.FIELDS, rows)
             self.written = mine
-        finally:
-            os.close(fd)
 
 
 def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str = "") -> int:

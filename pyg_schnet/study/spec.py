@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pyg_schnet.data import TARGETS, nested_split, target_index
 from pyg_schnet.errors import UserError
+from pyg_schnet.io import copy_file, write_text
 from pyg_schnet.run.config import load_config, read_yaml
 from pyg_schnet.run.rundir import (
     BEST_FILE,
@@ -337,7 +338,6 @@ REUSE_FILES = (CONFIG_FILE, SPLIT_FILE, LOG_FILE, METRICS_FILE, SYMMETRY_FILE, W
 def adopt_reused(spec: Spec, runs: Sequence[Run]) -> int:
     """Copy every new run that a ``reuse`` folder holds, finished, with the
     same settings; returns how many were copied."""
-    import shutil
     copied = 0
     for r in runs:
         if RunDir(r.cfg.out).status() != NEW:
@@ -354,9 +354,8 @@ def adopt_reused(spec: Spec, runs: Sequence[Run]) -> int:
             for f in REUSE_FILES:
                 if osp.isfile(osp.join(donor, f)) and (f != WEIGHTS_FILE
                                                       or r.seed in spec.keep_weights):
-                    shutil.copy2(osp.join(donor, f), osp.join(r.cfg.out, f))
-            with open(osp.join(r.cfg.out, REUSED_FILE), "w") as fh:
-                fh.write(osp.relpath(donor, r.cfg.out) + "\n")
+                    copy_file(osp.join(donor, f), osp.join(r.cfg.out, f))
+            write_text(osp.join(r.cfg.out, REUSED_FILE), osp.relpath(donor, r.cfg.out) + "\n")
             copied += 1
             break
     return copied

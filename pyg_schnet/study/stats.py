@@ -57,8 +57,8 @@ def loglog_slope(sizes: Sequence[float], values: Sequence[float]) -> Tuple[float
         return float("nan"), float("nan")
     mx, my = mean(xs), mean(ys)
     sxx = sum((x - mx) ** 2 for x in xs)
-    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / sxx
+    slope = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=False)) / sxx
     if n < 3:
         return slope, float("nan")
-    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys))
+    resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=False))
     return slope, math.sqrt(resid / (n - 2) / sxx)

@@ -1,0 +1,63 @@
+"""pyg_schnet.data.molio: molecules from XYZ, SDF and SMILES, and the checks
+that refuse what a QM9 model cannot predict."""
+import pytest
+import torch
+
+from pyg_schnet.data.molio import Molecule, check_molecule, from_smiles, read_inputs, read_xyz
+from pyg_schnet.errors import UserError
+
+WATER = "3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+
+
+def test_xyz_blocks_are_read_with_their_elements_and_coordinates(tmp_path):
+    one = tmp_path / "water.xyz"
+    one.write_text(WATER)
+    (mol,) = read_xyz(str(one))
+    assert mol.name == "water.xyz" and mol.source == "xyz"
+    assert mol.z.tolist() == [8, 1, 1]
+    assert torch.allclose(mol.pos[1], torch.tensor([0.0, 0.7572, -0.4692]))
+    two = tmp_path / "two.xyz"
+    two.write_text(WATER + WATER.replace("0.1173", "1.5e-1"))
+    mols = read_xyz(str(two))
+    assert [m.name for m in mols] == ["two.xyz#1", "two.xyz#2"]
+    assert float(mols[1].pos[0, 2]) == pytest.approx(0.15)
+
+
+@pytest.mark.parametrize("text,message", [
+    ("2\nx\nO 0 0 0\n", "expected 2 atom lines"),
+    ("two\nx\n", "should hold an atom count"),
+    ("1\nx\nO 0 0 zero\n", "non-numeric coordinate"),
+    ("2\nx\nO 0 0 0\nXx 0 0 1\n", "unknown element"),
+    ("2\nx\nO 0 0 0\nCl 0 0 1.7\n", "not in QM9"),
+    ("2\nx\nO 0 0 0\nH 0 0 0.1\n", "on top of each other"),
+    ("1\nx\nO 0 0 0\n", "single atom"),
+])
+def test_bad_xyz_is_one_clear_error(tmp_path, text, message):
+    p = tmp_path / "bad.xyz"
+    p.write_text(text)
+    with pytest.raises(UserError, match=message):
+        read_xyz(str(p))
+
+
+def test_check_molecule_refuses_non_finite_coordinates():
+    mol = Molecule("m", torch.tensor([6, 1]), torch.tensor([[0.0, 0, 0], [float("nan"), 0, 0]]),
+                   "xyz")
+    with pytest.raises(UserError, match="NaN"):
+        check_molecule(mol)
+
+
+def test_smiles_gets_a_3d_geometry_with_hydrogens():
+    mol = from_smiles("CCO")
+    assert sorted(mol.z.tolist()) == sorted([6, 6, 8] + [1] * 6)
+    d = torch.cdist(mol.pos, mol.pos)
+    d.fill_diagonal_(10.0)
+    assert 0.9 < float(d.min()) < 1.2  # an O-H or C-H bond length, in Å
+    with pytest.raises(UserError, match="cannot parse SMILES"):
+        from_smiles("C(C")
+
+
+def test_read_inputs_keeps_files_then_smiles_in_order(tmp_path):
+    p = tmp_path / "w.xyz"
+    p.write_text(WATER)
+    mols = read_inputs([str(p)], ["C"])
+    assert [m.source for m in mols] == ["xyz", "smiles"]
