@@ -13,6 +13,7 @@ def read_text(path: str, what: str) -> str:
     """The UTF-8 text of a user-given file, or a UserError saying why not
     (``what`` names the file in the message, e.g. ``"config file"``)."""
     import os.path as osp
+
     if not osp.exists(path):
         raise UserError(f"{what} {path} does not exist")
     if osp.isdir(path):

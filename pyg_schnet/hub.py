@@ -11,6 +11,7 @@ split, settings, test MAE, training time, limits).
 (:func:`export_model`: the weights copied, the card written from the run's
 files, never by hand).
 """
+
 from __future__ import annotations
 
 import json
@@ -28,30 +29,38 @@ from pyg_schnet.run.rundir import SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDi
 
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
 #: Settings a card leaves out: where files lived and how the run was executed.
-_CARD_SKIPS = frozenset({"root", "split_file", "out", "num_threads", "processes", "wandb",
-                         "wandb_project", "device"})
+_CARD_SKIPS = frozenset(
+    {"root", "split_file", "out", "num_threads", "processes", "wandb", "wandb_project", "device"}
+)
 #: What a card says every shipped model is for.
-SCOPE = ("predictions are for QM9-like molecules (H, C, N, O, F; at most 29 atoms, 9 heavy) "
-         "at DFT equilibrium geometries; pyg-schnet predict warns outside that range")
+SCOPE = (
+    "predictions are for QM9-like molecules (H, C, N, O, F; at most 29 atoms, 9 heavy) "
+    "at DFT equilibrium geometries; pyg-schnet predict warns outside that range"
+)
 
 
 def available() -> List[str]:
     """Names of the shipped models."""
     if not osp.isdir(WEIGHTS_DIR):
         return []
-    return sorted(d for d in os.listdir(WEIGHTS_DIR)
-                  if osp.isfile(osp.join(WEIGHTS_DIR, d, WEIGHTS_FILE)))
+    return sorted(
+        d for d in os.listdir(WEIGHTS_DIR) if osp.isfile(osp.join(WEIGHTS_DIR, d, WEIGHTS_FILE))
+    )
 
 
 def _folder(name: str) -> str:
     """The folder of a shipped model, or ``name`` itself if it is a folder
     holding ``model.pt`` and ``card.json`` (one written by ``export --to``)."""
-    if os.sep in name and osp.isfile(osp.join(name, "card.json")) \
-            and osp.isfile(osp.join(name, WEIGHTS_FILE)):
+    if (
+        os.sep in name
+        and osp.isfile(osp.join(name, "card.json"))
+        and osp.isfile(osp.join(name, WEIGHTS_FILE))
+    ):
         return name
     if name not in available():
-        raise UserError(f"unknown pretrained model {name!r}; available: "
-                        f"{', '.join(available()) or 'none'}")
+        raise UserError(
+            f"unknown pretrained model {name!r}; available: {', '.join(available()) or 'none'}"
+        )
     return osp.join(WEIGHTS_DIR, name)
 
 
@@ -69,8 +78,13 @@ def pretrained(name: str) -> Any:
     return model
 
 
-def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
-                        limit: Optional[int] = None, batch_size: int = 250) -> Dict[str, Any]:
+def evaluate_pretrained(
+    name: str,
+    root: Optional[str],
+    split: str = "test",
+    limit: Optional[int] = None,
+    batch_size: int = 250,
+) -> Dict[str, Any]:
     """MAE and RMSE of a shipped model on the split its card names (the data
     set rebuilt or loaded at ``root``); ``limit`` evaluates a seeded random
     subset of that split."""
@@ -78,20 +92,26 @@ def evaluate_pretrained(name: str, root: Optional[str], split: str = "test",
 
     card = model_card(name)
     spec = card["split_spec"]
-    ds = QM9(root, source=card.get("source", "qm9pack"),
-             max_molecules=spec.get("max_molecules"))
+    ds = QM9(root, source=card.get("source", "qm9pack"), max_molecules=spec.get("max_molecules"))
     if len(ds) != spec["num_molecules"]:
-        raise UserError(f"{name} was trained on {spec['num_molecules']} molecules; the data set "
-                        f"at {root} has {len(ds)}")
+        raise UserError(
+            f"{name} was trained on {spec['num_molecules']} molecules; the data set "
+            f"at {root} has {len(ds)}"
+        )
     sp = card_split(spec, _folder(name), len(ds))
     idx = torch.as_tensor({"test": sp.test_idx, "val": sp.val_idx, "train": sp.train_idx}[split])
     if limit is not None and limit < len(idx):
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
     loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
     mae, rmse = errors(pretrained(name), loader, torch.device("cpu"))
-    return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse,
-            "unit": UNITS[card["target"]],
-            "card_mae": card["test_mae"] if split == "test" else None}
+    return {
+        "split": split,
+        "count": len(idx),
+        "mae": mae,
+        "rmse": rmse,
+        "unit": UNITS[card["target"]],
+        "card_mae": card["test_mae"] if split == "test" else None,
+    }
 
 
 #: A split no seeded function rebuilds ships beside the weights as this file.
@@ -110,44 +130,64 @@ def card_split(spec: Dict[str, Any], folder: str, num_molecules: int) -> Any:
     return make(num_molecules, spec["train"], spec["val"], spec["test"], spec["seed"])
 
 
-def _describe_split(split: Any, num_molecules: int, seed: int,
-                    max_molecules: Optional[int]) -> Tuple[Dict[str, Any], str]:
+def _describe_split(
+    split: Any, num_molecules: int, seed: int, max_molecules: Optional[int]
+) -> Tuple[Dict[str, Any], str]:
     """The card's ``split_spec`` and sentence for a run's split: the seeded
     function of :mod:`pyg_schnet.data.qm9` that rebuilds it index by index, else
     ``kind: file`` (the split ships beside the weights)."""
     import numpy as np
 
     sizes = [len(split.train_idx), len(split.val_idx), len(split.test_idx)]
-    counts = (f"{sizes[0]:,} training, {sizes[1]:,} validation, {sizes[2]:,} test molecules"
-              + (f" of the first {max_molecules:,}" if max_molecules else ""))
+    counts = f"{sizes[0]:,} training, {sizes[1]:,} validation, {sizes[2]:,} test molecules" + (
+        f" of the first {max_molecules:,}" if max_molecules else ""
+    )
     for kind, make in _split_makers().items():
         try:
             again = make(num_molecules, sizes[0], sizes[1], sizes[2], seed)
         except UserError:
             continue
-        if all(np.array_equal(np.sort(getattr(split, k)), getattr(again, k))
-               for k in ("train_idx", "val_idx", "test_idx")):
-            spec = {"kind": kind, "num_molecules": num_molecules, "max_molecules": max_molecules,
-                    "train": sizes[0], "val": sizes[1], "test": sizes[2], "seed": seed}
-            call = f"pyg_schnet.data.{make.__name__}({num_molecules}, " \
-                   f"{', '.join(map(str, sizes))}, seed={seed})"
+        if all(
+            np.array_equal(np.sort(getattr(split, k)), getattr(again, k))
+            for k in ("train_idx", "val_idx", "test_idx")
+        ):
+            spec = {
+                "kind": kind,
+                "num_molecules": num_molecules,
+                "max_molecules": max_molecules,
+                "train": sizes[0],
+                "val": sizes[1],
+                "test": sizes[2],
+                "seed": seed,
+            }
+            call = (
+                f"pyg_schnet.data.{make.__name__}({num_molecules}, "
+                f"{', '.join(map(str, sizes))}, seed={seed})"
+            )
             return spec, f"{kind} split, seed {seed} ({call}): {counts}"
-    spec = {"kind": "file", "file": SPLIT_FILE, "num_molecules": num_molecules,
-            "max_molecules": max_molecules}
+    spec = {
+        "kind": "file",
+        "file": SPLIT_FILE,
+        "num_molecules": num_molecules,
+        "max_molecules": max_molecules,
+    }
     return spec, f"the run's own split ({SPLIT_FILE} beside the weights): {counts}"
 
 
 def _model_text(cfg: Any) -> str:
-    size = (f"{cfg.hidden_channels} features, {cfg.num_interactions} interactions, "
-            f"{cfg.cutoff:g} Å cutoff")
+    size = (
+        f"{cfg.hidden_channels} features, {cfg.num_interactions} interactions, "
+        f"{cfg.cutoff:g} Å cutoff"
+    )
     if not cfg.model_entry.takes("filter"):
         return f"{cfg.model_name} (pyg_schnet.nn.models), {size}"
     fast = ", fast mode (tabulated filters)" if cfg.fast else ""
     return f"SchNet (pyg_schnet), {cfg.label} filter, {size}{fast}"
 
 
-def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
-                 overwrite: bool = False) -> str:
+def export_model(
+    run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR, overwrite: bool = False
+) -> str:
     """Make a shipped model ``weights_dir/NAME`` from a finished run: its
     model-only weights (``model.pt``; written from ``best.pt`` if the run kept
     none) and a card from the run's config, metrics, ``symmetry.json`` and
@@ -157,7 +197,6 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     split file itself, shipped beside the weights. Returns the model's folder."""
 
     import numpy as np
-
 
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise UserError(f"model name {name!r} must be a plain folder name (like qm9-U0)")
@@ -171,8 +210,10 @@ def export_model(run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR,
     cfg = rd.config()
     split_path = rd.split_path if rd.has(SPLIT_FILE) else cfg.split_file
     if not split_path or not osp.isfile(split_path):
-        raise UserError(f"{run_dir} has no split.npz and its split_file {split_path} is gone "
-                        f"(a study writes it again: pyg-schnet study run SPEC)")
+        raise UserError(
+            f"{run_dir} has no split.npz and its split_file {split_path} is gone "
+            f"(a study writes it again: pyg-schnet study run SPEC)"
+        )
     with np.load(split_path) as f:
         num_molecules = int(f["num_molecules"]) if "num_molecules" in f.files else None
     if num_molecules is None:

@@ -9,6 +9,7 @@ power cut. A kill at any moment leaves the old file or the new one, never a
 torn one; a failed write (disk full) removes its temporary file and leaves
 the old file in place.
 """
+
 from __future__ import annotations
 
 import csv
@@ -39,8 +40,12 @@ def _fsync_dir(folder: str) -> None:
 
 
 @contextmanager
-def atomic_write(path: str, mode: str = "w", newline: Optional[str] = None,
-                 before_commit: Optional[Callable[[], None]] = None) -> Iterator[IO[Any]]:
+def atomic_write(
+    path: str,
+    mode: str = "w",
+    newline: Optional[str] = None,
+    before_commit: Optional[Callable[[], None]] = None,
+) -> Iterator[IO[Any]]:
     """Open a temporary file for ``path``; on a clean exit of the block it
     replaces ``path`` durably, on an exception it is removed.
 
@@ -123,8 +128,9 @@ def locked(path: str, exclusive: bool = True, wait: bool = True) -> Iterator[int
     flags = os.O_RDONLY if osp.isdir(path) else os.O_RDWR | os.O_CREAT
     fd = os.open(path, flags, 0o644)
     try:
-        fcntl.flock(fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
-                    | (0 if wait else fcntl.LOCK_NB))
+        fcntl.flock(
+            fd, (fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH) | (0 if wait else fcntl.LOCK_NB)
+        )
     except OSError:
         os.close(fd)
         raise

@@ -1,5 +1,6 @@
 """Error metrics, in one place: mean absolute error and root-mean-square
 error, accumulated batch by batch in float64 (and summable over processes)."""
+
 from __future__ import annotations
 
 import math
@@ -17,7 +18,7 @@ class ErrorSums:
     def add(self, pred: Tensor, y: Tensor) -> "ErrorSums":
         diff = pred.detach().double().view(-1) - y.detach().double().view(-1)
         self.abs += float(diff.abs().sum())
-        self.sq += float((diff ** 2).sum())
+        self.sq += float((diff**2).sum())
         self.n += diff.numel()
         return self
 

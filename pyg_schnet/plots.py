@@ -1,5 +1,6 @@
 """The figures of a run: parity, errors, learned filters (written through
 :func:`pyg_schnet.io.save_figure`; used by ``evaluate`` and the W&B logging)."""
+
 from __future__ import annotations
 
 from typing import Any
@@ -13,9 +14,11 @@ def error_plot(diff, num_atoms, title: str, unit: str, path: str) -> None:
     """The error histogram, and the MAE against the number of atoms (with
     how many molecules each size has)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=110)
     lim = float(np.percentile(np.abs(diff), 99.5)) or 1.0
     ax.hist(np.clip(diff, -lim, lim), bins=80, color="tab:blue")
@@ -43,8 +46,10 @@ def parity_plot(y, pred, title: str, unit: str, path: str) -> None:
     """Parity plot and, beside it, the errors against the true value (for
     total energies the parity panel alone hides everything below 100 eV)."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(9, 4.2), dpi=110)
     ax.scatter(y, pred, s=4, alpha=0.5)
     lo, hi = float(min(y.min(), pred.min())), float(max(y.max(), pred.max()))
@@ -67,13 +72,16 @@ def filter_plot(model: Any, path: str, channels: int = 8) -> None:
     ``channels`` channels that vary most; a non-radial filter along the x
     axis), times its envelope, from 0 to the cutoff."""
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     filters = model.filters
     d = torch.linspace(0.0, model.cutoff, 501)
     vec = torch.stack([d, torch.zeros_like(d), torch.zeros_like(d)], dim=1)  # along x
-    fig, axes = plt.subplots(1, len(filters), figsize=(3.4 * len(filters), 3.0), dpi=110,
-                             squeeze=False)
+    fig, axes = plt.subplots(
+        1, len(filters), figsize=(3.4 * len(filters), 3.0), dpi=110, squeeze=False
+    )
     for k, filt in enumerate(filters):
         w = filt(vec, d)  # [501, num_filters]
         top = torch.argsort(w.std(0), descending=True)[:channels]

@@ -9,6 +9,7 @@ one option of the filter), so no code outside the registry asks for a
 component by name. Used for filters (:mod:`pyg_schnet.nn.filters`) and models
 (:mod:`pyg_schnet.nn.models`).
 """
+
 from __future__ import annotations
 
 import inspect
@@ -23,8 +24,11 @@ def constructor_options(cls: type, exclude: Sequence[str] = ()) -> Dict[str, ins
     """The constructor arguments of ``cls`` except ``exclude``, in signature
     order, with their defaults."""
     params = inspect.signature(cls).parameters
-    return {k: p for k, p in params.items()
-            if k not in exclude and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+    return {
+        k: p
+        for k, p in params.items()
+        if k not in exclude and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
 
 def constructor_option_types(cls: type, exclude: Sequence[str] = ()) -> Dict[str, Any]:
@@ -57,8 +61,14 @@ def constructor_option_help(cls: type, exclude: Sequence[str] = ()) -> Dict[str,
         elif not line.strip():
             current = None
     valid = constructor_options(cls, exclude)
-    return {k: re.sub(r"\s*\(default: .*\)\s*$", "", v).replace(":obj:", "").replace(":class:", "")
-            .replace("`", "") for k, v in out.items() if k in valid}
+    return {
+        k: re.sub(r"\s*\(default: .*\)\s*$", "", v)
+        .replace(":obj:", "")
+        .replace(":class:", "")
+        .replace("`", "")
+        for k, v in out.items()
+        if k in valid
+    }
 
 
 @dataclass(frozen=True)
@@ -76,6 +86,7 @@ class Entry:
         has_options (bool): Its constructor arguments are options of its own
             (``model: {name: ..., OPTION: ...}``).
     """
+
     name: str
     cls: type
     given: Sequence[str] = ()
@@ -101,14 +112,22 @@ class Registry:
         self.kind, self.given = kind, tuple(given)
         self._entries: Dict[str, Entry] = {}
 
-    def register(self, name: str, cls: type, *, given: Sequence[str] = (),
-                 config_keys: Optional[Mapping[str, str]] = None,
-                 builder: Optional[Callable[..., Any]] = None, has_options: bool = True) -> type:
+    def register(
+        self,
+        name: str,
+        cls: type,
+        *,
+        given: Sequence[str] = (),
+        config_keys: Optional[Mapping[str, str]] = None,
+        builder: Optional[Callable[..., Any]] = None,
+        has_options: bool = True,
+    ) -> type:
         """Add a component; returns its class."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
-        self._entries[name] = Entry(name, cls, self.given + tuple(given),
-                                    dict(config_keys or {}), builder, has_options)
+        self._entries[name] = Entry(
+            name, cls, self.given + tuple(given), dict(config_keys or {}), builder, has_options
+        )
         return cls
 
     def unregister(self, name: str) -> None:
@@ -131,8 +150,9 @@ class Registry:
     def entry(self, name: str) -> Entry:
         """The entry of ``name``; an unknown name fails listing the choices."""
         if name not in self._entries:
-            raise UserError(f"unknown {self.kind} {name!r}; choose one of: "
-                            f"{', '.join(self._entries)}")
+            raise UserError(
+                f"unknown {self.kind} {name!r}; choose one of: {', '.join(self._entries)}"
+            )
         return self._entries[name]
 
     def cls(self, name: str) -> type:
@@ -158,18 +178,23 @@ class Registry:
         valid = self.options(name)
         unknown = [k for k in options if k not in valid]
         if unknown:
-            raise UserError(f"{self.kind} {name!r} has no option {unknown[0]!r}; its options: "
-                            f"{', '.join(valid) or 'none'}")
+            raise UserError(
+                f"{self.kind} {name!r} has no option {unknown[0]!r}; its options: "
+                f"{', '.join(valid) or 'none'}"
+            )
 
     def arguments(self, name: str) -> List[str]:
         """Every argument ``name``'s constructor takes, or its builder (and,
         for a builder that passes ``**kwargs`` on, the class's constructor)."""
         e = self.entry(name)
         out: List[str] = []
-        for fn in ((e.builder, e.cls) if e.builder is not None else (e.cls,)):
+        for fn in (e.builder, e.cls) if e.builder is not None else (e.cls,):
             params = inspect.signature(fn).parameters
-            out += [k for k, p in params.items() if k not in out
-                    and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+            out += [
+                k
+                for k, p in params.items()
+                if k not in out and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+            ]
             if not any(p.kind == p.VAR_KEYWORD for p in params.values()):
                 break
         return out
@@ -183,6 +208,8 @@ class Registry:
         taken = self.arguments(name)
         unknown = [k for k in kwargs if k not in taken]
         if unknown:
-            raise UserError(f"{self.kind} {name!r} takes no argument {unknown[0]!r}; it takes: "
-                            f"{', '.join(taken)}")
+            raise UserError(
+                f"{self.kind} {name!r} takes no argument {unknown[0]!r}; it takes: "
+                f"{', '.join(taken)}"
+            )
         return e.cls(**kwargs)

@@ -36,6 +36,7 @@ def _sample_built():
 @pytest.fixture(scope="session")
 def qm9():
     from pyg_schnet.data import QM9
+
     return QM9(DATA_ROOT)
 
 
@@ -43,6 +44,7 @@ def qm9():
 def sample(_sample_built):
     """The unit tests' QM9 sample (about 980 molecules from all of QM9)."""
     from pyg_schnet.data import QM9
+
     return QM9(SAMPLE_ROOT, source=SAMPLE_SOURCE)
 
 
@@ -51,6 +53,7 @@ def qm9_batch(sample):
     """A fixed batch of 16 QM9 molecules (z, pos, batch)."""
     import torch
     from pyg_schnet.data.loader import MoleculeLoader
+
     idx = torch.arange(3, len(sample), 24)[:16]
     b = MoleculeLoader(sample, idx, 16).gather(idx)
     return b

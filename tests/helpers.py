@@ -1,4 +1,5 @@
 """Shared helpers for the CLI tests: run the real ``pyg-schnet`` as a subprocess."""
+
 import hashlib
 import os
 import os.path as osp
@@ -9,11 +10,30 @@ import yaml
 
 from conftest import REPO, SAMPLE_ROOT, SAMPLE_SOURCE
 
-TINY = dict(filter="gaussian", target="U0", root=SAMPLE_ROOT, source=SAMPLE_SOURCE,
-            max_molecules=300, train_size=200,
-            val_size=50, test_size=50, hidden_channels=16, num_filters=16, num_interactions=2,
-            cutoff=4.0, num_gaussians=12, num_bins=12, batch_size=25, lr=1e-3, epochs=4,
-            patience=10, seed=0, wandb="disabled", num_threads=1, processes=1)
+TINY = dict(
+    filter="gaussian",
+    target="U0",
+    root=SAMPLE_ROOT,
+    source=SAMPLE_SOURCE,
+    max_molecules=300,
+    train_size=200,
+    val_size=50,
+    test_size=50,
+    hidden_channels=16,
+    num_filters=16,
+    num_interactions=2,
+    cutoff=4.0,
+    num_gaussians=12,
+    num_bins=12,
+    batch_size=25,
+    lr=1e-3,
+    epochs=4,
+    patience=10,
+    seed=0,
+    wandb="disabled",
+    num_threads=1,
+    processes=1,
+)
 
 
 def write_config(path, **overrides):
@@ -24,8 +44,13 @@ def write_config(path, **overrides):
 
 
 def env(**extra):
-    e = dict(os.environ, WANDB_MODE="offline", WANDB_SILENT="true", PYTHONUNBUFFERED="1",
-             OMP_NUM_THREADS="1")
+    e = dict(
+        os.environ,
+        WANDB_MODE="offline",
+        WANDB_SILENT="true",
+        PYTHONUNBUFFERED="1",
+        OMP_NUM_THREADS="1",
+    )
     e.pop("PYG_SCHNET_DEBUG", None)
     e.pop("PYG_SCHNET_FAULT", None)
     e.update(extra)
@@ -34,9 +59,14 @@ def env(**extra):
 
 def cli(*args, cwd=REPO, timeout=600, check=None, extra_env=None):
     """Run ``python -m pyg_schnet.cli ARGS``; returns the CompletedProcess."""
-    proc = subprocess.run([sys.executable, "-m", "pyg_schnet.cli", *map(str, args)], cwd=cwd,
-                          env=env(**(extra_env or {})), capture_output=True, text=True,
-                          timeout=timeout)
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyg_schnet.cli", *map(str, args)],
+        cwd=cwd,
+        env=env(**(extra_env or {})),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     if check is True:
         assert proc.returncode == 0, proc.stderr
     return proc
@@ -54,6 +84,7 @@ def run_here(*args, cwd=None, extra_env=None):
     import torch
 
     from pyg_schnet.cli import main
+
     saved_env, saved_cwd, threads = dict(os.environ), os.getcwd(), torch.get_num_threads()
     showwarning = warnings.showwarning  # main() makes warnings one line
     out, err = io.StringIO(), io.StringIO()
@@ -74,8 +105,14 @@ def run_here(*args, cwd=None, extra_env=None):
 
 
 def popen(*args, cwd=REPO):
-    return subprocess.Popen([sys.executable, "-m", "pyg_schnet.cli", *map(str, args)], cwd=cwd,
-                            env=env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "pyg_schnet.cli", *map(str, args)],
+        cwd=cwd,
+        env=env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def assert_one_line_error(proc, match=None):

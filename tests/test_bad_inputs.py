@@ -1,5 +1,6 @@
 """Bad inputs through every subcommand: exit non-zero, one clear ``error:`` line
 on stderr, no traceback, and no file that existed before changed."""
+
 import os
 import shutil
 
@@ -31,16 +32,24 @@ def ws(tmp_path_factory):
         "short.xyz": "5\n\nC 0 0 0\n",
         "molecule.txt": "C 0 0 0\n",
         "garbage.sdf": "not an sdf\n$$$$\n",
-        "uranium.sdf": ("U\n     test\n\n  2  0  0  0  0  0  0  0  0  0999 V2000\n"
-                        "    0.0000    0.0000    0.0000 U   0  0  0  0  0  0  0  0  0  0  0  0\n"
-                        "    0.0000    0.0000    2.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
-                        "M  END\n$$$$\n"),
+        "uranium.sdf": (
+            "U\n     test\n\n  2  0  0  0  0  0  0  0  0  0999 V2000\n"
+            "    0.0000    0.0000    0.0000 U   0  0  0  0  0  0  0  0  0  0  0  0\n"
+            "    0.0000    0.0000    2.0000 H   0  0  0  0  0  0  0  0  0  0  0  0\n"
+            "M  END\n$$$$\n"
+        ),
     }
-    spec = ("base: {hidden_channels: 8}\nvariants: {a: {filter: %s}}\ntargets: [%s]\n"
-            "seeds: 1\ntrain_sizes: [10]\nval_size: 5\ntest_size: 5\n")
-    files.update({"spec_sinc.yaml": spec % ("sinc", "U0"),
-                  "spec_energy.yaml": spec % ("gaussian", "energy"),
-                  "spec_ok.yaml": spec % ("gaussian", "U0")})
+    spec = (
+        "base: {hidden_channels: 8}\nvariants: {a: {filter: %s}}\ntargets: [%s]\n"
+        "seeds: 1\ntrain_sizes: [10]\nval_size: 5\ntest_size: 5\n"
+    )
+    files.update(
+        {
+            "spec_sinc.yaml": spec % ("sinc", "U0"),
+            "spec_energy.yaml": spec % ("gaussian", "energy"),
+            "spec_ok.yaml": spec % ("gaussian", "U0"),
+        }
+    )
     for name, text in files.items():
         (d / name).write_text(text)
     (d / "latin1.yaml").write_bytes(b"filter: gau\xdfian\n")
@@ -50,10 +59,19 @@ def ws(tmp_path_factory):
     unreadable = d / "unreadable.yaml"
     unreadable.write_text("filter: gaussian\n")
     unreadable.chmod(0)
-    np.savez(d / "split_other.npz", train_idx=np.arange(10), val_idx=np.arange(10, 20),
-             test_idx=np.arange(20, 30), num_molecules=np.int64(999))
-    np.savez(d / "split_range.npz", train_idx=np.arange(10), val_idx=np.array([10**6]),
-             test_idx=np.arange(20, 30))
+    np.savez(
+        d / "split_other.npz",
+        train_idx=np.arange(10),
+        val_idx=np.arange(10, 20),
+        test_idx=np.arange(20, 30),
+        num_molecules=np.int64(999),
+    )
+    np.savez(
+        d / "split_range.npz",
+        train_idx=np.arange(10),
+        val_idx=np.array([10**6]),
+        test_idx=np.arange(20, 30),
+    )
     # a run directory from an incompatible version
     old = d / "oldrun"
     shutil.copytree(d / "run", old)
@@ -77,36 +95,61 @@ def C(ws, **kw):
 CASES = [
     # (id, argv builder, expected fragment of the error line)
     ("train-missing-config", lambda w: ["train", "--config", w / "nope.yaml"], "does not exist"),
-    ("train-malformed-yaml", lambda w: ["train", "--config", w / "malformed.yaml"],
-     "not valid YAML"),
+    (
+        "train-malformed-yaml",
+        lambda w: ["train", "--config", w / "malformed.yaml"],
+        "not valid YAML",
+    ),
     ("train-yaml-not-mapping", lambda w: ["train", "--config", w / "list.yaml"], "mapping"),
     ("train-config-dir", lambda w: ["train", "--config", w / "adir.yaml"], "directory"),
     ("train-config-non-utf8", lambda w: ["train", "--config", w / "latin1.yaml"], "UTF-8"),
-    ("train-unknown-key", lambda w: ["train", "--config", w / "good.yaml", "--colour=red"],
-     "valid keys"),
-    ("train-unknown-filter", lambda w: ["train", "--config", C(w, filter="sinc")],
-     "choose one of: gaussian"),
+    (
+        "train-unknown-key",
+        lambda w: ["train", "--config", w / "good.yaml", "--colour=red"],
+        "valid keys",
+    ),
+    (
+        "train-unknown-filter",
+        lambda w: ["train", "--config", C(w, filter="sinc")],
+        "choose one of: gaussian",
+    ),
     ("train-negative-cutoff", lambda w: ["train", "--config", C(w, cutoff=-1.0)], "cutoff"),
     ("train-zero-batch", lambda w: ["train", "--config", C(w, batch_size=0)], "batch_size"),
-    ("train-zero-interactions", lambda w: ["train", "--config", C(w, num_interactions=0)],
-     "num_interactions"),
+    (
+        "train-zero-interactions",
+        lambda w: ["train", "--config", C(w, num_interactions=0)],
+        "num_interactions",
+    ),
     ("train-wrong-type", lambda w: ["train", "--config", C(w, lr="fast")], "lr must be a number"),
     ("train-float-for-int", lambda w: ["train", "--config", C(w, epochs=2.5)], "integer"),
     ("train-bad-target", lambda w: ["train", "--config", C(w, target="energy")], "unknown target"),
     ("train-bad-source", lambda w: ["train", "--config", C(w, source="web")], "unknown source"),
     ("train-bad-wandb", lambda w: ["train", "--config", C(w, wandb="maybe")], "wandb"),
-    ("train-split-other-size", lambda w: ["train", "--config",
-                                          C(w, split_file=str(w / "split_other.npz"))],
-     "made for 999"),
-    ("train-split-out-of-range", lambda w: ["train", "--config",
-                                            C(w, split_file=str(w / "split_range.npz"))],
-     "outside"),
-    ("train-split-missing", lambda w: ["train", "--config", C(w, split_file=str(w / "x.npz"))],
-     "split file"),
-    ("train-flag-no-value", lambda w: ["train", "--config", w / "good.yaml", "--lr"],
-     "--lr: expected one argument"),
-    ("train-root-is-file", lambda w: ["train", "--config", C(w, root=str(w / "good.yaml"))],
-     "is a file"),
+    (
+        "train-split-other-size",
+        lambda w: ["train", "--config", C(w, split_file=str(w / "split_other.npz"))],
+        "made for 999",
+    ),
+    (
+        "train-split-out-of-range",
+        lambda w: ["train", "--config", C(w, split_file=str(w / "split_range.npz"))],
+        "outside",
+    ),
+    (
+        "train-split-missing",
+        lambda w: ["train", "--config", C(w, split_file=str(w / "x.npz"))],
+        "split file",
+    ),
+    (
+        "train-flag-no-value",
+        lambda w: ["train", "--config", w / "good.yaml", "--lr"],
+        "--lr: expected one argument",
+    ),
+    (
+        "train-root-is-file",
+        lambda w: ["train", "--config", C(w, root=str(w / "good.yaml"))],
+        "is a file",
+    ),
     ("train-finished-run", lambda w: ["train", "--config", w / "good.yaml"], "--overwrite"),
     ("train-resume-no-ckpt", lambda w: ["train", "--resume", w / "norun"], "no checkpoint"),
     ("train-resume-missing", lambda w: ["train", "--resume", w / "nothere"], "does not exist"),
@@ -123,8 +166,11 @@ CASES = [
     ("evaluate-bad-split", lambda w: ["evaluate", w / "run", "--split", "dev"], "invalid choice"),
     ("predict-empty-file", lambda w: ["predict", w / "run", w / "empty.xyz"], "empty"),
     ("predict-garbage-xyz", lambda w: ["predict", w / "run", w / "garbage.xyz"], "atom count"),
-    ("predict-unknown-element", lambda w: ["predict", w / "run", w / "unknown_el.xyz"],
-     "unknown element"),
+    (
+        "predict-unknown-element",
+        lambda w: ["predict", w / "run", w / "unknown_el.xyz"],
+        "unknown element",
+    ),
     ("predict-non-qm9-element", lambda w: ["predict", w / "run", w / "uranium.xyz"], "not in QM9"),
     ("predict-nan", lambda w: ["predict", w / "run", w / "nan.xyz"], "NaN"),
     ("predict-inf", lambda w: ["predict", w / "run", w / "inf.xyz"], "infinite"),
@@ -140,34 +186,63 @@ CASES = [
     ("predict-sdf-uranium", lambda w: ["predict", w / "run", w / "uranium.sdf"], "not in QM9"),
     ("predict-bad-smiles", lambda w: ["predict", w / "run", "--smiles", "C1CC(("], "SMILES"),
     ("predict-nothing", lambda w: ["predict", w / "run"], "no molecules"),
-    ("predict-output-exists", lambda w: ["predict", w / "run", "--smiles", "C", "--output",
-                                         w / "good.yaml"], "not overwriting"),
+    (
+        "predict-output-exists",
+        lambda w: ["predict", w / "run", "--smiles", "C", "--output", w / "good.yaml"],
+        "not overwriting",
+    ),
     ("predict-no-run", lambda w: ["predict", w / "norun", "--smiles", "C"], "not a run"),
     ("unknown-command", lambda w: ["fly"], "unknown command"),
-    ("study-unknown-variant-filter", lambda w: ["study", "run", w / "spec_sinc.yaml",
-                                                "--out", w / "st"], "variant a: unknown filter"),
-    ("study-unknown-target", lambda w: ["study", "run", w / "spec_energy.yaml", "--out",
-                                        w / "st"], "energy"),
-    ("study-missing-spec", lambda w: ["study", "run", w / "nospec.yaml", "--out", w / "st"],
-     "study spec"),
+    (
+        "study-unknown-variant-filter",
+        lambda w: ["study", "run", w / "spec_sinc.yaml", "--out", w / "st"],
+        "variant a: unknown filter",
+    ),
+    (
+        "study-unknown-target",
+        lambda w: ["study", "run", w / "spec_energy.yaml", "--out", w / "st"],
+        "energy",
+    ),
+    (
+        "study-missing-spec",
+        lambda w: ["study", "run", w / "nospec.yaml", "--out", w / "st"],
+        "study spec",
+    ),
     ("study-malformed-spec", lambda w: ["study", "report", w / "malformed.yaml"], "not valid YAML"),
-    ("study-zero-jobs", lambda w: ["study", "run", w / "spec_ok.yaml", "--jobs", "0", "--out",
-                                   w / "st"], "--jobs"),
+    (
+        "study-zero-jobs",
+        lambda w: ["study", "run", w / "spec_ok.yaml", "--jobs", "0", "--out", w / "st"],
+        "--jobs",
+    ),
     ("study-no-action", lambda w: ["study"], "required"),
-    ("benchmark-zero-batch", lambda w: ["benchmark", "--skip-build", "--batch-size", "0"],
-     "batch-size"),
-    ("benchmark-negative-cutoff", lambda w: ["benchmark", "--skip-build", "--cutoff", "-1"],
-     "cutoff"),
+    (
+        "benchmark-zero-batch",
+        lambda w: ["benchmark", "--skip-build", "--batch-size", "0"],
+        "batch-size",
+    ),
+    (
+        "benchmark-negative-cutoff",
+        lambda w: ["benchmark", "--skip-build", "--cutoff", "-1"],
+        "cutoff",
+    ),
     ("benchmark-no-gpu", lambda w: ["benchmark", "--skip-build", "--device", "cuda"], "cuda"),
     ("benchmark-bad-number", lambda w: ["benchmark", "--batches", "many"], "invalid int"),
-    ("benchmark-unknown-model", lambda w: ["benchmark", "--skip-build", "--models",
-                                           "schnet,transformer"], "unknown model 'transformer'"),
+    (
+        "benchmark-unknown-model",
+        lambda w: ["benchmark", "--skip-build", "--models", "schnet,transformer"],
+        "unknown model 'transformer'",
+    ),
     ("train-unknown-model", lambda w: ["train", "--model", "gpt"], "unknown model 'gpt'; choose"),
     ("filters-root-is-file", lambda w: ["filters", "--root", w / "good.yaml"], "is a file"),
 ]
 if os.geteuid() != 0:  # root reads files whatever their mode
-    CASES.append(("train-unreadable-config",
-                  lambda w: ["train", "--config", w / "unreadable.yaml"], "not readable"))
+    CASES.append(
+        (
+            "train-unreadable-config",
+            lambda w: ["train", "--config", w / "unreadable.yaml"],
+            "not readable",
+        )
+    )
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
@@ -185,13 +260,22 @@ def test_bad_input(ws, case):
 # One case per subcommand through the real executable, to show the process
 # exit code and stderr are what the in-process runs report (every case runs
 # in process above; each executable start costs about 6 s of imports).
-SUBPROCESS = ["study-unknown-target", "benchmark-zero-batch", "train-malformed-yaml",
-              "data-root-is-file", "evaluate-torn-checkpoint", "predict-non-qm9-element",
-              "unknown-command"]
+SUBPROCESS = [
+    "study-unknown-target",
+    "benchmark-zero-batch",
+    "train-malformed-yaml",
+    "data-root-is-file",
+    "evaluate-torn-checkpoint",
+    "predict-non-qm9-element",
+    "unknown-command",
+]
 
 
-@pytest.mark.parametrize("case", [c for c in CASES if c[0] in SUBPROCESS],
-                         ids=[c[0] for c in CASES if c[0] in SUBPROCESS])
+@pytest.mark.parametrize(
+    "case",
+    [c for c in CASES if c[0] in SUBPROCESS],
+    ids=[c[0] for c in CASES if c[0] in SUBPROCESS],
+)
 def test_bad_input_subprocess(ws, case):
     _, build, match = case
     argv = build(ws)  # may write the case's config file: before the snapshot

@@ -1,6 +1,7 @@
 """The config boundary: nested filter settings, flags generated from the
 dataclass and the registry, old flat keys as aliases, and a new filter that is
 one class plus one registry entry."""
+
 import os.path as osp
 
 import pytest
@@ -31,13 +32,15 @@ class SineFilter(RadialFilter):
 
     name = "sine"
 
-    def __init__(self, num_filters: int = 128, cutoff: float = 10.0, frequencies: int = 4,
-                 scale: float = 1.0) -> None:
+    def __init__(
+        self, num_filters: int = 128, cutoff: float = 10.0, frequencies: int = 4, scale: float = 1.0
+    ) -> None:
         super().__init__(num_filters, cutoff)
         if frequencies < 1:
             raise UserError(f"frequencies must be at least 1, got {frequencies}")
-        self.hparams = dict(num_filters=num_filters, cutoff=cutoff, frequencies=frequencies,
-                            scale=scale)
+        self.hparams = dict(
+            num_filters=num_filters, cutoff=cutoff, frequencies=frequencies, scale=scale
+        )
         self.register_buffer("k", torch.arange(1, frequencies + 1) * scale * torch.pi / cutoff)
         self.mlp = _mlp(frequencies, num_filters)
         self.reset_parameters()
@@ -66,16 +69,30 @@ def _tiny_flags(**extra):
 
 def test_new_filter_trains_from_a_config_file_and_from_flags(sine, tmp_path, capsys):
     # from a config file, the options nested under the filter
-    path = write_config(tmp_path / "sine.yaml", filter={"name": "sine", "frequencies": 6},
-                        out=str(tmp_path / "from_file"), epochs=2)
+    path = write_config(
+        tmp_path / "sine.yaml",
+        filter={"name": "sine", "frequencies": 6},
+        out=str(tmp_path / "from_file"),
+        epochs=2,
+    )
     # (TINY's flat num_gaussians and num_bins stay: old flat keys set no option of "sine")
     assert cli.main(["train", "--config", path, "--quiet"]) == 0
     saved = yaml.safe_load(open(tmp_path / "from_file" / "config.yaml"))
     assert saved["filter"] == {"name": "sine", "frequencies": 6, "scale": 1.0}
     # from flags only
     out = tmp_path / "from_flags"
-    assert cli.main(["train", *_tiny_flags(filter="sine", epochs=2, out=out),
-                     "--filter.scale", "0.5", "--quiet"]) == 0
+    assert (
+        cli.main(
+            [
+                "train",
+                *_tiny_flags(filter="sine", epochs=2, out=out),
+                "--filter.scale",
+                "0.5",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     saved = yaml.safe_load(open(out / "config.yaml"))
     assert saved["filter"] == {"name": "sine", "frequencies": 4, "scale": 0.5}
     metrics = yaml.safe_load(open(out / "metrics.json"))
@@ -90,8 +107,9 @@ def test_new_filter_options_are_typed_checked_and_in_the_help(sine, capsys):
         load_config(None, {"filter": "sine", "filter.frequencies": "2.5"})
     with pytest.raises(UserError, match="frequencies must be at least 1, got 0"):
         load_config(None, {"filter": "sine", "filter.frequencies": 0})
-    with pytest.raises(UserError, match="filter 'sine' has no option 'num_bins'; its options: "
-                                        "frequencies, scale"):
+    with pytest.raises(
+        UserError, match="filter 'sine' has no option 'num_bins'; its options: frequencies, scale"
+    ):
         load_config(None, {"filter": {"name": "sine", "num_bins": 10}})
     assert FILTERS.option_help("sine")["scale"].startswith("Frequency unit in 1/Å")
     with pytest.raises(SystemExit):
@@ -102,18 +120,30 @@ def test_new_filter_options_are_typed_checked_and_in_the_help(sine, capsys):
 
 def test_every_constructor_argument_is_reachable():
     cfg = load_config(None, {"filter": {"name": "conv1d", "num_conv_layers": 3, "num_bins": 20}})
-    assert cfg.filter == {"name": "conv1d", "num_bins": 20, "conv_channels": 8, "kernel_size": 5,
-                          "num_conv_layers": 3, "distance_bin_width": 0.0}
-    cfg = load_config(None, parse_overrides(["--filter.rbf_start=0.5", "--filter.rbf_width",
-                                             "0.3", "--cutoff=6"]))
+    assert cfg.filter == {
+        "name": "conv1d",
+        "num_bins": 20,
+        "conv_channels": 8,
+        "kernel_size": 5,
+        "num_conv_layers": 3,
+        "distance_bin_width": 0.0,
+    }
+    cfg = load_config(
+        None, parse_overrides(["--filter.rbf_start=0.5", "--filter.rbf_width", "0.3", "--cutoff=6"])
+    )
     f = build_model(**cfg.model_hparams()).filters[0]
     assert f.hparams["rbf_start"] == 0.5 and f.feature_width == pytest.approx(0.3)
     assert f.cutoff == 6.0  # the model's cutoff: one source of truth
 
 
-@pytest.mark.parametrize("text", ["{name: conv1d, num_bins: 25}",
-                                  "{'name': 'conv1d', 'num_bins': 25}",
-                                  '{"name": "conv1d", "num_bins": 25}'])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "{name: conv1d, num_bins: 25}",
+        "{'name': 'conv1d', 'num_bins': 25}",
+        '{"name": "conv1d", "num_bins": 25}',
+    ],
+)
 def test_sweep_agents_nested_form(text):
     """W&B's agent renders a nested sweep parameter as a Python dict."""
     cfg = load_config(None, parse_overrides([f"--filter={text}"]))
@@ -122,11 +152,24 @@ def test_sweep_agents_nested_form(text):
 
 def test_flat_keys_are_aliases_with_their_old_meaning(tmp_path):
     # an old config lists every filter's options flat; each goes to the filter that takes it
-    old = dict(TINY, filter="conv1d", num_gaussians=50, num_bins=30, conv_channels=4,
-               kernel_size=3, distance_bin_width=0.0)
+    old = dict(
+        TINY,
+        filter="conv1d",
+        num_gaussians=50,
+        num_bins=30,
+        conv_channels=4,
+        kernel_size=3,
+        distance_bin_width=0.0,
+    )
     cfg = load_config(write_config(tmp_path / "old.yaml", **old))
-    assert cfg.filter == {"name": "conv1d", "num_bins": 30, "conv_channels": 4, "kernel_size": 3,
-                          "num_conv_layers": 2, "distance_bin_width": 0.0}
+    assert cfg.filter == {
+        "name": "conv1d",
+        "num_bins": 30,
+        "conv_channels": 4,
+        "kernel_size": 3,
+        "num_conv_layers": 2,
+        "distance_bin_width": 0.0,
+    }
     # old flags
     got = parse_overrides(["--num_gaussians=25", "--num-bins", "7"])
     assert got == {"num_gaussians": "25", "num_bins": "7"}
@@ -141,6 +184,7 @@ def test_flat_keys_are_aliases_with_their_old_meaning(tmp_path):
 def test_a_saved_config_round_trips(tmp_path):
     cfg = load_config(None, {"filter": "distance", "filter.distance_bin_width": 0.1})
     from pyg_schnet.run.config import save_config
+
     save_config(cfg, str(tmp_path / "c.yaml"))
     again = load_config(str(tmp_path / "c.yaml"))
     assert again.to_dict() == cfg.to_dict()
@@ -148,21 +192,40 @@ def test_a_saved_config_round_trips(tmp_path):
 
 
 def test_old_checkpoint_hyperparameters_rebuild_the_same_model():
-    old = dict(filter="conv1d", hidden_channels=16, num_filters=8, num_interactions=2,
-               cutoff=4.0, max_num_neighbors=32, num_gaussians=50, num_bins=12, conv_channels=4,
-               kernel_size=3, distance_bin_width=0.0, shared_filters=False, fast=False,
-               readout="add")
+    old = dict(
+        filter="conv1d",
+        hidden_channels=16,
+        num_filters=8,
+        num_interactions=2,
+        cutoff=4.0,
+        max_num_neighbors=32,
+        num_gaussians=50,
+        num_bins=12,
+        conv_channels=4,
+        kernel_size=3,
+        distance_bin_width=0.0,
+        shared_filters=False,
+        fast=False,
+        readout="add",
+    )
     new = upgrade_hparams(old)
-    assert new["filter"] == {"name": "conv1d", "num_bins": 12, "conv_channels": 4,
-                             "kernel_size": 3, "distance_bin_width": 0.0}
+    assert new["filter"] == {
+        "name": "conv1d",
+        "num_bins": 12,
+        "conv_channels": 4,
+        "kernel_size": 3,
+        "distance_bin_width": 0.0,
+    }
     model = build_model(**new)
     assert build_model(**model.hparams()).hparams() == model.hparams()
     assert upgrade_hparams(model.hparams()) == model.hparams()
 
 
 def test_unknown_model_arguments_are_errors():
-    with pytest.raises(UserError, match="unknown model argument 'num_bins'.*options of filter "
-                                        "'gaussian': num_gaussians"):
+    with pytest.raises(
+        UserError,
+        match="unknown model argument 'num_bins'.*options of filter 'gaussian': num_gaussians",
+    ):
         build_model("gaussian", num_bins=10)
     with pytest.raises(UserError, match="no registered filter has the option 'bogus'"):
         parse_overrides(["--filter.bogus=1"])
@@ -174,8 +237,12 @@ def test_committed_run_directories_load_unchanged():
     from conftest import REPO
     from pyg_schnet.run.rundir import RunDir
     from pyg_schnet.study import load_spec, plan
-    runs = [r for r in plan(load_spec(osp.join(REPO, "experiments", "studies", "factors.yaml")))
-            if osp.isfile(osp.join(r.cfg.out, "metrics.json"))]
+
+    runs = [
+        r
+        for r in plan(load_spec(osp.join(REPO, "experiments", "studies", "factors.yaml")))
+        if osp.isfile(osp.join(r.cfg.out, "metrics.json"))
+    ]
     if not runs:
         pytest.skip("no committed factor-study runs")
     for r in runs:
@@ -186,8 +253,10 @@ def test_committed_run_directories_load_unchanged():
 
 # -- no command depends on the current directory -----------------------------------------
 
+
 def test_default_root_is_the_same_from_every_directory(monkeypatch, tmp_path):
     from pyg_schnet.data import default_root
+
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("PYG_SCHNET_DATA", "data/here")  # made absolute once, when read
     assert default_root() == str(tmp_path / "data" / "here")
@@ -212,11 +281,15 @@ def test_relative_paths_in_a_config_file_are_relative_to_the_file(monkeypatch, t
 
 def test_shipped_configs_by_name(tmp_path):
     from pyg_schnet.run.config import shipped_configs
+
     assert {"quickstart", "sweep_base"} <= set(shipped_configs())
     cfg = load_config("quickstart")
     assert cfg.train_size == 5000 and cfg.out == "runs/quickstart"
-    with pytest.raises(UserError, match=r"config 'quickstrat' is neither a file nor a shipped "
-                                        r"config; shipped: .*quickstart"):
+    with pytest.raises(
+        UserError,
+        match=r"config 'quickstrat' is neither a file nor a shipped "
+        r"config; shipped: .*quickstart",
+    ):
         load_config("quickstrat")
     with pytest.raises(UserError, match="does not exist"):
         load_config(str(tmp_path / "missing.yaml"))
@@ -227,11 +300,20 @@ def test_train_and_evaluate_from_another_directory(tmp_path):
     repository: the run lands under the current directory, and its saved config
     names the data by absolute path, so evaluating it works from anywhere."""
     from helpers import cli as run
+
     work = tmp_path / "work"
     work.mkdir()
     flags = [f"--{k}={v}" for k, v in TINY.items() if k != "root"] + ["--epochs=1"]
-    proc = run("train", "--config", "quickstart", "--root", osp.relpath(TINY["root"], work),
-               *flags, "--quiet", cwd=work)
+    proc = run(
+        "train",
+        "--config",
+        "quickstart",
+        "--root",
+        osp.relpath(TINY["root"], work),
+        *flags,
+        "--quiet",
+        cwd=work,
+    )
     assert proc.returncode == 0, proc.stderr
     saved = yaml.safe_load(open(work / "runs" / "quickstart" / "config.yaml"))
     assert saved["root"] == TINY["root"] and saved["out"] == "runs/quickstart"

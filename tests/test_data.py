@@ -4,14 +4,22 @@ Reference values come from the qm9pack CSV files read with the ``csv`` module
 and converted with constants written out in ``qm9_sample.py``, independent of
 the code under test.
 """
+
 import os.path as osp
 
 import numpy as np
 import pytest
 import torch
 
-from pyg_schnet.data import (QM9, TARGETS, compute_statistics, get_split, load_split,
-                             random_split, target_index)
+from pyg_schnet.data import (
+    QM9,
+    TARGETS,
+    compute_statistics,
+    get_split,
+    load_split,
+    random_split,
+    target_index,
+)
 from pyg_schnet.errors import UserError
 from pyg_schnet.nn.graph import RadiusGraph, radius_edges
 from qm9_sample import csv_rows, expected, write_pyg_raw
@@ -60,6 +68,7 @@ def test_bad_source_and_root(tmp_path):
 
 def test_max_molecules_is_deterministic(qm9):
     from pyg_schnet.data import QM9 as Q
+
     a = Q(qm9.root, max_molecules=500)
     b = Q(qm9.root, max_molecules=500)
     assert len(a) == 500 and a._indices == b._indices
@@ -68,6 +77,7 @@ def test_max_molecules_is_deterministic(qm9):
 
 
 # -- the PyG source, offline, from a raw folder the test writes ---------------
+
 
 def test_pyg_source_agrees_with_qm9pack(tmp_path, qm9):
     rows = csv_rows(set(range(1, 9)))
@@ -114,13 +124,18 @@ def test_every_truncated_cache_file_is_rebuilt_with_a_warning(tmp_path):
     naming it, a rebuild, the same data."""
     import glob
     import warnings
+
     rows = csv_rows({1, 2, 3})
     root = str(tmp_path / "q")
     write_pyg_raw(osp.join(root, "raw"), rows, skip_index=99)
     want = QM9(root, source="pyg")._data.y.clone()
     files = sorted(p for p in glob.glob(osp.join(root, "processed", "*.pt")))
-    assert {osp.basename(p) for p in files} >= {"pre_filter.pt", "pre_transform.pt",
-                                                  "pyg_qm9_data_v3.pt", "qm9_pyg_v1.pt"}
+    assert {osp.basename(p) for p in files} >= {
+        "pre_filter.pt",
+        "pre_transform.pt",
+        "pyg_qm9_data_v3.pt",
+        "qm9_pyg_v1.pt",
+    }
     for path in files:
         with open(path, "r+b") as f:
             f.truncate(10)
@@ -136,6 +151,7 @@ def test_every_truncated_cache_file_is_rebuilt_with_a_warning(tmp_path):
 
 
 # -- splits and statistics -------------------------------------------------------
+
 
 def test_split_counts_fractions_reuse_and_schnetpack(tmp_path):
     s = random_split(100, 80, 10, seed=1)
@@ -153,13 +169,16 @@ def test_split_counts_fractions_reuse_and_schnetpack(tmp_path):
     assert len(load_split(sp, 10).val_idx) == 3
 
 
-@pytest.mark.parametrize("arrays,match", [
-    (dict(train_idx=[0, 1], val_idx=[2], test_idx=[10]), "outside"),
-    (dict(train_idx=[0, 1], val_idx=[1], test_idx=[3]), "overlap"),
-    (dict(train=[0, 1], val_idx=[2], test_idx=[3]), "lacks"),
-    (dict(train_idx=[0, 1], val_idx=[2], test_idx=[3], num_molecules=11), "made for 11"),
-    (dict(train_idx=[-1, 1], val_idx=[2], test_idx=[3]), "outside"),
-])
+@pytest.mark.parametrize(
+    "arrays,match",
+    [
+        (dict(train_idx=[0, 1], val_idx=[2], test_idx=[10]), "outside"),
+        (dict(train_idx=[0, 1], val_idx=[1], test_idx=[3]), "overlap"),
+        (dict(train=[0, 1], val_idx=[2], test_idx=[3]), "lacks"),
+        (dict(train_idx=[0, 1], val_idx=[2], test_idx=[3], num_molecules=11), "made for 11"),
+        (dict(train_idx=[-1, 1], val_idx=[2], test_idx=[3]), "outside"),
+    ],
+)
 def test_bad_split_files(tmp_path, arrays, match):
     path = str(tmp_path / "bad.npz")
     np.savez(path, **{k: np.asarray(v) for k, v in arrays.items()})
@@ -176,6 +195,7 @@ def test_split_file_not_npz(tmp_path):
 
 def test_statistics_use_training_split_only(qm9):
     from pyg_schnet.data import QM9 as Q, atomref
+
     ds = Q(qm9.root, max_molecules=2000)
     split = random_split(len(ds), 1000, 500, seed=0)
     st = compute_statistics(ds, split.train_idx, "U0")
@@ -199,6 +219,7 @@ def test_statistics_use_training_split_only(qm9):
 
 
 # -- radius graph ------------------------------------------------------------------
+
 
 def _brute_force(pos, batch, cutoff):
     n = len(pos)

@@ -1,13 +1,13 @@
 """pyg_schnet.analysis.evaluate: a run's model re-measured on its own split,
 and predictions with their applicability warnings."""
+
 import json
 
 import pytest
 import torch
 
 from helpers import train_tiny
-from pyg_schnet.analysis.evaluate import (applicability, evaluate, load_run, predict,
-                                          predictions_csv)
+from pyg_schnet.analysis.evaluate import applicability, evaluate, load_run, predict, predictions_csv
 
 
 @pytest.fixture(scope="module")
@@ -30,6 +30,7 @@ def test_model_only_weights_serve_when_best_pt_is_gone(run, tmp_path):
 
     from pyg_schnet.run.checkpoint import export_weights
     from pyg_schnet.run.rundir import RunDir
+
     copy = tmp_path / "copy"
     shutil.copytree(run, copy)
     export_weights(RunDir(str(copy)))
@@ -56,5 +57,4 @@ def test_applicability_names_what_lies_outside_qm9():
     pos = torch.arange(90, dtype=torch.float32).view(30, 3)
     assert "30 atoms" in applicability(z, pos)
     assert applicability(torch.tensor([8, 1]), torch.tensor([[0.0, 0, 0], [0, 0, 0.96]])) == ""
-    assert "apart" in applicability(torch.tensor([8, 1]), torch.tensor([[0.0, 0, 0],
-                                                                         [0, 0, 0.5]]))
+    assert "apart" in applicability(torch.tensor([8, 1]), torch.tensor([[0.0, 0, 0], [0, 0, 0.5]]))

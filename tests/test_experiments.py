@@ -1,6 +1,7 @@
 """The exploration notebook: it runs top to bottom, training tiny models in
 place, and on a study's runs that keep only their model-only weights (what a
 fresh clone has)."""
+
 import glob
 import os
 import os.path as osp
@@ -21,11 +22,28 @@ NOTEBOOK = osp.join(REPO, "experiments", "notebooks", "explore_filters.ipynb")
 def study_runs(tmp_path_factory):
     """A tiny study whose seed-0 runs keep model.pt; checkpoints removed."""
     d = tmp_path_factory.mktemp("study")
-    spec = dict(name="tiny", base=dict(hidden_channels=16, num_filters=16, num_interactions=2,
-                                       cutoff=4.0, num_gaussians=12, num_bins=12, batch_size=25,
-                                       epochs=3, patience=3, lr=2e-3),
-                variants={f: {"filter": f} for f in FILTERS}, targets=["gap"], seeds=[0],
-                train_sizes=[200], val_size=50, test_size=100, keep_weights=[0])
+    spec = dict(
+        name="tiny",
+        base=dict(
+            hidden_channels=16,
+            num_filters=16,
+            num_interactions=2,
+            cutoff=4.0,
+            num_gaussians=12,
+            num_bins=12,
+            batch_size=25,
+            epochs=3,
+            patience=3,
+            lr=2e-3,
+        ),
+        variants={f: {"filter": f} for f in FILTERS},
+        targets=["gap"],
+        seeds=[0],
+        train_sizes=[200],
+        val_size=50,
+        test_size=100,
+        keep_weights=[0],
+    )
     with open(d / "s.yaml", "w") as f:
         yaml.safe_dump(spec, f)
     proc = run_here("study", "run", d / "s.yaml", "--out", d / "out", *SAMPLE_ARGS)
@@ -38,10 +56,12 @@ def study_runs(tmp_path_factory):
 
 # -- the notebook ----------------------------------------------------------------------
 
+
 def test_notebook_is_stored_executed_on_the_study_models():
     """Committed with its outputs (GitHub renders them): every code cell ran, in
     order, without errors, on the factor study's seed-0 models."""
     import nbformat
+
     nb = nbformat.read(NOTEBOOK, as_version=4)
     nbformat.validate(nb)
     code = [c for c in nb.cells if c.cell_type == "code"]
@@ -61,9 +81,15 @@ def test_notebook_is_stored_executed_on_the_study_models():
 def _execute(monkeypatch, env):
     import nbformat
     from nbclient import NotebookClient
-    for key in ("PYG_SCHNET_RUN_DIR", "PYG_SCHNET_TARGET", "PYG_SCHNET_SEED",
-                "PYG_SCHNET_DATA_ROOT", "PYG_SCHNET_DATA_SOURCE",
-                "PYG_SCHNET_TINY_EPOCHS"):
+
+    for key in (
+        "PYG_SCHNET_RUN_DIR",
+        "PYG_SCHNET_TARGET",
+        "PYG_SCHNET_SEED",
+        "PYG_SCHNET_DATA_ROOT",
+        "PYG_SCHNET_DATA_SOURCE",
+        "PYG_SCHNET_TINY_EPOCHS",
+    ):
         monkeypatch.delenv(key, raising=False)
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
@@ -71,25 +97,48 @@ def _execute(monkeypatch, env):
     nb = nbformat.read(NOTEBOOK, as_version=4)
     t0 = time.perf_counter()
     # raises CellExecutionError (with the cell and traceback) if any cell fails
-    NotebookClient(nb, timeout=240, kernel_name="python3",
-                   resources={"metadata": {"path": osp.dirname(NOTEBOOK)}}).execute()
+    NotebookClient(
+        nb,
+        timeout=240,
+        kernel_name="python3",
+        resources={"metadata": {"path": osp.dirname(NOTEBOOK)}},
+    ).execute()
     seconds = time.perf_counter() - t0
-    images = sum("image/png" in out.get("data", {}) for cell in nb.cells
-                 if cell.cell_type == "code" for out in cell.outputs)
-    errors = [out for cell in nb.cells if cell.cell_type == "code" for out in cell.outputs
-              if out.output_type == "error"]
-    text = "".join(out.get("text", "") for cell in nb.cells if cell.cell_type == "code"
-                   for out in cell.outputs if out.output_type == "stream")
+    images = sum(
+        "image/png" in out.get("data", {})
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+    )
+    errors = [
+        out
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.output_type == "error"
+    ]
+    text = "".join(
+        out.get("text", "")
+        for cell in nb.cells
+        if cell.cell_type == "code"
+        for out in cell.outputs
+        if out.output_type == "stream"
+    )
     return seconds, images, errors, text
 
 
 @pytest.mark.slow
 def test_notebook_trains_tiny_models_in_place(monkeypatch, tmp_path):
     # the tiny runs go to a temporary folder (tempfile's): pytest's, not the machine's /tmp
-    seconds, images, errors, text = _execute(monkeypatch, {"PYG_SCHNET_DATA_ROOT": DATA_ROOT,
-                                                           "PYG_SCHNET_RUN_DIR": "tiny",
-                                                           "PYG_SCHNET_TINY_EPOCHS": 3,
-                                                           "TMPDIR": tmp_path})
+    seconds, images, errors, text = _execute(
+        monkeypatch,
+        {
+            "PYG_SCHNET_DATA_ROOT": DATA_ROOT,
+            "PYG_SCHNET_RUN_DIR": "tiny",
+            "PYG_SCHNET_TINY_EPOCHS": 3,
+            "TMPDIR": tmp_path,
+        },
+    )
     assert not errors
     assert images >= 7, images
     assert "qm9-U0: SchNet" in text  # the shipped model's filters beside the tiny ones
@@ -102,9 +151,15 @@ def test_notebook_trains_tiny_models_in_place(monkeypatch, tmp_path):
 
 
 def test_notebook_loads_a_studys_model_only_weights(monkeypatch, study_runs):
-    seconds, images, errors, text = _execute(monkeypatch, {
-        "PYG_SCHNET_RUN_DIR": study_runs, "PYG_SCHNET_TARGET": "gap",
-        "PYG_SCHNET_DATA_ROOT": SAMPLE_ROOT, "PYG_SCHNET_DATA_SOURCE": SAMPLE_SOURCE})
+    seconds, images, errors, text = _execute(
+        monkeypatch,
+        {
+            "PYG_SCHNET_RUN_DIR": study_runs,
+            "PYG_SCHNET_TARGET": "gap",
+            "PYG_SCHNET_DATA_ROOT": SAMPLE_ROOT,
+            "PYG_SCHNET_DATA_SOURCE": SAMPLE_SOURCE,
+        },
+    )
     assert not errors
     assert images >= 7, images
     assert "trained tiny" not in text

@@ -2,6 +2,7 @@
 its stated tolerance of the exact model for every radial filter, exact for
 stepped ones, a component of the model (deep copies and pickled copies follow
 their own weights), and rebuilt from hparams."""
+
 import copy
 import io
 import pickle
@@ -14,13 +15,20 @@ from pyg_schnet.nn.filters import FILTERS, RadialFilter
 from pyg_schnet.nn.schnet import build_model
 
 SMALL = dict(hidden_channels=32, num_filters=32, num_interactions=3, cutoff=5.0)
-PYG_SIZE = dict(hidden_channels=128, num_filters=128, num_interactions=6, num_gaussians=50,
-                cutoff=10.0)
+PYG_SIZE = dict(
+    hidden_channels=128, num_filters=128, num_interactions=6, num_gaussians=50, cutoff=10.0
+)
 RADIAL = sorted(n for n in FILTERS if issubclass(FILTERS.cls(n), RadialFilter))
 #: every radial filter, plain and quantised, plus resolutions from coarse to fine
-CASES = [(n, {}) for n in RADIAL] + [(n, {"distance_bin_width": 0.1}) for n in RADIAL] + [
-    ("gaussian", {"num_gaussians": 10}), ("gaussian", {"num_gaussians": 200}),
-    ("conv1d", {"num_bins": 200})]
+CASES = (
+    [(n, {}) for n in RADIAL]
+    + [(n, {"distance_bin_width": 0.1}) for n in RADIAL]
+    + [
+        ("gaussian", {"num_gaussians": 10}),
+        ("gaussian", {"num_gaussians": 200}),
+        ("conv1d", {"num_bins": 200}),
+    ]
+)
 
 
 def _ids(case):

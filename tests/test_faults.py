@@ -1,6 +1,7 @@
 """Kill a real training run with SIGKILL at several points, resume it, and
 check that it ends with exactly the metrics of an uninterrupted run and that
 no checkpoint is ever unreadable."""
+
 import csv
 import glob
 import json

@@ -1,4 +1,5 @@
 """pyg_schnet.io: durable writes, atomic copies and the one lock helper."""
+
 import multiprocessing as mp
 import os
 import time
@@ -39,6 +40,7 @@ def test_copy_file_replaces_the_target_whole(tmp_path, monkeypatch):
     def broken(fin, fout, *a):  # the disk fills half-way through the copy
         fout.write(fin.read(4096))
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(shutil, "copyfileobj", broken)
     dst.write_bytes(b"old")
     with pytest.raises(OSError):

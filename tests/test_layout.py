@@ -1,5 +1,6 @@
 """The package's layout: layers that import only the layers below them, and
 no import loops, counting the imports inside functions too."""
+
 import ast
 import glob
 import os.path as osp
@@ -10,9 +11,21 @@ from conftest import REPO
 PACKAGE = osp.join(REPO, "pyg_schnet")
 #: Each folder or ground module and its layer: a module may import its own
 #: layer (without a loop) and the layers below.
-LAYERS = {"errors": 0, "io": 0, "registry": 0, "metrics": 0, "plots": 0,
-          "nn": 1, "data": 2, "run": 3, "hub": 4, "analysis": 5, "study": 6, "cli": 7,
-          "__init__": 8}
+LAYERS = {
+    "errors": 0,
+    "io": 0,
+    "registry": 0,
+    "metrics": 0,
+    "plots": 0,
+    "nn": 1,
+    "data": 2,
+    "run": 3,
+    "hub": 4,
+    "analysis": 5,
+    "study": 6,
+    "cli": 7,
+    "__init__": 8,
+}
 
 
 def _modules():
@@ -107,10 +120,21 @@ def test_the_loop_check_can_fail(tmp_path):
 
 def test_no_model_or_filter_name_is_compared_outside_the_registries():
     """A new model or filter needs no edit outside its class and registry entry."""
-    names = ["schnet", "pyg_schnet_ref", "visnet", "dimenet\\+\\+", "painn", "gaussian",
-             "distance", "coords", "conv1d"]
-    compare = re.compile(r"(==|!=|\bin)\s*\(?\s*[\"'](" + "|".join(names) + r")[\"']"
-                         r"|[\"'](" + "|".join(names) + r")[\"']\s*(==|!=)")
+    names = [
+        "schnet",
+        "pyg_schnet_ref",
+        "visnet",
+        "dimenet\\+\\+",
+        "painn",
+        "gaussian",
+        "distance",
+        "coords",
+        "conv1d",
+    ]
+    compare = re.compile(
+        r"(==|!=|\bin)\s*\(?\s*[\"'](" + "|".join(names) + r")[\"']"
+        r"|[\"'](" + "|".join(names) + r")[\"']\s*(==|!=)"
+    )
     hits = []
     for path in glob.glob(osp.join(PACKAGE, "**", "*.py"), recursive=True):
         for no, line in enumerate(open(path), 1):

@@ -1,4 +1,5 @@
 """MoleculeLoader: the same batches as PyG's DataLoader, and DDP shards."""
+
 import torch
 from torch_geometric.loader import DataLoader
 
@@ -28,12 +29,16 @@ def test_shards_cover_evaluation_and_balance_training(sample):
     # training: every rank gets its share of each single-process batch, so the
     # optimizer steps see the same molecules however many processes share them
     single = [b.index for b in MoleculeLoader(sample, idx, 10, shuffle=True, seed=5)]
-    ranks = [[b.index for b in MoleculeLoader(sample, idx, 10, shuffle=True, seed=5, rank=r,
-                                              world_size=2)] for r in range(2)]
+    ranks = [
+        [
+            b.index
+            for b in MoleculeLoader(sample, idx, 10, shuffle=True, seed=5, rank=r, world_size=2)
+        ]
+        for r in range(2)
+    ]
     assert len(ranks[0]) == len(ranks[1]) == 10  # 11 batches; the last (1 molecule) dropped
     for k in range(10):
-        assert sorted(torch.cat([ranks[0][k], ranks[1][k]]).tolist()) == \
-            sorted(single[k].tolist())
+        assert sorted(torch.cat([ranks[0][k], ranks[1][k]]).tolist()) == sorted(single[k].tolist())
         assert len(ranks[0][k]) == len(ranks[1][k]) == 5
 
 
@@ -65,8 +70,12 @@ def test_rotation_augmentation_rotates_each_molecule_seeded(sample):
         assert float((p.pos - r.pos).abs().max()) > 0.1
         for g in range(p.num_graphs):  # a rigid rotation: all distances kept
             m = p.batch == g
-            torch.testing.assert_close(torch.cdist(p.pos[m], p.pos[m]),
-                                       torch.cdist(r.pos[m], r.pos[m]), atol=1e-4, rtol=1e-5)
+            torch.testing.assert_close(
+                torch.cdist(p.pos[m], p.pos[m]),
+                torch.cdist(r.pos[m], r.pos[m]),
+                atol=1e-4,
+                rtol=1e-5,
+            )
     # resume-exact: the same epoch gives the same rotations, another epoch others
     again = _epoch(MoleculeLoader(sample, idx, 16, shuffle=True, seed=4, rotate=True), 2)
     assert all(torch.equal(x.pos, y.pos) for x, y in zip(b, again, strict=False))
@@ -77,9 +86,11 @@ def test_rotation_augmentation_rotates_each_molecule_seeded(sample):
 
 def test_rotation_augmentation_keeps_invariant_predictions(sample):
     from pyg_schnet.nn.schnet import build_model
+
     torch.manual_seed(0)
-    model = build_model("gaussian", hidden_channels=16, num_filters=16, num_interactions=2,
-                        cutoff=5.0).eval()
+    model = build_model(
+        "gaussian", hidden_channels=16, num_filters=16, num_interactions=2, cutoff=5.0
+    ).eval()
     idx = torch.arange(0, 40)
     plain = _epoch(MoleculeLoader(sample, idx, 20, shuffle=True, seed=1), 0)
     rot = _epoch(MoleculeLoader(sample, idx, 20, shuffle=True, seed=1, rotate=True), 0)

@@ -22,8 +22,9 @@ def _random_molecules(seed=0, sizes=(7, 5, 9)):
 
 #: Every registered filter, and every radial one again with its distances
 #: quantised to 0.1 Å bins (the ``distance_bin_width`` option): "gaussian@q".
-CASES = sorted(FILTERS) + [f"{n}@q" for n in sorted(FILTERS) if issubclass(FILTERS.cls(n),
-                                                                             RadialFilter)]
+CASES = sorted(FILTERS) + [
+    f"{n}@q" for n in sorted(FILTERS) if issubclass(FILTERS.cls(n), RadialFilter)
+]
 
 
 def _options(case):
@@ -122,8 +123,9 @@ def test_blocks_have_independent_filters():
     assert a.data_ptr() != b.data_ptr() and not torch.equal(a, b)
 
 
-@pytest.mark.parametrize("fname", [n for n in sorted(FILTERS)
-                                   if issubclass(FILTERS.cls(n), RadialFilter)])
+@pytest.mark.parametrize(
+    "fname", [n for n in sorted(FILTERS) if issubclass(FILTERS.cls(n), RadialFilter)]
+)
 def test_quantised_filter_equals_filter_at_bin_centre(fname):
     """With distance_bin_width w the filter's network sees the bin centre;
     the envelope still takes the true distance."""
@@ -186,6 +188,7 @@ def test_standardization_and_atomref():
 
 # -- equivalence with PyG's SchNet ----------------------------------------------
 
+
 def _pyg_schnet(readout, mean, std, atomref, cutoff=10.0):
     from torch_geometric.nn.models import SchNet as PyGSchNet
     from pyg_schnet.nn.graph import radius_edges
@@ -196,9 +199,18 @@ def _pyg_schnet(readout, mean, std, atomref, cutoff=10.0):
             return e.edge_index, e.edge_weight
 
     torch.manual_seed(7)
-    m = PyGSchNet(hidden_channels=64, num_filters=64, num_interactions=3, num_gaussians=50,
-                  cutoff=cutoff, interaction_graph=Graph(), readout=readout, mean=mean, std=std,
-                  atomref=atomref)
+    m = PyGSchNet(
+        hidden_channels=64,
+        num_filters=64,
+        num_interactions=3,
+        num_gaussians=50,
+        cutoff=cutoff,
+        interaction_graph=Graph(),
+        readout=readout,
+        mean=mean,
+        std=std,
+        atomref=atomref,
+    )
     # random (not zero) biases so that every mapped tensor matters
     with torch.no_grad():
         for p in m.parameters():
@@ -210,6 +222,7 @@ def _pyg_schnet(readout, mean, std, atomref, cutoff=10.0):
 @pytest.mark.parametrize("standardize", [False, True])
 def test_from_pyg_matches_pyg(sample, readout, standardize):
     from pyg_schnet.data.loader import MoleculeLoader
+
     atomref = torch.randn(100, 1) if standardize else None
     mean, std = (0.7, 2.5) if standardize else (None, None)
     pyg = _pyg_schnet(readout, mean, std, atomref)
@@ -236,7 +249,7 @@ def test_pair_path_matches_edge_path_with_gradients(name, qm9_batch):
         model.zero_grad()
         pos = b.pos.clone().requires_grad_(True)
         out = model(b.z, pos, b.batch)
-        (out ** 2).sum().backward()
+        (out**2).sum().backward()
         grads = [p.grad.clone() for p in model.parameters()]
         results.append((out.detach(), pos.grad, grads))
     (o1, p1, g1), (o2, p2, g2) = results
@@ -252,6 +265,7 @@ def test_precomputed_edges_take_the_same_path(name, qm9_batch):
     as edges built in the model, and radial filters keep the pair path
     (the filter sees each unordered pair once)."""
     from pyg_schnet.nn.graph import radius_edges
+
     b = qm9_batch
     model = _model(name)
     seen = []
@@ -277,6 +291,7 @@ def test_precomputed_edges_take_the_same_path(name, qm9_batch):
 
 def test_symmetry_check():
     from pyg_schnet.nn.aggregation import is_symmetric
+
     assert is_symmetric(torch.tensor([[0, 1, 2, 1], [1, 0, 1, 2]]), 3)
     assert not is_symmetric(torch.tensor([[0, 1, 2], [1, 0, 1]]), 3)
     assert not is_symmetric(torch.tensor([[0, 1, 1], [1, 0, 1]]), 3)  # a self-loop

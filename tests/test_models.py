@@ -1,5 +1,6 @@
 """The model registry: every registered model is tested automatically, for its
 interface, its symmetries, one training step, checkpoints and resume."""
+
 import csv
 import itertools
 import os.path as osp
@@ -18,8 +19,11 @@ from pyg_schnet.nn.pyg import triplets
 
 SMALL = dict(hidden_channels=16, num_interactions=2, cutoff=4.0)
 #: smaller own options where a model's defaults are slow to run
-OWN = {"dimenet++": dict(num_spherical=3, num_radial=3, int_emb_size=16, basis_emb_size=4,
-                         out_emb_channels=32)}
+OWN = {
+    "dimenet++": dict(
+        num_spherical=3, num_radial=3, int_emb_size=16, basis_emb_size=4, out_emb_channels=32
+    )
+}
 
 
 @pytest.fixture(params=sorted(MODELS))
@@ -42,6 +46,7 @@ def _model(name, **kw):
 @pytest.fixture(scope="module")
 def batch(sample):
     from torch_geometric.loader import DataLoader
+
     return next(iter(DataLoader(sample[:24], batch_size=24)))
 
 
@@ -56,8 +61,9 @@ def test_output_shape_standardisation_and_readouts(name, batch):
     scaled = _model(name, mean=0.5, std=2.0, atomref=ref)
     atoms = torch.bincount(b.batch).unsqueeze(-1).float()
     refs = torch.zeros(24).index_add_(0, b.batch, ref[b.z]).unsqueeze(-1)
-    torch.testing.assert_close(scaled(b.z, b.pos, b.batch), 2.0 * out + 0.5 * atoms + refs,
-                               rtol=1e-5, atol=1e-3)
+    torch.testing.assert_close(
+        scaled(b.z, b.pos, b.batch), 2.0 * out + 0.5 * atoms + refs, rtol=1e-5, atol=1e-3
+    )
     mean = _model(name, readout="mean")
     torch.testing.assert_close(mean(b.z, b.pos, b.batch), out / atoms, rtol=1e-5, atol=1e-6)
 
@@ -106,17 +112,27 @@ def test_ours_equals_pyg_schnet(batch):
     ref = _model("pyg_schnet_ref", num_filters=16, num_gaussians=20, mean=0.2, std=3.0)
     ours = SchNet.from_pyg(ref.net)
     ours.set_standardization(0.2, 3.0)
-    torch.testing.assert_close(ours.eval()(b.z, b.pos, b.batch), ref(b.z, b.pos, b.batch),
-                               rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(
+        ours.eval()(b.z, b.pos, b.batch), ref(b.z, b.pos, b.batch), rtol=1e-5, atol=1e-4
+    )
 
 
 def _pyg_dimenet():
     """PyG's own ``DimeNetPlusPlus`` with the settings of :func:`_model`."""
     from torch_geometric.nn.models import DimeNetPlusPlus
+
     o = dict(SMALL, **OWN["dimenet++"])
-    return DimeNetPlusPlus(o["hidden_channels"], 1, o["num_interactions"], o["int_emb_size"],
-                           o["basis_emb_size"], o["out_emb_channels"], o["num_spherical"],
-                           o["num_radial"], cutoff=o["cutoff"])
+    return DimeNetPlusPlus(
+        o["hidden_channels"],
+        1,
+        o["num_interactions"],
+        o["int_emb_size"],
+        o["basis_emb_size"],
+        o["out_emb_channels"],
+        o["num_spherical"],
+        o["num_radial"],
+        cutoff=o["cutoff"],
+    )
 
 
 def test_dimenet_blocks_are_pygs_with_a_closed_form_basis():
@@ -125,6 +141,7 @@ def test_dimenet_blocks_are_pygs_with_a_closed_form_basis():
     basis (closed form here, sympy in PyG) gives PyG's values, and float64's."""
     from scipy.special import spherical_jn
     from pyg_schnet.nn.pyg import SphericalBasis
+
     torch.manual_seed(3)
     ours = build("dimenet++", **SMALL, **OWN["dimenet++"]).net
     pyg = _pyg_dimenet()
@@ -141,16 +158,29 @@ def test_dimenet_blocks_are_pygs_with_a_closed_form_basis():
     angle = torch.pi * torch.rand(500, generator=gen)
     idx_kj = torch.randint(0, 300, (500,), generator=gen)
     expected = pyg.sbf(dist, angle, idx_kj)  # [T, 3 * 3]
-    torch.testing.assert_close(ours.sbf(dist, angle, idx_kj), expected, rtol=0,
-                               atol=1e-5 * float(expected.abs().max()))
+    torch.testing.assert_close(
+        ours.sbf(dist, angle, idx_kj), expected, rtol=0, atol=1e-5 * float(expected.abs().max())
+    )
     # the default 7 x 6 (PyG's takes 20 s to build) against float64 Bessel functions
     basis = SphericalBasis(7, 6, cutoff=4.0)
     d = (dist / 4.0).double()
-    truth = torch.stack([torch.stack([basis.norm[deg, n] * torch.from_numpy(
-        spherical_jn(deg, (basis.roots[deg, n] * d).numpy())) for n in range(6)], 1)
-        for deg in range(7)], 1) * basis.envelope(d).view(-1, 1, 1)  # [E, 7, 6]
-    torch.testing.assert_close(basis.bessel(dist).double(), truth, rtol=0,
-                               atol=1e-6 * float(truth.abs().max()))
+    truth = torch.stack(
+        [
+            torch.stack(
+                [
+                    basis.norm[deg, n]
+                    * torch.from_numpy(spherical_jn(deg, (basis.roots[deg, n] * d).numpy()))
+                    for n in range(6)
+                ],
+                1,
+            )
+            for deg in range(7)
+        ],
+        1,
+    ) * basis.envelope(d).view(-1, 1, 1)  # [E, 7, 6]
+    torch.testing.assert_close(
+        basis.bessel(dist).double(), truth, rtol=0, atol=1e-6 * float(truth.abs().max())
+    )
 
 
 def test_dimenet_equals_pygs_own_forward(batch, monkeypatch):
@@ -159,8 +189,11 @@ def test_dimenet_equals_pygs_own_forward(batch, monkeypatch):
     weights, its ``forward`` on the same radius graph, gives the same
     energies. PyG's forward needs ``torch-sparse`` for its triplets, which
     this project does not require."""
-    pytest.importorskip("torch_sparse", reason="PyG's own DimeNet++ forward needs torch-sparse "
-                        "(MAX_JOBS=2 pip install --no-build-isolation torch-sparse)")
+    pytest.importorskip(
+        "torch_sparse",
+        reason="PyG's own DimeNet++ forward needs torch-sparse "
+        "(MAX_JOBS=2 pip install --no-build-isolation torch-sparse)",
+    )
     from torch_geometric.nn.models import dimenet
     from pyg_schnet.nn.graph import radius_edges
 
@@ -182,13 +215,18 @@ def test_dimenet_equals_pygs_own_forward(batch, monkeypatch):
 
 def test_triplets_against_brute_force():
     gen = torch.Generator().manual_seed(0)
-    edges = [(j, i) for i, j in itertools.permutations(range(6), 2)
-             if torch.rand(1, generator=gen) < 0.6]
+    edges = [
+        (j, i) for i, j in itertools.permutations(range(6), 2) if torch.rand(1, generator=gen) < 0.6
+    ]
     edge_index = torch.tensor(edges).t()
     idx_i, idx_j, idx_k, idx_kj, idx_ji = triplets(edge_index, 6)
     found = sorted(zip(idx_kj.tolist(), idx_ji.tolist(), strict=False))
-    expected = sorted((a, b) for a, (k, j) in enumerate(edges) for b, (j2, i) in enumerate(edges)
-                      if j2 == j and k != i)
+    expected = sorted(
+        (a, b)
+        for a, (k, j) in enumerate(edges)
+        for b, (j2, i) in enumerate(edges)
+        if j2 == j and k != i
+    )
     assert found == expected and len(found) > 10
     src, dst = edge_index
     assert torch.equal(src[idx_kj], idx_k) and torch.equal(dst[idx_kj], idx_j)
@@ -196,6 +234,7 @@ def test_triplets_against_brute_force():
 
 
 # -- the config boundary ------------------------------------------------------------------
+
 
 def _tiny(name, **kw):
     """The tests' tiny settings for model ``name`` (the Gaussian filter's
@@ -215,8 +254,11 @@ def test_every_model_is_a_config_value(name):
 
 
 def test_model_settings_are_checked():
-    with pytest.raises(UserError, match=r"unknown model 'schnett'; choose one of: schnet, "
-                                        r"pyg_schnet_ref, visnet, dimenet\+\+, painn"):
+    with pytest.raises(
+        UserError,
+        match=r"unknown model 'schnett'; choose one of: schnet, "
+        r"pyg_schnet_ref, visnet, dimenet\+\+, painn",
+    ):
         load_config(None, {"model": "schnett"})
     with pytest.raises(UserError, match="fast applies to model schnet only"):
         load_config(None, {"model": "painn", "fast": True})
@@ -226,8 +268,11 @@ def test_model_settings_are_checked():
         load_config(None, {"model": "painn", "num_gaussians": 25})
     with pytest.raises(UserError, match="model 'painn' takes no argument 'lmax'"):
         build("painn", lmax=2)
-    with pytest.raises(UserError, match=r"model 'painn' has no option 'lmax'; its options: "
-                                        r"num_rbf"):
+    with pytest.raises(
+        UserError,
+        match=r"model 'painn' has no option 'lmax'; its options: "
+        r"num_rbf",
+    ):
         load_config(None, {"model": {"name": "painn", "lmax": 2}})
     with pytest.raises(UserError, match="model.num_rbf must be a number, got .many."):
         load_config(None, {"model": "painn", "model.num_rbf": "many"})
@@ -238,6 +283,7 @@ def test_model_options_from_a_file_flags_and_a_sweep_agent(tmp_path):
     as --model.OPTION flags, and in a W&B agent's nested form; defaults are
     filled in and saved."""
     from pyg_schnet.cli.config_flags import parse_overrides
+
     path = tmp_path / "c.yaml"
     path.write_text("model: {name: visnet, lmax: 2}\nhidden_channels: 16\n")
     cfg = load_config(str(path))
@@ -250,8 +296,12 @@ def test_model_options_from_a_file_flags_and_a_sweep_agent(tmp_path):
     assert load_config(None, agent).model == {"name": "painn", "num_rbf": 12}
     with pytest.raises(UserError, match="no registered model has the option 'colour'"):
         parse_overrides(["--model.colour", "red"])
-    assert load_config(None, {"model": "pyg_schnet_ref", "num_gaussians": 25}
-                       ).model_hparams()["num_gaussians"] == 25
+    assert (
+        load_config(None, {"model": "pyg_schnet_ref", "num_gaussians": 25}).model_hparams()[
+            "num_gaussians"
+        ]
+        == 25
+    )
     with pytest.raises(UserError, match="filter settings apply to model schnet only"):
         load_config(None, {"model": "pyg_schnet_ref", "filter.rbf_width": 0.5})
 
@@ -272,6 +322,7 @@ def test_train_kill_and_resume(name, tmp_path, capsys):
     to the same validation curve as an uninterrupted one (only the killed run
     needs its own process; the rest run in this one)."""
     from pyg_schnet import cli as pyg_cli
+
     settings = _tiny(name, epochs=2, max_molecules=250, train_size=150)
     ref = _write(tmp_path / "ref.yaml", dict(settings, out=str(tmp_path / "ref")))
     assert pyg_cli.main(["train", "--config", ref, "--quiet"]) == 0
@@ -290,18 +341,47 @@ def test_train_kill_and_resume(name, tmp_path, capsys):
 
 def test_benchmark_times_registered_models_on_the_same_batches():
     from conftest import SAMPLE_ROOT, SAMPLE_SOURCE
-    proc = cli("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--skip-build",
-               "--models", "painn,pyg_schnet_ref", "--hidden", "16", "--filters", "16",
-               "--interactions", "1", "--batch-size", "10", "--batches", "1", "--rounds", "1",
-               "--warmup", "1", "--threads", "1", check=True)
-    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
-            if line.startswith(("painn ", "pyg_schnet_ref "))}
+
+    proc = cli(
+        "benchmark",
+        "--root",
+        SAMPLE_ROOT,
+        "--source",
+        SAMPLE_SOURCE,
+        "--skip-build",
+        "--models",
+        "painn,pyg_schnet_ref",
+        "--hidden",
+        "16",
+        "--filters",
+        "16",
+        "--interactions",
+        "1",
+        "--batch-size",
+        "10",
+        "--batches",
+        "1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "1",
+        "--threads",
+        "1",
+        check=True,
+    )
+    rows = {
+        line.split()[0]: line.split()
+        for line in proc.stdout.splitlines()
+        if line.startswith(("painn ", "pyg_schnet_ref "))
+    }
     assert set(rows) == {"painn", "pyg_schnet_ref"}
     assert rows["painn"][-2:] == ["1.00x", "1.00x"]  # ratios to the first model named
     assert all(float(r[-3]) >= 0 for r in rows.values())  # peak MiB, from a fresh interpreter
     params = {name: int(r[1].replace(",", "")) for name, r in rows.items()}
-    assert params["painn"] == sum(p.numel() for p in build(
-        "painn", hidden_channels=16, num_interactions=1, cutoff=10.0).parameters())
+    assert params["painn"] == sum(
+        p.numel()
+        for p in build("painn", hidden_channels=16, num_interactions=1, cutoff=10.0).parameters()
+    )
 
 
 @pytest.mark.slow
@@ -309,10 +389,12 @@ def test_models_study_quick(tmp_path):
     """The models study spec runs (quick: tiny models, U0, one seed) and its
     report lists every model with its parameters and molecules/s."""
     from conftest import REPO, SAMPLE_ARGS
+
     spec = osp.join(REPO, "experiments", "studies", "models.yaml")
     out = tmp_path / "models_quick"
-    proc = run_here("study", "run", spec, "--quick", "--jobs", "1", "--out", out, *SAMPLE_ARGS,
-                    cwd=tmp_path)
+    proc = run_here(
+        "study", "run", spec, "--quick", "--jobs", "1", "--out", out, *SAMPLE_ARGS, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "5 runs (0 finished, 5 to train)" in proc.stdout
     with open(out / "cells.csv") as f:

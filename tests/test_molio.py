@@ -1,5 +1,6 @@
 """pyg_schnet.data.molio: molecules from XYZ, SDF and SMILES, and the checks
 that refuse what a QM9 model cannot predict."""
+
 import pytest
 import torch
 
@@ -23,15 +24,18 @@ def test_xyz_blocks_are_read_with_their_elements_and_coordinates(tmp_path):
     assert float(mols[1].pos[0, 2]) == pytest.approx(0.15)
 
 
-@pytest.mark.parametrize("text,message", [
-    ("2\nx\nO 0 0 0\n", "expected 2 atom lines"),
-    ("two\nx\n", "should hold an atom count"),
-    ("1\nx\nO 0 0 zero\n", "non-numeric coordinate"),
-    ("2\nx\nO 0 0 0\nXx 0 0 1\n", "unknown element"),
-    ("2\nx\nO 0 0 0\nCl 0 0 1.7\n", "not in QM9"),
-    ("2\nx\nO 0 0 0\nH 0 0 0.1\n", "on top of each other"),
-    ("1\nx\nO 0 0 0\n", "single atom"),
-])
+@pytest.mark.parametrize(
+    "text,message",
+    [
+        ("2\nx\nO 0 0 0\n", "expected 2 atom lines"),
+        ("two\nx\n", "should hold an atom count"),
+        ("1\nx\nO 0 0 zero\n", "non-numeric coordinate"),
+        ("2\nx\nO 0 0 0\nXx 0 0 1\n", "unknown element"),
+        ("2\nx\nO 0 0 0\nCl 0 0 1.7\n", "not in QM9"),
+        ("2\nx\nO 0 0 0\nH 0 0 0.1\n", "on top of each other"),
+        ("1\nx\nO 0 0 0\n", "single atom"),
+    ],
+)
 def test_bad_xyz_is_one_clear_error(tmp_path, text, message):
     p = tmp_path / "bad.xyz"
     p.write_text(text)
@@ -40,8 +44,9 @@ def test_bad_xyz_is_one_clear_error(tmp_path, text, message):
 
 
 def test_check_molecule_refuses_non_finite_coordinates():
-    mol = Molecule("m", torch.tensor([6, 1]), torch.tensor([[0.0, 0, 0], [float("nan"), 0, 0]]),
-                   "xyz")
+    mol = Molecule(
+        "m", torch.tensor([6, 1]), torch.tensor([[0.0, 0, 0], [float("nan"), 0, 0]]), "xyz"
+    )
     with pytest.raises(UserError, match="NaN"):
         check_molecule(mol)
 

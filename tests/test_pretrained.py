@@ -1,4 +1,5 @@
 """The pretrained models shipped with the package."""
+
 import csv
 import io
 import json
@@ -18,8 +19,16 @@ def test_shipped_models_and_their_cards():
     assert available() == ["qm9-U0", "qm9-gap"]
     for name in available():
         card = pyg_schnet.model_card(name)
-        for key in ("target", "unit", "test_mae", "split", "settings", "training_seconds",
-                    "num_params", "limits"):
+        for key in (
+            "target",
+            "unit",
+            "test_mae",
+            "split",
+            "settings",
+            "training_seconds",
+            "num_params",
+            "limits",
+        ):
             assert key in card, (name, key)
         model = pyg_schnet.pretrained(name)
         assert not model.training
@@ -29,8 +38,9 @@ def test_shipped_models_and_their_cards():
 def test_card_test_mae_holds_on_its_test_split(tmp_path):
     """``pyg-schnet evaluate --model`` on 2,000 random molecules of the test
     split the U0 card names (measured in full for the closing note)."""
-    proc = run_here("evaluate", "--model", "qm9-U0", "--root", DATA_ROOT, "--limit", "2000",
-                    cwd=tmp_path)
+    proc = run_here(
+        "evaluate", "--model", "qm9-U0", "--root", DATA_ROOT, "--limit", "2000", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout.split()
     mae = float(out[out.index("MAE") + 1])
@@ -39,17 +49,21 @@ def test_card_test_mae_holds_on_its_test_split(tmp_path):
 
 
 def test_predict_with_a_shipped_model_from_anywhere(tmp_path):
-    proc = run_here("predict", "--model", "qm9-U0", "--smiles", "CCO", "--smiles", "c1ccccc1",
-                    cwd=tmp_path)
+    proc = run_here(
+        "predict", "--model", "qm9-U0", "--smiles", "CCO", "--smiles", "c1ccccc1", cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     rows = list(csv.DictReader(io.StringIO(proc.stdout)))
     assert [r["name"] for r in rows] == ["CCO", "c1ccccc1"]
     # QM9's ethanol: U0 = -4217.02 eV; an MMFF conformer, a 20k-molecule model: within 1 eV
     assert float(rows[0]["U0_eV"]) == pytest.approx(-4217.02, abs=1.0)
-    assert_one_line_error(run_here("predict", "--model", "qm9-H", "--smiles", "C", cwd=tmp_path),
-                          "unknown pretrained model 'qm9-H'; available: qm9-U0, qm9-gap")
-    assert_one_line_error(run_here("predict", "--smiles", "C", cwd=tmp_path),
-                          "needs a run directory or --model")
+    assert_one_line_error(
+        run_here("predict", "--model", "qm9-H", "--smiles", "C", cwd=tmp_path),
+        "unknown pretrained model 'qm9-H'; available: qm9-U0, qm9-gap",
+    )
+    assert_one_line_error(
+        run_here("predict", "--smiles", "C", cwd=tmp_path), "needs a run directory or --model"
+    )
 
 
 PRETRAINED_SPEC = osp.join(REPO, "experiments", "studies", "pretrained.yaml")
@@ -59,8 +73,16 @@ PRETRAINED_SPEC = osp.join(REPO, "experiments", "studies", "pretrained.yaml")
 def quick_pretrained(tmp_path_factory):
     """The pretrained models' spec in quick mode, run from outside the repository."""
     where = tmp_path_factory.mktemp("pretrained")
-    proc = run_here("study", "run", PRETRAINED_SPEC, "--quick", "--out", where / "study",
-                    *SAMPLE_ARGS, cwd=where)
+    proc = run_here(
+        "study",
+        "run",
+        PRETRAINED_SPEC,
+        "--quick",
+        "--out",
+        where / "study",
+        *SAMPLE_ARGS,
+        cwd=where,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return where, where / "study" / "runs" / "U0" / "gaussian_128" / "n200_seed0"
 
@@ -78,9 +100,15 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     card = json.loads((folder / "card.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert card["test_mae"] == metrics["test_mae"] and card["target"] == "U0"
-    assert card["split_spec"] == {"kind": "nested", "num_molecules": card["split_spec"][
-        "num_molecules"], "max_molecules": None, "train": 200, "val": 50, "test": 100,
-        "seed": 0}
+    assert card["split_spec"] == {
+        "kind": "nested",
+        "num_molecules": card["split_spec"]["num_molecules"],
+        "max_molecules": None,
+        "train": 200,
+        "val": 50,
+        "test": 100,
+        "seed": 0,
+    }
     assert card["settings"]["hidden_channels"] == 16 and "root" not in card["settings"]
     assert card["test_mae_rotated"] is not None
     model = pyg_schnet.pretrained(str(folder))
@@ -92,10 +120,13 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     assert float(out[out.index("MAE") + 1]) == pytest.approx(card["test_mae"], rel=1e-4)
     assert "test: 100 molecules" in proc.stdout
 
-    assert_one_line_error(run_here("export", run, "--name", "qm9-U0", "--to", where / "models"),
-                          "exists (--overwrite replaces it)")
+    assert_one_line_error(
+        run_here("export", run, "--name", "qm9-U0", "--to", where / "models"),
+        "exists (--overwrite replaces it)",
+    )
     from pyg_schnet.errors import UserError
     from pyg_schnet.hub import export_model
+
     assert export_model(str(run), "qm9-U0", str(where / "models"), overwrite=True) == str(folder)
     with pytest.raises(UserError, match="must be a plain folder name"):
         export_model(str(run), "a/b", str(where / "models"))
@@ -110,6 +141,7 @@ def test_export_names_any_split_so_evaluate_rebuilds_it(quick_pretrained, tmp_pa
     from pyg_schnet.data import random_split
     from pyg_schnet.errors import UserError
     from pyg_schnet.hub import evaluate_pretrained, export_model
+
     _, run = quick_pretrained
     other, models = tmp_path / "other", str(tmp_path / "models")
     shutil.copytree(run, other)
@@ -130,8 +162,15 @@ def test_export_names_any_split_so_evaluate_rebuilds_it(quick_pretrained, tmp_pa
     random_split(n, 200, 50, 100, seed=0).save(str(other / "split.npz"), n)
     folder = export_model(str(other), "m", models, overwrite=True)
     card = json.loads(open(osp.join(folder, "card.json")).read())
-    assert card["split_spec"] == {"kind": "random", "num_molecules": n, "max_molecules": None,
-                                  "train": 200, "val": 50, "test": 100, "seed": 0}
+    assert card["split_spec"] == {
+        "kind": "random",
+        "num_molecules": n,
+        "max_molecules": None,
+        "train": 200,
+        "val": 50,
+        "test": 100,
+        "seed": 0,
+    }
     assert "pyg_schnet.data.random_split(" in card["split"]
     assert not osp.exists(osp.join(folder, "split.npz"))
     assert evaluate_pretrained(folder, SAMPLE_ROOT)["count"] == 100

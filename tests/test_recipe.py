@@ -1,5 +1,6 @@
 """The training recipe (pyg_schnet.run.recipe): schedules that end annealed, the
 weight average, and exact resume with each of them after a SIGKILL."""
+
 import csv
 import json
 import math
@@ -10,8 +11,13 @@ import torch
 
 from helpers import assert_one_line_error, cli, run_here, train_tiny, write_config
 from pyg_schnet.nn.filters import FILTERS
-from pyg_schnet.run.recipe import (SCHEDULES, CosineSchedule, ExponentialMovingAverage,
-                               PlateauSchedule, Progress)
+from pyg_schnet.run.recipe import (
+    SCHEDULES,
+    CosineSchedule,
+    ExponentialMovingAverage,
+    PlateauSchedule,
+    Progress,
+)
 
 
 def _opt(lr=1e-3):
@@ -25,22 +31,27 @@ def _log(run):
 
 # -- the components ------------------------------------------------------------------
 
+
 def test_cosine_warms_up_peaks_and_ends_at_the_floor():
-    s = CosineSchedule(_opt(), lr=1e-3, min_lr=1e-5, horizon="steps", length=1000,
-                       steps_per_epoch=10, warmup=0.1)
-    assert s.lr_at(0.05) == pytest.approx(0.5e-3)       # half-way through the warmup
-    assert s.lr_at(0.1) == pytest.approx(1e-3)          # the peak
+    s = CosineSchedule(
+        _opt(), lr=1e-3, min_lr=1e-5, horizon="steps", length=1000, steps_per_epoch=10, warmup=0.1
+    )
+    assert s.lr_at(0.05) == pytest.approx(0.5e-3)  # half-way through the warmup
+    assert s.lr_at(0.1) == pytest.approx(1e-3)  # the peak
     assert s.lr_at(0.55) == pytest.approx(1e-5 + (1e-3 - 1e-5) / 2)  # the cosine's middle
-    assert s.lr_at(1.0) == pytest.approx(1e-5)          # the floor
+    assert s.lr_at(1.0) == pytest.approx(1e-5)  # the floor
     lrs = [s.lr_at(f / 100) for f in range(10, 101)]
     assert all(b <= a for a, b in zip(lrs, lrs[1:], strict=False))  # monotone after warmup
 
 
-@pytest.mark.parametrize("horizon,length,progress,fraction", [
-    ("steps", 200, Progress(epochs=3, steps=50, seconds=7.0), 0.25),
-    ("epochs", 4, Progress(epochs=1, steps=20, seconds=7.0), 0.5),   # 10 steps per epoch
-    ("seconds", 28, Progress(epochs=1, steps=20, seconds=7.0), 0.25),
-])
+@pytest.mark.parametrize(
+    "horizon,length,progress,fraction",
+    [
+        ("steps", 200, Progress(epochs=3, steps=50, seconds=7.0), 0.25),
+        ("epochs", 4, Progress(epochs=1, steps=20, seconds=7.0), 0.5),  # 10 steps per epoch
+        ("seconds", 28, Progress(epochs=1, steps=20, seconds=7.0), 0.25),
+    ],
+)
 def test_cosine_horizon_units(horizon, length, progress, fraction):
     s = CosineSchedule(_opt(), 1e-3, 0.0, horizon, length, steps_per_epoch=10)
     assert s.fraction(progress) == pytest.approx(fraction)
@@ -50,7 +61,7 @@ def test_cosine_horizon_units(horizon, length, progress, fraction):
 
 def test_plateau_is_reduce_on_plateau():
     s = PlateauSchedule(_opt(), 1e-3, 1e-6, factor=0.5, patience=0, max_decays=2)
-    assert not s.after_epoch(1.0)        # the first epoch is the best so far
+    assert not s.after_epoch(1.0)  # the first epoch is the best so far
     assert s.after_epoch(2.0) and s.current == pytest.approx(5e-4)
     assert not s.completed(Progress(), 1) and s.completed(Progress(), 2)
 
@@ -61,7 +72,7 @@ def test_ema_follows_with_its_decay_and_restores_exactly():
     start = model.weight.detach().clone()
     with torch.no_grad():
         model.weight.add_(1.0)
-    ema.update(model)                   # step 1: decay min(0.9, 2/11)
+    ema.update(model)  # step 1: decay min(0.9, 2/11)
     d = 2 / 11
     assert torch.allclose(ema.module.weight, d * start + (1 - d) * model.weight)
     assert not ema.module.weight.requires_grad
@@ -72,6 +83,7 @@ def test_ema_follows_with_its_decay_and_restores_exactly():
 
 def test_every_schedule_is_registered_and_checked_in_the_config():
     from pyg_schnet.run.config import load_config
+
     assert set(SCHEDULES) == {"plateau", "cosine"}
     with pytest.raises(Exception, match="choose one of: plateau, cosine"):
         load_config(None, {"schedule": "linear"})
@@ -89,12 +101,17 @@ def test_saved_runs_without_recipe_keys_keep_their_recipe(tmp_path):
     import yaml
 
     from pyg_schnet.run.config import SAVED_RUN_DEFAULTS, load_run_config
+
     p = tmp_path / "config.yaml"
     p.write_text(yaml.safe_dump({"target": "gap", "lr": 1e-3}))
     cfg = load_run_config(str(p))
     assert {k: getattr(cfg, k) for k in SAVED_RUN_DEFAULTS} == {
-        "schedule": "plateau", "horizon": "epochs", "warmup": 0.02, "max_steps": None,
-        "ema_decay": None}
+        "schedule": "plateau",
+        "horizon": "epochs",
+        "warmup": 0.02,
+        "max_steps": None,
+        "ema_decay": None,
+    }
     p.write_text(yaml.safe_dump({"schedule": "cosine", "ema_decay": 0.99}))
     cfg = load_run_config(str(p))
     assert (cfg.schedule, cfg.ema_decay) == ("cosine", 0.99)
@@ -102,30 +119,40 @@ def test_saved_runs_without_recipe_keys_keep_their_recipe(tmp_path):
 
 # -- runs ---------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("name", list(FILTERS))
 def test_a_cosine_run_ends_annealed_whatever_the_filter(tmp_path, name):
-    run, proc = train_tiny(tmp_path, filter=name, schedule="cosine", warmup=0.1, epochs=3,
-                           patience=3, min_lr=1e-5)
+    run, proc = train_tiny(
+        tmp_path, filter=name, schedule="cosine", warmup=0.1, epochs=3, patience=3, min_lr=1e-5
+    )
     m = json.load(open(run / "metrics.json"))
     assert m["schedule_completed"] is True and m["stop_reason"] == "epochs"
     assert m["final_lr"] == pytest.approx(1e-5)
     assert m["steps"] == 3 * math.ceil(200 / 25)
-    lrs = [float(r["lr"]) for r in _log(run)]           # the rate at each epoch's end
+    lrs = [float(r["lr"]) for r in _log(run)]  # the rate at each epoch's end
     assert lrs[0] > lrs[1] > lrs[2] > 1e-5
     assert "cosine over 3 epochs" in m["schedule"]
 
 
 def test_a_step_horizon_ends_the_run_mid_epoch_at_the_floor(tmp_path):
-    run, proc = train_tiny(tmp_path, schedule="cosine", horizon="steps", max_steps=12,
-                           epochs=10, min_lr=0.0)
+    run, proc = train_tiny(
+        tmp_path, schedule="cosine", horizon="steps", max_steps=12, epochs=10, min_lr=0.0
+    )
     m = json.load(open(run / "metrics.json"))
     assert (m["steps"], m["epochs"], m["stop_reason"]) == (12, 2, "max steps")
     assert m["schedule_completed"] is True and m["final_lr"] == 0.0
 
 
 def test_a_seconds_horizon_ends_annealed(tmp_path):
-    run, proc = train_tiny(tmp_path, schedule="cosine", horizon="seconds", time_budget=2,
-                           epochs=1000, patience=1000, min_lr=1e-6)
+    run, proc = train_tiny(
+        tmp_path,
+        schedule="cosine",
+        horizon="seconds",
+        time_budget=2,
+        epochs=1000,
+        patience=1000,
+        min_lr=1e-6,
+    )
     m = json.load(open(run / "metrics.json"))
     assert m["stop_reason"] == "time budget" and m["schedule_completed"] is True
     assert m["final_lr"] == pytest.approx(1e-6)
@@ -173,9 +200,9 @@ def test_kill_mid_schedule_and_resume_exactly(tmp_path, recipe):
     b = json.load(open(tmp_path / "k" / "metrics.json"))
     for key in ("test_mae", "best_val_mae", "best_epoch", "steps", "final_lr"):
         assert a[key] == b[key], key
-    assert _log(tmp_path / "ref") and \
-        [r["val_mae"] for r in _log(tmp_path / "ref")] == \
-        [r["val_mae"] for r in _log(tmp_path / "k")]
+    assert _log(tmp_path / "ref") and [r["val_mae"] for r in _log(tmp_path / "ref")] == [
+        r["val_mae"] for r in _log(tmp_path / "k")
+    ]
     assert [r["lr"] for r in _log(tmp_path / "ref")] == [r["lr"] for r in _log(tmp_path / "k")]
 
 

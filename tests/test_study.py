@@ -2,6 +2,7 @@
 factor study from another directory, its report against the runs' own files,
 skip / resume / refusal, ``--jobs 2``, and the paired statistics against a
 hand-computed case."""
+
 import csv
 import json
 import math
@@ -37,8 +38,7 @@ def quick(tmp_path_factory):
     elsewhere = tmp_path_factory.mktemp("elsewhere")
     out = elsewhere / "factors_quick"
     t0 = time.perf_counter()
-    proc = run_here("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS,
-                    cwd=elsewhere)
+    proc = run_here("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS, cwd=elsewhere)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return out, proc, time.perf_counter() - t0
 
@@ -47,8 +47,16 @@ def test_quick_factor_study_runs_from_elsewhere(quick):
     out, proc, seconds = quick
     assert seconds < 120, f"--quick took {seconds:.0f} s"
     assert "24 runs (0 finished, 24 to train)" in proc.stdout
-    for name in ("report.md", "runs.csv", "cells.csv", "paired.csv", "slopes.csv",
-                 "sittings.csv", "val_curves_U0_n200.png", "val_curves_gap_n200.png"):
+    for name in (
+        "report.md",
+        "runs.csv",
+        "cells.csv",
+        "paired.csv",
+        "slopes.csv",
+        "sittings.csv",
+        "val_curves_U0_n200.png",
+        "val_curves_gap_n200.png",
+    ):
         assert osp.isfile(out / name), name
     with open(out / "val_curves_U0_n200.png", "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -73,6 +81,7 @@ def test_report_tables_trace_to_run_directories(quick):
     by_seed = {}
     for r in runs:
         import numpy as np
+
         with np.load(out / r["run_dir"] / "split.npz") as f:
             key = tuple(f["test_idx"][:5]) + tuple(f["train_idx"][:5])
             assert len(f["test_idx"]) == 100 and len(f["val_idx"]) == 50
@@ -82,30 +91,47 @@ def test_report_tables_trace_to_run_directories(quick):
     cells = _csv(out / "cells.csv")
     md = open(out / "report.md").read()
     for c in cells:
-        maes = [float(r["test_mae"]) for r in runs
-                if (r["target"], r["variant"]) == (c["target"], c["variant"])]
+        maes = [
+            float(r["test_mae"])
+            for r in runs
+            if (r["target"], r["variant"]) == (c["target"], c["variant"])
+        ]
         assert float(c["test_mae_mean"]) == pytest.approx(sum(maes) / 2, rel=1e-9)
-        assert float(c["test_mae_std"]) == pytest.approx(abs(maes[0] - maes[1]) / math.sqrt(2),
-                                                         rel=1e-9)
+        assert float(c["test_mae_std"]) == pytest.approx(
+            abs(maes[0] - maes[1]) / math.sqrt(2), rel=1e-9
+        )
         assert f"| {c['target']} | 200 | {c['variant']} | 2 |" in md
     paired = _csv(out / "paired.csv")
     assert len(paired) == (len(VARIANTS) - 1) * len(TARGETS)
     for p in paired:
-        d = [float(v["test_mae"]) - float(g["test_mae"]) for v in runs for g in runs
-             if v["target"] == g["target"] == p["target"] and v["seed"] == g["seed"]
-             and v["variant"] == p["variant"] and g["variant"] == "gaussian"]
+        d = [
+            float(v["test_mae"]) - float(g["test_mae"])
+            for v in runs
+            for g in runs
+            if v["target"] == g["target"] == p["target"]
+            and v["seed"] == g["seed"]
+            and v["variant"] == p["variant"]
+            and g["variant"] == "gaussian"
+        ]
         assert float(p["diff_mean"]) == pytest.approx(sum(d) / 2, rel=1e-9)
     # the spec's contrasts: each a variant against the variant it changes, paired per seed
     contrasts = _csv(out / "contrasts.csv")
     spec = yaml.safe_load(open(FACTORS))
-    assert {(c["contrast"], c["target"]) for c in contrasts} == \
-        {(name, t) for name in spec["contrasts"] for t in TARGETS}
+    assert {(c["contrast"], c["target"]) for c in contrasts} == {
+        (name, t) for name in spec["contrasts"] for t in TARGETS
+    }
     for c in contrasts:
         variant, baseline = spec["contrasts"][c["contrast"]]
         assert (c["variant"], c["reference"]) == (variant, baseline)
-        d = [float(v["test_mae"]) - float(b["test_mae"]) for v in runs for b in runs
-             if v["target"] == b["target"] == c["target"] and v["seed"] == b["seed"]
-             and v["variant"] == variant and b["variant"] == baseline]
+        d = [
+            float(v["test_mae"]) - float(b["test_mae"])
+            for v in runs
+            for b in runs
+            if v["target"] == b["target"] == c["target"]
+            and v["seed"] == b["seed"]
+            and v["variant"] == variant
+            and b["variant"] == baseline
+        ]
         assert len(d) == 2 and float(c["diff_mean"]) == pytest.approx(sum(d) / 2, rel=1e-9)
         assert f"| {c['contrast']} | {variant} − {baseline} | 2 |" in md
     for r in runs:
@@ -120,10 +146,14 @@ def test_report_tables_trace_to_run_directories(quick):
 
 def test_rerun_skips_finished_runs(quick):
     out, _, _ = quick
-    watched = [osp.join(out, r["run_dir"], f) for r in _csv(out / "runs.csv")
-               for f in ("metrics.json", "best.pt", "log.csv", "symmetry.json")]
-    watched += [osp.join(out, r["run_dir"], "model.pt") for r in _csv(out / "runs.csv")
-                if r["seed"] == "0"]
+    watched = [
+        osp.join(out, r["run_dir"], f)
+        for r in _csv(out / "runs.csv")
+        for f in ("metrics.json", "best.pt", "log.csv", "symmetry.json")
+    ]
+    watched += [
+        osp.join(out, r["run_dir"], "model.pt") for r in _csv(out / "runs.csv") if r["seed"] == "0"
+    ]
     before = {p: os.stat(p).st_mtime_ns for p in watched}
     proc = run_here("study", "run", FACTORS, "--quick", "--out", out, *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
@@ -147,11 +177,26 @@ def test_other_settings_in_the_same_folder_are_refused(quick, tmp_path):
 
 
 def _tiny_spec(path, **extra):
-    spec = dict(name="tiny", base=dict(hidden_channels=16, num_filters=16, num_interactions=2,
-                                       cutoff=4.0, num_gaussians=12, batch_size=25, epochs=4,
-                                       patience=4, lr=2e-3),
-                variants={"gaussian": {}, "conv1d": {"filter": "conv1d", "num_bins": 12}},
-                targets=["gap"], seeds=2, train_sizes=[250], val_size=50, test_size=50)
+    spec = dict(
+        name="tiny",
+        base=dict(
+            hidden_channels=16,
+            num_filters=16,
+            num_interactions=2,
+            cutoff=4.0,
+            num_gaussians=12,
+            batch_size=25,
+            epochs=4,
+            patience=4,
+            lr=2e-3,
+        ),
+        variants={"gaussian": {}, "conv1d": {"filter": "conv1d", "num_bins": 12}},
+        targets=["gap"],
+        seeds=2,
+        train_sizes=[250],
+        val_size=50,
+        test_size=50,
+    )
     spec.update(extra)
     with open(path, "w") as f:
         yaml.safe_dump(spec, f, sort_keys=False)
@@ -163,8 +208,9 @@ def test_interrupted_run_resumes_from_last_checkpoint(tmp_path):
     spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0], variants={"gaussian": {}})
     out = tmp_path / "out"
     # 10 batches per epoch: killed (SIGKILL) in the middle of epoch 2
-    killed = cli("study", "run", spec, "--out", out, *SAMPLE_ARGS,
-                 extra_env={"PYG_SCHNET_FAULT": "batch:15"})
+    killed = cli(
+        "study", "run", spec, "--out", out, *SAMPLE_ARGS, extra_env={"PYG_SCHNET_FAULT": "batch:15"}
+    )
     assert killed.returncode != 0
     run = out / "runs" / "gap" / "gaussian" / "n250_seed0"
     assert osp.isfile(run / "last.pt") and not osp.exists(run / "metrics.json")
@@ -224,6 +270,7 @@ BAD_SPECS = [
 def test_bad_spec_is_one_clear_error(tmp_path, change, match):
     from pyg_schnet.errors import UserError
     from pyg_schnet.study import load_spec
+
     path = _tiny_spec(tmp_path / "s.yaml", **change)
     with pytest.raises(UserError, match=re.escape(match)):
         load_spec(str(path), root=SAMPLE_ROOT, source=SAMPLE_SOURCE)
@@ -234,13 +281,18 @@ def test_bad_spec_on_the_command_line(tmp_path):
     proc = run_here("study", "run", path, "--out", tmp_path / "x", *SAMPLE_ARGS)
     assert_one_line_error(proc, "unknown target 'energy'")
     assert not osp.exists(tmp_path / "x")
-    for args in (["study"], ["study", "walk", path], ["study", "run", tmp_path / "nope.yaml"],
-                 ["study", "run", path, "--jobs", "0"]):
+    for args in (
+        ["study"],
+        ["study", "walk", path],
+        ["study", "run", tmp_path / "nope.yaml"],
+        ["study", "run", path, "--jobs", "0"],
+    ):
         assert_one_line_error(run_here(*args))
 
 
 def test_relative_paths_are_relative_to_the_spec(tmp_path):
     from pyg_schnet.study import load_spec, plan
+
     (tmp_path / "sub").mkdir()
     base = tmp_path / "base.yaml"
     yaml.safe_dump(dict(hidden_channels=8, root="data/q"), open(base, "w"))
@@ -254,8 +306,10 @@ def test_relative_paths_are_relative_to_the_spec(tmp_path):
 
 # -- statistics -----------------------------------------------------------------------------
 
+
 def test_paired_difference_hand_computed():
     from pyg_schnet.study import paired_difference
+
     p = paired_difference({0: 10.0, 1: 12.0, 2: 11.0, 5: 99.0}, {0: 9.0, 1: 9.0, 2: 10.0})
     # differences 1, 3, 1: mean 5/3, sample std sqrt(4/3), t(0.975, 2) = 4.303
     assert p["n"] == 3 and p["seeds"] == [0, 1, 2]
@@ -272,6 +326,7 @@ def test_paired_difference_hand_computed():
 
 def test_t_quantiles_and_slope():
     from pyg_schnet.study import loglog_slope, t_quantile_975
+
     assert t_quantile_975(2) == pytest.approx(4.303)
     assert t_quantile_975(30) == pytest.approx(2.042)
     assert t_quantile_975(60) == pytest.approx(2.000, abs=0.002)
@@ -286,8 +341,12 @@ def test_runs_with_the_same_settings_are_reused(tmp_path):
     settings (and split) equal its own, and trains only the rest."""
     first = _tiny_spec(tmp_path / "a.yaml", seeds=[0], variants={"gaussian": {}})
     assert run_here("study", "run", first, "--out", tmp_path / "a", *SAMPLE_ARGS).returncode == 0
-    second = _tiny_spec(tmp_path / "b.yaml", seeds=[0], reuse=["a"],
-                        variants={"g": {}, "wide": {"num_gaussians": 20}})
+    second = _tiny_spec(
+        tmp_path / "b.yaml",
+        seeds=[0],
+        reuse=["a"],
+        variants={"g": {}, "wide": {"num_gaussians": 20}},
+    )
     proc = run_here("study", "run", second, "--out", tmp_path / "b", *SAMPLE_ARGS)
     assert proc.returncode == 0, proc.stderr
     assert "copied 1 finished runs" in proc.stdout and "(1 finished, 1 to train)" in proc.stdout
@@ -304,6 +363,7 @@ def test_a_run_held_by_another_process_is_left_alone(tmp_path):
     others, reports that one as failed (one error line, exit 2) and leaves its
     directory untouched; a later re-run trains only that one."""
     from pyg_schnet.run.rundir import RunDir
+
     spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0])
     out = tmp_path / "out"
     held = out / "runs" / "gap" / "conv1d" / "n250_seed0"
@@ -323,6 +383,7 @@ def test_a_sitting_whose_runs_all_fail_in_workers_keeps_its_start(tmp_path):
     """Runs that fail in worker processes still date the sitting: its row in
     ``sittings.csv`` has a start and the failures, not an empty start."""
     from pyg_schnet.run.rundir import RunDir
+
     spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0])
     out = tmp_path / "out"
     runs = [RunDir(str(out / "runs" / "gap" / v / "n250_seed0")) for v in ("gaussian", "conv1d")]
@@ -341,10 +402,12 @@ def test_two_overlapping_studies_share_the_runs_safely(tmp_path):
     one of them (the other skips it when finished, or reports it failed while
     held), no directory mixes the two, and every run equals a run trained alone."""
     from helpers import popen
+
     spec = _tiny_spec(tmp_path / "s.yaml", seeds=[0])
     out = tmp_path / "out"
-    procs = [popen("study", "run", spec, "--out", out, *SAMPLE_ARGS, "--jobs", "2")
-             for _ in range(2)]
+    procs = [
+        popen("study", "run", spec, "--out", out, *SAMPLE_ARGS, "--jobs", "2") for _ in range(2)
+    ]
     results = [p.communicate(timeout=600) + (p.returncode,) for p in procs]
     for stdout, stderr, code in results:
         assert code in (0, 2), stderr
@@ -366,18 +429,36 @@ def test_several_specs_run_as_a_queue(tmp_path):
     """``study run A B`` checks both specs before training anything, then runs
     their runs as one queue: with two jobs, B's run starts beside A's last one
     instead of waiting for it; ``--out`` needs a single spec."""
-    tiny = dict(hidden_channels=8, num_filters=8, num_interactions=1, cutoff=4.0,
-                num_gaussians=8, batch_size=50)
-    first = _tiny_spec(tmp_path / "a.yaml", name="a", seeds=[0], variants={"gaussian": {}},
-                       base=dict(tiny, epochs=40, patience=40))
+    tiny = dict(
+        hidden_channels=8,
+        num_filters=8,
+        num_interactions=1,
+        cutoff=4.0,
+        num_gaussians=8,
+        batch_size=50,
+    )
+    first = _tiny_spec(
+        tmp_path / "a.yaml",
+        name="a",
+        seeds=[0],
+        variants={"gaussian": {}},
+        base=dict(tiny, epochs=40, patience=40),
+    )
     bad = _tiny_spec(tmp_path / "bad.yaml", targets=["energy"])
     proc = run_here("study", "run", first, bad, *SAMPLE_ARGS)
     assert_one_line_error(proc, "unknown target 'energy'")
     assert not (tmp_path / "a").exists()  # nothing trained before the bad spec was found
-    assert_one_line_error(run_here("study", "run", first, first, "--out", tmp_path / "x"),
-                          "--out names one study's folder; 2 specs were given")
-    second = _tiny_spec(tmp_path / "b.yaml", name="b", seeds=[0], variants={"conv1d": {
-        "filter": "conv1d", "num_bins": 8}}, base=dict(tiny, epochs=1, patience=1))
+    assert_one_line_error(
+        run_here("study", "run", first, first, "--out", tmp_path / "x"),
+        "--out names one study's folder; 2 specs were given",
+    )
+    second = _tiny_spec(
+        tmp_path / "b.yaml",
+        name="b",
+        seeds=[0],
+        variants={"conv1d": {"filter": "conv1d", "num_bins": 8}},
+        base=dict(tiny, epochs=1, patience=1),
+    )
     proc = cli("study", "run", first, second, *SAMPLE_ARGS, "--jobs", "2")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     # b's one-epoch run ran beside a's 40 epochs, so b's study ended (and was reported) first
@@ -387,8 +468,9 @@ def test_several_specs_run_as_a_queue(tmp_path):
         (sitting,) = _csv(tmp_path / name / "sittings.csv")
         assert sitting["started"] and float(sitting["wall_seconds"]) > 0
     for name, variant in (("a", "gaussian"), ("b", "conv1d")):
-        assert (tmp_path / name / "runs" / "gap" / variant / "n250_seed0" / "metrics.json"
-                ).is_file()
+        assert (
+            tmp_path / name / "runs" / "gap" / variant / "n250_seed0" / "metrics.json"
+        ).is_file()
         assert (tmp_path / name / "report.md").is_file()
     assert proc.stdout.index("study a:") < proc.stdout.index("study b:")
 
@@ -397,11 +479,14 @@ def test_overlapping_invocations_count_their_wall_time_once():
     """Two ``study run`` at once (one per core) are one sitting in the report's
     wall time; a later one is another; an undated row counts on its own."""
     from pyg_schnet.study.report import wall_time
-    rows = [dict(started="2026-11-28T10:00:00", wall_seconds="3600"),
-            dict(started="2026-11-28T10:30:00", wall_seconds="3600"),  # to 11:30: +1,800 s
-            dict(started="2026-11-28T10:40:00", wall_seconds="600"),  # inside: +0
-            dict(started="2026-11-28T14:00:00", wall_seconds="100"),
-            dict(started="", wall_seconds="50")]
+
+    rows = [
+        dict(started="2026-11-28T10:00:00", wall_seconds="3600"),
+        dict(started="2026-11-28T10:30:00", wall_seconds="3600"),  # to 11:30: +1,800 s
+        dict(started="2026-11-28T10:40:00", wall_seconds="600"),  # inside: +0
+        dict(started="2026-11-28T14:00:00", wall_seconds="100"),
+        dict(started="", wall_seconds="50"),
+    ]
     assert wall_time(rows) == (pytest.approx(3600 + 1800 + 100 + 50), 3)
     assert wall_time([]) == (0.0, 0)
 
@@ -410,9 +495,11 @@ def test_concurrent_invocations_keep_each_others_sittings_rows(tmp_path):
     """Two ``study run`` of one study at once each rewrite ``sittings.csv``
     after every finished run; neither drops the other's row."""
     from pyg_schnet.study.runner import _Sitting
+
     (tmp_path / "sittings.csv").write_text(
         "started,wall_seconds,runs_trained,runs_failed,jobs,command\n"
-        "2026-11-27T09:00:00,100.0,1,0,1,old\n")
+        "2026-11-27T09:00:00,100.0,1,0,1,old\n"
+    )
     a, b = _Sitting(str(tmp_path), 2, "first"), _Sitting(str(tmp_path), 1, "second")
     a.started(time.time() - 60)
     b.started(time.time() - 30)
@@ -423,5 +510,8 @@ def test_concurrent_invocations_keep_each_others_sittings_rows(tmp_path):
     rows = _csv(tmp_path / "sittings.csv")
     assert [r["command"] for r in rows] == ["old", "first", "second"]
     assert [(r["runs_trained"], r["runs_failed"]) for r in rows] == [
-        ("1", "0"), ("2", "1"), ("3", "0")]
+        ("1", "0"),
+        ("2", "1"),
+        ("3", "0"),
+    ]
     assert float(rows[1]["wall_seconds"]) >= 60 and rows[2]["jobs"] == "1"

@@ -1,5 +1,6 @@
 """The training CLI: flag forms, run directory, resume after SIGKILL, atomic
 checkpoints, NaN stop, evaluate/predict, sweeps, DDP."""
+
 import csv
 import fcntl
 import json
@@ -15,8 +16,17 @@ import torch
 import yaml
 
 from conftest import DATA_ROOT
-from helpers import (REPO, TINY, assert_one_line_error, cli, env, popen, run_here, train_tiny,
-                     write_config)
+from helpers import (
+    REPO,
+    TINY,
+    assert_one_line_error,
+    cli,
+    env,
+    popen,
+    run_here,
+    train_tiny,
+    write_config,
+)
 from pyg_schnet.cli.config_flags import parse_overrides
 from pyg_schnet.run.config import load_config
 from pyg_schnet.errors import UserError
@@ -24,11 +34,26 @@ from pyg_schnet.errors import UserError
 
 # -- flags -----------------------------------------------------------------------
 
+
 def test_flag_forms():
-    got = parse_overrides(["--batch-size=100", "--lr", "0.002", "--num_interactions=3",
-                           "--max-molecules", "500", "--filter=conv1d"])
-    assert got == {"batch_size": "100", "lr": "0.002", "num_interactions": "3",
-                   "max_molecules": "500", "filter": "conv1d"}
+    got = parse_overrides(
+        [
+            "--batch-size=100",
+            "--lr",
+            "0.002",
+            "--num_interactions=3",
+            "--max-molecules",
+            "500",
+            "--filter=conv1d",
+        ]
+    )
+    assert got == {
+        "batch_size": "100",
+        "lr": "0.002",
+        "num_interactions": "3",
+        "max_molecules": "500",
+        "filter": "conv1d",
+    }
     cfg = load_config(None, got)
     assert cfg.batch_size == 100 and cfg.lr == 0.002 and cfg.num_interactions == 3
     assert cfg.max_molecules == 500 and cfg.filter["name"] == "conv1d"
@@ -49,6 +74,7 @@ def test_out_template():
 
 # -- a real short run ------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     run, proc = train_tiny(tmp_path_factory.mktemp("run"), epochs=3)
@@ -62,8 +88,16 @@ def test_run_directory_contents(run_dir):
     with open(osp.join(run_dir, "log.csv")) as f:
         rows = list(csv.DictReader(f))
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
-    assert set(rows[0]) == {"epoch", "train_loss", "train_mae", "val_mae", "lr", "epoch_seconds",
-                            "molecules_per_second", "elapsed"}
+    assert set(rows[0]) == {
+        "epoch",
+        "train_loss",
+        "train_mae",
+        "val_mae",
+        "lr",
+        "epoch_seconds",
+        "molecules_per_second",
+        "elapsed",
+    }
     assert all(float(r["molecules_per_second"]) > 0 for r in rows)
     m = json.load(open(osp.join(run_dir, "metrics.json")))
     assert m["unit"] == "eV" and m["test_mae"] > 0
@@ -98,6 +132,7 @@ def test_evaluate_and_predict(run_dir, tmp_path):
     xyz.write_text("3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
     from rdkit import Chem
     from rdkit.Chem import AllChem
+
     mol = Chem.AddHs(Chem.MolFromSmiles("CO"))
     AllChem.EmbedMolecule(mol, randomSeed=1)
     sdf = tmp_path / "methanol.sdf"
@@ -117,14 +152,23 @@ def test_predict_warns_outside_qm9(run_dir, tmp_path):
     """A 40-atom carbon cloud and a squeezed molecule get a prediction and a
     warning each (not silence); QM9-like ones none."""
     import numpy as np
+
     rng = np.random.default_rng(0)
     cloud = rng.uniform(0, 12, (40, 3))
     lines = ["40", "cloud"] + [f"C {x:.4f} {y:.4f} {z:.4f}" for x, y, z in cloud]
     (tmp_path / "cloud.xyz").write_text("\n".join(lines) + "\n")
     (tmp_path / "squeezed.xyz").write_text("3\nsqueezed\nO 0 0 0\nH 0 0.5 0\nH 0 -0.9 0.3\n")
     out = tmp_path / "p.csv"
-    proc = run_here("predict", run_dir, tmp_path / "cloud.xyz", tmp_path / "squeezed.xyz",
-                    "--smiles", "CCO", "-o", out)
+    proc = run_here(
+        "predict",
+        run_dir,
+        tmp_path / "cloud.xyz",
+        tmp_path / "squeezed.xyz",
+        "--smiles",
+        "CCO",
+        "-o",
+        out,
+    )
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in csv.DictReader(open(out))}
     assert "40 atoms (QM9: at most 29)" in rows["cloud.xyz"]["warning"]
@@ -143,6 +187,7 @@ def test_refuses_to_overwrite_finished_run(run_dir):
 
 
 # -- resume after SIGKILL ------------------------------------------------------------
+
 
 def _log_rows(out):
     try:
@@ -190,8 +235,9 @@ def test_resume_with_rotation_augmentation_is_exact(tmp_path):
     common = dict(epochs=3, max_molecules=300, filter="coords", rotation_augmentation=True)
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
     assert run_here("train", "--config", ref, "--quiet").returncode == 0
-    plain = write_config(tmp_path / "p.yaml", out=str(tmp_path / "p"),
-                         **dict(common, rotation_augmentation=False))
+    plain = write_config(
+        tmp_path / "p.yaml", out=str(tmp_path / "p"), **dict(common, rotation_augmentation=False)
+    )
     assert run_here("train", "--config", plain, "--quiet").returncode == 0
     killed = write_config(tmp_path / "k.yaml", out=str(tmp_path / "k"), **common)
     proc = cli("train", "--config", killed, "--quiet", extra_env={"PYG_SCHNET_FAULT": "batch:13"})
@@ -204,8 +250,7 @@ def test_resume_with_rotation_augmentation_is_exact(tmp_path):
 
 def test_training_stops_after_max_lr_decays(tmp_path):
     # lr_patience 0: every epoch without a new best decays the learning rate
-    run, _ = train_tiny(tmp_path, epochs=30, patience=30, lr=0.02, lr_patience=0,
-                        max_lr_decays=2)
+    run, _ = train_tiny(tmp_path, epochs=30, patience=30, lr=0.02, lr_patience=0, max_lr_decays=2)
     m = json.load(open(run / "metrics.json"))
     log = _log_rows(run)
     assert m["stop_reason"] == "lr decays" and m["lr_decays"] == 2
@@ -217,14 +262,17 @@ def test_training_stops_after_max_lr_decays(tmp_path):
 
 # -- checkpoints and faults -------------------------------------------------------------
 
+
 def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
     from pyg_schnet.run import checkpoint as T
+
     path = str(tmp_path / "last.pt")
     T.atomic_save({"run_format": 1, "x": torch.ones(3)}, path)
 
     def broken(obj, f, *a, **k):
         f.write(b"partial")
         raise OSError(28, "No space left on device")
+
     monkeypatch.setattr(T.torch, "save", broken)
     with pytest.raises(UserError, match="No space left.*previous checkpoint is kept"):
         T.atomic_save({"run_format": 1, "x": torch.zeros(3)}, path)
@@ -235,6 +283,7 @@ def test_atomic_save_keeps_old_file_when_write_fails(tmp_path, monkeypatch):
 def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
     from pyg_schnet.run import trainer as T
     from pyg_schnet.nn.schnet import SchNet
+
     calls = {"n": 0}
     real = SchNet.forward
 
@@ -245,6 +294,7 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
             if calls["n"] > 10:  # after the first epoch (8 batches)
                 return out * float("nan")
         return out
+
     monkeypatch.setattr(SchNet, "forward", forward)
     cfg = load_config(write_config(tmp_path / "c.yaml", out=str(tmp_path / "nan")))
     with pytest.raises(T.TrainingDiverged, match="loss became nan at epoch 2.*best.pt"):
@@ -255,6 +305,7 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch):
 
 
 # -- W&B -------------------------------------------------------------------------------
+
 
 def test_wandb_offline_logs_run(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "wb"), epochs=2, wandb="offline")
@@ -286,29 +337,42 @@ def _saved_value(saved, key):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml",
-                                  "conv1d_search.yaml"])
+@pytest.mark.parametrize("name", ["filter_grid.yaml", "gaussian_search.yaml", "conv1d_search.yaml"])
 def test_sweep_files_and_agent_command(name, tmp_path):
     import sweeps
+
     sweep = yaml.safe_load(open(osp.join(REPO, "experiments", "sweeps", name)))
     assert sweeps.schema_violations_from_proposed_config(sweep) == []
     run = sweeps.next_run(sweep, [])
     params = {k: v["value"] for k, v in run.config.items()}
     assert set(params) == set(sweep["parameters"])
     from pyg_schnet.study.sweep import agent_command
+
     cmd = agent_command(sweep, run.config)  # what `wandb agent` builds, with W&B's own rendering
     assert cmd[:4] == [sys.executable, "-m", "pyg_schnet.cli", "train"]
     # run that exact command line (the console script), shrunk to a tiny model, offline
     exe = osp.join(osp.dirname(sys.executable), "pyg-schnet")
     flat = {}
     for k, v in params.items():  # a nested parameter holds the filter's name and options
-        flat.update({("filter" if kk == "name" else kk): vv for kk, vv in v.items()}
-                    if isinstance(v, dict) else {k: v})
+        flat.update(
+            {("filter" if kk == "name" else kk): vv for kk, vv in v.items()}
+            if isinstance(v, dict)
+            else {k: v}
+        )
     tiny = {k: v for k, v in TINY.items() if k not in flat}
-    extra = [f"--{k}={v}" for k, v in tiny.items()] + ["--epochs=1", "--wandb=offline",
-                                                       f"--out={tmp_path}/{{filter}}_{{seed}}"]
-    proc = subprocess.run([exe] + cmd[3:] + extra + ["--quiet"], cwd=REPO, env=env(),
-                          capture_output=True, text=True, timeout=600)
+    extra = [f"--{k}={v}" for k, v in tiny.items()] + [
+        "--epochs=1",
+        "--wandb=offline",
+        f"--out={tmp_path}/{{filter}}_{{seed}}",
+    ]
+    proc = subprocess.run(
+        [exe] + cmd[3:] + extra + ["--quiet"],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr
     runs = os.listdir(tmp_path)
     assert len(runs) == 1 and osp.isfile(osp.join(tmp_path, runs[0], "metrics.json"))
@@ -320,12 +384,28 @@ def test_sweep_files_and_agent_command(name, tmp_path):
 
 # -- DDP -----------------------------------------------------------------------------------
 
+
 def test_ddp_two_processes(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "ddp"), epochs=2)
     torchrun = osp.join(osp.dirname(sys.executable), "torchrun")
-    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", "-m",
-                           "pyg_schnet.cli", "train", "--config", cfg, "--quiet"],
-                          cwd=REPO, env=env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            torchrun,
+            "--standalone",
+            "--nproc_per_node=2",
+            "-m",
+            "pyg_schnet.cli",
+            "train",
+            "--config",
+            cfg,
+            "--quiet",
+        ],
+        cwd=REPO,
+        env=env(),
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     m = json.load(open(tmp_path / "ddp" / "metrics.json"))
     assert m["epochs"] == 2 and m["test_mae"] > 0
@@ -342,8 +422,10 @@ def test_train_starts_its_own_data_parallel_processes(tmp_path):
     proc = cli("train", "--config", cfg)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.count("test MAE") == 1
-    assert "2 process(es) x 1 thread(s); effective batch size 25, shared by the processes: " \
-        "12-13 each" in proc.stderr  # shared, not multiplied
+    assert (
+        "2 process(es) x 1 thread(s); effective batch size 25, shared by the processes: "
+        "12-13 each" in proc.stderr
+    )  # shared, not multiplied
     m = json.load(open(tmp_path / "p2" / "metrics.json"))
     assert m["processes"] == 2 and m["effective_batch_size"] == 25 and m["epochs"] == 2
     # a refused run (directory in use) ends with one error line, no process left waiting:
@@ -351,6 +433,7 @@ def test_train_starts_its_own_data_parallel_processes(tmp_path):
     # rank 0 is refused and the launcher stops rank 1 (which would wait for it forever)
     from pyg_schnet.run.launch import launch
     from pyg_schnet.run.rundir import LOCK_FILE, RunDir
+
     run = RunDir(str(tmp_path / "p2"))
     fd = os.open(run.file(LOCK_FILE), os.O_RDWR)
     os.write(fd, b"pid 1 on elsewhere")
@@ -371,6 +454,7 @@ def test_train_starts_its_own_data_parallel_processes(tmp_path):
 
 # -- the run-directory lock ----------------------------------------------------------------
 
+
 @pytest.mark.slow
 def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     """While a run trains, a second training into its directory (even with
@@ -378,17 +462,21 @@ def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     change nothing; the first run ends exactly like an undisturbed one."""
     # long enough (about 2 s per epoch) to outlast the other processes' start-up: the full
     # data set's first 2,200 molecules, not the unit tests' sample
-    common = dict(epochs=5, patience=5, max_molecules=2200, train_size=2000, root=DATA_ROOT,
-                  source="qm9pack")
+    common = dict(
+        epochs=5, patience=5, max_molecules=2200, train_size=2000, root=DATA_ROOT, source="qm9pack"
+    )
     ref = write_config(tmp_path / "ref.yaml", out=str(tmp_path / "ref"), **common)
     assert run_here("train", "--config", ref, "--quiet").returncode == 0
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "run"), **common)
     first = _train_until(cfg, tmp_path / "run", epochs=1)
     assert first.poll() is None, "the first run finished before the others could try"
     from pyg_schnet.cli import main
-    for args in (["train", "--config", cfg, "--quiet", "--overwrite"],
-                 ["train", "--resume", tmp_path / "run", "--quiet"],
-                 ["evaluate", tmp_path / "run"]):
+
+    for args in (
+        ["train", "--config", cfg, "--quiet", "--overwrite"],
+        ["train", "--resume", tmp_path / "run", "--quiet"],
+        ["evaluate", tmp_path / "run"],
+    ):
         capsys.readouterr()  # in this process: no start-up time for the first run to end
         code = main([str(a) for a in args])
         err = capsys.readouterr().err
@@ -400,14 +488,16 @@ def test_a_running_directory_cannot_be_shared(tmp_path, capsys):
     a = json.load(open(tmp_path / "ref" / "metrics.json"))
     b = json.load(open(tmp_path / "run" / "metrics.json"))
     assert a["test_mae"] == b["test_mae"] and a["epochs"] == b["epochs"] == 5
-    assert [r["val_mae"] for r in _log_rows(tmp_path / "ref")] == \
-        [r["val_mae"] for r in _log_rows(tmp_path / "run")]
+    assert [r["val_mae"] for r in _log_rows(tmp_path / "ref")] == [
+        r["val_mae"] for r in _log_rows(tmp_path / "run")
+    ]
     # free again once the holder has ended
     assert run_here("evaluate", tmp_path / "run").returncode == 0
 
 
 def test_lock_is_reentrant_and_released(tmp_path):
     from pyg_schnet.run.rundir import RunDir
+
     rd = RunDir(str(tmp_path / "r"))
     with rd.lock():
         with rd.lock():  # the same process: no deadlock
@@ -419,46 +509,90 @@ def test_lock_is_reentrant_and_released(tmp_path):
 
 # -- threads and processes -------------------------------------------------------------------
 
+
 def test_default_threads_follow_the_measured_rule():
     from pyg_schnet.run.throughput import SIZES, default_threads
+
     q, p = SIZES["quickstart"], SIZES["pyg"]
     assert default_threads(q["num_filters"], q["num_interactions"], q["cutoff"], 1, 2) == 1
     assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 1, 2) == 2
     # one process per core: one thread each, whatever the size
     assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 2, 2) == 1
     from pyg_schnet.run.config import load_config
+
     assert load_config(None, {"processes": "none"}).resolved_processes() == (os.cpu_count() or 1)
     assert load_config(None, {"device": "cuda"}).resolved_processes() == 1
-    with pytest.raises(UserError, match="batch_size \\(1\\) must be at least the number of "
-                                        "processes \\(2\\)"):
+    with pytest.raises(
+        UserError, match="batch_size \\(1\\) must be at least the number of processes \\(2\\)"
+    ):
         load_config(None, {"processes": 2, "batch_size": 1})
 
 
 @pytest.mark.slow
 def test_throughput_and_benchmark_commands_print_default_and_best():
     from conftest import SAMPLE_ROOT, SAMPLE_SOURCE
-    proc = cli("throughput", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE, "--sizes",
-               "quickstart", "--rounds", "1", "--epochs", "2", "--molecules", "150", check=True)
+
+    proc = cli(
+        "throughput",
+        "--root",
+        SAMPLE_ROOT,
+        "--source",
+        SAMPLE_SOURCE,
+        "--sizes",
+        "quickstart",
+        "--rounds",
+        "1",
+        "--epochs",
+        "2",
+        "--molecules",
+        "150",
+        check=True,
+    )
     last = proc.stdout.strip().splitlines()[-1]
     assert last.startswith("quickstart (work 0.054 M): 1 thr x 1 proc") and "of best" in last
-    proc = run_here("benchmark", "--root", SAMPLE_ROOT, "--source", SAMPLE_SOURCE,
-                    "--skip-build", "--hidden", "16", "--filters", "16", "--interactions", "1",
-                    "--batch-size", "10", "--batches", "1", "--rounds", "1", "--warmup", "1",
-                    "--no-memory")
+    proc = run_here(
+        "benchmark",
+        "--root",
+        SAMPLE_ROOT,
+        "--source",
+        SAMPLE_SOURCE,
+        "--skip-build",
+        "--hidden",
+        "16",
+        "--filters",
+        "16",
+        "--interactions",
+        "1",
+        "--batch-size",
+        "10",
+        "--batches",
+        "1",
+        "--rounds",
+        "1",
+        "--warmup",
+        "1",
+        "--no-memory",
+    )
     assert proc.returncode == 0, proc.stderr
     assert "1 thread(s) (the default for one process)" in proc.stdout
     # --no-memory: a "-" where the peak memory would be (test_models measures it)
-    assert [line.split()[-3] for line in proc.stdout.splitlines()
-            if line.startswith(("PyG SchNet ", "pyg_schnet  "))] == ["-"] * 4
+    assert [
+        line.split()[-3]
+        for line in proc.stdout.splitlines()
+        if line.startswith(("PyG SchNet ", "pyg_schnet  "))
+    ] == ["-"] * 4
     assert "pyg_schnet training: default 1 thread(s)" in proc.stdout and "of best" in proc.stdout
 
 
 # -- the local sweep runner ------------------------------------------------------------------
 
+
 def _tiny_extra():
-    return ["--"] + [f"--{k}={v}" for k, v in TINY.items() if k not in ("filter", "seed",
-                                                                         "num_gaussians")] + \
-        ["--epochs=1"]
+    return (
+        ["--"]
+        + [f"--{k}={v}" for k, v in TINY.items() if k not in ("filter", "seed", "num_gaussians")]
+        + ["--epochs=1"]
+    )
 
 
 @pytest.mark.slow
@@ -484,8 +618,17 @@ def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     # bayes: the engine proposes from the earlier runs' metric
     bayes = osp.join(REPO, "experiments", "sweeps", "gaussian_search.yaml")
     # (W&B disabled here: the grid above already checks the offline runs)
-    proc = cli("sweep", bayes, "--count", "2", "--wandb", "disabled", "--out", tmp_path / "bayes",
-               *_tiny_extra())
+    proc = cli(
+        "sweep",
+        bayes,
+        "--count",
+        "2",
+        "--wandb",
+        "disabled",
+        "--out",
+        tmp_path / "bayes",
+        *_tiny_extra(),
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout.count(": val_mae ") == 2
 
@@ -498,6 +641,7 @@ def test_sweep_bad_file_is_one_error(tmp_path):
 
 def test_out_template_run_id_keeps_sweep_runs_apart(monkeypatch):
     from pyg_schnet.run.config import load_config
+
     monkeypatch.setenv("WANDB_RUN_ID", "abc123")
     assert load_config(None, {"out": "runs/{filter}_{run_id}"}).out == "runs/gaussian_abc123"
     monkeypatch.delenv("WANDB_RUN_ID")

@@ -5,6 +5,7 @@ Prints training and inference molecules per second (radius graph included),
 the additional peak memory of one training step, and the ratios, at every
 thread count up to the number of cores, and how the default thread count
 compares with the best (processes: ``pyg-schnet throughput``)."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,14 +28,20 @@ from pyg_schnet.nn.schnet import SchNet, build_model
 from pyg_schnet.run.throughput import default_threads
 
 
-def pyg_model(hidden: int, filters: int, interactions: int, gaussians: int, cutoff: float,
-              seed: int = 0) -> nn.Module:
+def pyg_model(
+    hidden: int, filters: int, interactions: int, gaussians: int, cutoff: float, seed: int = 0
+) -> nn.Module:
     from torch_geometric.nn.models import SchNet as PyGSchNet
 
     torch.manual_seed(seed)
-    return PyGSchNet(hidden_channels=hidden, num_filters=filters, num_interactions=interactions,
-                     num_gaussians=gaussians, cutoff=cutoff,
-                     interaction_graph=RadiusInteractionGraph(cutoff, 32))
+    return PyGSchNet(
+        hidden_channels=hidden,
+        num_filters=filters,
+        num_interactions=interactions,
+        num_gaussians=gaussians,
+        cutoff=cutoff,
+        interaction_graph=RadiusInteractionGraph(cutoff, 32),
+    )
 
 
 def _peak_memory_mib(argv: List[str], name: str) -> float:
@@ -42,8 +49,12 @@ def _peak_memory_mib(argv: List[str], name: str) -> float:
     in a fresh interpreter (forking a process with OpenMP threads can hang)."""
     import subprocess
     import sys
-    proc = subprocess.run([sys.executable, "-m", "pyg_schnet.cli", "benchmark", *argv,
-                           "--memory-of", name], capture_output=True, text=True)
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "pyg_schnet.cli", "benchmark", *argv, "--memory-of", name],
+        capture_output=True,
+        text=True,
+    )
     try:
         return float(proc.stdout.strip().splitlines()[-1])
     except (ValueError, IndexError):
@@ -56,6 +67,7 @@ def _measure_memory(step: Callable[[], None]) -> int:
     import threading
 
     import psutil
+
     proc = psutil.Process()
     step()  # first call: lazy allocations (optimizer state, caches)
     base = proc.memory_info().rss
@@ -66,6 +78,7 @@ def _measure_memory(step: Callable[[], None]) -> int:
         while not done.is_set():
             peak[0] = max(peak[0], proc.memory_info().rss)
             time.sleep(0.001)
+
     t = threading.Thread(target=sample, daemon=True)
     t.start()
     step()
@@ -102,11 +115,13 @@ class _Steps:
             torch.cuda.synchronize()
 
 
-def _time_models(steps: _Steps, warmup: List[Any], timed: List[Any], rounds: int
-                 ) -> Dict[str, Dict[str, List[float]]]:
+def _time_models(
+    steps: _Steps, warmup: List[Any], timed: List[Any], rounds: int
+) -> Dict[str, Dict[str, List[float]]]:
     """Molecules/s per model, kind and round; models alternate within rounds."""
-    results: Dict[str, Dict[str, List[float]]] = {k: {"train": [], "infer": []}
-                                                  for k in steps.models}
+    results: Dict[str, Dict[str, List[float]]] = {
+        k: {"train": [], "infer": []} for k in steps.models
+    }
     for name in steps.models:
         for b in warmup:
             steps.train(name, b)
@@ -124,12 +139,15 @@ def _time_models(steps: _Steps, warmup: List[Any], timed: List[Any], rounds: int
     return results
 
 
-def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, float],
-                 params: Dict[str, int]) -> None:
+def _print_table(
+    results: Dict[str, Dict[str, List[float]]], memory: Dict[str, float], params: Dict[str, int]
+) -> None:
     """Medians per model, and their ratios to the first model's (peak memory "-" where it
     was not measured)."""
-    print(f"{'model':<18}{'parameters':>11}{'train mol/s':>12}{'infer mol/s':>13}"
-          f"{'peak MiB':>10}{'train ratio':>13}{'infer ratio':>13}")
+    print(
+        f"{'model':<18}{'parameters':>11}{'train mol/s':>12}{'infer mol/s':>13}"
+        f"{'peak MiB':>10}{'train ratio':>13}{'infer ratio':>13}"
+    )
     base = next(iter(results))
     base_t = statistics.median(results[base]["train"])
     base_i = statistics.median(results[base]["infer"])
@@ -137,15 +155,19 @@ def _print_table(results: Dict[str, Dict[str, List[float]]], memory: Dict[str, f
         t = statistics.median(results[name]["train"])
         i = statistics.median(results[name]["infer"])
         mib = f"{memory[name]:>10.0f}" if name in memory else f"{'-':>10}"
-        print(f"{name:<18}{params[name]:>11,}{t:>12.0f}{i:>13.0f}{mib}"
-              f"{t / base_t:>12.2f}x{i / base_i:>12.2f}x")
+        print(
+            f"{name:<18}{params[name]:>11,}{t:>12.0f}{i:>13.0f}{mib}"
+            f"{t / base_t:>12.2f}x{i / base_i:>12.2f}x"
+        )
 
 
 def _pyg_comparison(a: argparse.Namespace, device: torch.device) -> Dict[str, nn.Module]:
     """PyG's SchNet, this project's with the same weights (and its fast mode)."""
     ref = pyg_model(a.hidden, a.filters, a.interactions, a.gaussians, a.cutoff).to(device)
-    models: Dict[str, nn.Module] = {"PyG SchNet": ref,
-                                    "pyg_schnet": SchNet.from_pyg(ref).to(device)}
+    models: Dict[str, nn.Module] = {
+        "PyG SchNet": ref,
+        "pyg_schnet": SchNet.from_pyg(ref).to(device),
+    }
     if a.fast:
         exact = SchNet.from_pyg(ref)
         fast = build_model(**dict(exact.hparams(), fast=True))
@@ -163,8 +185,9 @@ def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str,
     models: Dict[str, nn.Module] = {}
     for name in names:
         MODELS.cls(name)  # an unknown name fails listing the choices
-        kw: Dict[str, Any] = dict(hidden_channels=a.hidden, num_interactions=a.interactions,
-                                  cutoff=a.cutoff)
+        kw: Dict[str, Any] = dict(
+            hidden_channels=a.hidden, num_interactions=a.interactions, cutoff=a.cutoff
+        )
         takes = MODELS.entry(name).config_keys.values()
         if "num_filters" in takes:  # SchNet and PyG's SchNet also take --filters, --gaussians
             kw.update(num_filters=a.filters)
@@ -179,8 +202,15 @@ def check_arguments(a: argparse.Namespace) -> None:
     """Refuse bad settings before any work."""
     if a.threads is not None and a.threads < 1:
         raise UserError("benchmark: --threads must be at least 1")
-    for name in ("hidden", "filters", "interactions", "gaussians", "batch_size", "batches",
-                 "rounds"):
+    for name in (
+        "hidden",
+        "filters",
+        "interactions",
+        "gaussians",
+        "batch_size",
+        "batches",
+        "rounds",
+    ):
         if getattr(a, name) < 1:
             raise UserError(f"benchmark: --{name.replace('_', '-')} must be at least 1")
     if a.cutoff <= 0:
@@ -213,8 +243,9 @@ def _sample_batches(a: argparse.Namespace, device: torch.device) -> List[Any]:
     return [b.to(device) for b in MoleculeLoader(ds, idx, a.batch_size, target=7)]
 
 
-def _peak_memories(models: Dict[str, nn.Module], device: torch.device, batch: Any,
-                   child_argv: List[str]) -> Dict[str, float]:
+def _peak_memories(
+    models: Dict[str, nn.Module], device: torch.device, batch: Any, child_argv: List[str]
+) -> Dict[str, float]:
     """Additional peak memory (MiB) of a training step, per model."""
     memory = {}
     for name in models:
@@ -227,13 +258,21 @@ def _peak_memories(models: Dict[str, nn.Module], device: torch.device, batch: An
     return memory
 
 
-def _print_report(a: argparse.Namespace, models: Dict[str, nn.Module],
-                  tables: Dict[int, Dict[str, Dict[str, List[float]]]],
-                  memory: Dict[str, float], timed: int, default: int, cores: int) -> None:
+def _print_report(
+    a: argparse.Namespace,
+    models: Dict[str, nn.Module],
+    tables: Dict[int, Dict[str, Dict[str, List[float]]]],
+    memory: Dict[str, float],
+    timed: int,
+    default: int,
+    cores: int,
+) -> None:
     """One table per thread count, then the default thread count against the best."""
-    print(f"settings: hidden {a.hidden}, filters {a.filters}, {a.interactions} interactions, "
-          f"{a.gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
-          f"{a.rounds} rounds x {timed} batches, median of rounds; one process")
+    print(
+        f"settings: hidden {a.hidden}, filters {a.filters}, {a.interactions} interactions, "
+        f"{a.gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
+        f"{a.rounds} rounds x {timed} batches, median of rounds; one process"
+    )
     for n, results in tables.items():
         mark = " (the default for one process)" if n == default else ""
         print(f"\n{n} thread(s){mark}")
@@ -242,10 +281,12 @@ def _print_report(a: argparse.Namespace, models: Dict[str, nn.Module],
         mine = "pyg_schnet" if "pyg_schnet" in models else next(iter(models))
         ours = {n: statistics.median(t[mine]["train"]) for n, t in tables.items()}
         best = max(ours, key=lambda n: ours[n])
-        print(f"\n{mine} training: default {default} thread(s) {ours[default]:.0f} mol/s, "
-              f"best {best} thread(s) {ours[best]:.0f} mol/s ({ours[default] / ours[best]:.2f}"
-              f" of best); processes: see pyg-schnet throughput (train's default runs "
-              f"{cores} x 1 thread)")
+        print(
+            f"\n{mine} training: default {default} thread(s) {ours[default]:.0f} mol/s, "
+            f"best {best} thread(s) {ours[best]:.0f} mol/s ({ours[default] / ours[best]:.2f}"
+            f" of best); processes: see pyg-schnet throughput (train's default runs "
+            f"{cores} x 1 thread)"
+        )
 
 
 def run(a: argparse.Namespace, argv: List[str]) -> int:
@@ -255,12 +296,14 @@ def run(a: argparse.Namespace, argv: List[str]) -> int:
     # as pyg-schnet train does, for both models: float32 denormals to zero
     torch.set_flush_denormal(True)
     if a.memory_of is None:
-        print(f"torch {torch.__version__}, {os.cpu_count()} cores, device {device}, "
-              f"denormals flushed, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}")
+        print(
+            f"torch {torch.__version__}, {os.cpu_count()} cores, device {device}, "
+            f"denormals flushed, OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', '')}"
+        )
     if not a.skip_build:
         _time_data_build()
     batches = _sample_batches(a, device)
-    warmup, timed = batches[: a.warmup], batches[a.warmup:]
+    warmup, timed = batches[: a.warmup], batches[a.warmup :]
     models = _registered_models(a, device) if a.models else _pyg_comparison(a, device)
     if a.memory_of is not None:  # the child process of _peak_memory_mib
         step = _Steps(models, device)

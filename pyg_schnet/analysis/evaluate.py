@@ -1,4 +1,5 @@
 """Evaluate a run directory on a split; predict new molecules with it."""
+
 from __future__ import annotations
 
 import csv
@@ -23,8 +24,7 @@ from pyg_schnet.run.inference import predict_loader
 from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
 
 
-def load_run(run_dir: str, which: str = "best"
-             ) -> Tuple[Config, AtomisticModel, Dict[str, Any]]:
+def load_run(run_dir: str, which: str = "best") -> Tuple[Config, AtomisticModel, Dict[str, Any]]:
     """Config, model and checkpoint of a run directory: ``which`` is ``best``
     or ``last``; without best.pt, a best model's model-only weights
     (``model.pt``, what studies keep) serve instead."""
@@ -39,8 +39,7 @@ def load_run(run_dir: str, which: str = "best"
     return cfg, model, ckpt
 
 
-def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None
-             ) -> Dict[str, Any]:
+def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None) -> Dict[str, Any]:
     """MAE and RMSE of a run's best model on a split, and its parity plot
     (written into the run directory, under the run directory's lock)."""
     cfg, model, _ = load_run(run_dir)
@@ -48,8 +47,9 @@ def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None
         return _evaluate(run_dir, cfg, model, split, batch_size)
 
 
-def _evaluate(run_dir: str, cfg: Config, model: AtomisticModel, split: str,
-              batch_size: Optional[int]) -> Dict[str, Any]:
+def _evaluate(
+    run_dir: str, cfg: Config, model: AtomisticModel, split: str, batch_size: Optional[int]
+) -> Dict[str, Any]:
     dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
     sp = load_split(RunDir(run_dir).split_path, len(dataset))
     idx = {"train": sp.train_idx, "val": sp.val_idx, "test": sp.test_idx}[split]
@@ -66,13 +66,22 @@ def _evaluate(run_dir: str, cfg: Config, model: AtomisticModel, split: str,
     errors = osp.join(run_dir, f"errors_{split}.png")
     sizes = dataset.num_atoms()[torch.as_tensor(idx)]
     error_plot(diff.numpy(), sizes.numpy(), title, unit, errors)
-    return {"split": split, "count": len(idx), "mae": mae, "rmse": rmse, "unit": unit,
-            "plot": plot, "errors_plot": errors}
+    return {
+        "split": split,
+        "count": len(idx),
+        "mae": mae,
+        "rmse": rmse,
+        "unit": unit,
+        "plot": plot,
+        "errors_plot": errors,
+    }
 
 
-GEOMETRY_NOTE = ("note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium geometries; "
-                 "SMILES inputs use an rdkit ETKDG+MMFF conformer, so their predictions are "
-                 "approximate")
+GEOMETRY_NOTE = (
+    "note: QM9 models expect DFT (B3LYP/6-31G(2df,p)) equilibrium geometries; "
+    "SMILES inputs use an rdkit ETKDG+MMFF conformer, so their predictions are "
+    "approximate"
+)
 
 
 #: QM9's extent, measured on all 130,831 molecules: atoms and heavy atoms per
@@ -102,8 +111,9 @@ def applicability(z: torch.Tensor, pos: torch.Tensor) -> str:
 
 
 @torch.no_grad()
-def predict(run_dir: Optional[str], inputs: List[str], smiles: List[str],
-            pretrained: Optional[str] = None) -> Tuple[str, str, List[Dict[str, Any]]]:
+def predict(
+    run_dir: Optional[str], inputs: List[str], smiles: List[str], pretrained: Optional[str] = None
+) -> Tuple[str, str, List[Dict[str, Any]]]:
     """Predict molecules from files (xyz, sdf) and SMILES with a run's best
     model, or a shipped ``pretrained`` one (:mod:`pyg_schnet.hub`): the
     target, its unit and one row per molecule (``name``, ``source``,
@@ -117,9 +127,15 @@ def predict(run_dir: Optional[str], inputs: List[str], smiles: List[str],
         raise UserError("predict needs a run directory or --model NAME")
     rows = []
     for m in read_inputs(inputs, smiles):
-        rows.append({"name": m.name, "source": m.source, "num_atoms": m.z.numel(),
-                     "value": float(model(m.z, m.pos).view(-1)[0]),
-                     "warning": applicability(m.z, m.pos)})
+        rows.append(
+            {
+                "name": m.name,
+                "source": m.source,
+                "num_atoms": m.z.numel(),
+                "value": float(model(m.z, m.pos).view(-1)[0]),
+                "warning": applicability(m.z, m.pos),
+            }
+        )
     return target, UNITS[target], rows
 
 
@@ -129,6 +145,7 @@ def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:
     w = csv.writer(buf)
     w.writerow(["name", "source", "num_atoms", f"{target}_{unit}", "warning"])
     for r in rows:
-        w.writerow([r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}",
-                    r.get("warning", "")])
+        w.writerow(
+            [r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}", r.get("warning", "")]
+        )
     return buf.getvalue()

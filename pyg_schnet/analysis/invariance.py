@@ -1,4 +1,5 @@
 """Symmetry checks of a model on a batch: translation, rotation, permutation."""
+
 from __future__ import annotations
 
 from typing import Dict, Optional
@@ -15,8 +16,9 @@ from pyg_schnet.nn.schnet import build_model
 
 
 @torch.no_grad()
-def invariance_errors(model: AtomisticModel, z: Tensor, pos: Tensor, batch: Tensor,
-                      seed: int = 0) -> Dict[str, float]:
+def invariance_errors(
+    model: AtomisticModel, z: Tensor, pos: Tensor, batch: Tensor, seed: int = 0
+) -> Dict[str, float]:
     """Largest change of any prediction under a per-molecule random rotation,
     a translation, and a random permutation of atoms within each molecule,
     relative to the spread (std) of the predictions over the batch.
@@ -33,8 +35,14 @@ def invariance_errors(model: AtomisticModel, z: Tensor, pos: Tensor, batch: Tens
     rotated = torch.einsum("nij,nj->ni", rots[batch], pos)
     shift = torch.randn(num_graphs, 3, generator=gen) * 5.0
     translated = pos + shift[batch]
-    perm = torch.cat([torch.nonzero(batch == g).view(-1)[torch.randperm(
-        int((batch == g).sum()), generator=gen)] for g in range(num_graphs)])
+    perm = torch.cat(
+        [
+            torch.nonzero(batch == g).view(-1)[
+                torch.randperm(int((batch == g).sum()), generator=gen)
+            ]
+            for g in range(num_graphs)
+        ]
+    )
     out = {
         "rotation": model(z, rotated, batch, num_graphs=num_graphs),
         "translation": model(z, translated, batch, num_graphs=num_graphs),
@@ -52,7 +60,8 @@ def report(root: Optional[str], batch_size: int = 32, seed: int = 0) -> Dict[str
     idx = torch.randperm(len(ds), generator=gen)[:batch_size]
     b = MoleculeLoader(ds, idx, batch_size).gather(idx)
     rows: Dict[str, Dict[str, float]] = {
-        "_batch": {"molecules": b.num_graphs, "atoms": b.z.numel()}}
+        "_batch": {"molecules": b.num_graphs, "atoms": b.z.numel()}
+    }
     for name in FILTERS:
         torch.manual_seed(seed)
         model = build_model(name)

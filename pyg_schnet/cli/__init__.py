@@ -5,6 +5,7 @@ calls the library.
 
 Bad input ends with one ``error: ...`` line on stderr and exit status 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,6 +30,7 @@ def set_wait_policy(command: str) -> None:
     setting wins."""
     os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE" if command == "benchmark" else "PASSIVE")
 
+
 USAGE = """usage: pyg-schnet COMMAND [...]
 
 commands:
@@ -47,10 +49,12 @@ commands:
 
 def peak_rss_mib() -> float:
     import resource
+
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
 # -- data --------------------------------------------------------------------
+
 
 def cmd_data(argv: List[str]) -> int:
     p = Parser(prog="pyg-schnet data")
@@ -60,36 +64,48 @@ def cmd_data(argv: List[str]) -> int:
     p.add_argument("--force-reload", "--force_reload", action="store_true")
     a = p.parse_args(argv)
     from pyg_schnet.data import QM9, TARGETS, UNITS
+
     t0 = time.perf_counter()
     ds = QM9(a.root, source=a.source, max_molecules=a.max_molecules, force_reload=a.force_reload)
     total = time.perf_counter() - t0
     if ds.build_seconds is not None:
-        print(f"built QM9 from {a.source} in {ds.build_seconds:.2f} s "
-              f"(total {total:.2f} s including the cached load)")
+        print(
+            f"built QM9 from {a.source} in {ds.build_seconds:.2f} s "
+            f"(total {total:.2f} s including the cached load)"
+        )
     else:
         print(f"loaded cached QM9 ({a.source}) in {total:.2f} s")
     y = ds.targets().double()
-    print(f"molecules: {len(ds)}  atoms: {int(ds.num_atoms().sum())}  "
-          f"peak RSS: {peak_rss_mib():.0f} MiB")
+    print(
+        f"molecules: {len(ds)}  atoms: {int(ds.num_atoms().sum())}  "
+        f"peak RSS: {peak_rss_mib():.0f} MiB"
+    )
     print(f"{'target':<9}{'unit':<13}{'mean':>14}{'std':>14}")
     for i, name in enumerate(TARGETS):
-        print(f"{name:<9}{UNITS[name]:<13}{float(y[:, i].mean()):>14.6g}"
-              f"{float(y[:, i].std()):>14.6g}")
+        print(
+            f"{name:<9}{UNITS[name]:<13}{float(y[:, i].mean()):>14.6g}{float(y[:, i].std()):>14.6g}"
+        )
     return 0
 
 
 # -- train ---------------------------------------------------------------------
 
+
 def train_parser() -> argparse.ArgumentParser:
     """``pyg-schnet train``: its own flags, then one per config key
     (generated from :class:`pyg_schnet.run.config.Config` and the filter registry)."""
     from pyg_schnet.cli.config_flags import add_config_arguments
-    p = Parser(prog="pyg-schnet train", allow_abbrev=False, config_flags=True,
-                usage="pyg-schnet train --config FILE [--KEY VALUE ...] [--overwrite] [--quiet]\n"
-                      "       pyg-schnet train --resume RUN_DIR",
-                description="Train one model. Settings: the defaults below, then the config "
-                            "file, then the flags; the resolved settings are saved as "
-                            "RUN_DIR/config.yaml.")
+
+    p = Parser(
+        prog="pyg-schnet train",
+        allow_abbrev=False,
+        config_flags=True,
+        usage="pyg-schnet train --config FILE [--KEY VALUE ...] [--overwrite] [--quiet]\n"
+        "       pyg-schnet train --resume RUN_DIR",
+        description="Train one model. Settings: the defaults below, then the config "
+        "file, then the flags; the resolved settings are saved as "
+        "RUN_DIR/config.yaml.",
+    )
     p.add_argument("--config", metavar="FILE", help="YAML config file")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run's directory")
@@ -102,6 +118,7 @@ def cmd_train(argv: List[str]) -> int:
     from pyg_schnet.cli.config_flags import overrides_from
     from pyg_schnet.run.config import load_config
     from pyg_schnet.run.trainer import resume_config, train
+
     a = train_parser().parse_args(argv)
     overrides = overrides_from(a, argv)
     if a.resume is not None:
@@ -116,27 +133,36 @@ def cmd_train(argv: List[str]) -> int:
     if processes > 1 and "WORLD_SIZE" not in os.environ:  # not already under torchrun
         from pyg_schnet.run.launch import launch
         from pyg_schnet.run.rundir import RunDir
+
         RunDir(cfg.out).check_free()  # refused here, not after starting the processes
         return launch(argv, processes)
     metrics = train(cfg, resume=a.resume is not None, overwrite=a.overwrite, quiet=a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
         unit = metrics["unit"]
         extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
-        print(f"{cfg.label} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
-              f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
-              f"run directory {cfg.out}")
+        print(
+            f"{cfg.label} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
+            f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
+            f"run directory {cfg.out}"
+        )
     return 0
 
 
 # -- evaluate / predict -----------------------------------------------------------
 
+
 def cmd_evaluate(argv: List[str]) -> int:
-    p = Parser(prog="pyg-schnet evaluate",
-                usage="pyg-schnet evaluate (RUN_DIR | --model NAME [--root DIR] [--limit N]) "
-                      "[--split test|val|train]")
+    p = Parser(
+        prog="pyg-schnet evaluate",
+        usage="pyg-schnet evaluate (RUN_DIR | --model NAME [--root DIR] [--limit N]) "
+        "[--split test|val|train]",
+    )
     p.add_argument("run_dir", nargs="?")
-    p.add_argument("--model", default=None,
-                   help="a shipped pretrained model (qm9-U0, qm9-gap) or a folder from export")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a shipped pretrained model (qm9-U0, qm9-gap) or a folder from export",
+    )
     p.add_argument("--root", default=None, help="QM9 root for --model (default: as train)")
     p.add_argument("--limit", type=int, default=None, help="with --model: a random subset")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
@@ -146,28 +172,42 @@ def cmd_evaluate(argv: List[str]) -> int:
         raise UserError("evaluate needs a run directory or --model NAME (not both)")
     if a.model is not None:
         from pyg_schnet.hub import evaluate_pretrained
+
         res = evaluate_pretrained(a.model, a.root, a.split, a.limit, a.batch_size or 250)
-        card = f" (its card: {res['card_mae']:.5g} {res['unit']} on all of it)" \
-            if res["card_mae"] is not None else ""
-        print(f"{a.model} {res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} "
-              f"{res['unit']}, RMSE {res['rmse']:.5g} {res['unit']}{card}")
+        card = (
+            f" (its card: {res['card_mae']:.5g} {res['unit']} on all of it)"
+            if res["card_mae"] is not None
+            else ""
+        )
+        print(
+            f"{a.model} {res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} "
+            f"{res['unit']}, RMSE {res['rmse']:.5g} {res['unit']}{card}"
+        )
         return 0
     from pyg_schnet.analysis.evaluate import evaluate
+
     res = evaluate(a.run_dir, a.split, a.batch_size)
-    print(f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
-          f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}, error histogram "
-          f"and MAE per molecule size {res['errors_plot']}")
+    print(
+        f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
+        f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}, error histogram "
+        f"and MAE per molecule size {res['errors_plot']}"
+    )
     return 0
 
 
 def cmd_predict(argv: List[str]) -> int:
-    p = Parser(prog="pyg-schnet predict",
-                usage="pyg-schnet predict (RUN_DIR | --model NAME) [FILE.xyz|FILE.sdf ...] "
-                      "[--smiles S ...] [-o CSV]")
+    p = Parser(
+        prog="pyg-schnet predict",
+        usage="pyg-schnet predict (RUN_DIR | --model NAME) [FILE.xyz|FILE.sdf ...] "
+        "[--smiles S ...] [-o CSV]",
+    )
     p.add_argument("paths", nargs="*", help="a run directory (without --model), then inputs")
-    p.add_argument("--model", default=None,
-                   help="a shipped pretrained model (qm9-U0, qm9-gap) or a folder from export, "
-                        "instead of a run directory")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="a shipped pretrained model (qm9-U0, qm9-gap) or a folder from export, "
+        "instead of a run directory",
+    )
     p.add_argument("--smiles", action="append", default=[])
     p.add_argument("--output", "-o", default=None, help="CSV path (default: stdout)")
     a = p.parse_args(argv)
@@ -176,6 +216,7 @@ def cmd_predict(argv: List[str]) -> int:
     a.run_dir, a.inputs = (None, a.paths) if a.model is not None else (a.paths[0], a.paths[1:])
     from pyg_schnet.analysis.evaluate import GEOMETRY_NOTE, predict, predictions_csv
     from pyg_schnet.io import write_text
+
     if a.output is not None:  # before any work: never overwrite
         if os.path.isdir(a.output):
             raise UserError(f"output {a.output} is a directory")
@@ -186,9 +227,11 @@ def cmd_predict(argv: List[str]) -> int:
     print(GEOMETRY_NOTE, file=sys.stderr)
     outside = [r["name"] for r in rows if r["warning"]]
     if outside:
-        print(f"warning: {len(outside)} molecule(s) lie outside QM9's range (see the warning "
-              f"column): {', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''}",
-              file=sys.stderr)
+        print(
+            f"warning: {len(outside)} molecule(s) lie outside QM9's range (see the warning "
+            f"column): {', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''}",
+            file=sys.stderr,
+        )
     if a.output is None:
         sys.stdout.write(text)
     else:
@@ -198,15 +241,19 @@ def cmd_predict(argv: List[str]) -> int:
 
 
 def cmd_export(argv: List[str]) -> int:
-    p = Parser(prog="pyg-schnet export",
-                usage="pyg-schnet export RUN_DIR --name NAME [--to DIR] [--overwrite]")
+    p = Parser(
+        prog="pyg-schnet export",
+        usage="pyg-schnet export RUN_DIR --name NAME [--to DIR] [--overwrite]",
+    )
     p.add_argument("run_dir")
     p.add_argument("--name", required=True, help="the model's name (predict --model NAME)")
-    p.add_argument("--to", default=None,
-                   help="folder of models (default: the package's, pyg_schnet/weights)")
+    p.add_argument(
+        "--to", default=None, help="folder of models (default: the package's, pyg_schnet/weights)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
     a = p.parse_args(argv)
     from pyg_schnet.hub import WEIGHTS_DIR, export_model
+
     folder = export_model(a.run_dir, a.name, a.to or WEIGHTS_DIR, a.overwrite)
     print(f"{a.name}: {folder} (model.pt, card.json)")
     return 0
@@ -219,47 +266,64 @@ def cmd_filters(argv: List[str]) -> int:
     p.add_argument("--seed", type=int, default=0)
     a = p.parse_args(argv)
     from pyg_schnet.analysis.invariance import report
+
     rows = report(a.root, a.batch_size, a.seed)
     info = rows.pop("_batch")
-    print(f"QM9 batch of {info['molecules']} molecules ({info['atoms']} atoms), random init, "
-          f"errors = max |change| / std of predictions")
-    print(f"{'filter':<10}{'parameters':>12}{'rotation':>12}{'translation':>13}"
-          f"{'permutation':>13}")
+    print(
+        f"QM9 batch of {info['molecules']} molecules ({info['atoms']} atoms), random init, "
+        f"errors = max |change| / std of predictions"
+    )
+    print(f"{'filter':<10}{'parameters':>12}{'rotation':>12}{'translation':>13}{'permutation':>13}")
     for name, r in rows.items():
-        print(f"{name:<10}{r['parameters']:>12,}{r['rotation']:>12.2e}"
-              f"{r['translation']:>13.2e}{r['permutation']:>13.2e}")
+        print(
+            f"{name:<10}{r['parameters']:>12,}{r['rotation']:>12.2e}"
+            f"{r['translation']:>13.2e}{r['permutation']:>13.2e}"
+        )
     return 0
 
 
 def cmd_study(argv: List[str]) -> int:
     from pyg_schnet.cli.study import main as study_main
+
     return study_main(argv)
 
 
 def cmd_benchmark(argv: List[str]) -> int:
     from pyg_schnet.cli.benchmark import main as bench_main
+
     return bench_main(argv)
 
 
 def cmd_sweep(argv: List[str]) -> int:
     from pyg_schnet.cli.sweep import main as sweep_main
+
     return sweep_main(argv)
 
 
 def cmd_throughput(argv: List[str]) -> int:
     from pyg_schnet.cli.throughput import main as throughput_main
+
     return throughput_main(argv)
 
 
-COMMANDS = {"data": cmd_data, "train": cmd_train, "evaluate": cmd_evaluate,
-            "predict": cmd_predict, "filters": cmd_filters, "study": cmd_study,
-            "benchmark": cmd_benchmark, "throughput": cmd_throughput, "sweep": cmd_sweep,
-            "export": cmd_export}
+COMMANDS = {
+    "data": cmd_data,
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "predict": cmd_predict,
+    "filters": cmd_filters,
+    "study": cmd_study,
+    "benchmark": cmd_benchmark,
+    "throughput": cmd_throughput,
+    "sweep": cmd_sweep,
+    "export": cmd_export,
+}
 
 
 def _one_line_warnings() -> None:
     def show(message, category, filename, lineno, file=None, line=None):
         print(f"warning: {message}", file=sys.stderr)
+
     warnings.showwarning = show
 
 
@@ -272,8 +336,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     cmd, rest = argv[0], argv[1:]
     set_wait_policy(cmd)
     if cmd not in COMMANDS:
-        print(f"error: unknown command {cmd!r}; choose one of: {', '.join(COMMANDS)}",
-              file=sys.stderr)
+        print(
+            f"error: unknown command {cmd!r}; choose one of: {', '.join(COMMANDS)}", file=sys.stderr
+        )
         return 2
     try:
         return COMMANDS[cmd](rest)
@@ -290,8 +355,11 @@ def main(argv: Optional[List[str]] = None) -> int:
         if os.environ.get("PYG_SCHNET_DEBUG"):
             raise
         msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(f"error: internal error {type(exc).__name__}: {msg} "
-              f"(set PYG_SCHNET_DEBUG=1 for the traceback)", file=sys.stderr)
+        print(
+            f"error: internal error {type(exc).__name__}: {msg} "
+            f"(set PYG_SCHNET_DEBUG=1 for the traceback)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -1,5 +1,6 @@
 """``pyg-schnet benchmark``: pyg_schnet against PyG's SchNet (or any
 registered models) on the same batches (:mod:`pyg_schnet.analysis.benchmark`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -27,16 +28,25 @@ def main(argv: List[str]) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
     p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")
-    p.add_argument("--models", default=None, metavar="NAME,...",
-                   help="time these registered models instead (pyg_schnet.nn.models: schnet, "
-                        "pyg_schnet_ref, visnet, dimenet++, painn), each built with --hidden, "
-                        "--interactions and --cutoff, on the same batches; ratios are to the "
-                        "first")
-    p.add_argument("--threads", type=int, default=None,
-                   help="one thread count (default: the default's and every count up to the "
-                        "number of cores)")
-    p.add_argument("--no-memory", action="store_true",
-                   help="skip the peak-memory column (it starts one fresh interpreter per "
-                        "model)")
+    p.add_argument(
+        "--models",
+        default=None,
+        metavar="NAME,...",
+        help="time these registered models instead (pyg_schnet.nn.models: schnet, "
+        "pyg_schnet_ref, visnet, dimenet++, painn), each built with --hidden, "
+        "--interactions and --cutoff, on the same batches; ratios are to the "
+        "first",
+    )
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="one thread count (default: the default's and every count up to the number of cores)",
+    )
+    p.add_argument(
+        "--no-memory",
+        action="store_true",
+        help="skip the peak-memory column (it starts one fresh interpreter per model)",
+    )
     p.add_argument("--memory-of", default=None, help=argparse.SUPPRESS)
     return run(p.parse_args(argv), argv)

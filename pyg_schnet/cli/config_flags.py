@@ -4,6 +4,7 @@ registries: one ``--key`` per :class:`~pyg_schnet.run.config.Config` field,
 filter and model (typed and described from their constructors), and the old
 flat filter-option flags as aliases. The flags keep their raw text: it is
 converted with the config, so a flag and a config file give the same errors."""
+
 from __future__ import annotations
 
 import argparse
@@ -39,14 +40,20 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
             metavar, shown = "NAME|MAPPING", default["name"]
         else:
             metavar, shown = _metavar(FIELD_TYPES[f.name]), default
-        group.add_argument(*names, dest=f.name, metavar=metavar, default=argparse.SUPPRESS,
-                           help=f"{f.metadata['help']} (default: {shown})")
+        group.add_argument(
+            *names,
+            dest=f.name,
+            metavar=metavar,
+            default=argparse.SUPPRESS,
+            help=f"{f.metadata['help']} (default: {shown})",
+        )
     _add_option_arguments(parser, MODELS, aliases=())
     _add_option_arguments(parser, FILTERS, aliases=LEGACY_FILTER_KEYS)
 
 
-def _add_option_arguments(parser: argparse.ArgumentParser, registry: Registry,
-                          aliases: Sequence[str]) -> None:
+def _add_option_arguments(
+    parser: argparse.ArgumentParser, registry: Registry, aliases: Sequence[str]
+) -> None:
     """``--KIND.OPTION`` for every option of every registered component of
     the registry's kind (``filter`` or ``model``), naming the components that
     take it and their defaults; an option in ``aliases`` also keeps its old
@@ -56,33 +63,43 @@ def _add_option_arguments(parser: argparse.ArgumentParser, registry: Registry,
     for name in registry:
         helps, types = registry.option_help(name), registry.option_types(name)
         for key, param in registry.options(name).items():
-            entry = options.setdefault(key, {"takers": [], "help": helps.get(key, ""),
-                                             "type": types[key], "defaults": []})
+            entry = options.setdefault(
+                key, {"takers": [], "help": helps.get(key, ""), "type": types[key], "defaults": []}
+            )
             entry["takers"].append(name)
-            if param.default is not inspect.Parameter.empty \
-                    and param.default not in entry["defaults"]:
+            if (
+                param.default is not inspect.Parameter.empty
+                and param.default not in entry["defaults"]
+            ):
                 entry["defaults"].append(param.default)
     group = parser.add_argument_group(
-        f"{kind} options (--{kind}.OPTION; for the chosen {kind} only)")
+        f"{kind} options (--{kind}.OPTION; for the chosen {kind} only)"
+    )
     for key, entry in options.items():
-        names = [f"--{kind}.{key}"] + ([f"--{key}", f"--{key.replace('_', '-')}"]
-                                       if key in aliases else [])
+        names = [f"--{kind}.{key}"] + (
+            [f"--{key}", f"--{key.replace('_', '-')}"] if key in aliases else []
+        )
         defaults = "/".join(str(d) for d in entry["defaults"]) or "required"
-        group.add_argument(*dict.fromkeys(names), dest=f"{kind}.{key}", metavar=_metavar(
-            entry["type"]), default=argparse.SUPPRESS, help=f"{entry['help']} "
-            f"[{', '.join(entry['takers'])}] (default: {defaults})")
+        group.add_argument(
+            *dict.fromkeys(names),
+            dest=f"{kind}.{key}",
+            metavar=_metavar(entry["type"]),
+            default=argparse.SUPPRESS,
+            help=f"{entry['help']} [{', '.join(entry['takers'])}] (default: {defaults})",
+        )
 
 
 def overrides_from(namespace: argparse.Namespace, argv: Sequence[str]) -> Dict[str, Any]:
     """The config keys set on the command line; an option given by its old
     flat flag (``--num_gaussians=25``) keeps its flat key, and with it its
     old meaning (:data:`LEGACY_FILTER_KEYS`)."""
-    got = {k: v for k, v in vars(namespace).items()
-           if k in KEYS or k.startswith(("filter.", "model."))}
+    got = {
+        k: v for k, v in vars(namespace).items() if k in KEYS or k.startswith(("filter.", "model."))
+    }
     used = {a.split("=", 1)[0][2:].replace("-", "_") for a in argv if a.startswith("--")}
     out: Dict[str, Any] = {}
     for key, value in got.items():
-        opt = key[len("filter."):] if key.startswith("filter.") else None
+        opt = key[len("filter.") :] if key.startswith("filter.") else None
         out[opt if opt in LEGACY_FILTER_KEYS and opt in used else key] = value
     return out
 

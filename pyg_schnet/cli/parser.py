@@ -1,6 +1,7 @@
 """The one argument parser every ``pyg-schnet`` command uses: a bad command
 line is one :class:`~pyg_schnet.errors.UserError` line (no usage dump), and
 an unknown config flag names the valid keys."""
+
 from __future__ import annotations
 
 import argparse
@@ -31,5 +32,6 @@ class Parser(argparse.ArgumentParser):
             # imported here: the config module loads torch, and a parser of the
             # command line is built before any command needs it
             from pyg_schnet.run.config import unknown_key
+
             raise unknown_key(message.split("unrecognized arguments:", 1)[1].split()[0])
         raise UserError(f"{self.prog}: {message}" if self.prog else message)

@@ -1,5 +1,6 @@
 """``pyg-schnet sweep SWEEP.yaml --count N``: a W&B sweep run here with W&B's
 own sweep engine and no server (:mod:`pyg_schnet.study.sweep`)."""
+
 from __future__ import annotations
 
 from typing import List
@@ -9,17 +10,23 @@ from pyg_schnet.study.sweep import run_sweep
 
 
 def main(argv: List[str]) -> int:
-    p = Parser(prog="pyg-schnet sweep", description="Run a W&B sweep file here with W&B's "
-               "sweep engine, no server.")
+    p = Parser(
+        prog="pyg-schnet sweep",
+        description="Run a W&B sweep file here with W&B's sweep engine, no server.",
+    )
     p.add_argument("sweep", help="sweep YAML (the file wandb sweep takes)")
     p.add_argument("--count", type=int, default=1, help="runs to start in this call")
     p.add_argument("--out", default=None, help="sweep folder (default: runs/sweeps/NAME)")
-    p.add_argument("--wandb", default="offline", choices=["offline", "disabled", "online"],
-                   help="W&B mode of the runs (default: offline, no server)")
+    p.add_argument(
+        "--wandb",
+        default="offline",
+        choices=["offline", "disabled", "online"],
+        help="W&B mode of the runs (default: offline, no server)",
+    )
     p.epilog = "After --, flags added to every run's command (e.g. -- --epochs=5)."
     extra: List[str] = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     a = p.parse_args(argv)
     return run_sweep(a.sweep, a.count, a.out, a.wandb, extra)

@@ -1,6 +1,7 @@
 """``pyg-schnet throughput``: training speed over threads x processes x model
 size, the measurements behind the default thread rule
 (:mod:`pyg_schnet.run.throughput`)."""
+
 from __future__ import annotations
 
 import argparse
@@ -11,14 +12,21 @@ from pyg_schnet.run import throughput
 
 
 def main(argv: List[str]) -> int:
-    p = Parser(prog="pyg-schnet throughput", description=throughput.__doc__,
-               formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = Parser(
+        prog="pyg-schnet throughput",
+        description=throughput.__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack")
     sizes = list(throughput.SIZES)
     p.add_argument("--sizes", nargs="+", default=sizes, choices=sizes)
     p.add_argument("--rounds", type=int, default=2, help="repetitions of the grid")
     p.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is warm-up)")
-    p.add_argument("--molecules", type=int, default=None,
-                   help="training molecules per run (default: 4,000 quickstart, 1,500 PyG)")
+    p.add_argument(
+        "--molecules",
+        type=int,
+        default=None,
+        help="training molecules per run (default: 4,000 quickstart, 1,500 PyG)",
+    )
     return throughput.run(p.parse_args(argv))

@@ -4,21 +4,38 @@
 (:mod:`~pyg_schnet.data.loader`) and molecule files and SMILES
 (:mod:`~pyg_schnet.data.molio`). It imports the ground modules and
 :mod:`pyg_schnet.nn` only."""
+
 from pyg_schnet.data.qm9 import (
-                                 ELEMENTS,
-                                 EXTENSIVE,
-                                 NUM_MOLECULES,
-                                 QM9,
-                                 SOURCES,
-                                 TARGETS,
-                                 UNITS,
-                                 atomref,
-                                 default_root,
-                                 target_index,
+    ELEMENTS,
+    EXTENSIVE,
+    NUM_MOLECULES,
+    QM9,
+    SOURCES,
+    TARGETS,
+    UNITS,
+    atomref,
+    default_root,
+    target_index,
 )
 from pyg_schnet.data.splits import Split, get_split, load_split, nested_split, random_split
 from pyg_schnet.data.statistics import Statistics, compute_statistics
 
-__all__ = ["ELEMENTS", "EXTENSIVE", "NUM_MOLECULES", "SOURCES", "TARGETS", "UNITS", "QM9",
-           "atomref", "default_root", "target_index", "Split", "get_split", "load_split",
-           "nested_split", "random_split", "Statistics", "compute_statistics"]
+__all__ = [
+    "ELEMENTS",
+    "EXTENSIVE",
+    "NUM_MOLECULES",
+    "SOURCES",
+    "TARGETS",
+    "UNITS",
+    "QM9",
+    "atomref",
+    "default_root",
+    "target_index",
+    "Split",
+    "get_split",
+    "load_split",
+    "nested_split",
+    "random_split",
+    "Statistics",
+    "compute_statistics",
+]

@@ -6,6 +6,7 @@ cores. :class:`MoleculeLoader` gathers ``z``, ``pos``, ``batch`` and ``y`` of a
 batch with a few vectorised index operations instead. The batches equal PyG's
 ``Batch`` fields for the same molecules (tested).
 """
+
 from __future__ import annotations
 
 from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
@@ -30,8 +31,14 @@ class MoleculeBatch(NamedTuple):
     index: Tensor  # type: ignore[assignment]  # [B] positions in the dataset (shadows tuple.index)
 
     def to(self, device: torch.device) -> "MoleculeBatch":
-        return MoleculeBatch(self.z.to(device), self.pos.to(device), self.batch.to(device),
-                             self.y.to(device), self.num_graphs, self.index)
+        return MoleculeBatch(
+            self.z.to(device),
+            self.pos.to(device),
+            self.batch.to(device),
+            self.y.to(device),
+            self.num_graphs,
+            self.index,
+        )
 
 
 class MoleculeLoader:
@@ -55,9 +62,18 @@ class MoleculeLoader:
             others cover every molecule once.
     """
 
-    def __init__(self, dataset: QM9, indices: Indices, batch_size: int,
-                 target: Optional[int] = None, shuffle: bool = False, seed: int = 0,
-                 rank: int = 0, world_size: int = 1, rotate: bool = False) -> None:
+    def __init__(
+        self,
+        dataset: QM9,
+        indices: Indices,
+        batch_size: int,
+        target: Optional[int] = None,
+        shuffle: bool = False,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        rotate: bool = False,
+    ) -> None:
         self.indices = torch.as_tensor(np.asarray(indices), dtype=torch.long)
         self.batch_size = int(batch_size)
         self.target = target
@@ -66,8 +82,11 @@ class MoleculeLoader:
         self.seed = seed
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
-        base = torch.arange(len(dataset._data.y)) if dataset._indices is None \
+        base = (
+            torch.arange(len(dataset._data.y))
+            if dataset._indices is None
             else torch.as_tensor(dataset._indices)
+        )
         self._base = base  # dataset position -> storage row
         self._slices = dataset.slices["z"]
         self._z = dataset._data.z
@@ -83,7 +102,7 @@ class MoleculeLoader:
             gen = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
             idx = idx[torch.randperm(len(idx), generator=gen)]
         if self.world_size > 1 and not self.shuffle:  # evaluation: each molecule once
-            idx = idx[self.rank::self.world_size]
+            idx = idx[self.rank :: self.world_size]
         return idx
 
     def _batches(self) -> List[Tensor]:
@@ -93,9 +112,9 @@ class MoleculeLoader:
         optimizer step however many processes share it; a last batch smaller
         than the number of ranks is dropped (every rank needs one)."""
         order = self._order()
-        out = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        out = [order[s : s + self.batch_size] for s in range(0, len(order), self.batch_size)]
         if self.world_size > 1 and self.shuffle:
-            out = [b[self.rank::self.world_size] for b in out if len(b) >= self.world_size]
+            out = [b[self.rank :: self.world_size] for b in out if len(b) >= self.world_size]
         return out
 
     def __len__(self) -> int:
@@ -105,7 +124,8 @@ class MoleculeLoader:
         gen = None
         if self.rotate:  # its own stream: the shuffle order does not depend on it
             gen = torch.Generator().manual_seed(
-                ((self.seed * 100_003 + self.epoch) * 1_009 + self.rank) * 2 + 1)
+                ((self.seed * 100_003 + self.epoch) * 1_009 + self.rank) * 2 + 1
+            )
         for index in self._batches():
             b = self.gather(index)
             if gen is not None:

@@ -1,4 +1,5 @@
 """Reading molecules for prediction: XYZ and SDF files, SMILES strings."""
+
 from __future__ import annotations
 
 import math
@@ -32,16 +33,19 @@ def check_molecule(mol: Molecule) -> Molecule:
         raise UserError(f"{mol.name}: a single atom is not a molecule QM9 models can predict")
     bad = sorted({int(z) for z in mol.z.tolist() if int(z) not in QM9_Z})
     if bad:
-        raise UserError(f"{mol.name}: element(s) with atomic number {bad} are not in QM9 "
-                        f"(only H, C, N, O, F)")
+        raise UserError(
+            f"{mol.name}: element(s) with atomic number {bad} are not in QM9 (only H, C, N, O, F)"
+        )
     if not torch.isfinite(mol.pos).all():
         raise UserError(f"{mol.name}: coordinates contain NaN or infinite values")
     d = torch.cdist(mol.pos.double(), mol.pos.double())
     d.fill_diagonal_(math.inf)
     if float(d.min()) < MIN_DISTANCE:
         i, j = divmod(int(d.argmin()), n)
-        raise UserError(f"{mol.name}: atoms {i + 1} and {j + 1} are {float(d.min()):.3f} Å apart "
-                        f"(on top of each other)")
+        raise UserError(
+            f"{mol.name}: atoms {i + 1} and {j + 1} are {float(d.min()):.3f} Å apart "
+            f"(on top of each other)"
+        )
     return mol
 
 
@@ -54,6 +58,7 @@ def _read_text(path: str) -> str:
 
 def _element(symbol: str, where: str) -> int:
     from rdkit import Chem
+
     s = symbol.strip()
     if s.isdigit():
         return int(s)
@@ -92,10 +97,16 @@ def read_xyz(path: str) -> List[Molecule]:
             except ValueError:
                 raise UserError(f"{path}: line {j + 1} has a non-numeric coordinate") from None
         k += 1
-        mols.append(check_molecule(Molecule(f"{osp.basename(path)}#{k}",
-                                            torch.tensor(z, dtype=torch.long),
-                                            torch.tensor(pos, dtype=torch.float32).view(-1, 3),
-                                            "xyz")))
+        mols.append(
+            check_molecule(
+                Molecule(
+                    f"{osp.basename(path)}#{k}",
+                    torch.tensor(z, dtype=torch.long),
+                    torch.tensor(pos, dtype=torch.float32).view(-1, 3),
+                    "xyz",
+                )
+            )
+        )
         i += 2 + n
     if not mols:
         raise UserError(f"input file {path} holds no molecule")
@@ -106,6 +117,7 @@ def read_xyz(path: str) -> List[Molecule]:
 
 def read_sdf(path: str) -> List[Molecule]:
     from rdkit import Chem, RDLogger
+
     RDLogger.DisableLog("rdApp.*")
     _read_text(path)
     suppl = Chem.SDMolSupplier(path, removeHs=False, sanitize=False)
@@ -113,8 +125,11 @@ def read_sdf(path: str) -> List[Molecule]:
     for k, mol in enumerate(suppl):
         if mol is None:
             raise UserError(f"{path}: record {k + 1} is not a valid SDF molecule")
-        name = mol.GetProp("_Name") if mol.HasProp("_Name") and mol.GetProp("_Name") \
+        name = (
+            mol.GetProp("_Name")
+            if mol.HasProp("_Name") and mol.GetProp("_Name")
             else f"{osp.basename(path)}#{k + 1}"
+        )
         if mol.GetNumConformers() == 0:
             raise UserError(f"{path}: record {k + 1} has no coordinates")
         z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
@@ -132,6 +147,7 @@ def from_smiles(smiles: str, seed: int = 0) -> Molecule:
     QM9 models expect DFT (B3LYP) geometries: these are only approximations."""
     from rdkit import Chem, RDLogger
     from rdkit.Chem import AllChem
+
     RDLogger.DisableLog("rdApp.*")
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
@@ -159,8 +175,10 @@ def read_inputs(paths: List[str], smiles: List[str]) -> List[Molecule]:
         elif ext in (".sdf", ".mol"):
             mols += read_sdf(path)
         else:
-            raise UserError(f"{path}: unknown molecule file type {ext or '(none)'!r}; "
-                            f"use .xyz or .sdf, or --smiles")
+            raise UserError(
+                f"{path}: unknown molecule file type {ext or '(none)'!r}; "
+                f"use .xyz or .sdf, or --smiles"
+            )
     mols += [from_smiles(s) for s in smiles]
     if not mols:
         raise UserError("no molecules given: pass .xyz/.sdf files or --smiles")

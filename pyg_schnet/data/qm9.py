@@ -8,6 +8,7 @@ Two sources give the same 130,831 molecules in QM9 index order, with PyG's
 * ``"pyg"``: :class:`torch_geometric.datasets.QM9`'s own raw files, download
   and processing (works offline when ``root/raw`` already holds them).
 """
+
 from __future__ import annotations
 
 import glob
@@ -29,20 +30,53 @@ from pyg_schnet.io import atomic_write, locked
 
 #: PyG's 19 QM9 targets, in PyG's order.
 TARGETS: Tuple[str, ...] = (
-    "mu", "alpha", "homo", "lumo", "gap", "r2", "zpve", "U0", "U", "H", "G",
-    "cv", "U0_atom", "U_atom", "H_atom", "G_atom", "A", "B", "C",
+    "mu",
+    "alpha",
+    "homo",
+    "lumo",
+    "gap",
+    "r2",
+    "zpve",
+    "U0",
+    "U",
+    "H",
+    "G",
+    "cv",
+    "U0_atom",
+    "U_atom",
+    "H_atom",
+    "G_atom",
+    "A",
+    "B",
+    "C",
 )
 #: Units of each target (PyG's QM9 docstring table).
 UNITS: Dict[str, str] = {
-    "mu": "D", "alpha": "a0^3", "homo": "eV", "lumo": "eV", "gap": "eV",
-    "r2": "a0^2", "zpve": "eV", "U0": "eV", "U": "eV", "H": "eV", "G": "eV",
-    "cv": "cal/(mol K)", "U0_atom": "eV", "U_atom": "eV", "H_atom": "eV",
-    "G_atom": "eV", "A": "GHz", "B": "GHz", "C": "GHz",
+    "mu": "D",
+    "alpha": "a0^3",
+    "homo": "eV",
+    "lumo": "eV",
+    "gap": "eV",
+    "r2": "a0^2",
+    "zpve": "eV",
+    "U0": "eV",
+    "U": "eV",
+    "H": "eV",
+    "G": "eV",
+    "cv": "cal/(mol K)",
+    "U0_atom": "eV",
+    "U_atom": "eV",
+    "H_atom": "eV",
+    "G_atom": "eV",
+    "A": "GHz",
+    "B": "GHz",
+    "C": "GHz",
 }
 #: Targets that scale with molecule size: summed over atoms; the others are
 #: averaged (schnetpack's choice for orbital energies and the dipole moment).
-EXTENSIVE = frozenset({"alpha", "r2", "zpve", "U0", "U", "H", "G", "cv",
-                       "U0_atom", "U_atom", "H_atom", "G_atom"})
+EXTENSIVE = frozenset(
+    {"alpha", "r2", "zpve", "U0", "U", "H", "G", "cv", "U0_atom", "U_atom", "H_atom", "G_atom"}
+)
 
 HAR2EV = 27.211386246  # PyG's constant
 NUM_MOLECULES = 130_831
@@ -99,10 +133,25 @@ def qm9pack_data_dir() -> str:
 
 
 _QM9PACK_COLUMNS = [
-    "Index", "SMILES", "N_atoms", "Elements", "XYZ_Ang", "RotA_GHz", "RotB_GHz",
-    "RotC_GHz", "Dipole_debye", "Polarizability_bohr3", "HOMO_au", "LUMO_au",
-    "HOMO_LUMO_gap_au", "R2_bohr2", "ZPVE_au", "InternalEnergy_0K_au",
-    "InternalEnergy_298K_au", "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au",
+    "Index",
+    "SMILES",
+    "N_atoms",
+    "Elements",
+    "XYZ_Ang",
+    "RotA_GHz",
+    "RotB_GHz",
+    "RotC_GHz",
+    "Dipole_debye",
+    "Polarizability_bohr3",
+    "HOMO_au",
+    "LUMO_au",
+    "HOMO_LUMO_gap_au",
+    "R2_bohr2",
+    "ZPVE_au",
+    "InternalEnergy_0K_au",
+    "InternalEnergy_298K_au",
+    "Enthalphy_298K_au",
+    "GibbsFreeEnergy_298K_au",
     "Heatcapacity_Cv_cal_mol_K",
 ]
 
@@ -117,8 +166,10 @@ def read_qm9pack(folder: Optional[str] = None) -> Dict[str, object]:
     import pandas as pd
 
     folder = folder or qm9pack_data_dir()
-    parts = [pd.read_csv(osp.join(folder, f"qm9_part{k}.csv"), usecols=_QM9PACK_COLUMNS,
-                         engine="c") for k in (1, 2, 3)]
+    parts = [
+        pd.read_csv(osp.join(folder, f"qm9_part{k}.csv"), usecols=_QM9PACK_COLUMNS, engine="c")
+        for k in (1, 2, 3)
+    ]
     df = pd.concat(parts, ignore_index=True)
     df = df.sort_values("Index", kind="stable").reset_index(drop=True)
     counts = df["N_atoms"].to_numpy(np.int64)
@@ -138,28 +189,57 @@ def read_qm9pack(folder: Optional[str] = None) -> Dict[str, object]:
 
     # Targets, converted to PyG's units.
     h = HAR2EV
-    energies = df[["InternalEnergy_0K_au", "InternalEnergy_298K_au",
-                   "Enthalphy_298K_au", "GibbsFreeEnergy_298K_au"]].to_numpy(np.float64)
+    energies = df[
+        [
+            "InternalEnergy_0K_au",
+            "InternalEnergy_298K_au",
+            "Enthalphy_298K_au",
+            "GibbsFreeEnergy_298K_au",
+        ]
+    ].to_numpy(np.float64)
     refs = np.zeros((10, 4))
     for el, r in ATOM_REF_HARTREE.items():
         refs[el] = r
     mol_of_atom = np.repeat(np.arange(len(counts)), counts)
     ref_sum = np.zeros((len(counts), 4))
     np.add.at(ref_sum, mol_of_atom, refs[z])
-    y = np.stack([
-        df["Dipole_debye"], df["Polarizability_bohr3"], df["HOMO_au"] * h,
-        df["LUMO_au"] * h, df["HOMO_LUMO_gap_au"] * h, df["R2_bohr2"], df["ZPVE_au"] * h,
-        *(energies[:, k] * h for k in range(4)),
-        df["Heatcapacity_Cv_cal_mol_K"],
-        *((energies[:, k] - ref_sum[:, k]) * h for k in range(4)),
-        df["RotA_GHz"], df["RotB_GHz"], df["RotC_GHz"],
-    ], axis=1).astype(np.float64)
-    return {"z": z, "pos": pos, "counts": counts, "y": y,
-            "idx": df["Index"].to_numpy(np.int64) - 1, "smiles": df["SMILES"].tolist()}
+    y = np.stack(
+        [
+            df["Dipole_debye"],
+            df["Polarizability_bohr3"],
+            df["HOMO_au"] * h,
+            df["LUMO_au"] * h,
+            df["HOMO_LUMO_gap_au"] * h,
+            df["R2_bohr2"],
+            df["ZPVE_au"] * h,
+            *(energies[:, k] * h for k in range(4)),
+            df["Heatcapacity_Cv_cal_mol_K"],
+            *((energies[:, k] - ref_sum[:, k]) * h for k in range(4)),
+            df["RotA_GHz"],
+            df["RotB_GHz"],
+            df["RotC_GHz"],
+        ],
+        axis=1,
+    ).astype(np.float64)
+    return {
+        "z": z,
+        "pos": pos,
+        "counts": counts,
+        "y": y,
+        "idx": df["Index"].to_numpy(np.int64) - 1,
+        "smiles": df["SMILES"].tolist(),
+    }
 
 
-def _storage_from_arrays(z: Tensor, pos: Tensor, counts: Tensor, y: Tensor, idx: Tensor,
-                         name: List[str], smiles: List[str]) -> Tuple[Data, Dict[str, Tensor]]:
+def _storage_from_arrays(
+    z: Tensor,
+    pos: Tensor,
+    counts: Tensor,
+    y: Tensor,
+    idx: Tensor,
+    name: List[str],
+    smiles: List[str],
+) -> Tuple[Data, Dict[str, Tensor]]:
     """Build InMemoryDataset storage (one big Data plus slices) directly,
     without creating 130k Data objects and collating them."""
     n = len(counts)
@@ -167,9 +247,14 @@ def _storage_from_arrays(z: Tensor, pos: Tensor, counts: Tensor, y: Tensor, idx:
     atom_slices[1:] = torch.cumsum(counts, 0)
     mol_slices = torch.arange(n + 1, dtype=torch.long)
     data = Data(z=z, pos=pos, y=y, idx=idx, name=name, smiles=smiles)
-    slices = {"z": atom_slices, "pos": atom_slices.clone(), "y": mol_slices,
-              "idx": mol_slices.clone(), "name": mol_slices.clone(),
-              "smiles": mol_slices.clone()}
+    slices = {
+        "z": atom_slices,
+        "pos": atom_slices.clone(),
+        "y": mol_slices,
+        "idx": mol_slices.clone(),
+        "name": mol_slices.clone(),
+        "smiles": mol_slices.clone(),
+    }
     return data, slices
 
 
@@ -205,9 +290,15 @@ class QM9(InMemoryDataset):
         force_reload (bool, optional): Rebuild the cache. (default: :obj:`False`)
     """
 
-    def __init__(self, root: Optional[str] = None, source: str = "qm9pack",
-                 max_molecules: Optional[int] = None, transform: Optional[Callable] = None,
-                 force_reload: bool = False, log: bool = False) -> None:
+    def __init__(
+        self,
+        root: Optional[str] = None,
+        source: str = "qm9pack",
+        max_molecules: Optional[int] = None,
+        transform: Optional[Callable] = None,
+        force_reload: bool = False,
+        log: bool = False,
+    ) -> None:
         root = default_root() if root is None else root
         if source not in SOURCES:
             raise UserError(f"unknown QM9 source {source!r}; choose one of: {', '.join(SOURCES)}")
@@ -222,8 +313,11 @@ class QM9(InMemoryDataset):
             try:
                 self._load_cache(self.processed_paths[0])
             except Exception as exc:  # truncated or corrupt cache: warn and rebuild
-                warnings.warn(f"QM9 cache {self.processed_paths[0]} is unreadable "
-                              f"({type(exc).__name__}); rebuilding it", stacklevel=2)
+                warnings.warn(
+                    f"QM9 cache {self.processed_paths[0]} is unreadable "
+                    f"({type(exc).__name__}); rebuilding it",
+                    stacklevel=2,
+                )
                 os.remove(self.processed_paths[0])
                 self._process()
                 self._load_cache(self.processed_paths[0])
@@ -242,6 +336,7 @@ class QM9(InMemoryDataset):
         torch zip archive: warn once, remove it and this source's cache, so
         both are rebuilt (the cache itself is checked when it is loaded)."""
         import zipfile
+
         main = osp.join(folder, cast(str, self.processed_file_names))
         bad = []
         for path in sorted(glob.glob(osp.join(folder, "**", "*.pt"), recursive=True)):
@@ -255,8 +350,11 @@ class QM9(InMemoryDataset):
             if not intact:
                 bad.append(path)
         if bad:
-            warnings.warn(f"QM9 cache files {', '.join(osp.relpath(p, folder) for p in bad)} "
-                          f"are unreadable; rebuilding the cache", stacklevel=3)
+            warnings.warn(
+                f"QM9 cache files {', '.join(osp.relpath(p, folder) for p in bad)} "
+                f"are unreadable; rebuilding the cache",
+                stacklevel=3,
+            )
             for path in bad + ([main] if osp.exists(main) else []):
                 os.remove(path)
 
@@ -274,6 +372,7 @@ class QM9(InMemoryDataset):
     def download(self) -> None:
         if self.source == "pyg":
             from torch_geometric.datasets import QM9 as PyGQM9
+
             PyGQM9.download(self)  # same raw_dir layout and URLs as PyG
 
     def process(self) -> None:
@@ -291,9 +390,17 @@ class QM9(InMemoryDataset):
         name = [f"gdb_{int(i) + 1}" for i in idx]
         data, slices = _storage_from_arrays(z, pos, counts, y, idx, name, smiles)
         with atomic_write(self.processed_paths[0], "wb") as f:
-            torch.save({"format": FORMAT_VERSION, "source": self.source,
-                        "num_molecules": len(counts), "num_atoms": int(counts.sum()),
-                        "data": data.to_dict(), "slices": slices}, f)
+            torch.save(
+                {
+                    "format": FORMAT_VERSION,
+                    "source": self.source,
+                    "num_molecules": len(counts),
+                    "num_atoms": int(counts.sum()),
+                    "data": data.to_dict(),
+                    "slices": slices,
+                },
+                f,
+            )
         self.build_seconds = time.perf_counter() - t0
 
     def _process_pyg(self):
@@ -308,21 +415,35 @@ class QM9(InMemoryDataset):
         ds = _Raw(self.root)
         store = ds._data
         counts = ds.slices["z"].diff()
-        return (store.z, store.pos.float(), counts, store.y.float(),
-                torch.as_tensor(store.idx, dtype=torch.long).view(-1), list(store.smiles))
+        return (
+            store.z,
+            store.pos.float(),
+            counts,
+            store.y.float(),
+            torch.as_tensor(store.idx, dtype=torch.long).view(-1),
+            list(store.smiles),
+        )
 
     # -- cache ---------------------------------------------------------------
     def _load_cache(self, path: str) -> None:
         out = torch.load(path, weights_only=True)
-        if not isinstance(out, dict) or out.get("format") != FORMAT_VERSION \
-                or out.get("source") != self.source:
+        if (
+            not isinstance(out, dict)
+            or out.get("format") != FORMAT_VERSION
+            or out.get("source") != self.source
+        ):
             raise ValueError("wrong format version or source")
         data = Data.from_dict(out["data"])
         slices = out["slices"]
         n = out["num_molecules"]
-        if data.y.shape != (n, len(TARGETS)) or data.z.numel() != out["num_atoms"] \
-                or data.pos.shape != (out["num_atoms"], 3) or len(data.name) != n \
-                or int(slices["z"][-1]) != out["num_atoms"] or len(slices["y"]) != n + 1:
+        if (
+            data.y.shape != (n, len(TARGETS))
+            or data.z.numel() != out["num_atoms"]
+            or data.pos.shape != (out["num_atoms"], 3)
+            or len(data.name) != n
+            or int(slices["z"][-1]) != out["num_atoms"]
+            or len(slices["y"]) != n + 1
+        ):
             raise ValueError("inconsistent array sizes")
         if self.source == "qm9pack" and n != NUM_MOLECULES:
             raise ValueError(f"{n} molecules, expected {NUM_MOLECULES}")

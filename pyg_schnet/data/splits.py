@@ -1,6 +1,7 @@
 """Train/validation/test splits: random or nested (a smaller training set is
 a subset of a larger one, for paired comparisons), saved and read in
 schnetpack's ``split.npz`` form."""
+
 from __future__ import annotations
 
 import os.path as osp
@@ -16,14 +17,20 @@ from pyg_schnet.io import atomic_write
 @dataclass
 class Split:
     """Train/validation/test indices into a data set of ``num_molecules``."""
+
     train_idx: np.ndarray
     val_idx: np.ndarray
     test_idx: np.ndarray
 
     def save(self, path: str, num_molecules: int) -> None:
         with atomic_write(path, "wb") as f:
-            np.savez(f, train_idx=self.train_idx, val_idx=self.val_idx, test_idx=self.test_idx,
-                     num_molecules=np.int64(num_molecules))
+            np.savez(
+                f,
+                train_idx=self.train_idx,
+                val_idx=self.val_idx,
+                test_idx=self.test_idx,
+                num_molecules=np.int64(num_molecules),
+            )
 
 
 def _count(size: Union[int, float], n: int, what: str) -> int:
@@ -39,18 +46,27 @@ def _count(size: Union[int, float], n: int, what: str) -> int:
     return int(size)
 
 
-def random_split(n: int, train: Union[int, float], val: Union[int, float],
-                 test: Union[int, float, None] = None, seed: int = 0) -> Split:
+def random_split(
+    n: int,
+    train: Union[int, float],
+    val: Union[int, float],
+    test: Union[int, float, None] = None,
+    seed: int = 0,
+) -> Split:
     """Seeded random split by counts (ints) or fractions (floats below 1).
     ``test=None`` takes every molecule left over."""
     n_train, n_val = _count(train, n, "train"), _count(val, n, "val")
     n_test = n - n_train - n_val if test is None else _count(test, n, "test")
     if n_train < 1 or n_val < 1 or n_test < 0 or n_train + n_val + n_test > n:
-        raise UserError(f"split sizes train={n_train}, val={n_val}, test={n_test} do not fit "
-                        f"{n} molecules")
+        raise UserError(
+            f"split sizes train={n_train}, val={n_val}, test={n_test} do not fit {n} molecules"
+        )
     perm = np.random.default_rng(seed).permutation(n)
-    return Split(np.sort(perm[:n_train]), np.sort(perm[n_train:n_train + n_val]),
-                 np.sort(perm[n_train + n_val:n_train + n_val + n_test]))
+    return Split(
+        np.sort(perm[:n_train]),
+        np.sort(perm[n_train : n_train + n_val]),
+        np.sort(perm[n_train + n_val : n_train + n_val + n_test]),
+    )
 
 
 def nested_split(n: int, train: int, val: int, test: int, seed: int = 0) -> Split:
@@ -59,11 +75,15 @@ def nested_split(n: int, train: int, val: int, test: int, seed: int = 0) -> Spli
     test, seed)`` the test and validation sets do not depend on ``train``, and
     a smaller training set is a subset of a larger one."""
     if min(train, val) < 1 or test < 0 or train + val + test > n:
-        raise UserError(f"split sizes train={train}, val={val}, test={test} do not fit "
-                        f"{n} molecules")
+        raise UserError(
+            f"split sizes train={train}, val={val}, test={test} do not fit {n} molecules"
+        )
     perm = np.random.default_rng(seed).permutation(n)
-    return Split(np.sort(perm[test + val:test + val + train]), np.sort(perm[test:test + val]),
-                 np.sort(perm[:test]))
+    return Split(
+        np.sort(perm[test + val : test + val + train]),
+        np.sort(perm[test : test + val]),
+        np.sort(perm[:test]),
+    )
 
 
 def load_split(path: str, n: int) -> Split:
@@ -97,13 +117,17 @@ def load_split(path: str, n: int) -> Split:
     return Split(*(arrays[k].astype(np.int64) for k in ("train_idx", "val_idx", "test_idx")))
 
 
-def get_split(path: str, n: int, train: Union[int, float], val: Union[int, float],
-              test: Union[int, float, None], seed: int) -> Split:
+def get_split(
+    path: str,
+    n: int,
+    train: Union[int, float],
+    val: Union[int, float],
+    test: Union[int, float, None],
+    seed: int,
+) -> Split:
     """Reuse ``path`` if it exists, else make a seeded split and save it there."""
     if osp.exists(path):
         return load_split(path, n)
     split = random_split(n, train, val, test, seed)
     split.save(path, n)
     return split
-
-

@@ -1,4 +1,5 @@
 """Standardisation of a target from the training split only."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,6 +18,7 @@ class Statistics:
 
     For extensive targets (summed over atoms) ``mean``/``std`` are per atom,
     after subtracting the atom references; otherwise per molecule."""
+
     target: str
     mean: float
     std: float
@@ -24,9 +26,9 @@ class Statistics:
     readout: str  # "add" or "mean"
 
 
-def compute_statistics(dataset: QM9, train_idx: Union[Sequence[int], np.ndarray],
-                       target: Union[str, int]
-                       ) -> Statistics:
+def compute_statistics(
+    dataset: QM9, train_idx: Union[Sequence[int], np.ndarray], target: Union[str, int]
+) -> Statistics:
     """Standardisation of ``target`` from the molecules ``train_idx`` only."""
     t = target_index(target)
     name = TARGETS[t]

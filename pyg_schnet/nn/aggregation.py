@@ -1,6 +1,7 @@
 """The filter-weighted neighbour sum of an interaction block, and the edge
 set it sums over: directed edges, or one row per unordered pair of a
 symmetric radius graph (half the filter evaluations)."""
+
 from __future__ import annotations
 
 from typing import NamedTuple
@@ -19,6 +20,7 @@ class EdgeSet(NamedTuple):
     the sum is a symmetric operator (its backward is the same sum with the
     gradient in place of the features).
     """
+
     src: Tensor  # [M] source atom j (for pairs: the smaller index)
     dst: Tensor  # [M] target atom i
     vec: Tensor  # [M, 3], r_src - r_dst

@@ -8,6 +8,7 @@ prediction of a graph is the readout of
 extensive targets, the mean for intensive ones. Train, evaluate, predict, the
 benchmark and the study runner see only this interface.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional
@@ -42,16 +43,25 @@ class AtomisticModel(nn.Module):
 
     name: str = ""
 
-    def __init__(self, cutoff: float, max_num_neighbors: int, readout: str = "add",
-                 mean: float = 0.0, std: float = 1.0, atomref: Optional[Tensor] = None,
-                 max_z: int = 100) -> None:
+    def __init__(
+        self,
+        cutoff: float,
+        max_num_neighbors: int,
+        readout: str = "add",
+        mean: float = 0.0,
+        std: float = 1.0,
+        atomref: Optional[Tensor] = None,
+        max_z: int = 100,
+    ) -> None:
         super().__init__()
         if readout not in READOUTS:
             raise UserError(f"unknown readout {readout!r}; choose one of: {', '.join(READOUTS)}")
         if not (cutoff > 0):
             raise UserError(f"cutoff must be a positive number of Å, got {cutoff}")
-        for key, value, least in (("max_num_neighbors", max_num_neighbors, 1),
-                                  ("max_z", max_z, 10)):
+        for key, value, least in (
+            ("max_num_neighbors", max_num_neighbors, 1),
+            ("max_z", max_z, 10),
+        ):
             if value < least:
                 raise UserError(f"{key} must be at least {least}, got {value}")
         self.cutoff = float(cutoff)
@@ -67,8 +77,9 @@ class AtomisticModel(nn.Module):
         self.register_buffer("atomref", torch.zeros(max_z))
         self.set_standardization(mean, std, atomref)
 
-    def set_standardization(self, mean: float, std: float,
-                            atomref: Optional[Tensor] = None) -> None:
+    def set_standardization(
+        self, mean: float, std: float, atomref: Optional[Tensor] = None
+    ) -> None:
         """Set the per-atom output scale/shift and per-element references."""
         self.mean.fill_(float(mean))
         self.std.fill_(float(std))
@@ -80,9 +91,14 @@ class AtomisticModel(nn.Module):
     def hparams(self) -> Dict[str, Any]:
         """Names and numbers that rebuild this model with
         :func:`pyg_schnet.nn.models.build` (standardisation aside)."""
-        return dict(model=self.name, cutoff=self.cutoff,
-                    max_num_neighbors=self.max_num_neighbors, readout=self.readout,
-                    max_z=self.max_z, **self.settings)
+        return dict(
+            model=self.name,
+            cutoff=self.cutoff,
+            max_num_neighbors=self.max_num_neighbors,
+            readout=self.readout,
+            max_z=self.max_z,
+            **self.settings,
+        )
 
     def atom_outputs(self, z: Tensor, pos: Tensor, batch: Tensor) -> Tensor:
         """Raw per-atom outputs ``[N, 1]`` (before standardisation)."""
@@ -90,11 +106,17 @@ class AtomisticModel(nn.Module):
 
     def graph_sums(self, z: Tensor, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         """Per-graph sums of the raw per-atom outputs ``[num_graphs, 1]``."""
-        return scatter(self.atom_outputs(z, pos, batch), batch, dim=0, dim_size=num_graphs,
-                       reduce="sum")
+        return scatter(
+            self.atom_outputs(z, pos, batch), batch, dim=0, dim_size=num_graphs, reduce="sum"
+        )
 
-    def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,
-                num_graphs: Optional[int] = None) -> Tensor:
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Optional[Tensor] = None,
+        num_graphs: Optional[int] = None,
+    ) -> Tensor:
         """Predict one value per graph ``[num_graphs, 1]``.
 
         Args:
@@ -111,8 +133,9 @@ class AtomisticModel(nn.Module):
         sums = self.graph_sums(z, pos, batch, num_graphs)  # [G, 1]
         ones = torch.ones_like(pos[:, 0])
         atoms = scatter(ones, batch, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(-1)
-        refs = scatter(self.atomref[z], batch, dim=0, dim_size=num_graphs,
-                       reduce="sum").unsqueeze(-1)  # [G, 1]
+        refs = scatter(self.atomref[z], batch, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(
+            -1
+        )  # [G, 1]
         total = sums * self.std + atoms * self.mean + refs  # the sum over atoms
         if self.readout == "mean":
             return total / atoms.clamp(min=1.0)

@@ -30,6 +30,7 @@ a fast model has the same parameter names as an exact one, and deep copies
 
 Non-radial filters (``coords``) keep their exact per-edge path.
 """
+
 from __future__ import annotations
 
 import math
@@ -88,8 +89,9 @@ class FilterTable:
         centres = (torch.arange(nb, device=dist.device, dtype=dist.dtype) + 0.5) * w
         table = filter.network(centres)  # [nb, F]; network(quantize(d)) = table[bin]
         idx = torch.floor(dist.detach() / w).long().clamp_(0, nb - 1)  # [P]
-        return _kernel("gather_scaled", _gather_scaled)(table, idx,
-                                                        filter.envelope(dist).unsqueeze(-1))
+        return _kernel("gather_scaled", _gather_scaled)(
+            table, idx, filter.envelope(dist).unsqueeze(-1)
+        )
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(points_per_feature={self.points_per_feature})"
@@ -114,8 +116,9 @@ def _aggregate(h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
 
 
 def _grad_weights(h: Tensor, grad: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
-    return h.index_select(0, pi) * grad.index_select(0, pj) + \
-        h.index_select(0, pj) * grad.index_select(0, pi)
+    return h.index_select(0, pi) * grad.index_select(0, pj) + h.index_select(
+        0, pj
+    ) * grad.index_select(0, pi)
 
 
 _KERNELS: Dict[str, Callable] = {}
@@ -125,9 +128,12 @@ _KERNELS: Dict[str, Callable] = {}
 #: pairs share: with several threads the generated code uses atomic adds, which
 #: measured 5x slower here than one thread (14.8 vs 3.0 ms with 2 threads), and
 #: one thread also makes the sum order, and so the result, deterministic.
-_OPTIONS: Dict[str, dict] = {"aggregate": {"cpp.threads": 1}, "grad_weights": {},
-                             "interpolate": {"cpp.threads": 1},
-                             "gather_scaled": {"cpp.threads": 1}}
+_OPTIONS: Dict[str, dict] = {
+    "aggregate": {"cpp.threads": 1},
+    "grad_weights": {},
+    "interpolate": {"cpp.threads": 1},
+    "gather_scaled": {"cpp.threads": 1},
+}
 
 
 def _kernel(name: str, fn: Callable) -> Callable:
@@ -140,10 +146,14 @@ def _kernel(name: str, fn: Callable) -> Callable:
             try:
                 return compiled(*args)
             except Exception as exc:  # no compiler, unsupported platform
-                warnings.warn(f"fast mode: torch.compile unavailable ({type(exc).__name__}); "
-                              f"using eager kernels", stacklevel=2)
+                warnings.warn(
+                    f"fast mode: torch.compile unavailable ({type(exc).__name__}); "
+                    f"using eager kernels",
+                    stacklevel=2,
+                )
                 _KERNELS[name] = fn
                 return fn(*args)
+
         _KERNELS[name] = run
     return _KERNELS[name]
 

@@ -14,6 +14,7 @@ config options (``filter: {name: ..., option: ...}``, ``--filter.option``),
 typed by their annotations, described by its ``Args:`` docstring and checked
 by the constructor, which raises :class:`~pyg_schnet.errors.UserError`.
 """
+
 from __future__ import annotations
 
 import math
@@ -77,8 +78,13 @@ class GaussianSmearing(nn.Module):
             :obj:`None` (PyG's choice). (default: :obj:`None`)
     """
 
-    def __init__(self, start: float = 0.0, stop: float = 10.0, num_gaussians: int = 50,
-                 width: Optional[float] = None) -> None:
+    def __init__(
+        self,
+        start: float = 0.0,
+        stop: float = 10.0,
+        num_gaussians: int = 50,
+        width: Optional[float] = None,
+    ) -> None:
         super().__init__()
         offset = torch.linspace(start, stop, num_gaussians)
         if width is None:
@@ -136,8 +142,11 @@ class EdgeFilter(nn.Module):
 
 def _mlp(in_features: int, num_filters: int) -> nn.Sequential:
     """SchNet's filter-generating network: dense, shifted softplus, dense."""
-    return nn.Sequential(nn.Linear(in_features, num_filters), ShiftedSoftplus(inplace=True),
-                         nn.Linear(num_filters, num_filters))
+    return nn.Sequential(
+        nn.Linear(in_features, num_filters),
+        ShiftedSoftplus(inplace=True),
+        nn.Linear(num_filters, num_filters),
+    )
 
 
 class RadialFilter(EdgeFilter):
@@ -167,8 +176,10 @@ class RadialFilter(EdgeFilter):
     def __init__(self, num_filters: int, cutoff: float, distance_bin_width: float = 0.0) -> None:
         super().__init__(num_filters, cutoff)
         if not (math.isfinite(distance_bin_width) and 0.0 <= distance_bin_width < cutoff):
-            raise UserError(f"distance_bin_width must be 0 (off) or between 0 and the cutoff "
-                            f"({cutoff} Å), got {distance_bin_width}")
+            raise UserError(
+                f"distance_bin_width must be 0 (off) or between 0 and the cutoff "
+                f"({cutoff} Å), got {distance_bin_width}"
+            )
         self.distance_bin_width = float(distance_bin_width)
 
     @property
@@ -217,9 +228,15 @@ class GaussianFilter(RadialFilter):
 
     name = "gaussian"
 
-    def __init__(self, num_filters: int = 128, cutoff: float = 10.0, num_gaussians: int = 50,
-                 rbf_start: float = 0.0, rbf_width: Optional[float] = None,
-                 distance_bin_width: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_filters: int = 128,
+        cutoff: float = 10.0,
+        num_gaussians: int = 50,
+        rbf_start: float = 0.0,
+        rbf_width: Optional[float] = None,
+        distance_bin_width: float = 0.0,
+    ) -> None:
         super().__init__(num_filters, cutoff, distance_bin_width)
         if num_gaussians < 2:
             raise UserError(f"num_gaussians must be at least 2, got {num_gaussians}")
@@ -227,9 +244,14 @@ class GaussianFilter(RadialFilter):
             raise UserError(f"rbf_start must be below the cutoff ({cutoff} Å), got {rbf_start}")
         if rbf_width is not None and not (math.isfinite(rbf_width) and rbf_width > 0):
             raise UserError(f"rbf_width must be positive (or none), got {rbf_width}")
-        self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_gaussians=num_gaussians,
-                            rbf_start=rbf_start, rbf_width=rbf_width,
-                            distance_bin_width=distance_bin_width)
+        self.hparams = dict(
+            num_filters=num_filters,
+            cutoff=cutoff,
+            num_gaussians=num_gaussians,
+            rbf_start=rbf_start,
+            rbf_width=rbf_width,
+            distance_bin_width=distance_bin_width,
+        )
         self.basis = GaussianSmearing(rbf_start, cutoff, num_gaussians, rbf_width)
         self.mlp = _mlp(num_gaussians, num_filters)
         self.reset_parameters()
@@ -261,11 +283,13 @@ class DistanceFilter(RadialFilter):
     #: and first-layer weights start at ``|a| < 0.5``; this allows ``|a|`` of 25.
     FEATURE_FRACTION = 1.0 / 25.0
 
-    def __init__(self, num_filters: int = 128, cutoff: float = 10.0,
-                 distance_bin_width: float = 0.0) -> None:
+    def __init__(
+        self, num_filters: int = 128, cutoff: float = 10.0, distance_bin_width: float = 0.0
+    ) -> None:
         super().__init__(num_filters, cutoff, distance_bin_width)
-        self.hparams = dict(num_filters=num_filters, cutoff=cutoff,
-                            distance_bin_width=distance_bin_width)
+        self.hparams = dict(
+            num_filters=num_filters, cutoff=cutoff, distance_bin_width=distance_bin_width
+        )
         self.mlp = _mlp(1, num_filters)
         self.reset_parameters()
 
@@ -324,26 +348,48 @@ class Conv1dFilter(RadialFilter):
 
     name = "conv1d"
 
-    def __init__(self, num_filters: int = 128, cutoff: float = 10.0, num_bins: int = 50,
-                 conv_channels: int = 8, kernel_size: int = 5, num_conv_layers: int = 2,
-                 distance_bin_width: float = 0.0) -> None:
+    def __init__(
+        self,
+        num_filters: int = 128,
+        cutoff: float = 10.0,
+        num_bins: int = 50,
+        conv_channels: int = 8,
+        kernel_size: int = 5,
+        num_conv_layers: int = 2,
+        distance_bin_width: float = 0.0,
+    ) -> None:
         super().__init__(num_filters, cutoff, distance_bin_width)
-        for key, value, least in (("num_bins", num_bins, 2), ("conv_channels", conv_channels, 1),
-                                  ("kernel_size", kernel_size, 1),
-                                  ("num_conv_layers", num_conv_layers, 1)):
+        for key, value, least in (
+            ("num_bins", num_bins, 2),
+            ("conv_channels", conv_channels, 1),
+            ("kernel_size", kernel_size, 1),
+            ("num_conv_layers", num_conv_layers, 1),
+        ):
             if value < least:
                 raise UserError(f"{key} must be at least {least}, got {value}")
         if kernel_size % 2 == 0:
             raise UserError(f"kernel_size must be odd, got {kernel_size}")
-        self.hparams = dict(num_filters=num_filters, cutoff=cutoff, num_bins=num_bins,
-                            conv_channels=conv_channels, kernel_size=kernel_size,
-                            num_conv_layers=num_conv_layers,
-                            distance_bin_width=distance_bin_width)
+        self.hparams = dict(
+            num_filters=num_filters,
+            cutoff=cutoff,
+            num_bins=num_bins,
+            conv_channels=conv_channels,
+            kernel_size=kernel_size,
+            num_conv_layers=num_conv_layers,
+            distance_bin_width=distance_bin_width,
+        )
         self.num_bins = num_bins
         layers = []
         for k in range(num_conv_layers):
-            layers += [nn.Conv1d(1 if k == 0 else conv_channels, conv_channels, kernel_size,
-                                 padding=kernel_size // 2), ShiftedSoftplus(inplace=True)]
+            layers += [
+                nn.Conv1d(
+                    1 if k == 0 else conv_channels,
+                    conv_channels,
+                    kernel_size,
+                    padding=kernel_size // 2,
+                ),
+                ShiftedSoftplus(inplace=True),
+            ]
         self.conv = nn.Sequential(*layers)
         self.mlp = _mlp(conv_channels * num_bins, num_filters)
         self.reset_parameters()
@@ -384,8 +430,9 @@ for _cls in (GaussianFilter, DistanceFilter, CoordsFilter, Conv1dFilter):
     FILTERS.register(_cls.name, _cls)
 
 
-def make_filter(name: str, num_filters: int = 128, cutoff: float = 10.0,
-                **options: Any) -> EdgeFilter:
+def make_filter(
+    name: str, num_filters: int = 128, cutoff: float = 10.0, **options: Any
+) -> EdgeFilter:
     """Build a filter by registry name from the model's filter width and
     cutoff and the filter's own options; an option it does not take is an
     error listing the ones it does."""

@@ -6,6 +6,7 @@ and, in PyG 2.8, needs ``pyg-lib``. Here the full radius graph comes from
 cap, its *nearest* ``max_num_neighbors`` are kept and the number of dropped
 edges is reported.
 """
+
 from __future__ import annotations
 
 import warnings
@@ -25,8 +26,13 @@ class Edges(NamedTuple):
     num_dropped: int  # edges removed by the neighbour cap
 
 
-def radius_edges(pos: Tensor, batch: Optional[Tensor] = None, cutoff: float = 10.0,
-                 max_num_neighbors: int = 32, warn: bool = True) -> Edges:
+def radius_edges(
+    pos: Tensor,
+    batch: Optional[Tensor] = None,
+    cutoff: float = 10.0,
+    max_num_neighbors: int = 32,
+    warn: bool = True,
+) -> Edges:
     """All pairs ``i != j`` of the same graph with ``|r_j - r_i| <= cutoff``,
     capped at the ``max_num_neighbors`` nearest sources per target.
 
@@ -46,8 +52,9 @@ def radius_edges(pos: Tensor, batch: Optional[Tensor] = None, cutoff: float = 10
         return Edges(empty, pos.new_zeros(0, 3), pos.new_zeros(0), 0)
     # The largest graph bounds the true neighbour count: ask for all of them.
     full_cap = int(torch.bincount(batch).max())
-    edge_index = torch_cluster.radius_graph(pos, r=cutoff, batch=batch, loop=False,
-                                            max_num_neighbors=full_cap, flow="source_to_target")
+    edge_index = torch_cluster.radius_graph(
+        pos, r=cutoff, batch=batch, loop=False, max_num_neighbors=full_cap, flow="source_to_target"
+    )
     src, dst = edge_index
     edge_vec = pos[src] - pos[dst]  # [E, 3]
     dist = edge_vec.norm(dim=-1)  # [E]
@@ -63,9 +70,11 @@ def radius_edges(pos: Tensor, batch: Optional[Tensor] = None, cutoff: float = 10
         num_dropped = int(edge_index.size(1) - keep.numel())
         edge_index, edge_vec, dist = edge_index[:, keep], edge_vec[keep], dist[keep]
         if warn:
-            warnings.warn(f"radius graph: max_num_neighbors={max_num_neighbors} dropped "
-                          f"{num_dropped} of {num_dropped + keep.numel()} edges (kept the nearest)",
-                          stacklevel=2)
+            warnings.warn(
+                f"radius graph: max_num_neighbors={max_num_neighbors} dropped "
+                f"{num_dropped} of {num_dropped + keep.numel()} edges (kept the nearest)",
+                stacklevel=2,
+            )
     return Edges(edge_index, edge_vec, dist, num_dropped)
 
 
@@ -89,5 +98,7 @@ class RadiusGraph(BaseTransform):
         return data
 
     def __repr__(self) -> str:
-        return f"{self.__class__.__name__}(cutoff={self.cutoff}, " \
-               f"max_num_neighbors={self.max_num_neighbors})"
+        return (
+            f"{self.__class__.__name__}(cutoff={self.cutoff}, "
+            f"max_num_neighbors={self.max_num_neighbors})"
+        )

@@ -11,6 +11,7 @@ the study runner work for each unchanged.
 * ``dimenet++``: PyG's DimeNet++;
 * ``painn``: PaiNN, written here (:class:`~pyg_schnet.nn.painn.PaiNN`).
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -22,8 +23,17 @@ from pyg_schnet.nn.schnet import SchNet, build_model
 from pyg_schnet.registry import Registry
 
 #: What every model takes from the config: the shared architecture settings.
-SHARED_KEYS = ("hidden_channels", "num_interactions", "cutoff", "max_num_neighbors",
-               "readout", "mean", "std", "atomref", "max_z")
+SHARED_KEYS = (
+    "hidden_channels",
+    "num_interactions",
+    "cutoff",
+    "max_num_neighbors",
+    "readout",
+    "mean",
+    "std",
+    "atomref",
+    "max_z",
+)
 
 #: Name -> model. Each entry declares the config keys it takes beyond the
 #: shared ones; its other constructor arguments are its options
@@ -31,12 +41,24 @@ SHARED_KEYS = ("hidden_channels", "num_interactions", "cutoff", "max_num_neighbo
 #: :func:`~pyg_schnet.nn.schnet.build_model` (its filter is a registered
 #: component too) and has no options of its own.
 MODELS = Registry("model", given=SHARED_KEYS)
-MODELS.register(SchNet.name, SchNet, builder=build_model, has_options=False,
-                config_keys={"filter": "filter", "num_filters": "num_filters",
-                             "shared_filters": "shared_filters", "fast": "fast"})
-MODELS.register(PyGSchNetRef.name, PyGSchNetRef, given=("num_filters", "num_gaussians"),
-                config_keys={"num_filters": "num_filters",
-                             "filter.num_gaussians": "num_gaussians"})
+MODELS.register(
+    SchNet.name,
+    SchNet,
+    builder=build_model,
+    has_options=False,
+    config_keys={
+        "filter": "filter",
+        "num_filters": "num_filters",
+        "shared_filters": "shared_filters",
+        "fast": "fast",
+    },
+)
+MODELS.register(
+    PyGSchNetRef.name,
+    PyGSchNetRef,
+    given=("num_filters", "num_gaussians"),
+    config_keys={"num_filters": "num_filters", "filter.num_gaussians": "num_gaussians"},
+)
 MODELS.register(ViSNetModel.name, ViSNetModel)
 MODELS.register(DimeNetPlusPlusModel.name, DimeNetPlusPlusModel)
 MODELS.register(PaiNN.name, PaiNN)

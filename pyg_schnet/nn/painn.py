@@ -1,4 +1,5 @@
 """PaiNN: polarizable atom interaction neural network (no PyG class exists)."""
+
 from __future__ import annotations
 
 import math
@@ -55,27 +56,30 @@ class PaiNNMessage(MessagePassing):
     def reset_parameters(self) -> None:
         _reset_linears(self)
 
-    def forward(self, s: Tensor, v: Tensor, edge_index: Tensor, rbf: Tensor, env: Tensor,
-                unit: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(
+        self, s: Tensor, v: Tensor, edge_index: Tensor, rbf: Tensor, env: Tensor, unit: Tensor
+    ) -> Tuple[Tensor, Tensor]:
         W = self.filter(rbf) * env.unsqueeze(-1)  # [E, 3F]
         x = self.phi(s)  # [N, 3F]
         # vectors flattened for propagate: [N, 3 * F]
         ds, dv = self.propagate(edge_index, x=x, v=v.reshape(v.size(0), -1), W=W, unit=unit)
         return ds, dv.view_as(v)
 
-    def message(self, x_j: Tensor, v_j: Tensor, W: Tensor,
-                unit: Tensor) -> Tuple[Tensor, Tensor]:
+    def message(self, x_j: Tensor, v_j: Tensor, W: Tensor, unit: Tensor) -> Tuple[Tensor, Tensor]:
         F_ = self.hidden_channels
         gate_s, gate_vv, gate_vs = torch.split(x_j * W, F_, dim=-1)  # 3 x [E, F]
         v_j = v_j.view(-1, 3, F_)
         dv = v_j * gate_vv.unsqueeze(1) + unit.unsqueeze(-1) * gate_vs.unsqueeze(1)  # [E, 3, F]
         return gate_s, dv.reshape(dv.size(0), -1)
 
-    def aggregate(self, inputs: Tuple[Tensor, Tensor], index: Tensor,
-                  dim_size: Optional[int] = None) -> Tuple[Tensor, Tensor]:
+    def aggregate(
+        self, inputs: Tuple[Tensor, Tensor], index: Tensor, dim_size: Optional[int] = None
+    ) -> Tuple[Tensor, Tensor]:
         ds, dv = inputs
-        return (self.aggr_module(ds, index, dim_size=dim_size),
-                self.aggr_module(dv, index, dim_size=dim_size))
+        return (
+            self.aggr_module(ds, index, dim_size=dim_size),
+            self.aggr_module(dv, index, dim_size=dim_size),
+        )
 
     def update(self, inputs: Tuple[Tensor, Tensor]) -> Tuple[Tensor, Tensor]:
         return inputs
@@ -99,8 +103,9 @@ class PaiNNUpdate(nn.Module):
     def forward(self, s: Tensor, v: Tensor) -> Tuple[Tensor, Tensor]:
         Uv, Vv = self.U(v), self.V(v)  # [N, 3, F]
         norm = torch.sqrt((Vv * Vv).sum(dim=1) + 1e-8)  # [N, F]; eps: finite gradient at 0
-        a_vv, a_sv, a_ss = torch.split(self.mlp(torch.cat([s, norm], dim=-1)),
-                                       self.hidden_channels, dim=-1)
+        a_vv, a_sv, a_ss = torch.split(
+            self.mlp(torch.cat([s, norm], dim=-1)), self.hidden_channels, dim=-1
+        )
         dv = a_vv.unsqueeze(1) * Uv
         ds = a_ss + a_sv * (Uv * Vv).sum(dim=1)
         return ds, dv
@@ -131,28 +136,43 @@ class PaiNN(AtomisticModel):
 
     name = "painn"
 
-    def __init__(self, hidden_channels: int = 128, num_interactions: int = 3,
-                 cutoff: float = 5.0, num_rbf: int = 20, max_num_neighbors: int = 32,
-                 readout: str = "add", mean: float = 0.0, std: float = 1.0,
-                 atomref: Optional[Tensor] = None, max_z: int = 100) -> None:
+    def __init__(
+        self,
+        hidden_channels: int = 128,
+        num_interactions: int = 3,
+        cutoff: float = 5.0,
+        num_rbf: int = 20,
+        max_num_neighbors: int = 32,
+        readout: str = "add",
+        mean: float = 0.0,
+        std: float = 1.0,
+        atomref: Optional[Tensor] = None,
+        max_z: int = 100,
+    ) -> None:
         super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
-        for key, value, least in (("hidden_channels", hidden_channels, 2),
-                                  ("num_interactions", num_interactions, 1),
-                                  ("num_rbf", num_rbf, 1)):
+        for key, value, least in (
+            ("hidden_channels", hidden_channels, 2),
+            ("num_interactions", num_interactions, 1),
+            ("num_rbf", num_rbf, 1),
+        ):
             if value < least:
                 raise UserError(f"{key} must be at least {least}, got {value}")
-        self.settings = dict(hidden_channels=hidden_channels, num_interactions=num_interactions,
-                             num_rbf=num_rbf)
+        self.settings = dict(
+            hidden_channels=hidden_channels, num_interactions=num_interactions, num_rbf=num_rbf
+        )
         self.hidden_channels = hidden_channels
         self.embedding = nn.Embedding(max_z, hidden_channels)
         self.basis = SineBesselBasis(cutoff, num_rbf)
         self.envelope = CosineCutoff(cutoff)
-        self.messages = nn.ModuleList(PaiNNMessage(hidden_channels, num_rbf)
-                                      for _ in range(num_interactions))
-        self.updates = nn.ModuleList(PaiNNUpdate(hidden_channels)
-                                     for _ in range(num_interactions))
-        self.out = nn.Sequential(nn.Linear(hidden_channels, hidden_channels // 2), nn.SiLU(),
-                                 nn.Linear(hidden_channels // 2, 1))
+        self.messages = nn.ModuleList(
+            PaiNNMessage(hidden_channels, num_rbf) for _ in range(num_interactions)
+        )
+        self.updates = nn.ModuleList(PaiNNUpdate(hidden_channels) for _ in range(num_interactions))
+        self.out = nn.Sequential(
+            nn.Linear(hidden_channels, hidden_channels // 2),
+            nn.SiLU(),
+            nn.Linear(hidden_channels // 2, 1),
+        )
         self.reset_parameters()
 
     def reset_parameters(self) -> None:

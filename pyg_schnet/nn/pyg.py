@@ -5,6 +5,7 @@ Each adapter builds the PyG model, feeds it this project's radius graph
 ``pyg-lib``) and returns raw per-atom outputs, so standardisation and readout
 are :class:`~pyg_schnet.nn.atomistic.AtomisticModel`'s, the same for every model.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -82,20 +83,42 @@ class PyGSchNetRef(AtomisticModel):
 
     name = "pyg_schnet_ref"
 
-    def __init__(self, hidden_channels: int = 128, num_filters: int = 128,
-                 num_interactions: int = 6, num_gaussians: int = 50, cutoff: float = 10.0,
-                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
-                 std: float = 1.0, atomref: Optional[Tensor] = None, max_z: int = 100) -> None:
+    def __init__(
+        self,
+        hidden_channels: int = 128,
+        num_filters: int = 128,
+        num_interactions: int = 6,
+        num_gaussians: int = 50,
+        cutoff: float = 10.0,
+        max_num_neighbors: int = 32,
+        readout: str = "add",
+        mean: float = 0.0,
+        std: float = 1.0,
+        atomref: Optional[Tensor] = None,
+        max_z: int = 100,
+    ) -> None:
         super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
-        _at_least(hidden_channels=hidden_channels, num_filters=num_filters,
-                  num_interactions=num_interactions, num_gaussians=num_gaussians)
-        self.settings = dict(hidden_channels=hidden_channels, num_filters=num_filters,
-                             num_interactions=num_interactions, num_gaussians=num_gaussians)
-        self.net = PyGSchNet(hidden_channels=hidden_channels, num_filters=num_filters,
-                             num_interactions=num_interactions, num_gaussians=num_gaussians,
-                             cutoff=cutoff, max_num_neighbors=max_num_neighbors,
-                             interaction_graph=RadiusInteractionGraph(cutoff,
-                                                                      max_num_neighbors))
+        _at_least(
+            hidden_channels=hidden_channels,
+            num_filters=num_filters,
+            num_interactions=num_interactions,
+            num_gaussians=num_gaussians,
+        )
+        self.settings = dict(
+            hidden_channels=hidden_channels,
+            num_filters=num_filters,
+            num_interactions=num_interactions,
+            num_gaussians=num_gaussians,
+        )
+        self.net = PyGSchNet(
+            hidden_channels=hidden_channels,
+            num_filters=num_filters,
+            num_interactions=num_interactions,
+            num_gaussians=num_gaussians,
+            cutoff=cutoff,
+            max_num_neighbors=max_num_neighbors,
+            interaction_graph=RadiusInteractionGraph(cutoff, max_num_neighbors),
+        )
 
     def reset_parameters(self) -> None:
         self.net.reset_parameters()
@@ -126,21 +149,50 @@ class ViSNetModel(AtomisticModel):
 
     name = "visnet"
 
-    def __init__(self, hidden_channels: int = 128, num_interactions: int = 6,
-                 cutoff: float = 5.0, num_rbf: int = 32, lmax: int = 1, num_heads: int = 8,
-                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
-                 std: float = 1.0, atomref: Optional[Tensor] = None, max_z: int = 100) -> None:
+    def __init__(
+        self,
+        hidden_channels: int = 128,
+        num_interactions: int = 6,
+        cutoff: float = 5.0,
+        num_rbf: int = 32,
+        lmax: int = 1,
+        num_heads: int = 8,
+        max_num_neighbors: int = 32,
+        readout: str = "add",
+        mean: float = 0.0,
+        std: float = 1.0,
+        atomref: Optional[Tensor] = None,
+        max_z: int = 100,
+    ) -> None:
         super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
-        _at_least(hidden_channels=hidden_channels, num_interactions=num_interactions,
-                  num_rbf=num_rbf, lmax=lmax, num_heads=num_heads)
+        _at_least(
+            hidden_channels=hidden_channels,
+            num_interactions=num_interactions,
+            num_rbf=num_rbf,
+            lmax=lmax,
+            num_heads=num_heads,
+        )
         if hidden_channels % num_heads:
-            raise UserError(f"hidden_channels ({hidden_channels}) must be a multiple of "
-                            f"num_heads ({num_heads})")
-        self.settings = dict(hidden_channels=hidden_channels, num_interactions=num_interactions,
-                             num_rbf=num_rbf, lmax=lmax, num_heads=num_heads)
-        self.net = ViSNet(lmax=lmax, num_heads=num_heads, num_layers=num_interactions,
-                          hidden_channels=hidden_channels, num_rbf=num_rbf, cutoff=cutoff,
-                          max_num_neighbors=max_num_neighbors, max_z=max_z)
+            raise UserError(
+                f"hidden_channels ({hidden_channels}) must be a multiple of num_heads ({num_heads})"
+            )
+        self.settings = dict(
+            hidden_channels=hidden_channels,
+            num_interactions=num_interactions,
+            num_rbf=num_rbf,
+            lmax=lmax,
+            num_heads=num_heads,
+        )
+        self.net = ViSNet(
+            lmax=lmax,
+            num_heads=num_heads,
+            num_layers=num_interactions,
+            hidden_channels=hidden_channels,
+            num_rbf=num_rbf,
+            cutoff=cutoff,
+            max_num_neighbors=max_num_neighbors,
+            max_z=max_z,
+        )
         # the one component PyG's constructor does not take: the radius graph
         self.net.representation_model.distance = RadiusDistance(cutoff, max_num_neighbors)
 
@@ -152,8 +204,7 @@ class ViSNetModel(AtomisticModel):
         return self.net.output_model.pre_reduce(x, v)  # [N, 1]
 
 
-def triplets(edge_index: Tensor, num_nodes: int
-             ) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+def triplets(edge_index: Tensor, num_nodes: int) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Every two-edge path ``k -> j -> i`` with ``k != i`` of a directed graph
     (``edge_index[0]`` source, ``[1]`` target), without ``torch-sparse``.
 
@@ -166,8 +217,9 @@ def triplets(edge_index: Tensor, num_nodes: int
     start = torch.cumsum(count, 0) - count  # first of each atom's group in `order`
     num = count[src]  # per edge j -> i: the edges k -> j into its source
     idx_ji = torch.repeat_interleave(torch.arange(src.numel(), device=src.device), num)
-    offset = torch.arange(idx_ji.numel(), device=src.device) - \
-        torch.repeat_interleave(torch.cumsum(num, 0) - num, num)  # rank within the group
+    offset = torch.arange(idx_ji.numel(), device=src.device) - torch.repeat_interleave(
+        torch.cumsum(num, 0) - num, num
+    )  # rank within the group
     idx_kj = order[start[src[idx_ji]] + offset]
     idx_i, idx_j, idx_k = dst[idx_ji], src[idx_ji], src[idx_kj]
     keep = idx_i != idx_k  # no k = i back-and-forth paths
@@ -203,11 +255,13 @@ class SphericalBasis(nn.Module):
     cos_coef: Tensor  # [L, 1, L]
     prefactor: Tensor  # [L]
 
-    def __init__(self, num_spherical: int, num_radial: int, cutoff: float = 5.0,
-                 envelope_exponent: int = 5) -> None:
+    def __init__(
+        self, num_spherical: int, num_radial: int, cutoff: float = 5.0, envelope_exponent: int = 5
+    ) -> None:
         super().__init__()
         import numpy as np
         from torch_geometric.nn.models.dimenet_utils import Jn, Jn_zeros
+
         L, K = num_spherical, num_radial
         self.num_spherical, self.num_radial, self.cutoff = L, K, cutoff
         self.envelope = Envelope(envelope_exponent)
@@ -247,7 +301,7 @@ class SphericalBasis(nn.Module):
         p = [torch.ones_like(z), z]
         for deg in range(2, self.num_spherical):
             p.append(((2 * deg - 1) * z * p[deg - 1] - (deg - 1) * p[deg - 2]) / deg)
-        return torch.stack(p[:self.num_spherical], dim=1) * self.prefactor
+        return torch.stack(p[: self.num_spherical], dim=1) * self.prefactor
 
     def forward(self, dist: Tensor, angle: Tensor, idx_kj: Tensor) -> Tensor:
         """Per triplet [T]: the radial part of its edge ``k -> j`` at
@@ -270,9 +324,18 @@ class DimeNetPlusPlusBlocks(nn.Module):
     output layers, output layers starting at zero).
     """
 
-    def __init__(self, hidden_channels: int, num_blocks: int, int_emb_size: int,
-                 basis_emb_size: int, out_emb_channels: int, num_spherical: int,
-                 num_radial: int, cutoff: float = 5.0, envelope_exponent: int = 5) -> None:
+    def __init__(
+        self,
+        hidden_channels: int,
+        num_blocks: int,
+        int_emb_size: int,
+        basis_emb_size: int,
+        out_emb_channels: int,
+        num_spherical: int,
+        num_radial: int,
+        cutoff: float = 5.0,
+        envelope_exponent: int = 5,
+    ) -> None:
         super().__init__()
         if num_spherical < 2:
             raise UserError(f"num_spherical must be at least 2, got {num_spherical}")
@@ -280,13 +343,27 @@ class DimeNetPlusPlusBlocks(nn.Module):
         self.rbf = BesselBasisLayer(num_radial, cutoff, envelope_exponent)
         self.sbf = SphericalBasis(num_spherical, num_radial, cutoff, envelope_exponent)
         self.emb = EmbeddingBlock(num_radial, hidden_channels, act)
-        self.output_blocks = nn.ModuleList([
-            OutputPPBlock(num_radial, hidden_channels, out_emb_channels, 1, 3, act, "zeros")
-            for _ in range(num_blocks + 1)])
-        self.interaction_blocks = nn.ModuleList([
-            InteractionPPBlock(hidden_channels, int_emb_size, basis_emb_size, num_spherical,
-                               num_radial, 1, 2, act)
-            for _ in range(num_blocks)])
+        self.output_blocks = nn.ModuleList(
+            [
+                OutputPPBlock(num_radial, hidden_channels, out_emb_channels, 1, 3, act, "zeros")
+                for _ in range(num_blocks + 1)
+            ]
+        )
+        self.interaction_blocks = nn.ModuleList(
+            [
+                InteractionPPBlock(
+                    hidden_channels,
+                    int_emb_size,
+                    basis_emb_size,
+                    num_spherical,
+                    num_radial,
+                    1,
+                    2,
+                    act,
+                )
+                for _ in range(num_blocks)
+            ]
+        )
 
     def reset_parameters(self) -> None:
         """Every random weight, in PyG's order (the same seed, the same weights)."""
@@ -319,24 +396,53 @@ class DimeNetPlusPlusModel(AtomisticModel):
 
     name = "dimenet++"
 
-    def __init__(self, hidden_channels: int = 128, num_interactions: int = 4,
-                 cutoff: float = 5.0, int_emb_size: int = 64, basis_emb_size: int = 8,
-                 out_emb_channels: int = 256, num_spherical: int = 7, num_radial: int = 6,
-                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
-                 std: float = 1.0, atomref: Optional[Tensor] = None, max_z: int = 100) -> None:
+    def __init__(
+        self,
+        hidden_channels: int = 128,
+        num_interactions: int = 4,
+        cutoff: float = 5.0,
+        int_emb_size: int = 64,
+        basis_emb_size: int = 8,
+        out_emb_channels: int = 256,
+        num_spherical: int = 7,
+        num_radial: int = 6,
+        max_num_neighbors: int = 32,
+        readout: str = "add",
+        mean: float = 0.0,
+        std: float = 1.0,
+        atomref: Optional[Tensor] = None,
+        max_z: int = 100,
+    ) -> None:
         super().__init__(cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
-        _at_least(hidden_channels=hidden_channels, num_interactions=num_interactions,
-                  int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
-                  out_emb_channels=out_emb_channels, num_spherical=num_spherical,
-                  num_radial=num_radial)
-        self.settings = dict(hidden_channels=hidden_channels, num_interactions=num_interactions,
-                             int_emb_size=int_emb_size, basis_emb_size=basis_emb_size,
-                             out_emb_channels=out_emb_channels, num_spherical=num_spherical,
-                             num_radial=num_radial)
+        _at_least(
+            hidden_channels=hidden_channels,
+            num_interactions=num_interactions,
+            int_emb_size=int_emb_size,
+            basis_emb_size=basis_emb_size,
+            out_emb_channels=out_emb_channels,
+            num_spherical=num_spherical,
+            num_radial=num_radial,
+        )
+        self.settings = dict(
+            hidden_channels=hidden_channels,
+            num_interactions=num_interactions,
+            int_emb_size=int_emb_size,
+            basis_emb_size=basis_emb_size,
+            out_emb_channels=out_emb_channels,
+            num_spherical=num_spherical,
+            num_radial=num_radial,
+        )
         with torch.random.fork_rng(devices=[]):  # the weights come from reset_parameters
-            self.net = DimeNetPlusPlusBlocks(hidden_channels, num_interactions, int_emb_size,
-                                             basis_emb_size, out_emb_channels, num_spherical,
-                                             num_radial, cutoff)
+            self.net = DimeNetPlusPlusBlocks(
+                hidden_channels,
+                num_interactions,
+                int_emb_size,
+                basis_emb_size,
+                out_emb_channels,
+                num_spherical,
+                num_radial,
+                cutoff,
+            )
         self.net.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -348,8 +454,9 @@ class DimeNetPlusPlusModel(AtomisticModel):
         j, i = edges.edge_index  # edge j -> i
         idx_i, idx_j, idx_k, idx_kj, idx_ji = triplets(edges.edge_index, n)
         pos_ij, pos_jk = pos[idx_i] - pos[idx_j], pos[idx_j] - pos[idx_k]  # [T, 3]
-        angle = torch.atan2(torch.cross(pos_ij, pos_jk, dim=1).norm(dim=-1),
-                            (pos_ij * pos_jk).sum(dim=-1))  # [T]
+        angle = torch.atan2(
+            torch.cross(pos_ij, pos_jk, dim=1).norm(dim=-1), (pos_ij * pos_jk).sum(dim=-1)
+        )  # [T]
         rbf = net.rbf(edges.edge_weight)  # [E, num_radial]
         sbf = net.sbf(edges.edge_weight, angle, idx_kj)  # [T, num_spherical * num_radial]
         x = net.emb(z, rbf, i, j)  # [E, hidden]

@@ -1,5 +1,6 @@
 """Uniformly random rotations (Haar measure on SO(3)): rotation augmentation
 in training and the symmetry checks."""
+
 from __future__ import annotations
 
 from typing import Optional
@@ -8,8 +9,9 @@ import torch
 from torch import Tensor
 
 
-def random_rotations(num: int, generator: Optional[torch.Generator] = None,
-                     dtype=torch.float32) -> Tensor:
+def random_rotations(
+    num: int, generator: Optional[torch.Generator] = None, dtype=torch.float32
+) -> Tensor:
     """``num`` uniformly random proper rotation matrices ``[num, 3, 3]`` (QR
     of Gaussian matrices, signs fixed so the distribution is Haar)."""
     a = torch.randn(num, 3, 3, generator=generator, dtype=torch.float64)

@@ -1,4 +1,5 @@
 """SchNet with a swappable edge filter, on PyTorch Geometric."""
+
 from __future__ import annotations
 
 import copy
@@ -49,9 +50,14 @@ class CFConv(nn.Module):
             (default: :class:`PairAggregation`)
     """
 
-    def __init__(self, in_channels: int, out_channels: int, filter: EdgeFilter,
-                 filter_table: Optional[Any] = None,
-                 aggregation: Optional[PairAggregation] = None) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        filter: EdgeFilter,
+        filter_table: Optional[Any] = None,
+        aggregation: Optional[PairAggregation] = None,
+    ) -> None:
         super().__init__()
         self.filter = filter
         self.lin1 = nn.Linear(in_channels, filter.num_filters, bias=False)
@@ -79,9 +85,13 @@ class InteractionBlock(nn.Module):
     """cfconv (dense, filter convolution, dense), shifted softplus, dense.
     Returns the update; :class:`SchNet` adds it to the features (residual)."""
 
-    def __init__(self, hidden_channels: int, filter: EdgeFilter,
-                 filter_table: Optional[Any] = None,
-                 aggregation: Optional[PairAggregation] = None) -> None:
+    def __init__(
+        self,
+        hidden_channels: int,
+        filter: EdgeFilter,
+        filter_table: Optional[Any] = None,
+        aggregation: Optional[PairAggregation] = None,
+    ) -> None:
         super().__init__()
         self.conv = CFConv(hidden_channels, hidden_channels, filter, filter_table, aggregation)
         self.act = ShiftedSoftplus(inplace=True)  # acts on fresh layer outputs
@@ -130,14 +140,26 @@ class SchNet(AtomisticModel):
 
     name = "schnet"
 
-    def __init__(self, filter: EdgeFilter, hidden_channels: int = 128, num_interactions: int = 6,
-                 max_num_neighbors: int = 32, readout: str = "add", mean: float = 0.0,
-                 std: float = 1.0, atomref: Optional[Tensor] = None, shared_filters: bool = False,
-                 max_z: int = 100, filter_table: Optional[Any] = None,
-                 aggregation: Optional[PairAggregation] = None) -> None:
+    def __init__(
+        self,
+        filter: EdgeFilter,
+        hidden_channels: int = 128,
+        num_interactions: int = 6,
+        max_num_neighbors: int = 32,
+        readout: str = "add",
+        mean: float = 0.0,
+        std: float = 1.0,
+        atomref: Optional[Tensor] = None,
+        shared_filters: bool = False,
+        max_z: int = 100,
+        filter_table: Optional[Any] = None,
+        aggregation: Optional[PairAggregation] = None,
+    ) -> None:
         super().__init__(filter.cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
-        for name, value, least in (("hidden_channels", hidden_channels, 2),
-                                   ("num_interactions", num_interactions, 1)):
+        for name, value, least in (
+            ("hidden_channels", hidden_channels, 2),
+            ("num_interactions", num_interactions, 1),
+        ):
             if value < least:
                 raise UserError(f"{name} must be at least {least}, got {value}")
         self.num_filters = filter.num_filters
@@ -186,15 +208,28 @@ class SchNet(AtomisticModel):
     def hparams(self) -> Dict[str, Any]:
         """Names and numbers that rebuild this model with :func:`build_model`."""
         options = {k: v for k, v in self.filter_hparams.items() if k not in MODEL_ARGS}
-        return dict(model=self.name, filter={"name": self.filter_name, **options},
-                    num_filters=self.num_filters,
-                    cutoff=self.cutoff, hidden_channels=self.hidden_channels,
-                    num_interactions=self.num_interactions,
-                    max_num_neighbors=self.max_num_neighbors, readout=self.readout,
-                    shared_filters=self.shared_filters, max_z=self.max_z, fast=self.fast)
+        return dict(
+            model=self.name,
+            filter={"name": self.filter_name, **options},
+            num_filters=self.num_filters,
+            cutoff=self.cutoff,
+            hidden_channels=self.hidden_channels,
+            num_interactions=self.num_interactions,
+            max_num_neighbors=self.max_num_neighbors,
+            readout=self.readout,
+            shared_filters=self.shared_filters,
+            max_z=self.max_z,
+            fast=self.fast,
+        )
 
-    def forward(self, z: Tensor, pos: Tensor, batch: Optional[Tensor] = None,  # type: ignore
-                edge_index: Optional[Tensor] = None, num_graphs: Optional[int] = None) -> Tensor:
+    def forward(
+        self,
+        z: Tensor,
+        pos: Tensor,
+        batch: Optional[Tensor] = None,  # type: ignore
+        edge_index: Optional[Tensor] = None,
+        num_graphs: Optional[int] = None,
+    ) -> Tensor:
         """Predict one value per graph ``[num_graphs, 1]``.
 
         Args:
@@ -208,8 +243,9 @@ class SchNet(AtomisticModel):
         if batch is None:
             batch = torch.zeros_like(z)
         if edge_index is None:
-            edge_index, _, _, dropped = radius_edges(pos, batch, self.cutoff,
-                                                     self.max_num_neighbors)
+            edge_index, _, _, dropped = radius_edges(
+                pos, batch, self.cutoff, self.max_num_neighbors
+            )
             symmetric = dropped == 0  # the neighbour cap breaks the symmetry
         else:
             symmetric = is_symmetric(edge_index, z.numel())
@@ -237,14 +273,24 @@ class SchNet(AtomisticModel):
         expansion = m.distance_expansion
         spacing = float(expansion.offset[1] - expansion.offset[0])
         width = (-0.5 / float(expansion.coeff)) ** 0.5
-        filt = GaussianFilter(m.num_filters, m.cutoff, m.num_gaussians,
-                              rbf_start=float(expansion.offset[0]),
-                              rbf_width=None if abs(width - spacing) < 1e-6 * spacing else width)
-        cap = getattr(m, "max_num_neighbors",
-                      getattr(m.interaction_graph, "max_num_neighbors", 32))
-        out = cls(filt, hidden_channels=m.hidden_channels, num_interactions=m.num_interactions,
-                  max_num_neighbors=int(cap), readout=_pyg_readout(m.readout), mean=mean,
-                  std=std, atomref=atomref)
+        filt = GaussianFilter(
+            m.num_filters,
+            m.cutoff,
+            m.num_gaussians,
+            rbf_start=float(expansion.offset[0]),
+            rbf_width=None if abs(width - spacing) < 1e-6 * spacing else width,
+        )
+        cap = getattr(m, "max_num_neighbors", getattr(m.interaction_graph, "max_num_neighbors", 32))
+        out = cls(
+            filt,
+            hidden_channels=m.hidden_channels,
+            num_interactions=m.num_interactions,
+            max_num_neighbors=int(cap),
+            readout=_pyg_readout(m.readout),
+            mean=mean,
+            std=std,
+            atomref=atomref,
+        )
         rules = [  # PyG name -> our name
             (r"^interactions\.(\d+)\.mlp\.(\d+)\.", r"interactions.\1.conv.filter.mlp.\2."),
             (r"^interactions\.(\d+)\.conv\.(lin1|lin2)\.", r"interactions.\1.conv.\2."),
@@ -261,8 +307,11 @@ class SchNet(AtomisticModel):
                         raise RuntimeError(f"from_pyg: cannot map {name} to {new}")
                     mapped[new] = value
                     break
-        missing = [k for k in ours if k not in mapped and not k.endswith(
-            ("offset", "mean", "std", "atomref"))]
+        missing = [
+            k
+            for k in ours
+            if k not in mapped and not k.endswith(("offset", "mean", "std", "atomref"))
+        ]
         if missing:
             raise RuntimeError(f"from_pyg: no PyG weights for {missing}")
         out.load_state_dict(mapped, strict=False)
@@ -272,21 +321,40 @@ class SchNet(AtomisticModel):
 def _pyg_readout(readout: Any) -> str:
     """PyG stores the readout as an aggregation module (or a string)."""
     name = readout if isinstance(readout, str) else type(readout).__name__
-    table = {"add": "add", "sum": "add", "SumAggregation": "add", "mean": "mean",
-             "MeanAggregation": "mean"}
+    table = {
+        "add": "add",
+        "sum": "add",
+        "SumAggregation": "add",
+        "mean": "mean",
+        "MeanAggregation": "mean",
+    }
     if name not in table:
         raise UserError(f"from_pyg: unsupported readout {name}")
     return table[name]
 
 
 #: :class:`SchNet` arguments that :func:`build_model` passes through.
-MODEL_KEYS = ("hidden_channels", "num_interactions", "max_num_neighbors", "readout", "mean",
-              "std", "atomref", "shared_filters", "max_z")
+MODEL_KEYS = (
+    "hidden_channels",
+    "num_interactions",
+    "max_num_neighbors",
+    "readout",
+    "mean",
+    "std",
+    "atomref",
+    "shared_filters",
+    "max_z",
+)
 
 
-def build_model(filter: Union[str, Mapping[str, Any]] = "gaussian", num_filters: int = 128,
-                cutoff: float = 10.0, fast: bool = False, model: str = "schnet",
-                **kwargs: Any) -> SchNet:
+def build_model(
+    filter: Union[str, Mapping[str, Any]] = "gaussian",
+    num_filters: int = 128,
+    cutoff: float = 10.0,
+    fast: bool = False,
+    model: str = "schnet",
+    **kwargs: Any,
+) -> SchNet:
     """Build a :class:`SchNet` from names and numbers (the config boundary).
 
     Args:
@@ -308,8 +376,9 @@ def build_model(filter: Union[str, Mapping[str, Any]] = "gaussian", num_filters:
     rebuilds a model.
     """
     if model != SchNet.name:
-        raise UserError(f"build_model builds model 'schnet', not {model!r}: use "
-                        f"pyg_schnet.nn.models.build")
+        raise UserError(
+            f"build_model builds model 'schnet', not {model!r}: use pyg_schnet.nn.models.build"
+        )
     spec = {"name": filter} if isinstance(filter, str) else dict(filter)
     name = spec.pop("name", None)
     if not isinstance(name, str):
@@ -322,9 +391,11 @@ def build_model(filter: Union[str, Mapping[str, Any]] = "gaussian", num_filters:
             spec[key] = kwargs.pop(key)
     unknown = [k for k in kwargs if k not in MODEL_KEYS]
     if unknown:
-        raise UserError(f"unknown model argument {unknown[0]!r}; model arguments: "
-                        f"{', '.join(('filter', 'num_filters', 'cutoff', 'fast') + MODEL_KEYS)}"
-                        f"; options of filter {name!r}: {', '.join(options) or 'none'}")
+        raise UserError(
+            f"unknown model argument {unknown[0]!r}; model arguments: "
+            f"{', '.join(('filter', 'num_filters', 'cutoff', 'fast') + MODEL_KEYS)}"
+            f"; options of filter {name!r}: {', '.join(options) or 'none'}"
+        )
     f = make_filter(name, num_filters=num_filters, cutoff=cutoff, **spec)
     if fast:
         kwargs.update(filter_table=FilterTable(), aggregation=CompiledPairAggregation())

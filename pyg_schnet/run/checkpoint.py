@@ -7,6 +7,7 @@ ship). Every write goes through :func:`pyg_schnet.io.atomic_write`; every read
 through :func:`load_checkpoint`, which refuses other formats with one line;
 weights saved by older versions are upgraded by :func:`upgrade_hparams`.
 """
+
 from __future__ import annotations
 
 import os.path as osp
@@ -33,8 +34,10 @@ def atomic_save(obj: Any, path: str, before_commit: Optional[Callable[[], None]]
         with atomic_write(path, "wb", before_commit=before_commit) as f:
             torch.save(obj, f)
     except OSError as exc:
-        raise UserError(f"cannot write checkpoint {path}: {exc.strerror or exc}; "
-                        f"the previous checkpoint is kept") from None
+        raise UserError(
+            f"cannot write checkpoint {path}: {exc.strerror or exc}; "
+            f"the previous checkpoint is kept"
+        ) from None
 
 
 def load_checkpoint(path: str) -> Dict[str, Any]:
@@ -46,9 +49,11 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     except Exception as exc:
         raise UserError(f"checkpoint {path} is unreadable ({type(exc).__name__})") from None
     if not isinstance(ckpt, dict) or ckpt.get("run_format") != RUN_FORMAT:
-        raise UserError(f"checkpoint {path} is from an incompatible version of pyg_schnet "
-                        f"(run format {ckpt.get('run_format') if isinstance(ckpt, dict) else '?'}, "
-                        f"expected {RUN_FORMAT})")
+        raise UserError(
+            f"checkpoint {path} is from an incompatible version of pyg_schnet "
+            f"(run format {ckpt.get('run_format') if isinstance(ckpt, dict) else '?'}, "
+            f"expected {RUN_FORMAT})"
+        )
     return ckpt
 
 
@@ -58,10 +63,17 @@ def export_weights(run: RunDir) -> str:
     :func:`pyg_schnet.analysis.evaluate.load_run` opens it when best.pt is absent."""
     ckpt = load_checkpoint(run.best_path)
     path = run.weights_path
-    atomic_save({"run_format": ckpt["run_format"], "hparams": ckpt["hparams"],
-                 "model": ckpt["model"], "config": ckpt["config"],
-                 "statistics": ckpt.get("statistics"),
-                 "epoch": ckpt["state"]["epoch"]}, path)
+    atomic_save(
+        {
+            "run_format": ckpt["run_format"],
+            "hparams": ckpt["hparams"],
+            "model": ckpt["model"],
+            "config": ckpt["config"],
+            "statistics": ckpt.get("statistics"),
+            "epoch": ckpt["state"]["epoch"],
+        },
+        path,
+    )
     return path
 
 
@@ -71,8 +83,9 @@ def model_from_checkpoint(ckpt: Mapping[str, Any]) -> AtomisticModel:
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:
-        raise UserError(f"checkpoint weights do not fit the saved hyperparameters: "
-                        f"{str(exc).splitlines()[0]}") from None
+        raise UserError(
+            f"checkpoint weights do not fit the saved hyperparameters: {str(exc).splitlines()[0]}"
+        ) from None
     return model
 
 

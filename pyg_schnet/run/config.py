@@ -8,6 +8,7 @@ under it: ``filter: {name: conv1d, num_bins: 50}`` in a file,
 ``--filter="{'name': 'conv1d', 'num_bins': 50}"``; the options come from the
 registered filter's constructor (:func:`pyg_schnet.nn.filters.filter_options`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -44,36 +45,51 @@ def _field(default: Any, help: str) -> Any:
 @dataclass
 class Config:
     """Resolved settings of one training run (saved as ``config.yaml``)."""
+
     # model
     model: Dict[str, Any] = _field(
-        {"name": "schnet"}, "model: a registered name (schnet: this project's, with --filter; "
+        {"name": "schnet"},
+        "model: a registered name (schnet: this project's, with --filter; "
         "pyg_schnet_ref: PyG's SchNet; visnet; dimenet++; painn), or a mapping {name: NAME, "
-        "OPTION: VALUE, ...} with the model's own options (see --model.OPTION)")
+        "OPTION: VALUE, ...} with the model's own options (see --model.OPTION)",
+    )
     filter: Dict[str, Any] = _field(
-        {"name": "gaussian"}, "edge filter: a registered name, or a mapping {name: NAME, "
-        "OPTION: VALUE, ...} with the filter's own options (see --filter.OPTION)")
+        {"name": "gaussian"},
+        "edge filter: a registered name, or a mapping {name: NAME, "
+        "OPTION: VALUE, ...} with the filter's own options (see --filter.OPTION)",
+    )
     hidden_channels: int = _field(128, "atom feature size")
     num_filters: int = _field(128, "filter width")
     num_interactions: int = _field(6, "interaction blocks")
     cutoff: float = _field(10.0, "cutoff in Å: the radius graph, the filter's basis and envelope")
     max_num_neighbors: int = _field(32, "neighbour cap of the radius graph")
     shared_filters: bool = _field(False, "one filter network shared by all blocks")
-    fast: bool = _field(False, "radial filters by table lookup and compiled pair sums "
-                               "(pyg_schnet.nn.fast; within 1e-3 of the exact model)")
+    fast: bool = _field(
+        False,
+        "radial filters by table lookup and compiled pair sums "
+        "(pyg_schnet.nn.fast; within 1e-3 of the exact model)",
+    )
     # data
     target: str = _field("U0", "QM9 target (name or index of PyG's 19)")
-    root: Optional[str] = _field(None, "data root, built there on first use (none = "
-                                       "$PYG_SCHNET_DATA, else ~/.cache/pyg_schnet/qm9); "
-                                       "relative in a config file = relative to that file")
+    root: Optional[str] = _field(
+        None,
+        "data root, built there on first use (none = "
+        "$PYG_SCHNET_DATA, else ~/.cache/pyg_schnet/qm9); "
+        "relative in a config file = relative to that file",
+    )
     source: str = _field("qm9pack", "where QM9 comes from: qm9pack (offline) or pyg (download)")
     max_molecules: Optional[int] = _field(None, "use only the first N molecules")
     train_size: float = _field(0.8, "training molecules: a count (>= 1) or a fraction (< 1)")
     val_size: float = _field(0.1, "validation molecules: a count or a fraction")
-    test_size: Optional[float] = _field(None, "test molecules: a count or a fraction; none = the "
-                                              "rest")
-    split_file: Optional[str] = _field(None, "reuse a split file (ours or schnetpack's); "
-                                             "relative in a config file = relative to that "
-                                             "file")
+    test_size: Optional[float] = _field(
+        None, "test molecules: a count or a fraction; none = the rest"
+    )
+    split_file: Optional[str] = _field(
+        None,
+        "reuse a split file (ours or schnetpack's); "
+        "relative in a config file = relative to that "
+        "file",
+    )
     # optimisation
     batch_size: int = _field(100, "molecules per optimizer step, shared by the processes")
     lr: float = _field(5e-4, "Adam learning rate")
@@ -83,32 +99,49 @@ class Config:
     lr_patience: int = _field(5, "epochs without improvement before the learning rate decays")
     lr_factor: float = _field(0.5, "learning-rate decay factor")
     min_lr: float = _field(1e-6, "floor of the learning rate")
-    max_lr_decays: Optional[int] = _field(None, "stop once the learning rate has been decayed "
-                                                "this often")
-    schedule: str = _field("plateau", "learning-rate schedule: plateau (decay by lr_factor after "
-                                      "lr_patience flat epochs) or cosine (linear warmup, then "
-                                      "cosine decay to min_lr over the horizon)")
-    horizon: str = _field("epochs", "what the cosine schedule anneals over and what ends the run: "
-                                    "epochs (the epoch cap), steps (max_steps) or seconds "
-                                    "(time_budget)")
-    warmup: float = _field(0.02, "fraction of the cosine schedule's horizon spent in linear "
-                                 "warmup")
+    max_lr_decays: Optional[int] = _field(
+        None, "stop once the learning rate has been decayed this often"
+    )
+    schedule: str = _field(
+        "plateau",
+        "learning-rate schedule: plateau (decay by lr_factor after "
+        "lr_patience flat epochs) or cosine (linear warmup, then "
+        "cosine decay to min_lr over the horizon)",
+    )
+    horizon: str = _field(
+        "epochs",
+        "what the cosine schedule anneals over and what ends the run: "
+        "epochs (the epoch cap), steps (max_steps) or seconds "
+        "(time_budget)",
+    )
+    warmup: float = _field(0.02, "fraction of the cosine schedule's horizon spent in linear warmup")
     max_steps: Optional[int] = _field(None, "optimizer-step cap")
-    ema_decay: Optional[float] = _field(None, "decay of an exponential moving average of the "
-                                              "weights, which validation, best.pt and the "
-                                              "exported model use (none: off)")
-    rotation_augmentation: bool = _field(False, "rotate every training molecule randomly at "
-                                                "every step (seeded)")
+    ema_decay: Optional[float] = _field(
+        None,
+        "decay of an exponential moving average of the "
+        "weights, which validation, best.pt and the "
+        "exported model use (none: off)",
+    )
+    rotation_augmentation: bool = _field(
+        False, "rotate every training molecule randomly at every step (seeded)"
+    )
     seed: int = _field(0, "seed of the split, the initialisation and the batch order")
-    num_threads: Optional[int] = _field(None, "torch threads per process (none: the measured "
-                                              "rule, pyg_schnet.run.throughput)")
-    processes: Optional[int] = _field(None, "data-parallel processes that share each batch, "
-                                            "started by pyg-schnet train (none: one per CPU "
-                                            "core; 1 on a GPU); the train() function runs in "
-                                            "its caller's process")
+    num_threads: Optional[int] = _field(
+        None, "torch threads per process (none: the measured rule, pyg_schnet.run.throughput)"
+    )
+    processes: Optional[int] = _field(
+        None,
+        "data-parallel processes that share each batch, "
+        "started by pyg-schnet train (none: one per CPU "
+        "core; 1 on a GPU); the train() function runs in "
+        "its caller's process",
+    )
     # bookkeeping
-    out: str = _field("runs/run", "run directory; a template such as "
-                                  "runs/{filter}_seed{seed}_{timestamp} is filled from the config")
+    out: str = _field(
+        "runs/run",
+        "run directory; a template such as "
+        "runs/{filter}_seed{seed}_{timestamp} is filled from the config",
+    )
     wandb: str = _field("disabled", "Weights & Biases: online, offline or disabled")
     wandb_project: str = _field("pyg_schnet", "W&B project")
     device: str = _field("cpu", "cpu or cuda[:N]")
@@ -155,53 +188,79 @@ class Config:
         if self.split_file:
             self.split_file = osp.abspath(osp.expanduser(self.split_file))
         self.target = TARGETS[target_index(self.target)]
-        need(self.source in SOURCES, f"unknown source {self.source!r}; choose one of: "
-                                     f"{', '.join(SOURCES)}")
-        need(math.isfinite(self.cutoff) and self.cutoff > 0,
-             f"cutoff must be a positive number of Å, got {self.cutoff}")
+        need(
+            self.source in SOURCES,
+            f"unknown source {self.source!r}; choose one of: {', '.join(SOURCES)}",
+        )
+        need(
+            math.isfinite(self.cutoff) and self.cutoff > 0,
+            f"cutoff must be a positive number of Å, got {self.cutoff}",
+        )
         for name in ("batch_size", "epochs"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         need(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
         need(self.patience >= 1 and self.lr_patience >= 0, "patience must be at least 1")
         need(0 < self.lr_factor < 1, f"lr_factor must be in (0, 1), got {self.lr_factor}")
-        need(self.max_molecules is None or self.max_molecules >= 3,
-             f"max_molecules must be at least 3, got {self.max_molecules}")
+        need(
+            self.max_molecules is None or self.max_molecules >= 3,
+            f"max_molecules must be at least 3, got {self.max_molecules}",
+        )
         need(self.time_budget is None or self.time_budget > 0, "time_budget must be positive")
         need(self.train_size > 0 and self.val_size > 0, "train_size and val_size must be positive")
         need(self.test_size is None or self.test_size >= 0, "test_size must be non-negative")
-        need(self.wandb in ("online", "offline", "disabled"),
-             f"wandb must be online, offline or disabled, got {self.wandb!r}")
-        need(self.device == "cpu" or self.device.startswith("cuda"),
-             f"device must be cpu or cuda, got {self.device!r}")
+        need(
+            self.wandb in ("online", "offline", "disabled"),
+            f"wandb must be online, offline or disabled, got {self.wandb!r}",
+        )
+        need(
+            self.device == "cpu" or self.device.startswith("cuda"),
+            f"device must be cpu or cuda, got {self.device!r}",
+        )
         need(self.num_threads is None or self.num_threads >= 1, "num_threads must be at least 1")
         need(self.processes is None or self.processes >= 1, "processes must be at least 1")
-        need(self.batch_size >= self.resolved_processes(),
-             f"batch_size ({self.batch_size}) must be at least the number of processes "
-             f"({self.resolved_processes()}), which share each batch")
-        need(self.max_lr_decays is None or self.max_lr_decays >= 1,
-             f"max_lr_decays must be at least 1, got {self.max_lr_decays}")
+        need(
+            self.batch_size >= self.resolved_processes(),
+            f"batch_size ({self.batch_size}) must be at least the number of processes "
+            f"({self.resolved_processes()}), which share each batch",
+        )
+        need(
+            self.max_lr_decays is None or self.max_lr_decays >= 1,
+            f"max_lr_decays must be at least 1, got {self.max_lr_decays}",
+        )
         self._check_recipe(need)
         build(**self.model_hparams())
         return self
 
     def _check_recipe(self, need: Any) -> None:
         """The schedule, its horizon and the weight average."""
-        need(self.schedule in SCHEDULES, f"unknown schedule {self.schedule!r}; choose one of: "
-                                         f"{', '.join(SCHEDULES)}")
-        need(self.horizon in HORIZONS, f"unknown horizon {self.horizon!r}; choose one of: "
-                                       f"{', '.join(HORIZONS)}")
+        need(
+            self.schedule in SCHEDULES,
+            f"unknown schedule {self.schedule!r}; choose one of: {', '.join(SCHEDULES)}",
+        )
+        need(
+            self.horizon in HORIZONS,
+            f"unknown horizon {self.horizon!r}; choose one of: {', '.join(HORIZONS)}",
+        )
         need(0 <= self.warmup < 1, f"warmup must be a fraction in [0, 1), got {self.warmup}")
-        need(self.max_steps is None or self.max_steps >= 1,
-             f"max_steps must be at least 1, got {self.max_steps}")
-        need(self.min_lr >= 0 and math.isfinite(self.min_lr),
-             f"min_lr must be a non-negative number, got {self.min_lr}")
+        need(
+            self.max_steps is None or self.max_steps >= 1,
+            f"max_steps must be at least 1, got {self.max_steps}",
+        )
+        need(
+            self.min_lr >= 0 and math.isfinite(self.min_lr),
+            f"min_lr must be a non-negative number, got {self.min_lr}",
+        )
         if self.schedule == "cosine":
             key = HORIZONS[self.horizon]
-            need(getattr(self, key) is not None,
-                 f"the cosine schedule's horizon is {self.horizon}, so {key} must be set")
+            need(
+                getattr(self, key) is not None,
+                f"the cosine schedule's horizon is {self.horizon}, so {key} must be set",
+            )
             need(self.min_lr < self.lr, f"min_lr ({self.min_lr}) must be below lr ({self.lr})")
-        need(self.ema_decay is None or 0 < self.ema_decay < 1,
-             f"ema_decay must be in (0, 1) or none, got {self.ema_decay}")
+        need(
+            self.ema_decay is None or 0 < self.ema_decay < 1,
+            f"ema_decay must be in (0, 1) or none, got {self.ema_decay}",
+        )
 
     def _check_model(self) -> None:
         """The model is registered, and the settings of :data:`MODEL_SPECIFIC_KEYS`
@@ -209,23 +268,28 @@ class Config:
         defaults: a changed one would silently do nothing. A model may take
         one option of the filter (``filter.num_gaussians``) and not the rest."""
         entry, defaults = self.model_entry, Config()
-        takers = {key: [n for n in MODELS if MODELS.entry(n).takes(key)]
-                  for key in MODEL_SPECIFIC_KEYS}
+        takers = {
+            key: [n for n in MODELS if MODELS.entry(n).takes(key)] for key in MODEL_SPECIFIC_KEYS
+        }
         for key in MODEL_SPECIFIC_KEYS:
             if entry.takes(key) or key == "filter":
                 continue
             if getattr(self, key) != getattr(defaults, key):
-                raise UserError(f"{key} applies to model {' and '.join(takers[key])} only, "
-                                f"not {entry.name!r}")
+                raise UserError(
+                    f"{key} applies to model {' and '.join(takers[key])} only, not {entry.name!r}"
+                )
         if entry.takes("filter"):
             return
         taken = [k.split(".", 1)[1] for k in entry.config_keys if k.startswith("filter.")]
         default = resolve_filter(defaults.filter)
         if self.filter_name != default["name"] or any(
-                v != default[k] for k, v in self.filter.items() if k not in taken):
+            v != default[k] for k, v in self.filter.items() if k not in taken
+        ):
             allowed = f" (it takes the filter's {', '.join(taken)})" if taken else ""
-            raise UserError(f"filter settings apply to model {' and '.join(takers['filter'])} "
-                            f"only, not {entry.name!r}{allowed}")
+            raise UserError(
+                f"filter settings apply to model {' and '.join(takers['filter'])} "
+                f"only, not {entry.name!r}{allowed}"
+            )
 
     def to_dict(self) -> Dict[str, Any]:
         return dataclasses.asdict(self)
@@ -234,11 +298,14 @@ class Config:
         """What :func:`pyg_schnet.nn.models.build` takes (without the
         standardisation, which comes from the data)."""
         options = {k: v for k, v in self.model.items() if k != "name"}
-        shared = dict(model=self.model_name, cutoff=self.cutoff,
-                      hidden_channels=self.hidden_channels,
-                      num_interactions=self.num_interactions,
-                      max_num_neighbors=self.max_num_neighbors,
-                      readout="add" if self.target in EXTENSIVE else "mean")
+        shared = dict(
+            model=self.model_name,
+            cutoff=self.cutoff,
+            hidden_channels=self.hidden_channels,
+            num_interactions=self.num_interactions,
+            max_num_neighbors=self.max_num_neighbors,
+            readout="add" if self.target in EXTENSIVE else "mean",
+        )
         for key, argument in self.model_entry.config_keys.items():
             shared[argument] = self.value_of(key)
         return dict(shared, **options)
@@ -296,8 +363,13 @@ KEYS: List[str] = [f.name for f in fields(Config)]
 #: and flags from before the nested ``filter``): each one still sets that
 #: option of whichever filter takes it and, as it always did, nothing for a
 #: filter that does not (old ``config.yaml`` files list all of them).
-LEGACY_FILTER_KEYS = ("num_gaussians", "num_bins", "conv_channels", "kernel_size",
-                      "distance_bin_width")
+LEGACY_FILTER_KEYS = (
+    "num_gaussians",
+    "num_bins",
+    "conv_channels",
+    "kernel_size",
+    "distance_bin_width",
+)
 
 
 def _convert(key: str, value: Any, tp: Any = None) -> Any:
@@ -331,13 +403,20 @@ def _convert(key: str, value: Any, tp: Any = None) -> Any:
             return value
         raise UserError(f"{key} must be true or false, got {value!r}")
     if base is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(value) or float(value) != int(value):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or float(value) != int(value)
+        ):
             raise UserError(f"{key} must be an integer, got {value!r}")
         return int(value)
     if base is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) \
-                or not math.isfinite(float(value)):
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(float(value))
+        ):
             raise UserError(f"{key} must be a finite number, got {value!r}")
         return float(value)
     if base is str:
@@ -352,14 +431,19 @@ def unknown_key(key: str) -> UserError:
     key = key.lstrip("-").split("=", 1)[0]
     if key.replace("-", "_").startswith("filter."):
         known = dict.fromkeys(k for name in FILTERS for k in FILTERS.options(name))
-        return UserError(f"no registered filter has the option {key[len('filter.'):]!r}; "
-                         f"filter options: {', '.join(known)}")
+        return UserError(
+            f"no registered filter has the option {key[len('filter.') :]!r}; "
+            f"filter options: {', '.join(known)}"
+        )
     if key.replace("-", "_").startswith("model."):
         known = dict.fromkeys(k for name in MODELS for k in MODELS.options(name))
-        return UserError(f"no registered model has the option {key[len('model.'):]!r}; "
-                         f"model options: {', '.join(known)}")
-    return UserError(f"unknown config key {key!r}; valid keys: {', '.join(KEYS)}, "
-                     f"filter.OPTION, model.OPTION")
+        return UserError(
+            f"no registered model has the option {key[len('model.') :]!r}; "
+            f"model options: {', '.join(known)}"
+        )
+    return UserError(
+        f"unknown config key {key!r}; valid keys: {', '.join(KEYS)}, filter.OPTION, model.OPTION"
+    )
 
 
 class _Settings:
@@ -378,11 +462,11 @@ class _Settings:
         if norm == "model":
             self.set_model(value)
         elif norm.startswith("model."):
-            self.model[norm[len("model."):]] = value
+            self.model[norm[len("model.") :]] = value
         elif norm == "filter":
             self.set_filter(value)
         elif norm.startswith("filter."):
-            self.set_option(norm[len("filter."):], value)
+            self.set_option(norm[len("filter.") :], value)
         elif norm in LEGACY_FILTER_KEYS:
             self.legacy[norm] = value
             self.filter.pop(norm, None)
@@ -443,8 +527,10 @@ def _flow_mapping(key: str, text: str) -> Dict[str, Any]:
     except yaml.YAMLError:
         value = None
     if not isinstance(value, dict):
-        raise UserError(f"{key} must be a name or a mapping such as {{name: conv1d, "
-                        f"num_bins: 50}}, got {text!r}")
+        raise UserError(
+            f"{key} must be a name or a mapping such as {{name: conv1d, "
+            f"num_bins: 50}}, got {text!r}"
+        )
     return value
 
 
@@ -483,15 +569,22 @@ def find_config(name: str) -> str:
     shipped = osp.join(CONFIG_DIR, f"{name}.yaml")
     if osp.isfile(shipped):
         return shipped
-    raise UserError(f"config {name!r} is neither a file nor a shipped config; shipped: "
-                    f"{', '.join(shipped_configs())}")
+    raise UserError(
+        f"config {name!r} is neither a file nor a shipped config; shipped: "
+        f"{', '.join(shipped_configs())}"
+    )
 
 
 #: What a run directory's ``config.yaml`` from before a key existed meant by
 #: leaving it out: the training recipe of those runs, whatever today's
 #: default is (:func:`load_run_config`).
-SAVED_RUN_DEFAULTS: Dict[str, Any] = {"schedule": "plateau", "horizon": "epochs", "warmup": 0.02,
-                                      "max_steps": None, "ema_decay": None}
+SAVED_RUN_DEFAULTS: Dict[str, Any] = {
+    "schedule": "plateau",
+    "horizon": "epochs",
+    "warmup": 0.02,
+    "max_steps": None,
+    "ema_decay": None,
+}
 
 
 def load_run_config(path: str) -> Config:
@@ -502,8 +595,11 @@ def load_run_config(path: str) -> Config:
     return load_config(path, absent, paths_relative_to_file=False)
 
 
-def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] = None,
-                paths_relative_to_file: bool = True) -> Config:
+def load_config(
+    path: Optional[str] = None,
+    overrides: Optional[Dict[str, Any]] = None,
+    paths_relative_to_file: bool = True,
+) -> Config:
     """Defaults, then the YAML file (a path or a shipped config's name), then
     overrides (e.g. flags); validated. A relative path in the file (``root``,
     ``split_file``) is relative to the file, so the result does not depend on
@@ -516,8 +612,13 @@ def load_config(path: Optional[str] = None, overrides: Optional[Dict[str, Any]] 
         path = find_config(path)
         here = osp.dirname(osp.abspath(path))
         for key, value in read_yaml(path).items():
-            if paths_relative_to_file and str(key) in PATH_KEYS and isinstance(value, str) \
-                    and value and not osp.isabs(osp.expanduser(value)):
+            if (
+                paths_relative_to_file
+                and str(key) in PATH_KEYS
+                and isinstance(value, str)
+                and value
+                and not osp.isabs(osp.expanduser(value))
+            ):
                 value = osp.normpath(osp.join(here, value))
             settings.set(str(key), value)
     for key, value in (overrides or {}).items():
@@ -535,22 +636,25 @@ def resolve_out(cfg: Config) -> str:
     the same configuration in the same second never share a directory), so sweep runs get their own
     directories; the resolved path is what ``config.yaml`` records."""
     import time
+
     if "{" not in cfg.out:
         return cfg.out
     try:
-        fill = dict(cfg.to_dict(), filter=cfg.filter_name, model=cfg.model_name,
-                    run_id=run_id())
+        fill = dict(cfg.to_dict(), filter=cfg.filter_name, model=cfg.model_name, run_id=run_id())
         fill.update({k: v for k, v in cfg.filter.items() if k != "name" and k not in fill})
         return cfg.out.format(**fill, timestamp=time.strftime("%Y%m%d-%H%M%S"))
     except (KeyError, IndexError, ValueError) as exc:
-        raise UserError(f"out template {cfg.out!r} is invalid ({exc}); use config keys "
-                        f"in braces, e.g. runs/{{filter}}_seed{{seed}}") from None
+        raise UserError(
+            f"out template {cfg.out!r} is invalid ({exc}); use config keys "
+            f"in braces, e.g. runs/{{filter}}_seed{{seed}}"
+        ) from None
 
 
 def run_id() -> str:
     """The W&B run id of this run (``WANDB_RUN_ID``, set by sweep agents and
     ``pyg-schnet sweep``), else a fresh random one."""
     import uuid
+
     return os.environ.get("WANDB_RUN_ID") or uuid.uuid4().hex[:8]
 
 

@@ -1,6 +1,7 @@
 """Data parallelism over processes (``torchrun`` or ``pyg-schnet train``'s
 launcher, :mod:`pyg_schnet.run.launch`): which process this is, and sums over
 all of them."""
+
 from __future__ import annotations
 
 import os
@@ -14,6 +15,7 @@ import torch.distributed as dist
 @dataclass
 class DistInfo:
     """This process's rank among ``world_size`` data-parallel processes."""
+
     rank: int = 0
     world_size: int = 1
 

@@ -15,6 +15,7 @@ or, for ``enospc:<n>``, makes the n-th checkpoint write fail as if the disk
 were full. :func:`default_hooks` installs a :class:`FaultInjector` when the variable is
 set.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """A model over a loader: predictions, and their MAE and RMSE (summed over
 data-parallel processes)."""
+
 from __future__ import annotations
 
 from typing import Optional, Tuple
@@ -13,8 +14,9 @@ from pyg_schnet.run.distributed import DistInfo, allreduce
 
 
 @torch.no_grad()
-def predict_loader(model: nn.Module, loader: MoleculeLoader, device: torch.device
-                   ) -> Tuple[Tensor, Tensor, Tensor]:
+def predict_loader(
+    model: nn.Module, loader: MoleculeLoader, device: torch.device
+) -> Tuple[Tensor, Tensor, Tensor]:
     """Predictions, targets and dataset positions over a loader."""
     model.eval()
     preds, ys, idx = [], [], []
@@ -28,8 +30,9 @@ def predict_loader(model: nn.Module, loader: MoleculeLoader, device: torch.devic
     return torch.cat(preds), torch.cat(ys), torch.cat(idx)
 
 
-def errors(model: nn.Module, loader: MoleculeLoader, device: torch.device,
-           info: Optional[DistInfo] = None) -> Tuple[float, float]:
+def errors(
+    model: nn.Module, loader: MoleculeLoader, device: torch.device, info: Optional[DistInfo] = None
+) -> Tuple[float, float]:
     """MAE and RMSE over the loader (summed over ranks under data parallelism)."""
     info = info or DistInfo()
     pred, y, _ = predict_loader(model, loader, device)

@@ -10,6 +10,7 @@ one process fails the others are stopped, so a refused or broken run ends with
 its one error line rather than a process waiting for a partner that is gone;
 the processes die with the launcher (``PR_SET_PDEATHSIG``).
 """
+
 from __future__ import annotations
 
 import os
@@ -30,6 +31,7 @@ def _free_port() -> int:
 def _die_with_parent() -> None:  # runs in the child before exec (Linux)
     try:
         import ctypes
+
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except OSError:
         pass
@@ -41,11 +43,23 @@ def launch(argv: List[str], processes: int) -> int:
     port = _free_port()
     procs = []
     for rank in range(processes):
-        env = dict(os.environ, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(processes),
-                   LOCAL_WORLD_SIZE=str(processes), GROUP_RANK="0", MASTER_ADDR="127.0.0.1",
-                   MASTER_PORT=str(port))
-        procs.append(subprocess.Popen([sys.executable, "-m", "pyg_schnet.cli", "train", *argv],
-                                      env=env, preexec_fn=_die_with_parent))
+        env = dict(
+            os.environ,
+            RANK=str(rank),
+            LOCAL_RANK=str(rank),
+            WORLD_SIZE=str(processes),
+            LOCAL_WORLD_SIZE=str(processes),
+            GROUP_RANK="0",
+            MASTER_ADDR="127.0.0.1",
+            MASTER_PORT=str(port),
+        )
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "pyg_schnet.cli", "train", *argv],
+                env=env,
+                preexec_fn=_die_with_parent,
+            )
+        )
     status = 0
     try:
         while any(p.poll() is None for p in procs):

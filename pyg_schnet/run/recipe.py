@@ -25,6 +25,7 @@ follow the clock, as the time budget itself does.)
 after every step; validation, ``best.pt``, the exported model and everything
 that loads it use the averaged weights.
 """
+
 from __future__ import annotations
 
 import copy
@@ -45,6 +46,7 @@ HORIZONS = {"epochs": "epochs", "steps": "max_steps", "seconds": "time_budget"}
 class Progress:
     """How far a run is: finished epochs, optimizer steps and seconds of
     training (what a checkpoint's state holds)."""
+
     epochs: float = 0.0
     steps: int = 0
     seconds: float = 0.0
@@ -58,6 +60,7 @@ class LRSchedule:
         lr (float): The peak (initial) learning rate.
         min_lr (float): The floor.
     """
+
     name = ""
     #: Does the run end when the schedule has run its course (a horizon)?
     has_horizon = False
@@ -110,14 +113,23 @@ class PlateauSchedule(LRSchedule):
         max_decays (int, optional): The decay after which the schedule is
             complete (the trainer then stops). (default: :obj:`None`)
     """
+
     name = "plateau"
 
-    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, min_lr: float,
-                 factor: float, patience: int, max_decays: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+        min_lr: float,
+        factor: float,
+        patience: int,
+        max_decays: Optional[int] = None,
+    ) -> None:
         super().__init__(optimizer, lr, min_lr)
         self.max_decays = max_decays
         self.scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            optimizer, factor=factor, patience=patience, min_lr=min_lr)
+            optimizer, factor=factor, patience=patience, min_lr=min_lr
+        )
         self.factor, self.patience = factor, patience
 
     def after_epoch(self, val_mae: float) -> bool:
@@ -126,13 +138,16 @@ class PlateauSchedule(LRSchedule):
         return self.current < before
 
     def completed(self, progress: Progress, decays: int) -> bool:
-        return (self.max_decays is not None and decays >= self.max_decays) \
-            or self.current <= self.min_lr
+        return (
+            self.max_decays is not None and decays >= self.max_decays
+        ) or self.current <= self.min_lr
 
     def describe(self) -> str:
         stop = f", stop at decay {self.max_decays}" if self.max_decays else ""
-        return (f"plateau (x{self.factor:g} after {self.patience} flat epochs, floor "
-                f"{self.min_lr:g}{stop})")
+        return (
+            f"plateau (x{self.factor:g} after {self.patience} flat epochs, floor "
+            f"{self.min_lr:g}{stop})"
+        )
 
     def state_dict(self) -> Dict[str, Any]:
         return self.scheduler.state_dict()
@@ -154,12 +169,20 @@ class CosineSchedule(LRSchedule):
             horizon is counted in steps, so the rate changes every step).
         warmup (float): Fraction of the horizon spent warming up. (default: :obj:`0.02`)
     """
+
     name = "cosine"
     has_horizon = True
 
-    def __init__(self, optimizer: torch.optim.Optimizer, lr: float, min_lr: float,
-                 horizon: str, length: float, steps_per_epoch: int,
-                 warmup: float = 0.02) -> None:
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        lr: float,
+        min_lr: float,
+        horizon: str,
+        length: float,
+        steps_per_epoch: int,
+        warmup: float = 0.02,
+    ) -> None:
         super().__init__(optimizer, lr, min_lr)
         if horizon not in HORIZONS:
             raise UserError(f"unknown horizon {horizon!r}; choose one of: {', '.join(HORIZONS)}")
@@ -196,8 +219,10 @@ class CosineSchedule(LRSchedule):
 
     def describe(self) -> str:
         unit = {"epochs": "epochs", "steps": "steps", "seconds": "s"}[self.horizon]
-        return (f"cosine over {self.length:g} {unit} (warmup {self.warmup:.0%}), "
-                f"{self.lr:g} -> {self.min_lr:g}")
+        return (
+            f"cosine over {self.length:g} {unit} (warmup {self.warmup:.0%}), "
+            f"{self.lr:g} -> {self.min_lr:g}"
+        )
 
 
 SCHEDULES: Dict[str, Type[LRSchedule]] = {
@@ -206,16 +231,17 @@ SCHEDULES: Dict[str, Type[LRSchedule]] = {
 }
 
 
-def make_schedule(cfg: Any, optimizer: torch.optim.Optimizer,
-                  steps_per_epoch: int) -> LRSchedule:
+def make_schedule(cfg: Any, optimizer: torch.optim.Optimizer, steps_per_epoch: int) -> LRSchedule:
     """The schedule a :class:`~pyg_schnet.run.config.Config` names, on ``optimizer``."""
     if cfg.schedule == "plateau":
-        return PlateauSchedule(optimizer, cfg.lr, cfg.min_lr, cfg.lr_factor, cfg.lr_patience,
-                               cfg.max_lr_decays)
+        return PlateauSchedule(
+            optimizer, cfg.lr, cfg.min_lr, cfg.lr_factor, cfg.lr_patience, cfg.max_lr_decays
+        )
     if cfg.schedule == "cosine":
         length = getattr(cfg, HORIZONS[cfg.horizon])
-        return CosineSchedule(optimizer, cfg.lr, cfg.min_lr, cfg.horizon, length,
-                              steps_per_epoch, cfg.warmup)
+        return CosineSchedule(
+            optimizer, cfg.lr, cfg.min_lr, cfg.horizon, length, steps_per_epoch, cfg.warmup
+        )
     raise UserError(f"unknown schedule {cfg.schedule!r}; choose one of: {', '.join(SCHEDULES)}")
 
 

@@ -10,6 +10,7 @@ study runner (status, settings check, results)::
     last.pt       newest checkpoint, for --resume
     metrics.json  written last: the run is finished
 """
+
 from __future__ import annotations
 
 import csv
@@ -177,11 +178,15 @@ class RunDir:
             except BlockingIOError:
                 raise self._in_use(self._holder()) from None
             except OSError as exc:
-                raise UserError(f"cannot create run directory {self.path}: "
-                                f"{exc.strerror or exc}") from None
+                raise UserError(
+                    f"cannot create run directory {self.path}: {exc.strerror or exc}"
+                ) from None
             os.ftruncate(fd, 0)
-            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()} since "
-                         f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode())
+            os.write(
+                fd,
+                f"pid {os.getpid()} on {socket.gethostname()} since "
+                f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n".encode(),
+            )
             _HELD[key] = fd
             try:
                 yield
@@ -198,8 +203,10 @@ class RunDir:
             return "another process"
 
     def _in_use(self, holder: str) -> UserError:
-        return UserError(f"run directory {self.path} is in use by {holder}; "
-                         f"wait for it to finish or use another directory")
+        return UserError(
+            f"run directory {self.path} is in use by {holder}; "
+            f"wait for it to finish or use another directory"
+        )
 
     def check_free(self) -> None:
         """Raise :meth:`lock`'s error if another process holds the directory
@@ -232,9 +239,10 @@ class RunDir:
             present = [f for f in RUN_FILES if self.has(f)]
             if present and not overwrite:
                 state = "a finished run" if METRICS_FILE in present else "an unfinished run"
-                raise UserError(f"{out} already holds {state}; pass --overwrite to replace it"
-                                + ("" if METRICS_FILE in present
-                                   else " or --resume to continue it"))
+                raise UserError(
+                    f"{out} already holds {state}; pass --overwrite to replace it"
+                    + ("" if METRICS_FILE in present else " or --resume to continue it")
+                )
             for f in present:
                 os.remove(self.file(f))
             self.remove_temporary()

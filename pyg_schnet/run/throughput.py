@@ -12,6 +12,7 @@ too small to split across threads, so one thread per process is fastest and
 two processes (``torchrun`` or ``--jobs`` in a study) use the second core; at
 PyG's size the operations are large enough for two threads to pay.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -39,15 +40,34 @@ THREADS_WORK_THRESHOLD = 1.2e5
 #: Mean neighbours per atom in QM9 within a cutoff (Å): measured on 3,000
 #: random molecules (18.1 atoms each) with the radius graph's cap of 32;
 #: linear in between.
-_NEIGHBOURS = ((2.0, 2.64), (3.0, 8.26), (4.0, 12.56), (5.0, 15.65), (6.0, 16.99),
-               (8.0, 17.59), (10.0, 17.62))
+_NEIGHBOURS = (
+    (2.0, 2.64),
+    (3.0, 8.26),
+    (4.0, 12.56),
+    (5.0, 15.65),
+    (6.0, 16.99),
+    (8.0, 17.59),
+    (10.0, 17.62),
+)
 
 #: The two model sizes of the grid: the quickstart model and PyG's default SchNet.
 SIZES: Dict[str, Dict[str, Any]] = {
-    "quickstart": dict(hidden_channels=64, num_filters=64, num_interactions=3, cutoff=5.0,
-                       filter={"name": "gaussian", "num_gaussians": 25}, batch_size=50),
-    "pyg": dict(hidden_channels=128, num_filters=128, num_interactions=6, cutoff=10.0,
-                filter={"name": "gaussian", "num_gaussians": 50}, batch_size=100),
+    "quickstart": dict(
+        hidden_channels=64,
+        num_filters=64,
+        num_interactions=3,
+        cutoff=5.0,
+        filter={"name": "gaussian", "num_gaussians": 25},
+        batch_size=50,
+    ),
+    "pyg": dict(
+        hidden_channels=128,
+        num_filters=128,
+        num_interactions=6,
+        cutoff=10.0,
+        filter={"name": "gaussian", "num_gaussians": 50},
+        batch_size=100,
+    ),
 }
 #: (threads per process, processes)
 SETTINGS: List[Tuple[int, int]] = [(1, 1), (2, 1), (1, 2)]
@@ -69,8 +89,13 @@ def work_per_molecule(num_filters: int, num_interactions: int, cutoff: float) ->
     return num_filters * 18.0 * neighbours_per_atom(cutoff) * num_interactions
 
 
-def default_threads(num_filters: int, num_interactions: int, cutoff: float,
-                    processes: int = 1, cores: Optional[int] = None) -> int:
+def default_threads(
+    num_filters: int,
+    num_interactions: int,
+    cutoff: float,
+    processes: int = 1,
+    cores: Optional[int] = None,
+) -> int:
     """Threads per process when the config sets none: one for small models,
     the process's share of the cores for large ones (the measured rule)."""
     cores = cores or os.cpu_count() or 1
@@ -80,29 +105,59 @@ def default_threads(num_filters: int, num_interactions: int, cutoff: float,
     return share
 
 
-def _run(size: str, threads: int, processes: int, root: Optional[str], source: str,
-         molecules: int, epochs: int, work: str, wait_policy: Optional[str] = None) -> float:
+def _run(
+    size: str,
+    threads: int,
+    processes: int,
+    root: Optional[str],
+    source: str,
+    molecules: int,
+    epochs: int,
+    work: str,
+    wait_policy: Optional[str] = None,
+) -> float:
     """Training molecules/s of one setting: the median of the epochs after
     the first (warm-up), summed over processes."""
     out = tempfile.mkdtemp(prefix=f"{size}_t{threads}_p{processes}_", dir=work)
-    cfg = dict(SIZES[size], root=root, source=source, max_molecules=molecules + 200,
-               train_size=molecules, val_size=100, test_size=100, epochs=epochs,
-               patience=epochs, lr=1e-3, out=out, wandb="disabled")
+    cfg = dict(
+        SIZES[size],
+        root=root,
+        source=source,
+        max_molecules=molecules + 200,
+        train_size=molecules,
+        val_size=100,
+        test_size=100,
+        epochs=epochs,
+        patience=epochs,
+        lr=1e-3,
+        out=out,
+        wandb="disabled",
+    )
     if threads:  # 0: the default (neither threads nor processes set)
         cfg.update(num_threads=threads, processes=processes)
     path = osp.join(out, "config_in.yaml")
     with open(path, "w") as f:
         yaml.safe_dump(cfg, f)
-    cmd = [sys.executable, "-m", "pyg_schnet.cli", "train", "--config", path, "--quiet",
-           "--overwrite"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pyg_schnet.cli",
+        "train",
+        "--config",
+        path,
+        "--quiet",
+        "--overwrite",
+    ]
     env = dict(os.environ)
     env.pop("OMP_NUM_THREADS", None)
     if wait_policy:
         env["OMP_WAIT_POLICY"] = wait_policy
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
     if proc.returncode != 0:
-        raise UserError(f"throughput: training failed ({size}, {threads} threads, {processes} "
-                        f"processes): {proc.stderr.strip().splitlines()[-1:]}")
+        raise UserError(
+            f"throughput: training failed ({size}, {threads} threads, {processes} "
+            f"processes): {proc.stderr.strip().splitlines()[-1:]}"
+        )
     with open(RunDir(out).log_path) as f:
         rows = list(csv.DictReader(f))
     # log.csv: molecules/s of all ranks together (the epoch's molecules over its seconds)
@@ -114,8 +169,10 @@ def run(a: argparse.Namespace) -> int:
     if a.rounds < 1 or a.epochs < 2:
         raise UserError("throughput: need --rounds >= 1 and --epochs >= 2")
     cores = os.cpu_count() or 1
-    print(f"{cores} cores; training molecules/s of all processes together, median of epochs "
-          f"2..{a.epochs}; settings alternate within each round")
+    print(
+        f"{cores} cores; training molecules/s of all processes together, median of epochs "
+        f"2..{a.epochs}; settings alternate within each round"
+    )
     results: Dict[Tuple[str, int, int], List[float]] = {}
     with tempfile.TemporaryDirectory() as work:
         for _ in range(a.rounds):
@@ -124,12 +181,14 @@ def run(a: argparse.Namespace) -> int:
                 settings = SETTINGS + [(0, 0)]  # the default: no thread or process setting
                 for threads, procs in settings:
                     t0 = time.perf_counter()
-                    rate = _run(size, threads, procs, a.root, a.source, molecules, a.epochs,
-                                work)
+                    rate = _run(size, threads, procs, a.root, a.source, molecules, a.epochs, work)
                     results.setdefault((size, threads, procs), []).append(rate)
                     name = "default" if not threads else f"{threads} thr x {procs} proc"
-                    print(f"  {size:<11}{name:<16}{rate:8.0f} mol/s "
-                          f"({time.perf_counter() - t0:.0f} s)", flush=True)
+                    print(
+                        f"  {size:<11}{name:<16}{rate:8.0f} mol/s "
+                        f"({time.perf_counter() - t0:.0f} s)",
+                        flush=True,
+                    )
     for size in a.sizes:
         m = SIZES[size]
         work_ = work_per_molecule(m["num_filters"], m["num_interactions"], m["cutoff"])
@@ -137,7 +196,9 @@ def run(a: argparse.Namespace) -> int:
         best = max((k for k in rates if k[0]), key=lambda k: rates[k])
         cells = ", ".join(f"{t} thr x {pr} proc {r:.0f}" for (t, pr), r in rates.items() if t)
         threads = default_threads(m["num_filters"], m["num_interactions"], m["cutoff"], cores)
-        print(f"{size} (work {work_ / 1e6:.3f} M): {cells}; best {best[0]} thr x {best[1]} "
-              f"proc; default ({cores} proc x {threads} thr) {rates[(0, 0)]:.0f} = "
-              f"{rates[(0, 0)] / rates[best]:.2f} of best")
+        print(
+            f"{size} (work {work_ / 1e6:.3f} M): {cells}; best {best[0]} thr x {best[1]} "
+            f"proc; default ({cores} proc x {threads} thr) {rates[(0, 0)]:.0f} = "
+            f"{rates[(0, 0)] / rates[best]:.2f} of best"
+        )
     return 0

@@ -1,6 +1,7 @@
 """Weights & Biases tracking of a training run: config, per-epoch rows,
 summary, figures and the best model as an artifact (nothing when disabled,
 nothing on the non-main processes)."""
+
 from __future__ import annotations
 
 import os
@@ -21,9 +22,17 @@ class WandB:
         os.environ.setdefault("WANDB_SILENT", "true")
         try:
             import wandb
-            self.run = wandb.init(project=cfg.wandb_project, config=cfg.to_dict(), mode=cfg.wandb,
-                                  dir=out, name=osp.basename(osp.abspath(out)), id=run_id,
-                                  resume="allow", reinit=True)
+
+            self.run = wandb.init(
+                project=cfg.wandb_project,
+                config=cfg.to_dict(),
+                mode=cfg.wandb,
+                dir=out,
+                name=osp.basename(osp.abspath(out)),
+                id=run_id,
+                resume="allow",
+                reinit=True,
+            )
             self.run.define_metric("val_mae", summary="min")  # the best epoch, not the last
         except Exception as exc:
             raise UserError(f"cannot start W&B in {cfg.wandb} mode: {exc}") from None
@@ -36,12 +45,14 @@ class WandB:
         """Figures of the run (name -> PNG path) as W&B images."""
         if self.run is not None:
             import wandb
+
             self.run.log({k: wandb.Image(p) for k, p in paths.items()})
 
     def artifact(self, path: str, metadata: Dict[str, Any]) -> None:
         """The best model's model-only weights as a ``model`` artifact."""
         if self.run is not None:
             import wandb
+
             art = wandb.Artifact(f"model-{self.run.id}", type="model", metadata=metadata)
             art.add_file(path)
             self.run.log_artifact(art, aliases=["best"])

@@ -18,6 +18,7 @@ and on when it is written. A library loop would have to be shown to keep them,
 and that has not been measured; the loop itself (:class:`Trainer`) is about 340
 lines.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -61,8 +62,16 @@ from pyg_schnet.run.rundir import BEST_FILE, LAST_FILE, METRICS_FILE, RunDir
 from pyg_schnet.run.throughput import default_threads
 from pyg_schnet.run.tracking import WandB
 
-LOG_FIELDS = ("epoch", "train_loss", "train_mae", "val_mae", "lr", "epoch_seconds",
-              "molecules_per_second", "elapsed")
+LOG_FIELDS = (
+    "epoch",
+    "train_loss",
+    "train_mae",
+    "val_mae",
+    "lr",
+    "epoch_seconds",
+    "molecules_per_second",
+    "elapsed",
+)
 
 
 class TrainingDiverged(UserError):
@@ -71,17 +80,24 @@ class TrainingDiverged(UserError):
 
 # -- helpers ---------------------------------------------------------------
 
+
 def _rng_state() -> Dict[str, Any]:
     _, keys, pos, _, _ = cast(Tuple[str, np.ndarray, int, int, float], np.random.get_state())
-    return {"torch": torch.get_rng_state(), "numpy_keys": torch.from_numpy(keys.copy()),
-            "numpy_pos": int(pos), "python": repr(random.getstate())}
+    return {
+        "torch": torch.get_rng_state(),
+        "numpy_keys": torch.from_numpy(keys.copy()),
+        "numpy_pos": int(pos),
+        "python": repr(random.getstate()),
+    }
 
 
 def _set_rng_state(state: Dict[str, Any]) -> None:
     import ast
+
     torch.set_rng_state(state["torch"])
-    np.random.set_state(("MT19937", state["numpy_keys"].numpy().astype(np.uint32),
-                         state["numpy_pos"], 0, 0.0))
+    np.random.set_state(
+        ("MT19937", state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"], 0, 0.0)
+    )
     random.setstate(ast.literal_eval(state["python"]))
 
 
@@ -89,12 +105,14 @@ def _progress(iterable, total: int, desc: str, quiet: bool, leave: bool = True):
     if quiet or not sys.stderr.isatty():
         return iterable
     from tqdm import tqdm
+
     return tqdm(iterable, total=total, desc=desc, leave=leave, dynamic_ncols=True)
 
 
 @dataclass
 class TrainState:
     """Progress of a run; saved in every checkpoint as :meth:`state_dict`."""
+
     epoch: int = 0
     best_val: float = math.inf
     best_epoch: int = 0
@@ -136,6 +154,7 @@ class TrainState:
 
 # -- the run -----------------------------------------------------------------
 
+
 class Trainer:
     """One training run as configured (see the module docstring).
 
@@ -150,9 +169,15 @@ class Trainer:
             (default: loaded here)
     """
 
-    def __init__(self, cfg: Config, resume: bool = False, overwrite: bool = False,
-                 quiet: bool = False, hooks: Optional[TrainerHooks] = None,
-                 dataset: Optional[QM9] = None) -> None:
+    def __init__(
+        self,
+        cfg: Config,
+        resume: bool = False,
+        overwrite: bool = False,
+        quiet: bool = False,
+        hooks: Optional[TrainerHooks] = None,
+        dataset: Optional[QM9] = None,
+    ) -> None:
         self.cfg, self.out, self.quiet = cfg, cfg.out, quiet
         self.run = RunDir(cfg.out)
         self.hooks = hooks or default_hooks()
@@ -169,7 +194,8 @@ class Trainer:
             raise UserError("device cuda asked for, but no CUDA GPU is available")
         cfg = self.cfg
         self.threads = cfg.num_threads or default_threads(
-            cfg.num_filters, cfg.num_interactions, cfg.cutoff, self.info.world_size)
+            cfg.num_filters, cfg.num_interactions, cfg.cutoff, self.info.world_size
+        )
         torch.set_num_threads(self.threads)
         # Flush float32 denormals (below 1.2e-38) to zero: the Gaussians' tails
         # and the gradients they multiply produce them, and x86 CPUs handle them
@@ -198,17 +224,27 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed)
         random.seed(cfg.seed)
-        self.dataset = dataset if dataset is not None else \
-            QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
+        self.dataset = (
+            dataset
+            if dataset is not None
+            else QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
+        )
         self.split = self._split(resumed)
         if info.main:
             save_config(cfg, self.run.config_path)
         self.target = target_index(cfg.target)
         self.stats = compute_statistics(self.dataset, self.split.train_idx, cfg.target)
         self.train_loader = MoleculeLoader(
-            self.dataset, self.split.train_idx, cfg.batch_size, self.target, shuffle=True,
-            seed=cfg.seed, rank=info.rank, world_size=info.world_size,
-            rotate=cfg.rotation_augmentation)
+            self.dataset,
+            self.split.train_idx,
+            cfg.batch_size,
+            self.target,
+            shuffle=True,
+            seed=cfg.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            rotate=cfg.rotation_augmentation,
+        )
         self.val_loader = self._loader(self.split.val_idx)
 
     def _split(self, resumed: bool) -> Split:
@@ -228,20 +264,28 @@ class Trainer:
 
     def _loader(self, idx: Any) -> MoleculeLoader:
         """An evaluation loader (every molecule once over the ranks)."""
-        return MoleculeLoader(self.dataset, idx, self.cfg.batch_size, self.target,
-                              rank=self.info.rank, world_size=self.info.world_size)
+        return MoleculeLoader(
+            self.dataset,
+            idx,
+            self.cfg.batch_size,
+            self.target,
+            rank=self.info.rank,
+            world_size=self.info.world_size,
+        )
 
     def _setup_model(self, ckpt: Optional[Dict[str, Any]]) -> None:
         cfg, stats = self.cfg, self.stats
         self.hparams = dict(cfg.model_hparams(), readout=stats.readout)
-        self.model: AtomisticModel = build(**self.hparams, mean=stats.mean, std=stats.std,
-                                           atomref=stats.atomref).to(self.device)
+        self.model: AtomisticModel = build(
+            **self.hparams, mean=stats.mean, std=stats.std, atomref=stats.atomref
+        ).to(self.device)
         self.num_params = count_parameters(self.model)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         self.sched = make_schedule(cfg, self.opt, len(self.train_loader))
         self._epoch_start = time.perf_counter()
-        self.average = None if cfg.ema_decay is None else \
-            ExponentialMovingAverage(self.model, cfg.ema_decay)
+        self.average = (
+            None if cfg.ema_decay is None else ExponentialMovingAverage(self.model, cfg.ema_decay)
+        )
         self.state = TrainState()
         self.resumed = ckpt is not None
         if ckpt is not None:
@@ -251,8 +295,10 @@ class Trainer:
             self.state.load_state_dict(ckpt["state"])
             if self.average is not None:
                 if "ema" not in ckpt:
-                    raise UserError(f"{self.out}/last.pt holds no weight average, but the "
-                                    f"config asks for one (ema_decay {cfg.ema_decay})")
+                    raise UserError(
+                        f"{self.out}/last.pt holds no weight average, but the "
+                        f"config asks for one (ema_decay {cfg.ema_decay})"
+                    )
                 self.average.load_state_dict(ckpt["ema"])
             _set_rng_state(ckpt["rng"])
         self.train_model: nn.Module = self.model
@@ -261,17 +307,32 @@ class Trainer:
         self.scale = float(stats.std)  # the loss is on the standardised target
         self.wandb = WandB(cfg, self.out, self.state.wandb_id, self.info.main)
         self.state.wandb_id = self.wandb.id
-        self.wandb.config({"processes": self.info.world_size, "threads": self.threads,
-                           "effective_batch_size": self.effective_batch_size})
+        self.wandb.config(
+            {
+                "processes": self.info.world_size,
+                "threads": self.threads,
+                "effective_batch_size": self.effective_batch_size,
+            }
+        )
         if self.info.main and not self.quiet:
             w = self.info.world_size
-            share = f", shared by the processes: {cfg.batch_size // w}" + \
-                (f"-{-(-cfg.batch_size // w)}" if cfg.batch_size % w else "") + " each" \
-                if w > 1 else ""
-            print(f"{w} process(es) x {self.threads} thread(s); effective batch size "
-                  f"{self.effective_batch_size}{share}", file=sys.stderr)
-            print(f"schedule: {self.sched.describe()}; weight average: "
-                  f"{self.average.describe() if self.average else 'none'}", file=sys.stderr)
+            share = (
+                f", shared by the processes: {cfg.batch_size // w}"
+                + (f"-{-(-cfg.batch_size // w)}" if cfg.batch_size % w else "")
+                + " each"
+                if w > 1
+                else ""
+            )
+            print(
+                f"{w} process(es) x {self.threads} thread(s); effective batch size "
+                f"{self.effective_batch_size}{share}",
+                file=sys.stderr,
+            )
+            print(
+                f"schedule: {self.sched.describe()}; weight average: "
+                f"{self.average.describe() if self.average else 'none'}",
+                file=sys.stderr,
+            )
 
     @property
     def eval_model(self) -> nn.Module:
@@ -298,8 +359,9 @@ class Trainer:
             if self.info.main and not self.resumed:
                 self.checkpoint(LAST_FILE)  # epoch 0: resumable from the start
             first = self.cfg.epochs if self.state.done else self.state.epoch
-            epochs = _progress(range(first, self.cfg.epochs), self.cfg.epochs - first,
-                               "epochs", self.quiet)
+            epochs = _progress(
+                range(first, self.cfg.epochs), self.cfg.epochs - first, "epochs", self.quiet
+            )
             for epoch in epochs:
                 t0 = time.perf_counter()
                 sums = self.train_epoch(epoch, t0)
@@ -325,8 +387,9 @@ class Trainer:
         loss_sum = abs_sum = 0.0
         n_seen = 0
         self._epoch_start = t0
-        batches = _progress(self.train_loader, len(self.train_loader), f"epoch {epoch + 1}",
-                            self.quiet, leave=False)
+        batches = _progress(
+            self.train_loader, len(self.train_loader), f"epoch {epoch + 1}", self.quiet, leave=False
+        )
         for bi, b in enumerate(batches):
             self.hooks.batch()
             loss, pred, b = self.step(b.to(self.device), epoch, bi)
@@ -345,7 +408,8 @@ class Trainer:
         if not torch.isfinite(loss):
             raise TrainingDiverged(
                 f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {bi + 1}; "
-                f"stopped; the best checkpoint so far is kept in {self.out}/best.pt")
+                f"stopped; the best checkpoint so far is kept in {self.out}/best.pt"
+            )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.sched.before_step(self.state.progress(time.perf_counter() - self._epoch_start))
@@ -360,13 +424,15 @@ class Trainer:
         cfg = self.cfg
         if cfg.time_budget is None and cfg.max_steps is None:
             return False
-        over = (cfg.max_steps is not None and self.state.steps >= cfg.max_steps) or \
-            (cfg.time_budget is not None
-             and self.state.elapsed + time.perf_counter() - t0 >= cfg.time_budget)
+        over = (cfg.max_steps is not None and self.state.steps >= cfg.max_steps) or (
+            cfg.time_budget is not None
+            and self.state.elapsed + time.perf_counter() - t0 >= cfg.time_budget
+        )
         return allreduce([float(over)], self.info)[0] > 0
 
-    def end_epoch(self, epoch: int, sums: Tuple[float, float, float], t0: float,
-                  progress: Any = None) -> Optional[str]:
+    def end_epoch(
+        self, epoch: int, sums: Tuple[float, float, float], t0: float, progress: Any = None
+    ) -> Optional[str]:
         """Validate, step the schedule, decide whether to stop, then write the
         checkpoints and the log (the decision is in them, so a resumed run
         agrees). Returns why training stops, or None."""
@@ -379,10 +445,16 @@ class Trainer:
         st.elapsed += seconds
         st.epoch = epoch + 1
         loss_sum, abs_sum, n = sums
-        row = {"epoch": epoch + 1, "train_loss": loss_sum / max(n, 1),
-               "train_mae": abs_sum / max(n, 1), "val_mae": val_mae, "lr": lr,
-               "epoch_seconds": seconds, "molecules_per_second": n / seconds,
-               "elapsed": st.elapsed}
+        row = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / max(n, 1),
+            "train_mae": abs_sum / max(n, 1),
+            "val_mae": val_mae,
+            "lr": lr,
+            "epoch_seconds": seconds,
+            "molecules_per_second": n / seconds,
+            "elapsed": st.elapsed,
+        }
         st.history.append(row)
         improved = val_mae < st.best_val
         if improved:
@@ -405,9 +477,11 @@ class Trainer:
     def validate(self, epoch: int) -> float:
         val_mae, _ = errors(self.eval_model, self.val_loader, self.device, self.info)
         if not math.isfinite(val_mae):
-            raise TrainingDiverged(f"validation MAE became {val_mae} at epoch {epoch + 1}; "
-                                   f"stopped; the best checkpoint so far is kept in "
-                                   f"{self.out}/best.pt")
+            raise TrainingDiverged(
+                f"validation MAE became {val_mae} at epoch {epoch + 1}; "
+                f"stopped; the best checkpoint so far is kept in "
+                f"{self.out}/best.pt"
+            )
         return val_mae
 
     def checkpoint(self, name: str) -> None:
@@ -417,13 +491,17 @@ class Trainer:
         holds the trained weights and the average apart."""
         stats = self.stats
         best = name == BEST_FILE
-        payload = {"run_format": RUN_FORMAT, "hparams": self.hparams,
-                   "config": self.cfg.to_dict(),
-                   "model": (self.eval_model if best else self.model).state_dict(),
-                   "optimizer": self.opt.state_dict(), "scheduler": self.sched.state_dict(),
-                   "state": self.state.state_dict(), "rng": _rng_state(),
-                   "statistics": {"mean": stats.mean, "std": stats.std,
-                                  "readout": stats.readout}}
+        payload = {
+            "run_format": RUN_FORMAT,
+            "hparams": self.hparams,
+            "config": self.cfg.to_dict(),
+            "model": (self.eval_model if best else self.model).state_dict(),
+            "optimizer": self.opt.state_dict(),
+            "scheduler": self.sched.state_dict(),
+            "state": self.state.state_dict(),
+            "rng": _rng_state(),
+            "statistics": {"mean": stats.mean, "std": stats.std, "readout": stats.readout},
+        }
         if self.average is not None and not best:
             payload["ema"] = self.average.state_dict()
         atomic_save(payload, self.run.file(name), before_commit=self.hooks.checkpoint_write)
@@ -436,30 +514,44 @@ class Trainer:
         self._barrier()
         self.model.load_state_dict(load_checkpoint(self.run.best_path)["model"])
         self.hooks.evaluate()
-        test_mae, test_rmse = errors(self.model, self._loader(split.test_idx), self.device,
-                                      self.info)
+        test_mae, test_rmse = errors(
+            self.model, self._loader(split.test_idx), self.device, self.info
+        )
         unit = UNITS[cfg.target]
-        metrics = {"target": cfg.target, "unit": unit, "test_mae": test_mae,
-                   "test_rmse": test_rmse, "best_val_mae": st.best_val,
-                   "best_epoch": st.best_epoch, "epochs": st.epoch,
-                   "train_seconds": st.elapsed, "num_train": len(split.train_idx),
-                   "num_val": len(split.val_idx), "num_test": len(split.test_idx),
-                   "num_params": self.num_params, "model": cfg.model_name,
-                   "filter": cfg.filter_name,
-                   "processes": self.info.world_size, "threads": self.threads,
-                   "effective_batch_size": self.effective_batch_size,
-                   "stop_reason": st.stop_reason, "lr_decays": st.lr_decays,
-                   "final_lr": self.sched.current, "steps": st.steps,
-                   "schedule": self.sched.describe(),
-                   "schedule_completed": self.sched.completed(st.progress(), st.lr_decays),
-                   "ema_decay": cfg.ema_decay}
+        metrics = {
+            "target": cfg.target,
+            "unit": unit,
+            "test_mae": test_mae,
+            "test_rmse": test_rmse,
+            "best_val_mae": st.best_val,
+            "best_epoch": st.best_epoch,
+            "epochs": st.epoch,
+            "train_seconds": st.elapsed,
+            "num_train": len(split.train_idx),
+            "num_val": len(split.val_idx),
+            "num_test": len(split.test_idx),
+            "num_params": self.num_params,
+            "model": cfg.model_name,
+            "filter": cfg.filter_name,
+            "processes": self.info.world_size,
+            "threads": self.threads,
+            "effective_batch_size": self.effective_batch_size,
+            "stop_reason": st.stop_reason,
+            "lr_decays": st.lr_decays,
+            "final_lr": self.sched.current,
+            "steps": st.steps,
+            "schedule": self.sched.describe(),
+            "schedule_completed": self.sched.completed(st.progress(), st.lr_decays),
+            "ema_decay": cfg.ema_decay,
+        }
         if unit == "eV":
             metrics["test_mae_meV"] = test_mae * 1000.0
             metrics["test_rmse_meV"] = test_rmse * 1000.0
         if self.info.main:
             write_json(self.run.metrics_path, metrics)
-            self.wandb.summary({f"final/{k}": v for k, v in metrics.items()
-                                if isinstance(v, (int, float))})
+            self.wandb.summary(
+                {f"final/{k}": v for k, v in metrics.items() if isinstance(v, (int, float))}
+            )
             if self.wandb.active:
                 self._wandb_results(metrics)
         return metrics
@@ -471,20 +563,43 @@ class Trainer:
         loader = MoleculeLoader(self.dataset, self.split.test_idx, cfg.batch_size, self.target)
         pred, y, _ = predict_loader(self.model, loader, self.device)
         parity = osp.join(self.out, "parity_test.png")
-        parity_plot(y.cpu().numpy(), pred.cpu().numpy(), f"{cfg.label}, {cfg.target} "
-                    f"(test): MAE {metrics['test_mae']:.4g} {unit}", unit, parity)
+        parity_plot(
+            y.cpu().numpy(),
+            pred.cpu().numpy(),
+            f"{cfg.label}, {cfg.target} (test): MAE {metrics['test_mae']:.4g} {unit}",
+            unit,
+            parity,
+        )
         images = {"parity_test": parity}
         if isinstance(self.model, SchNet):  # the learned filters of this project's SchNet
             images["filters"] = osp.join(self.out, "filters.png")
             filter_plot(self.model.cpu(), images["filters"])
         self.wandb.images(images)
-        self.wandb.artifact(export_weights(self.run), {k: metrics[k] for k in (
-            "target", "unit", "test_mae", "best_epoch", "num_params", "model", "filter")})
+        self.wandb.artifact(
+            export_weights(self.run),
+            {
+                k: metrics[k]
+                for k in (
+                    "target",
+                    "unit",
+                    "test_mae",
+                    "best_epoch",
+                    "num_params",
+                    "model",
+                    "filter",
+                )
+            },
+        )
 
 
-def train(cfg: Config, resume: bool = False, overwrite: bool = False, quiet: bool = False,
-          hooks: Optional[TrainerHooks] = None, dataset: Optional[QM9] = None
-          ) -> Dict[str, Any]:
+def train(
+    cfg: Config,
+    resume: bool = False,
+    overwrite: bool = False,
+    quiet: bool = False,
+    hooks: Optional[TrainerHooks] = None,
+    dataset: Optional[QM9] = None,
+) -> Dict[str, Any]:
     """Train one model as configured; returns the final metrics. The main
     process holds the run directory's lock for the whole run."""
     try:

@@ -56,12 +56,32 @@ specs form a queue (:func:`run_queue`): all are checked and prepared first,
 their runs then take the workers in order, so the next study starts on a core
 as soon as the one before it has no run left to give it.
 """
+
 from pyg_schnet.study.report import cells, collect, contrasts, paired, slopes, write_report
 from pyg_schnet.study.runner import execute_run, run_queue, run_study, symmetry_metrics
 from pyg_schnet.study.spec import SYMMETRY_FILE, Run, Spec, load_spec, plan, split_path
 from pyg_schnet.study.stats import loglog_slope, mean, paired_difference, std, t_quantile_975
 
-__all__ = ["cells", "collect", "contrasts", "paired", "slopes", "write_report",
-           "execute_run", "run_queue", "run_study", "symmetry_metrics", "SYMMETRY_FILE", "Run",
-           "Spec", "load_spec", "plan", "split_path", "loglog_slope", "mean", "paired_difference",
-           "std", "t_quantile_975"]
+__all__ = [
+    "cells",
+    "collect",
+    "contrasts",
+    "paired",
+    "slopes",
+    "write_report",
+    "execute_run",
+    "run_queue",
+    "run_study",
+    "symmetry_metrics",
+    "SYMMETRY_FILE",
+    "Run",
+    "Spec",
+    "load_spec",
+    "plan",
+    "split_path",
+    "loglog_slope",
+    "mean",
+    "paired_difference",
+    "std",
+    "t_quantile_975",
+]

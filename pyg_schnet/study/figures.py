@@ -1,4 +1,5 @@
 """Plots of a study report: learning curves and validation curves."""
+
 from __future__ import annotations
 
 import os.path as osp
@@ -11,8 +12,10 @@ from pyg_schnet.study.spec import plan
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -22,11 +25,13 @@ def _save(fig, out: str, name: str) -> str:
     return name
 
 
-def learning_curve_plot(spec, target: str, cells: Sequence[Dict[str, Any]],
-                        slopes: Sequence[Dict[str, Any]]) -> Optional[str]:
+def learning_curve_plot(
+    spec, target: str, cells: Sequence[Dict[str, Any]], slopes: Sequence[Dict[str, Any]]
+) -> Optional[str]:
     """``learning_curve_<target>.png``: test MAE against training-set size on
     log-log axes, cell means with min-max over seeds, the fitted power law."""
     import numpy as np
+
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.5), dpi=110)
     unit = None
@@ -39,8 +44,10 @@ def learning_curve_plot(spec, target: str, cells: Sequence[Dict[str, Any]],
         m = np.array([c["test_mae_mean"] for c in cs])
         sd = np.array([c["test_mae_std"] for c in cs])
         sd = np.where(np.isnan(sd), 0.0, sd)
-        slope = next((s["slope"] for s in slopes
-                      if s["target"] == target and s["variant"] == v), float("nan"))
+        slope = next(
+            (s["slope"] for s in slopes if s["target"] == target and s["variant"] == v),
+            float("nan"),
+        )
         label = v if slope != slope else f"{v} (slope {slope:.2f})"
         ax.errorbar(n, m, yerr=sd, fmt="o", color=f"C{k}", ms=4, capsize=2, label=label)
         if len(n) >= 2:
@@ -80,8 +87,14 @@ def val_curve_plot(spec, target: str, size: int) -> Optional[str]:
         elif m.get("unit"):
             scale, unit = 1.0, m["unit"]
         k = list(spec.variants).index(r.variant)
-        ax.plot([x["epoch"] for x in log], [x["val_mae"] * scale for x in log], color=f"C{k}",
-                lw=0.9, alpha=0.8, label=None if r.variant in drawn else r.variant)
+        ax.plot(
+            [x["epoch"] for x in log],
+            [x["val_mae"] * scale for x in log],
+            color=f"C{k}",
+            lw=0.9,
+            alpha=0.8,
+            label=None if r.variant in drawn else r.variant,
+        )
         drawn.append(r.variant)
     if not drawn:
         plt.close(fig)
@@ -91,7 +104,8 @@ def val_curve_plot(spec, target: str, size: int) -> Optional[str]:
     ax.set_ylabel(f"validation MAE [{unit}]")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8)
-    ax.set_title(f"{spec.name}: {target}, {size:,} training molecules (one line per run)",
-                 fontsize=10)
+    ax.set_title(
+        f"{spec.name}: {target}, {size:,} training molecules (one line per run)", fontsize=10
+    )
     fig.tight_layout()
     return _save(fig, spec.out, f"val_curves_{target}_n{size}.png")

@@ -1,4 +1,5 @@
 """A study's report: tables (CSV and markdown) and plots from its finished runs."""
+
 from __future__ import annotations
 
 import csv
@@ -13,15 +14,61 @@ from pyg_schnet.study.figures import learning_curve_plot, val_curve_plot
 from pyg_schnet.study.spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
 from pyg_schnet.study.stats import loglog_slope, mean, paired_difference, std
 
-RUN_FIELDS = ("target", "variant", "size", "seed", "unit", "test_mae", "test_rmse",
-              "rot_test_mae", "rot_change", "rot_rel", "num_params", "epochs", "best_epoch",
-              "lr_decays", "stop_reason", "final_lr", "train_seconds", "molecules_per_second",
-              "run_dir")
-CELL_FIELDS = ("target", "size", "variant", "unit", "n", "seeds", "test_mae_mean", "test_mae_std",
-               "rot_test_mae_mean", "rot_test_mae_std", "num_params", "epochs", "best_epochs",
-               "lr_decays", "molecules_per_second", "train_seconds_mean", "run_dirs")
-PAIRED_FIELDS = ("target", "size", "variant", "reference", "unit", "n", "seeds", "diff_mean",
-                 "diff_std", "ci_low", "ci_high", "agree", "ratio")
+RUN_FIELDS = (
+    "target",
+    "variant",
+    "size",
+    "seed",
+    "unit",
+    "test_mae",
+    "test_rmse",
+    "rot_test_mae",
+    "rot_change",
+    "rot_rel",
+    "num_params",
+    "epochs",
+    "best_epoch",
+    "lr_decays",
+    "stop_reason",
+    "final_lr",
+    "train_seconds",
+    "molecules_per_second",
+    "run_dir",
+)
+CELL_FIELDS = (
+    "target",
+    "size",
+    "variant",
+    "unit",
+    "n",
+    "seeds",
+    "test_mae_mean",
+    "test_mae_std",
+    "rot_test_mae_mean",
+    "rot_test_mae_std",
+    "num_params",
+    "epochs",
+    "best_epochs",
+    "lr_decays",
+    "molecules_per_second",
+    "train_seconds_mean",
+    "run_dirs",
+)
+PAIRED_FIELDS = (
+    "target",
+    "size",
+    "variant",
+    "reference",
+    "unit",
+    "n",
+    "seeds",
+    "diff_mean",
+    "diff_std",
+    "ci_low",
+    "ci_high",
+    "agree",
+    "ratio",
+)
 CONTRAST_FIELDS = ("contrast",) + PAIRED_FIELDS
 SLOPE_FIELDS = ("target", "variant", "sizes", "slope", "slope_se")
 
@@ -53,18 +100,29 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
                 sym = json.load(f)
         log = rd.log()
         nan = float("nan")
-        rows.append({
-            "target": r.target, "variant": r.variant, "size": r.size, "seed": r.seed,
-            "unit": unit, "test_mae": m["test_mae"] * s, "test_rmse": m["test_rmse"] * s,
-            "rot_test_mae": sym.get("rot_test_mae", nan) * s,
-            "rot_change": sym.get("rot_change", nan) * s, "rot_rel": sym.get("rot_rel", nan),
-            "num_params": m["num_params"], "epochs": m["epochs"], "best_epoch": m["best_epoch"],
-            "lr_decays": m.get("lr_decays", _decays(log)),
-            "stop_reason": m.get("stop_reason", "?"),
-            "final_lr": m.get("final_lr", log[-1]["lr"] if log else nan),
-            "train_seconds": m["train_seconds"],
-            "molecules_per_second": _median([x["molecules_per_second"] for x in log]),
-            "run_dir": r.rel})
+        rows.append(
+            {
+                "target": r.target,
+                "variant": r.variant,
+                "size": r.size,
+                "seed": r.seed,
+                "unit": unit,
+                "test_mae": m["test_mae"] * s,
+                "test_rmse": m["test_rmse"] * s,
+                "rot_test_mae": sym.get("rot_test_mae", nan) * s,
+                "rot_change": sym.get("rot_change", nan) * s,
+                "rot_rel": sym.get("rot_rel", nan),
+                "num_params": m["num_params"],
+                "epochs": m["epochs"],
+                "best_epoch": m["best_epoch"],
+                "lr_decays": m.get("lr_decays", _decays(log)),
+                "stop_reason": m.get("stop_reason", "?"),
+                "final_lr": m.get("final_lr", log[-1]["lr"] if log else nan),
+                "train_seconds": m["train_seconds"],
+                "molecules_per_second": _median([x["molecules_per_second"] for x in log]),
+                "run_dir": r.rel,
+            }
+        )
     return rows
 
 
@@ -80,26 +138,37 @@ def cells(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
                 rs = [r for r in rows if (r["target"], r["size"], r["variant"]) == (t, size, v)]
                 if not rs:
                     continue
+
                 def col(k: str, rs: List[Dict[str, Any]] = rs) -> List[float]:
                     return [float(r[k]) for r in rs]
-                out.append({
-                    "target": t, "size": size, "variant": v, "unit": rs[0]["unit"], "n": len(rs),
-                    "seeds": " ".join(str(r["seed"]) for r in rs),
-                    "test_mae_mean": mean(col("test_mae")), "test_mae_std": std(col("test_mae")),
-                    "rot_test_mae_mean": mean(col("rot_test_mae")),
-                    "rot_test_mae_std": std(col("rot_test_mae")),
-                    "num_params": rs[0]["num_params"],
-                    "epochs": " ".join(str(r["epochs"]) for r in rs),
-                    "best_epochs": " ".join(str(r["best_epoch"]) for r in rs),
-                    "lr_decays": " ".join(str(r["lr_decays"]) for r in rs),
-                    "molecules_per_second": mean(col("molecules_per_second")),
-                    "train_seconds_mean": mean(col("train_seconds")),
-                    "run_dirs": ";".join(r["run_dir"] for r in rs)})
+
+                out.append(
+                    {
+                        "target": t,
+                        "size": size,
+                        "variant": v,
+                        "unit": rs[0]["unit"],
+                        "n": len(rs),
+                        "seeds": " ".join(str(r["seed"]) for r in rs),
+                        "test_mae_mean": mean(col("test_mae")),
+                        "test_mae_std": std(col("test_mae")),
+                        "rot_test_mae_mean": mean(col("rot_test_mae")),
+                        "rot_test_mae_std": std(col("rot_test_mae")),
+                        "num_params": rs[0]["num_params"],
+                        "epochs": " ".join(str(r["epochs"]) for r in rs),
+                        "best_epochs": " ".join(str(r["best_epoch"]) for r in rs),
+                        "lr_decays": " ".join(str(r["lr_decays"]) for r in rs),
+                        "molecules_per_second": mean(col("molecules_per_second")),
+                        "train_seconds_mean": mean(col("train_seconds")),
+                        "run_dirs": ";".join(r["run_dir"] for r in rs),
+                    }
+                )
     return out
 
 
-def paired(spec: Spec, rows: Sequence[Dict[str, Any]],
-           pairs: Optional[Sequence[Tuple[str, str]]] = None) -> List[Dict[str, Any]]:
+def paired(
+    spec: Spec, rows: Sequence[Dict[str, Any]], pairs: Optional[Sequence[Tuple[str, str]]] = None
+) -> List[Dict[str, Any]]:
     """Paired differences per target and size for each ``(variant, baseline)``
     of ``pairs`` (default: every variant against the reference)."""
     if pairs is None:
@@ -115,8 +184,17 @@ def paired(spec: Spec, rows: Sequence[Dict[str, Any]],
                 if p["n"] == 0:
                     continue
                 unit = next(r["unit"] for r in rows if r["target"] == t)
-                out.append(dict(p, target=t, size=size, variant=v, reference=base,
-                                unit=unit, seeds=" ".join(map(str, p["seeds"]))))
+                out.append(
+                    dict(
+                        p,
+                        target=t,
+                        size=size,
+                        variant=v,
+                        reference=base,
+                        unit=unit,
+                        seeds=" ".join(map(str, p["seeds"])),
+                    )
+                )
     return out
 
 
@@ -138,9 +216,15 @@ def slopes(spec: Spec, cell_rows: Sequence[Dict[str, Any]]) -> List[Dict[str, An
             if len(cs) < 2:
                 continue
             slope, se = loglog_slope([c["size"] for c in cs], [c["test_mae_mean"] for c in cs])
-            out.append({"target": t, "variant": v,
-                        "sizes": " ".join(str(c["size"]) for c in cs), "slope": slope,
-                        "slope_se": se})
+            out.append(
+                {
+                    "target": t,
+                    "variant": v,
+                    "sizes": " ".join(str(c["size"]) for c in cs),
+                    "slope": slope,
+                    "slope_se": se,
+                }
+            )
     return out
 
 
@@ -168,9 +252,14 @@ def wall_time(rows: Sequence[Dict[str, str]]) -> Tuple[float, int]:
     one per core) are one sitting and their common time counts once (a row
     without a start, written before sittings were dated, is a sitting of its own)."""
     from datetime import datetime
+
     undated = [float(r["wall_seconds"]) for r in rows if not r["started"]]
-    spans = sorted((start, start + float(r["wall_seconds"])) for r in rows if r["started"]
-                   for start in [datetime.fromisoformat(r["started"]).timestamp()])
+    spans = sorted(
+        (start, start + float(r["wall_seconds"]))
+        for r in rows
+        if r["started"]
+        for start in [datetime.fromisoformat(r["started"]).timestamp()]
+    )
     total, sittings, end = sum(undated), len(undated), float("-inf")
     for a, b in spans:
         if a >= end:  # a new sitting
@@ -232,89 +321,140 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows,
     L = [f"# Study: {spec.name}{' (quick)' if spec.quick else ''}", ""]
     if spec.description:
         L += [spec.description, ""]
-    L += [f"Spec: `{osp.relpath(spec.path, spec.out)}`. Runs finished: {len(rows)} of {total}. "
-          f"Wall time of `study run` over {sittings} sitting(s): {wall / 3600:.2f} h"
-          + (f" ({invocations} invocations; time when several ran at once counts once)"
-             if invocations > sittings else "") + "; "
-          f"training time summed over the runs trained here: {compute / 3600:.2f} h"
-          + (f"; {len(reused)} runs with identical settings were copied from "
-             f"{', '.join(osp.relpath(x, spec.out) for x in spec.reuse)} (see their "
-             f"`{REUSED_FILE}` files; their time counts there)." if reused else "."), ""]
-    base = ", ".join(f"{k} {v}" for k, v in spec.base.items() if k not in ("root", "wandb",
-                                                                            "wandb_project"))
-    L += [f"Base settings: {base}. Split per seed: test {spec.test_size:,} and validation "
-          f"{spec.val_size:,} molecules, then the training molecules (nested across sizes); "
-          f"training sizes {', '.join(f'{s:,}' for s in spec.train_sizes)}; seeds "
-          f"{', '.join(map(str, spec.seeds))}.", ""]
+    L += [
+        f"Spec: `{osp.relpath(spec.path, spec.out)}`. Runs finished: {len(rows)} of {total}. "
+        f"Wall time of `study run` over {sittings} sitting(s): {wall / 3600:.2f} h"
+        + (
+            f" ({invocations} invocations; time when several ran at once counts once)"
+            if invocations > sittings
+            else ""
+        )
+        + "; "
+        f"training time summed over the runs trained here: {compute / 3600:.2f} h"
+        + (
+            f"; {len(reused)} runs with identical settings were copied from "
+            f"{', '.join(osp.relpath(x, spec.out) for x in spec.reuse)} (see their "
+            f"`{REUSED_FILE}` files; their time counts there)."
+            if reused
+            else "."
+        ),
+        "",
+    ]
+    base = ", ".join(
+        f"{k} {v}" for k, v in spec.base.items() if k not in ("root", "wandb", "wandb_project")
+    )
+    L += [
+        f"Base settings: {base}. Split per seed: test {spec.test_size:,} and validation "
+        f"{spec.val_size:,} molecules, then the training molecules (nested across sizes); "
+        f"training sizes {', '.join(f'{s:,}' for s in spec.train_sizes)}; seeds "
+        f"{', '.join(map(str, spec.seeds))}.",
+        "",
+    ]
     L += ["| variant | overrides |", "|---|---|"]
     for v, o in spec.variants.items():
         ref = " (reference)" if v == spec.reference else ""
         L.append(f"| {v}{ref} | {', '.join(f'{k}: {x}' for k, x in o.items()) or '(base)'} |")
-    L += ["", "## Test MAE per cell", "",
-          "Test MAE of the best-validation checkpoint, mean ± sample std over seeds; "
-          "*rotated*: the same test set with every molecule randomly rotated. Epochs, best "
-          "epochs and learning-rate decays are listed per seed.", "",
-          "| target | train size | variant | seeds | test MAE | rotated test MAE | params | "
-          "epochs | best epochs | lr decays | molecules/s |",
-          "|---|---:|---|---:|---:|---:|---:|---|---|---|---:|"]
+    L += [
+        "",
+        "## Test MAE per cell",
+        "",
+        "Test MAE of the best-validation checkpoint, mean ± sample std over seeds; "
+        "*rotated*: the same test set with every molecule randomly rotated. Epochs, best "
+        "epochs and learning-rate decays are listed per seed.",
+        "",
+        "| target | train size | variant | seeds | test MAE | rotated test MAE | params | "
+        "epochs | best epochs | lr decays | molecules/s |",
+        "|---|---:|---|---:|---:|---:|---:|---|---|---|---:|",
+    ]
     for c in cell_rows:
         u = c["unit"]
-        L.append(f"| {c['target']} | {c['size']:,} | {c['variant']} | {c['n']} | "
-                 f"{_pm(c['test_mae_mean'], c['test_mae_std'])} {u} | "
-                 f"{_pm(c['rot_test_mae_mean'], c['rot_test_mae_std'])} {u} | "
-                 f"{int(c['num_params']):,} | {c['epochs']} | {c['best_epochs']} | "
-                 f"{c['lr_decays']} | {c['molecules_per_second']:.0f} |")
+        L.append(
+            f"| {c['target']} | {c['size']:,} | {c['variant']} | {c['n']} | "
+            f"{_pm(c['test_mae_mean'], c['test_mae_std'])} {u} | "
+            f"{_pm(c['rot_test_mae_mean'], c['rot_test_mae_std'])} {u} | "
+            f"{int(c['num_params']):,} | {c['epochs']} | {c['best_epochs']} | "
+            f"{c['lr_decays']} | {c['molecules_per_second']:.0f} |"
+        )
     if pair_rows:
-        L += ["", f"## Paired differences to the reference ({spec.reference})", "",
-              "Per seed, variant minus reference on the same split; mean, sample std, 95% "
-              "t-interval of the mean over seeds, and the seeds whose difference has the sign "
-              "of the mean. Ratio: mean variant MAE over mean reference MAE.", ""]
+        L += [
+            "",
+            f"## Paired differences to the reference ({spec.reference})",
+            "",
+            "Per seed, variant minus reference on the same split; mean, sample std, 95% "
+            "t-interval of the mean over seeds, and the seeds whose difference has the sign "
+            "of the mean. Ratio: mean variant MAE over mean reference MAE.",
+            "",
+        ]
         L += _difference_table(pair_rows, contrast=False)
     if contrast_rows:
-        L += ["", "## Contrasts: one factor each", "",
-              "Each contrast compares a variant with the variant it changes in one factor "
-              "(paired, as above: variant minus baseline).", ""]
+        L += [
+            "",
+            "## Contrasts: one factor each",
+            "",
+            "Each contrast compares a variant with the variant it changes in one factor "
+            "(paired, as above: variant minus baseline).",
+            "",
+        ]
         L += _difference_table(contrast_rows, contrast=True)
     if slope_rows:
-        L += ["", "## Learning curves", "",
-              "Least-squares slope of log(test MAE) against log(training size) over the cell "
-              "means (± its standard error; n/a with two sizes).", "",
-              "| target | variant | sizes | slope |", "|---|---|---|---:|"]
+        L += [
+            "",
+            "## Learning curves",
+            "",
+            "Least-squares slope of log(test MAE) against log(training size) over the cell "
+            "means (± its standard error; n/a with two sizes).",
+            "",
+            "| target | variant | sizes | slope |",
+            "|---|---|---|---:|",
+        ]
         for s in slope_rows:
-            L.append(f"| {s['target']} | {s['variant']} | {s['sizes']} | "
-                     f"{_pm(s['slope'], s['slope_se'])} |")
+            L.append(
+                f"| {s['target']} | {s['variant']} | {s['sizes']} | "
+                f"{_pm(s['slope'], s['slope_se'])} |"
+            )
     for p in plots:
         L += ["", f"![{p}]({p})"]
-    L += ["", "## Runs", "",
-          "Every run's directory holds config.yaml, log.csv, metrics.json and symmetry.json "
-          f"(and {WEIGHTS_FILE}, model-only weights, for the seeds kept); checkpoints with "
-          "optimizer state are not committed. Stop: why training ended (*lr decays*: the "
-          "learning rate had been decayed max_lr_decays times; *epochs*: the epoch cap; "
-          "*patience*: early stopping).", "",
-          "| target | size | variant | seed | test MAE | rotated | epochs | best epoch | "
-          "lr decays | stop | final lr | train s | run |",
-          "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|"]
+    L += [
+        "",
+        "## Runs",
+        "",
+        "Every run's directory holds config.yaml, log.csv, metrics.json and symmetry.json "
+        f"(and {WEIGHTS_FILE}, model-only weights, for the seeds kept); checkpoints with "
+        "optimizer state are not committed. Stop: why training ended (*lr decays*: the "
+        "learning rate had been decayed max_lr_decays times; *epochs*: the epoch cap; "
+        "*patience*: early stopping).",
+        "",
+        "| target | size | variant | seed | test MAE | rotated | epochs | best epoch | "
+        "lr decays | stop | final lr | train s | run |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+    ]
     for r in rows:
         u = r["unit"]
-        L.append(f"| {r['target']} | {r['size']:,} | {r['variant']} | {r['seed']} | "
-                 f"{_fmt(r['test_mae'])} {u} | {_fmt(r['rot_test_mae'])} {u} | {r['epochs']} | "
-                 f"{r['best_epoch']} | {r['lr_decays']} | {r['stop_reason']} | "
-                 f"{_fmt(r['final_lr'])} | {r['train_seconds']:.0f} | "
-                 f"[{r['run_dir']}]({r['run_dir']}/log.csv) |")
+        L.append(
+            f"| {r['target']} | {r['size']:,} | {r['variant']} | {r['seed']} | "
+            f"{_fmt(r['test_mae'])} {u} | {_fmt(r['rot_test_mae'])} {u} | {r['epochs']} | "
+            f"{r['best_epoch']} | {r['lr_decays']} | {r['stop_reason']} | "
+            f"{_fmt(r['final_lr'])} | {r['train_seconds']:.0f} | "
+            f"[{r['run_dir']}]({r['run_dir']}/log.csv) |"
+        )
     return "\n".join(L) + "\n"
 
 
 def _difference_table(rows: Sequence[Dict[str, Any]], contrast: bool) -> List[str]:
     """Markdown rows of :func:`paired` (or, with ``contrast``, :func:`contrasts`) rows."""
     head = "| contrast | variant − baseline" if contrast else "| variant"
-    L = [f"| target | train size {head} | seeds | difference | 95% interval | agree in sign "
-         f"| ratio |", "|---|---:|---" + ("|---" if contrast else "") + "|---:" * 5 + "|"]
+    L = [
+        f"| target | train size {head} | seeds | difference | 95% interval | agree in sign "
+        f"| ratio |",
+        "|---|---:|---" + ("|---" if contrast else "") + "|---:" * 5 + "|",
+    ]
     for p in rows:
         u = p["unit"]
-        what = f"{p['contrast']} | {p['variant']} − {p['reference']}" if contrast \
-            else p["variant"]
-        L.append(f"| {p['target']} | {p['size']:,} | {what} | {p['n']} | "
-                 f"{_pm(p['diff_mean'], p['diff_std'])} {u} | "
-                 f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
-                 f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |")
+        what = f"{p['contrast']} | {p['variant']} − {p['reference']}" if contrast else p["variant"]
+        L.append(
+            f"| {p['target']} | {p['size']:,} | {what} | {p['n']} | "
+            f"{_pm(p['diff_mean'], p['diff_std'])} {u} | "
+            f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
+            f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |"
+        )
     return L

@@ -1,5 +1,6 @@
 """Training a study's runs: one run in this process or a worker, the
 runner over a plan, and the sittings log."""
+
 from __future__ import annotations
 
 import csv
@@ -47,6 +48,7 @@ def _dataset(cfg) -> Any:
 
 def _worker_init() -> None:
     import torch
+
     torch.set_num_threads(1)
 
 
@@ -64,8 +66,13 @@ def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Di
             for name in (SYMMETRY_FILE, WEIGHTS_FILE):  # an earlier run's, if any
                 if rd.has(name):
                     os.remove(rd.file(name))
-            train(cfg, resume=(status == INTERRUPTED), overwrite=True, quiet=True,
-                  dataset=_dataset(cfg))
+            train(
+                cfg,
+                resume=(status == INTERRUPTED),
+                overwrite=True,
+                quiet=True,
+                dataset=_dataset(cfg),
+            )
         if rd.has(BEST_FILE):
             symmetry_metrics(cfg.out, _dataset(cfg))
             if keep_weights and not rd.has(WEIGHTS_FILE):
@@ -109,15 +116,23 @@ def symmetry_metrics(run_dir: str, dataset, seed: int = 1234) -> Dict[str, Any]:
     k = min(100, len(idx))
     sub = MoleculeLoader(dataset, idx[:k], k).gather(torch.as_tensor(idx[:k]))
     inv = invariance_errors(model, sub.z, sub.pos, sub.batch, seed=0)
-    out = {"version": SYMMETRY_VERSION, "unit": UNITS[cfg.target], "molecules": n,
-           "test_mae": err.mae, "rot_test_mae": rot_err.mae, "rot_change": change.mae,
-           "rot_rel": inv["rotation"], "trans_rel": inv["translation"],
-           "perm_rel": inv["permutation"]}
+    out = {
+        "version": SYMMETRY_VERSION,
+        "unit": UNITS[cfg.target],
+        "molecules": n,
+        "test_mae": err.mae,
+        "rot_test_mae": rot_err.mae,
+        "rot_change": change.mae,
+        "rot_rel": inv["rotation"],
+        "trans_rel": inv["translation"],
+        "perm_rel": inv["permutation"],
+    }
     write_json(path, out)
     return out
 
 
 # -- the runner ------------------------------------------------------------------------------
+
 
 def say(msg: str) -> None:
     print(msg, flush=True)
@@ -131,14 +146,21 @@ class _Sitting:
     its last (in a queue, a study's first runs may start while the one before
     it finishes its last). Invocations running at once each own their row:
     the file is re-read and merged under a lock on ``OUT`` at every write."""
+
     FIELDS = ("started", "wall_seconds", "runs_trained", "runs_failed", "jobs", "command")
 
     def __init__(self, out: str, jobs: int, command: str) -> None:
         self.out = out
         self.path = osp.join(out, "sittings.csv")
         self.t0: Optional[float] = None  # time.time() at the start of the first run
-        self.row: Dict[str, Any] = {"started": "", "wall_seconds": 0.0, "runs_trained": 0,
-                                    "runs_failed": 0, "jobs": jobs, "command": command}
+        self.row: Dict[str, Any] = {
+            "started": "",
+            "wall_seconds": 0.0,
+            "runs_trained": 0,
+            "runs_failed": 0,
+            "jobs": jobs,
+            "command": command,
+        }
         self.written: Optional[Dict[str, str]] = None  # our row as last written to the file
 
     def started(self, t: float) -> None:
@@ -177,8 +199,9 @@ def run_study(spec: Spec, jobs: int = 1, overwrite: bool = False, command: str =
     return run_queue([spec], jobs, overwrite, command)[spec.name]
 
 
-def run_queue(specs: Sequence[Spec], jobs: int = 1, overwrite: bool = False,
-              command: str = "") -> Dict[str, int]:
+def run_queue(
+    specs: Sequence[Spec], jobs: int = 1, overwrite: bool = False, command: str = ""
+) -> Dict[str, int]:
     """Several studies as one queue: every study is prepared first (refusals,
     reused runs, splits), then their unfinished runs train in order, the
     next study's first runs taking a worker as soon as one is free (no core
@@ -206,9 +229,11 @@ class _Study:
         runs = plan(spec)
         self.status = _prepare(spec, runs, overwrite)
         self.todo = [r for r in runs if self.status[r.rel] != FINISHED]
-        say(f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
-             f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
-             f"({len(runs) - len(self.todo)} finished, {len(self.todo)} to train) -> {spec.out}")
+        say(
+            f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
+            f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
+            f"({len(runs) - len(self.todo)} finished, {len(self.todo)} to train) -> {spec.out}"
+        )
         if self.todo:
             _write_splits(spec, self.todo, len(_dataset(self.todo[0].cfg)))
         # finished runs whose symmetry or weights are missing (and whose checkpoint is here)
@@ -234,9 +259,11 @@ class _Study:
         sitting = self.progress.sitting
         sitting.update(self.progress.done, len(self.progress.failed))
         write_report(self.spec)
-        say(f"study {self.spec.name}: trained {self.progress.done} runs in "
-             f"{sitting.row['wall_seconds']:.0f} s; report "
-             f"{osp.join(self.spec.out, 'report.md')}")
+        say(
+            f"study {self.spec.name}: trained {self.progress.done} runs in "
+            f"{sitting.row['wall_seconds']:.0f} s; report "
+            f"{osp.join(self.spec.out, 'report.md')}"
+        )
 
 
 def _prepare(spec: Spec, runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
@@ -245,8 +272,10 @@ def _prepare(spec: Spec, runs: Sequence[Run], overwrite: bool) -> Dict[str, str]
     _statuses(runs, overwrite)  # refuse before copying anything
     reused = adopt_reused(spec, runs)
     if reused:
-        say(f"study {spec.name}: copied {reused} finished runs with the same settings from "
-             f"{', '.join(spec.reuse)}")
+        say(
+            f"study {spec.name}: copied {reused} finished runs with the same settings from "
+            f"{', '.join(spec.reuse)}"
+        )
     status = _statuses(runs, overwrite)
     try:
         os.makedirs(spec.out, exist_ok=True)
@@ -272,10 +301,12 @@ class _Progress:
         else:
             self.done += 1
             mae = result.get("test_mae_meV", result.get("test_mae", float("nan")))
-            say(f"  [{self.done + len(self.failed)}/{self.total}] {tag}: test MAE {mae:.4g} "
-                 f"{'meV' if 'test_mae_meV' in result else result.get('unit', '')}, "
-                 f"{result.get('epochs')} epochs ({result.get('stop_reason')}), "
-                 f"{result.get('wall_seconds', 0):.0f} s")
+            say(
+                f"  [{self.done + len(self.failed)}/{self.total}] {tag}: test MAE {mae:.4g} "
+                f"{'meV' if 'test_mae_meV' in result else result.get('unit', '')}, "
+                f"{result.get('epochs')} epochs ({result.get('stop_reason')}), "
+                f"{result.get('wall_seconds', 0):.0f} s"
+            )
         self.sitting.update(self.done, len(self.failed))
 
 
@@ -296,8 +327,9 @@ def _error_line(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {first_line}"
 
 
-def _execute_in_worker(cfg_dict: Dict[str, Any], status: str, keep_weights: bool
-                       ) -> Tuple[float, Optional[Dict[str, Any]], Optional[str]]:
+def _execute_in_worker(
+    cfg_dict: Dict[str, Any], status: str, keep_weights: bool
+) -> Tuple[float, Optional[Dict[str, Any]], Optional[str]]:
     """``execute_run`` in a worker: its start time (time.time()) with its
     metrics or its one-line error, so a failed run counts in the sitting's
     wall time too."""
@@ -316,10 +348,14 @@ def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
     others."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
+
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
-        futures = {pool.submit(_execute_in_worker, *study.job(r, threads=1)): (study, r)
-                   for study in studies for r in study.todo}
+        futures = {
+            pool.submit(_execute_in_worker, *study.job(r, threads=1)): (study, r)
+            for study in studies
+            for r in study.todo
+        }
         for fut in as_completed(futures):
             study, r = futures[fut]
             try:

@@ -1,5 +1,6 @@
 """Study specs: parsing and checking a spec, and its plan of runs (see
 :mod:`pyg_schnet.study`)."""
+
 from __future__ import annotations
 
 import os
@@ -26,12 +27,34 @@ from pyg_schnet.run.rundir import (
     RunDir,
 )
 
-SPEC_KEYS = ("name", "description", "base", "variants", "reference", "contrasts", "targets",
-             "seeds", "train_sizes", "val_size", "test_size", "size_overrides", "keep_weights",
-             "quick", "out", "reuse")
+SPEC_KEYS = (
+    "name",
+    "description",
+    "base",
+    "variants",
+    "reference",
+    "contrasts",
+    "targets",
+    "seeds",
+    "train_sizes",
+    "val_size",
+    "test_size",
+    "size_overrides",
+    "keep_weights",
+    "quick",
+    "out",
+    "reuse",
+)
 #: Spec keys that ``quick`` may replace; its other keys are config overrides.
-QUICK_SPEC_KEYS = ("targets", "seeds", "train_sizes", "val_size", "test_size", "keep_weights",
-                   "size_overrides")
+QUICK_SPEC_KEYS = (
+    "targets",
+    "seeds",
+    "train_sizes",
+    "val_size",
+    "test_size",
+    "keep_weights",
+    "size_overrides",
+)
 #: Keys the runner sets per run (a spec may not set them in the base or a variant).
 RUN_KEYS = ("target", "seed", "train_size", "val_size", "test_size", "split_file", "out")
 #: A run's cached rotation measurements (:func:`~pyg_schnet.study.runner.symmetry_metrics`).
@@ -40,9 +63,11 @@ SYMMETRY_VERSION = 1
 
 # -- the spec ---------------------------------------------------------------------------
 
+
 @dataclass
 class Spec:
     """A parsed study spec (see the module docstring)."""
+
     path: str
     name: str
     description: str
@@ -72,10 +97,17 @@ def _int_list(path: str, key: str, value: Any, minimum: int) -> List[int]:
     items = value if isinstance(value, list) else [value]
     out = []
     for v in items:
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or float(v) != int(v) \
-                or int(v) < minimum:
-            raise _fail(path, f"{key} must be {'a list of ' if isinstance(value, list) else ''}"
-                              f"whole numbers >= {minimum}, got {value!r}")
+        if (
+            isinstance(v, bool)
+            or not isinstance(v, (int, float))
+            or float(v) != int(v)
+            or int(v) < minimum
+        ):
+            raise _fail(
+                path,
+                f"{key} must be {'a list of ' if isinstance(value, list) else ''}"
+                f"whole numbers >= {minimum}, got {value!r}",
+            )
         out.append(int(v))
     if len(set(out)) != len(out) or not out:
         raise _fail(path, f"{key} must hold distinct values, got {value!r}")
@@ -90,8 +122,13 @@ def _mapping(path: str, key: str, value: Any) -> Dict[str, Any]:
     return {str(k).replace("-", "_"): v for k, v in value.items()}
 
 
-def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
-              root: Optional[str] = None, source: Optional[str] = None) -> Spec:
+def load_spec(
+    path: str,
+    quick: bool = False,
+    out: Optional[str] = None,
+    root: Optional[str] = None,
+    source: Optional[str] = None,
+) -> Spec:
     """Read and check a spec; ``quick`` applies its ``quick`` section, ``out``,
     ``root`` and ``source`` replace the spec's output folder, data root and
     QM9 source."""
@@ -105,27 +142,47 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
     values, config_quick = _apply_quick(path, raw, quick)
     targets = _read_targets(path, values["targets"])
     seeds_raw = values["seeds"]
-    seeds = list(range(_int_list(path, "seeds", seeds_raw, 1)[0])) \
-        if not isinstance(seeds_raw, list) else _int_list(path, "seeds", seeds_raw, 0)
+    seeds = (
+        list(range(_int_list(path, "seeds", seeds_raw, 1)[0]))
+        if not isinstance(seeds_raw, list)
+        else _int_list(path, "seeds", seeds_raw, 0)
+    )
     sizes = _int_list(path, "train_sizes", values.get("train_sizes", base.get("train_size")), 1)
     val_size = _int_list(path, "val_size", values["val_size"], 1)[0]
     test_size = _int_list(path, "test_size", values["test_size"], 1)[0]
     size_overrides, size_seeds = _read_size_overrides(path, values, sizes)
     keep = values.get("keep_weights") or []
     keep_weights = _int_list(path, "keep_weights", keep, 0) if keep != [] else []
-    for where, mapping in [("base", base), *((f"variant {k}", v) for k, v in variants.items()),
-                           *((f"size_overrides {k}", v) for k, v in size_overrides.items())]:
+    for where, mapping in [
+        ("base", base),
+        *((f"variant {k}", v) for k, v in variants.items()),
+        *((f"size_overrides {k}", v) for k, v in size_overrides.items()),
+    ]:
         bad = sorted(set(mapping) & set(RUN_KEYS))
         if bad:
             raise _fail(path, f"{where} sets {', '.join(bad)}, which the study sets per run")
     base = _resolve_data(dict(base, **config_quick), base_dir, root, source)
     out_dir, reuse = _resolve_outputs(path, raw, name, quick, out)
-    spec = Spec(path=path, name=name, description=str(raw.get("description") or ""), base=base,
-                variants=variants, reference=reference, targets=targets, seeds=seeds,
-                train_sizes=sizes, val_size=val_size, test_size=test_size,
-                size_overrides=size_overrides, size_seeds=size_seeds,
-                keep_weights=keep_weights, out=out_dir,
-                quick=quick, reuse=reuse, contrasts=contrasts)
+    spec = Spec(
+        path=path,
+        name=name,
+        description=str(raw.get("description") or ""),
+        base=base,
+        variants=variants,
+        reference=reference,
+        targets=targets,
+        seeds=seeds,
+        train_sizes=sizes,
+        val_size=val_size,
+        test_size=test_size,
+        size_overrides=size_overrides,
+        size_seeds=size_seeds,
+        keep_weights=keep_weights,
+        out=out_dir,
+        quick=quick,
+        reuse=reuse,
+        contrasts=contrasts,
+    )
     plan(spec)  # every run's config, so bad settings fail before any training
     return spec
 
@@ -133,8 +190,9 @@ def load_spec(path: str, quick: bool = False, out: Optional[str] = None,
 def _check_keys(path: str, raw: Dict[str, Any]) -> None:
     unknown = sorted(set(map(str, raw)) - set(SPEC_KEYS))
     if unknown:
-        raise _fail(path, f"unknown key(s) {', '.join(unknown)}; valid keys: "
-                          f"{', '.join(SPEC_KEYS)}")
+        raise _fail(
+            path, f"unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(SPEC_KEYS)}"
+        )
     for key in ("base", "variants", "targets", "seeds", "test_size", "val_size"):
         if key not in raw:
             raise _fail(path, f"needs {key!r}")
@@ -161,13 +219,15 @@ def _read_variants(path: str, raw: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, 
             raise _fail(path, f"variant name {vname!r} cannot name a folder")
     reference = str(raw.get("reference") or next(iter(variants)))
     if reference not in variants:
-        raise _fail(path, f"reference {reference!r} is not a variant; variants: "
-                          f"{', '.join(variants)}")
+        raise _fail(
+            path, f"reference {reference!r} is not a variant; variants: {', '.join(variants)}"
+        )
     return variants, reference
 
 
-def _read_contrasts(path: str, raw: Any, variants: Dict[str, Dict[str, Any]]
-                    ) -> Dict[str, Tuple[str, str]]:
+def _read_contrasts(
+    path: str, raw: Any, variants: Dict[str, Dict[str, Any]]
+) -> Dict[str, Tuple[str, str]]:
     """``contrasts``: a mapping of names to ``[variant, baseline]`` pairs."""
     if raw is None:
         return {}
@@ -176,18 +236,24 @@ def _read_contrasts(path: str, raw: Any, variants: Dict[str, Dict[str, Any]]
     out: Dict[str, Tuple[str, str]] = {}
     for name, pair in raw.items():
         if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1]:
-            raise _fail(path, f"contrast {name!r} must be [variant, baseline] (two different "
-                              f"variants), got {pair!r}")
+            raise _fail(
+                path,
+                f"contrast {name!r} must be [variant, baseline] (two different "
+                f"variants), got {pair!r}",
+            )
         for v in pair:
             if str(v) not in variants:
-                raise _fail(path, f"contrast {name!r}: {v!r} is not a variant; variants: "
-                                  f"{', '.join(variants)}")
+                raise _fail(
+                    path,
+                    f"contrast {name!r}: {v!r} is not a variant; variants: {', '.join(variants)}",
+                )
         out[str(name)] = (str(pair[0]), str(pair[1]))
     return out
 
 
-def _apply_quick(path: str, raw: Dict[str, Any], quick: bool
-                 ) -> Tuple[Dict[str, Any], Dict[str, Any]]:
+def _apply_quick(
+    path: str, raw: Dict[str, Any], quick: bool
+) -> Tuple[Dict[str, Any], Dict[str, Any]]:
     """The spec's values with its ``quick`` section applied (spec keys), and
     the config overrides that section holds."""
     values = dict(raw)
@@ -211,8 +277,9 @@ def _read_targets(path: str, value: Any) -> List[str]:
     return targets
 
 
-def _read_size_overrides(path: str, values: Dict[str, Any], sizes: List[int]
-                         ) -> Tuple[Dict[int, Dict[str, Any]], Dict[int, List[int]]]:
+def _read_size_overrides(
+    path: str, values: Dict[str, Any], sizes: List[int]
+) -> Tuple[Dict[int, Dict[str, Any]], Dict[int, List[int]]]:
     """Config overrides per training size, and the seeds of the sizes that
     run fewer (the costliest)."""
     size_overrides: Dict[int, Dict[str, Any]] = {}
@@ -226,13 +293,15 @@ def _read_size_overrides(path: str, values: Dict[str, Any], sizes: List[int]
             raise _fail(path, f"size_overrides names {size}, which is not in train_sizes")
         size_overrides[size] = _mapping(path, f"size_overrides {k}", v)
         if "seeds" in size_overrides[size]:
-            size_seeds[size] = _int_list(path, f"size_overrides {k} seeds",
-                                         size_overrides[size].pop("seeds"), 0)
+            size_seeds[size] = _int_list(
+                path, f"size_overrides {k} seeds", size_overrides[size].pop("seeds"), 0
+            )
     return size_overrides, size_seeds
 
 
-def _resolve_data(base: Dict[str, Any], base_dir: str, root: Optional[str],
-                  source: Optional[str]) -> Dict[str, Any]:
+def _resolve_data(
+    base: Dict[str, Any], base_dir: str, root: Optional[str], source: Optional[str]
+) -> Dict[str, Any]:
     """The base config with the data root and source given on the command
     line, or its own root made absolute (relative to the file naming it)."""
     if source is not None:
@@ -244,8 +313,9 @@ def _resolve_data(base: Dict[str, Any], base_dir: str, root: Optional[str],
     return base
 
 
-def _resolve_outputs(path: str, raw: Dict[str, Any], name: str, quick: bool,
-                     out: Optional[str]) -> Tuple[str, List[str]]:
+def _resolve_outputs(
+    path: str, raw: Dict[str, Any], name: str, quick: bool, out: Optional[str]
+) -> Tuple[str, List[str]]:
     """The output folder and the folders whose identical runs are reused."""
     here = osp.dirname(path)
     if out is not None:
@@ -263,6 +333,7 @@ def _resolve_outputs(path: str, raw: Dict[str, Any], name: str, quick: bool,
 
 # -- the plan -----------------------------------------------------------------------------
 
+
 @dataclass
 class Run:
     variant: str
@@ -277,8 +348,9 @@ class Run:
 
 
 def split_path(spec: Spec, size: int, seed: int) -> str:
-    return osp.join(spec.out, "splits",
-                    f"seed{seed}_train{size}_val{spec.val_size}_test{spec.test_size}.npz")
+    return osp.join(
+        spec.out, "splits", f"seed{seed}_train{size}_val{spec.val_size}_test{spec.test_size}.npz"
+    )
 
 
 def plan(spec: Spec) -> List[Run]:
@@ -292,9 +364,14 @@ def plan(spec: Spec) -> List[Run]:
             for target in spec.targets:
                 for variant, overrides in spec.variants.items():
                     values = dict(spec.base, **overrides, **spec.size_overrides.get(size, {}))
-                    values.update(target=target, seed=seed, train_size=size,
-                                  val_size=spec.val_size, test_size=spec.test_size,
-                                  split_file=split_path(spec, size, seed))
+                    values.update(
+                        target=target,
+                        seed=seed,
+                        train_size=size,
+                        val_size=spec.val_size,
+                        test_size=spec.test_size,
+                        split_file=split_path(spec, size, seed),
+                    )
                     run = Run(variant, target, size, seed, None)
                     values["out"] = osp.join(spec.out, run.rel)
                     try:
@@ -323,16 +400,25 @@ def _statuses(runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
     if refused:
         r, diff = refused[0]
         more = f" (and {len(refused) - 1} more runs)" if len(refused) > 1 else ""
-        raise UserError(f"{r.cfg.out} holds a run with other settings ({', '.join(diff)}){more}; "
-                        f"use another --out or pass --overwrite to retrain it")
+        raise UserError(
+            f"{r.cfg.out} holds a run with other settings ({', '.join(diff)}){more}; "
+            f"use another --out or pass --overwrite to retrain it"
+        )
     assert all(s in (NEW, FINISHED, INTERRUPTED, STALE) for s in out.values())
     return out
 
 
 REUSED_FILE = "reused_from"
 #: Files copied from a reused run (checkpoints only if they are there).
-REUSE_FILES = (CONFIG_FILE, SPLIT_FILE, LOG_FILE, METRICS_FILE, SYMMETRY_FILE, WEIGHTS_FILE,
-               BEST_FILE)
+REUSE_FILES = (
+    CONFIG_FILE,
+    SPLIT_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    SYMMETRY_FILE,
+    WEIGHTS_FILE,
+    BEST_FILE,
+)
 
 
 def adopt_reused(spec: Spec, runs: Sequence[Run]) -> int:
@@ -344,16 +430,25 @@ def adopt_reused(spec: Spec, runs: Sequence[Run]) -> int:
             continue
         for folder in spec.reuse:
             base = osp.join(folder, "runs", r.target)
-            donors = [osp.join(base, v, f"n{r.size}_seed{r.seed}")
-                      for v in (sorted(os.listdir(base)) if osp.isdir(base) else [])]
-            donor = next((d for d in donors if RunDir(d).has(METRICS_FILE)
-                          and not RunDir(d).differences(r.cfg)), None)
+            donors = [
+                osp.join(base, v, f"n{r.size}_seed{r.seed}")
+                for v in (sorted(os.listdir(base)) if osp.isdir(base) else [])
+            ]
+            donor = next(
+                (
+                    d
+                    for d in donors
+                    if RunDir(d).has(METRICS_FILE) and not RunDir(d).differences(r.cfg)
+                ),
+                None,
+            )
             if donor is None:
                 continue
             os.makedirs(r.cfg.out, exist_ok=True)
             for f in REUSE_FILES:
-                if osp.isfile(osp.join(donor, f)) and (f != WEIGHTS_FILE
-                                                      or r.seed in spec.keep_weights):
+                if osp.isfile(osp.join(donor, f)) and (
+                    f != WEIGHTS_FILE or r.seed in spec.keep_weights
+                ):
                     copy_file(osp.join(donor, f), osp.join(r.cfg.out, f))
             write_text(osp.join(r.cfg.out, REUSED_FILE), osp.relpath(donor, r.cfg.out) + "\n")
             copied += 1
@@ -367,4 +462,5 @@ def _write_splits(spec: Spec, runs: Sequence[Run], num_molecules: int) -> None:
         p = split_path(spec, size, seed)
         if not osp.isfile(p):
             nested_split(num_molecules, size, spec.val_size, spec.test_size, seed).save(
-                p, num_molecules)
+                p, num_molecules
+            )

@@ -1,14 +1,44 @@
 """Statistics of a study report: paired differences with t-intervals and
 log-log slopes (pure Python, no SciPy)."""
+
 from __future__ import annotations
 
 import math
 from typing import Any, Dict, Sequence, Tuple
 
 #: Two-sided 95% quantiles of Student's t by degrees of freedom (1-30).
-_T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179,
-         2.160, 2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064,
-         2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+_T975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 
 
 def t_quantile_975(df: int) -> float:
@@ -41,10 +71,21 @@ def paired_difference(variant: Dict[int, float], reference: Dict[int, float]) ->
     half = t_quantile_975(n - 1) * s / math.sqrt(n) if n >= 2 else float("nan")
     sign = 1 if m > 0 else -1 if m < 0 else 0
     agree = sum(1 for x in d if (x > 0) - (x < 0) == sign) if n else 0
-    ratio = mean([variant[k] for k in seeds]) / mean([reference[k] for k in seeds]) if n else \
-        float("nan")
-    return {"n": n, "seeds": seeds, "diff_mean": m, "diff_std": s, "ci_low": m - half,
-            "ci_high": m + half, "agree": agree, "ratio": ratio}
+    ratio = (
+        mean([variant[k] for k in seeds]) / mean([reference[k] for k in seeds])
+        if n
+        else float("nan")
+    )
+    return {
+        "n": n,
+        "seeds": seeds,
+        "diff_mean": m,
+        "diff_std": s,
+        "ci_low": m - half,
+        "ci_high": m + half,
+        "agree": agree,
+        "ratio": ratio,
+    }
 
 
 def loglog_slope(sizes: Sequence[float], values: Sequence[float]) -> Tuple[float, float]:

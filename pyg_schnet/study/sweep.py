@@ -11,6 +11,7 @@ W&B run id (``WANDB_RUN_ID``, which the run's W&B logging takes too), and
 ``sweep.json`` (its parameters), so a second call continues the sweep; a grid
 ends when it is exhausted.
 """
+
 from __future__ import annotations
 
 import json
@@ -54,6 +55,7 @@ def agent_command(spec: Dict[str, Any], run_config: Dict[str, Any]) -> List[str]
     the parameters, nested ones included); ``pyg-schnet`` runs in this
     interpreter."""
     from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
+
     args = create_sweep_command_args({"args": run_config})["args"]
     out: List[str] = []
     for item in spec["command"]:
@@ -94,13 +96,24 @@ def previous_runs(spec: Dict[str, Any], out: str) -> List[Any]:
             config = json.load(f)["config"]
         metric, value = _metric(spec, osp.join(out, name))
         state = engine.RunState.finished if value is not None else engine.RunState.failed
-        runs.append(engine.SweepRun(name=name, config=config, state=state,
-                                    summaryMetrics={metric: value} if value is not None else {}))
+        runs.append(
+            engine.SweepRun(
+                name=name,
+                config=config,
+                state=state,
+                summaryMetrics={metric: value} if value is not None else {},
+            )
+        )
     return runs
 
 
-def run_sweep(path: str, count: int = 1, out_dir: Optional[str] = None,
-              wandb_mode: str = "offline", extra: Sequence[str] = ()) -> int:
+def run_sweep(
+    path: str,
+    count: int = 1,
+    out_dir: Optional[str] = None,
+    wandb_mode: str = "offline",
+    extra: Sequence[str] = (),
+) -> int:
     """Start ``count`` runs of the sweep file ``path`` (see the module
     docstring) in ``out_dir`` (default: ``runs/sweeps/NAME``), each with the
     flags ``extra`` added; returns 0, or raises naming the failed runs."""
@@ -111,8 +124,10 @@ def run_sweep(path: str, count: int = 1, out_dir: Optional[str] = None,
     os.makedirs(out, exist_ok=True)
     engine = _engine()
     runs = previous_runs(spec, out)
-    print(f"sweep {spec.get('name', path)} ({spec['method']}): {len(runs)} earlier run(s) "
-          f"in {out}", flush=True)
+    print(
+        f"sweep {spec.get('name', path)} ({spec['method']}): {len(runs)} earlier run(s) in {out}",
+        flush=True,
+    )
     failed = 0
     for k in range(count):
         with warnings.catch_warnings():
@@ -125,22 +140,32 @@ def run_sweep(path: str, count: int = 1, out_dir: Optional[str] = None,
         run_dir = osp.join(out, run_id)
         os.makedirs(run_dir)
         write_json(osp.join(run_dir, "sweep.json"), {"config": nxt.config, "run_id": run_id})
-        cmd = agent_command(spec, nxt.config) + list(extra) + [f"--out={run_dir}",
-                                                                f"--wandb={wandb_mode}"]
+        cmd = (
+            agent_command(spec, nxt.config)
+            + list(extra)
+            + [f"--out={run_dir}", f"--wandb={wandb_mode}"]
+        )
         env = dict(os.environ, WANDB_RUN_ID=run_id)
         proc = subprocess.run(cmd, env=env)
         metric, value = _metric(spec, run_dir)
         params = {key: v["value"] for key, v in nxt.config.items()}
         if proc.returncode != 0 or value is None:
             failed += 1
-            print(f"[{k + 1}/{count}] {run_id} {params}: failed (exit {proc.returncode}); "
-                  f"command: {shlex.join(cmd)}", flush=True)
+            print(
+                f"[{k + 1}/{count}] {run_id} {params}: failed (exit {proc.returncode}); "
+                f"command: {shlex.join(cmd)}",
+                flush=True,
+            )
         else:
             print(f"[{k + 1}/{count}] {run_id} {params}: {metric} {value:.5g}", flush=True)
-        runs.append(engine.SweepRun(
-            name=run_id, config=nxt.config,
-            state=engine.RunState.finished if value is not None else engine.RunState.failed,
-            summaryMetrics={metric: value} if value is not None else {}))
+        runs.append(
+            engine.SweepRun(
+                name=run_id,
+                config=nxt.config,
+                state=engine.RunState.finished if value is not None else engine.RunState.failed,
+                summaryMetrics={metric: value} if value is not None else {},
+            )
+        )
     if failed:
         raise UserError(f"{failed} sweep run(s) failed (their output is above)")
     return 0
