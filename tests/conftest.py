@@ -9,7 +9,7 @@ os.environ.setdefault("WANDB_SILENT", "true")
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 # The full QM9 cache is built once per checkout and shared by the data tests
 # (and by the README's main command): building it is itself tested in
-# test_data.py. Everything else trains on a ~980-molecule sample of it
+# data/test_qm9.py. Everything else trains on a ~980-molecule sample of it
 # (qm9_sample.py), built through the ``pyg`` source.
 DATA_ROOT = os.environ.get("PYG_SCHNET_TEST_ROOT", osp.join(REPO, "data", "qm9"))
 # the default root of every command the tests run (never the user's ~/.cache)

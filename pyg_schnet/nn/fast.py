@@ -15,7 +15,7 @@ a fast model has the same parameter names as an exact one, and deep copies
     spacing is ``feature_width / POINTS_PER_FEATURE`` (0.01 Å for the 0.2 Å
     Gaussians of 25 centres on 5 Å, finer for narrower ones) and interpolated
     linearly; the error is that of linear interpolation,
-    ``h^2 / 8 * max|W''|``, and ``tests/test_fast.py`` holds every radial
+    ``h^2 / 8 * max|W''|``, and ``tests/nn/test_fast.py`` holds every radial
     filter's predictions to :data:`FAST_TOLERANCE`.
   - A *stepped* filter (``conv1d``, or any filter with ``distance_bin_width``)
     is constant on its bins: the table holds one row per bin, evaluated at the

@@ -17,7 +17,7 @@ import math
 import os
 import os.path as osp
 from dataclasses import dataclass, field, fields
-from typing import Any, Dict, List, Optional, Union, get_type_hints
+from typing import Any, Dict, List, Optional, Tuple, Union, get_type_hints
 
 import yaml
 
@@ -479,19 +479,30 @@ class _Settings:
         if isinstance(value, str) and value.strip().startswith("{"):
             value = _flow_mapping("model", value)  # a sweep agent's nested form
         if isinstance(value, dict):
+            self._new_component(self.model, value.get("name"))
             self.model.update({str(k): v for k, v in value.items()})
         elif isinstance(value, str):
+            self._new_component(self.model, value)
             self.model["name"] = value
         else:
             raise UserError(f"model must be a name or a mapping, got {value!r}")
+
+    @staticmethod
+    def _new_component(current: Dict[str, Any], name: Any) -> None:
+        """A source that names another filter (or model) than an earlier
+        source did replaces it: the earlier options were that one's."""
+        if isinstance(name, str) and "name" in current and current["name"] != name:
+            current.clear()
 
     def set_filter(self, value: Any) -> None:
         if isinstance(value, str) and value.strip().startswith("{"):
             value = _flow_mapping("filter", value)  # a sweep agent's nested form
         if isinstance(value, dict):
+            self._new_component(self.filter, value.get("name"))
             for k, v in value.items():
                 self.set_option(str(k), v)
         elif isinstance(value, str):
+            self._new_component(self.filter, value)
             self.filter["name"] = value
         else:
             raise UserError(f"filter must be a name or a mapping, got {value!r}")
@@ -595,6 +606,16 @@ def load_run_config(path: str) -> Config:
     return load_config(path, absent, paths_relative_to_file=False)
 
 
+def _names_first(values: Dict[str, Any]) -> List[Tuple[str, Any]]:
+    """A source's settings with the filter and model names before their
+    options, so ``--filter.num_bins 50 --filter conv1d`` sets conv1d's option
+    whatever the order."""
+    return sorted(
+        ((str(k), v) for k, v in values.items()),
+        key=lambda kv: kv[0].replace("-", "_") not in ("filter", "model"),
+    )
+
+
 def load_config(
     path: Optional[str] = None,
     overrides: Optional[Dict[str, Any]] = None,
@@ -611,7 +632,7 @@ def load_config(
     if path is not None:
         path = find_config(path)
         here = osp.dirname(osp.abspath(path))
-        for key, value in read_yaml(path).items():
+        for key, value in _names_first(read_yaml(path)):
             if (
                 paths_relative_to_file
                 and str(key) in PATH_KEYS
@@ -621,7 +642,7 @@ def load_config(
             ):
                 value = osp.normpath(osp.join(here, value))
             settings.set(str(key), value)
-    for key, value in (overrides or {}).items():
+    for key, value in _names_first(overrides or {}):
         settings.set(key, value)
     cfg = settings.config()
     cfg.out = resolve_out(cfg)
