@@ -185,6 +185,14 @@ def _model_text(cfg: Any) -> str:
     return f"SchNet (pyg_schnet), {cfg.label} filter, {size}{fast}"
 
 
+def _test_mae(metrics: Dict[str, Any], run_dir: str) -> float:
+    """A run's test MAE for its card; a run without a test set has none."""
+    mae = metrics.get("test_mae")
+    if not isinstance(mae, (int, float)) or mae != mae:
+        raise UserError(f"{run_dir} has no test MAE (no test molecules): a card needs one")
+    return float(mae)
+
+
 def export_model(
     run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR, overwrite: bool = False
 ) -> str:
@@ -240,7 +248,7 @@ def export_model(
         "model": _model_text(cfg),
         "data": f"QM9 ({num_molecules:,} molecules, PyG's targets and units) from {cfg.source}",
         "split": split_text,
-        "test_mae": metrics["test_mae"],
+        "test_mae": _test_mae(metrics, run_dir),
         "test_rmse": metrics["test_rmse"],
         "best_val_mae": metrics["best_val_mae"],
         "test_mae_rotated": symmetry.get("rot_test_mae"),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import csv
 import fcntl
 import json
+import math
 import os
 import os.path as osp
 import shutil
@@ -82,9 +83,21 @@ def write_text(path: str, text: str) -> None:
         f.write(text)
 
 
+def _finite(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float as None (JSON has no NaN)."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
+
+
 def write_json(path: str, obj: Dict[str, Any]) -> None:
+    """``obj`` as strict JSON: a NaN or infinite value is written as null."""
     with atomic_write(path) as f:
-        json.dump(obj, f, indent=2)
+        json.dump(_finite(obj), f, indent=2, allow_nan=False)
         f.write("\n")
 
 

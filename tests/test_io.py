@@ -80,3 +80,11 @@ def test_shared_locks_coexist(tmp_path):
     path = str(tmp_path / ".lock")
     with locked(path, exclusive=False), locked(path, exclusive=False, wait=False):
         pass
+
+
+def test_json_has_no_nan(tmp_path):
+    """A missing measurement is null: metrics.json stays valid JSON."""
+    import json
+
+    write_json(str(tmp_path / "m.json"), {"test_mae": float("nan"), "x": [float("inf"), 1.0]})
+    assert json.loads((tmp_path / "m.json").read_text()) == {"test_mae": None, "x": [None, 1.0]}

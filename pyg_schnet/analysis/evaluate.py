@@ -9,7 +9,15 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 
-from pyg_schnet.data import QM9, UNITS, load_split, target_index
+from pyg_schnet.data import (
+    QM9,
+    UNITS,
+    Split,
+    default_root,
+    load_split,
+    split_from_name,
+    target_index,
+)
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.molio import read_inputs
 from pyg_schnet.errors import UserError
@@ -21,7 +29,7 @@ from pyg_schnet.plots import error_plot, parity_plot
 from pyg_schnet.run.checkpoint import load_checkpoint, model_from_checkpoint
 from pyg_schnet.run.config import Config
 from pyg_schnet.run.inference import predict_loader
-from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
+from pyg_schnet.run.rundir import SPLIT_FILE, WEIGHTS_FILE, RunDir
 
 
 def load_run(run_dir: str, which: str = "best") -> Tuple[Config, AtomisticModel, Dict[str, Any]]:
@@ -39,19 +47,43 @@ def load_run(run_dir: str, which: str = "best") -> Tuple[Config, AtomisticModel,
     return cfg, model, ckpt
 
 
-def evaluate(run_dir: str, split: str = "test", batch_size: Optional[int] = None) -> Dict[str, Any]:
+def evaluate(
+    run_dir: str, split: str = "test", batch_size: Optional[int] = None, root: Optional[str] = None
+) -> Dict[str, Any]:
     """MAE and RMSE of a run's best model on a split, and its parity plot
-    (written into the run directory, under the run directory's lock)."""
+    (written into the run directory, under the run directory's lock).
+    ``root``: the QM9 root, where the run's recorded one is not on this
+    machine (a committed run evaluated elsewhere; default: the recorded root
+    if it exists, else the default root)."""
     cfg, model, _ = load_run(run_dir)
+    if root is not None:
+        cfg.root = osp.abspath(root)
+    elif not osp.isdir(cfg.root):
+        cfg.root = default_root()
     with RunDir(run_dir).lock():
         return _evaluate(run_dir, cfg, model, split, batch_size)
+
+
+def run_split(run_dir: str, cfg: Config, num_molecules: int) -> Split:
+    """A run's split: its ``split.npz``, else the split file its config
+    names, else (a study's committed run, which keeps neither) the nested
+    split that file's name describes."""
+    rd = RunDir(run_dir)
+    if rd.has(SPLIT_FILE):
+        return load_split(rd.split_path, num_molecules)
+    if cfg.split_file and osp.isfile(cfg.split_file):
+        return load_split(cfg.split_file, num_molecules)
+    rebuilt = split_from_name(cfg.split_file, num_molecules) if cfg.split_file else None
+    if rebuilt is None:
+        raise UserError(f"{run_dir} holds no {SPLIT_FILE} and its split file is not here")
+    return rebuilt
 
 
 def _evaluate(
     run_dir: str, cfg: Config, model: AtomisticModel, split: str, batch_size: Optional[int]
 ) -> Dict[str, Any]:
     dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
-    sp = load_split(RunDir(run_dir).split_path, len(dataset))
+    sp = run_split(run_dir, cfg, len(dataset))
     idx = {"train": sp.train_idx, "val": sp.val_idx, "test": sp.test_idx}[split]
     if len(idx) == 0:
         raise UserError(f"the {split} split of {run_dir} is empty")

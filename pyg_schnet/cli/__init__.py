@@ -109,7 +109,11 @@ def train_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", metavar="FILE", help="YAML config file")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
     p.add_argument("--overwrite", action="store_true", help="replace a finished run's directory")
-    p.add_argument("--quiet", action="store_true", help="no per-epoch lines")
+    p.add_argument(
+        "--quiet",
+        action="store_true",
+        help="no per-epoch output (a progress bar on a terminal, else one line per epoch)",
+    )
     add_config_arguments(p)
     return p
 
@@ -138,10 +142,14 @@ def cmd_train(argv: List[str]) -> int:
         return launch(argv, processes)
     metrics = train(cfg, resume=a.resume is not None, overwrite=a.overwrite, quiet=a.quiet)
     if int(os.environ.get("RANK", "0")) == 0:
-        unit = metrics["unit"]
-        extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
+        unit, mae = metrics["unit"], metrics["test_mae"]
+        if mae is None or mae != mae:  # no test molecules (test_size 0)
+            result = "no test molecules, no test MAE"
+        else:
+            extra = f" ({metrics['test_mae_meV']:.1f} meV)" if "test_mae_meV" in metrics else ""
+            result = f"test MAE {mae:.5g} {unit}{extra}"
         print(
-            f"{cfg.label} {cfg.target}: test MAE {metrics['test_mae']:.5g} {unit}{extra} "
+            f"{cfg.label} {cfg.target}: {result} "
             f"after {metrics['epochs']} epochs, {metrics['train_seconds']:.1f} s; "
             f"run directory {cfg.out}"
         )
@@ -163,11 +171,19 @@ def cmd_evaluate(argv: List[str]) -> int:
         default=None,
         help="a shipped pretrained model (qm9-U0, qm9-gap) or a folder from export",
     )
-    p.add_argument("--root", default=None, help="QM9 root for --model (default: as train)")
+    p.add_argument(
+        "--root",
+        default=None,
+        help="QM9 root (default: a run's recorded root if it is on this machine, else as train)",
+    )
     p.add_argument("--limit", type=int, default=None, help="with --model: a random subset")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--batch-size", "--batch_size", type=int, default=None)
     a = p.parse_args(argv)
+    if a.limit is not None and a.limit < 1:
+        raise UserError(f"--limit must be at least 1, got {a.limit}")
+    if a.batch_size is not None and a.batch_size < 1:
+        raise UserError(f"--batch-size must be at least 1, got {a.batch_size}")
     if (a.model is None) == (a.run_dir is None):
         raise UserError("evaluate needs a run directory or --model NAME (not both)")
     if a.model is not None:
@@ -186,7 +202,7 @@ def cmd_evaluate(argv: List[str]) -> int:
         return 0
     from pyg_schnet.analysis.evaluate import evaluate
 
-    res = evaluate(a.run_dir, a.split, a.batch_size)
+    res = evaluate(a.run_dir, a.split, a.batch_size, a.root)
     print(
         f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
         f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}, error histogram "
@@ -343,7 +359,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return COMMANDS[cmd](rest)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        if int(os.environ.get("RANK", "0")) == 0:  # data-parallel workers: one line, not one each
+            print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -17,7 +17,15 @@ from pyg_schnet.data.qm9 import (
     default_root,
     target_index,
 )
-from pyg_schnet.data.splits import Split, get_split, load_split, nested_split, random_split
+from pyg_schnet.data.splits import (
+    Split,
+    get_split,
+    load_split,
+    nested_split,
+    nested_split_name,
+    random_split,
+    split_from_name,
+)
 from pyg_schnet.data.statistics import Statistics, compute_statistics
 
 __all__ = [
@@ -35,6 +43,8 @@ __all__ = [
     "get_split",
     "load_split",
     "nested_split",
+    "nested_split_name",
+    "split_from_name",
     "random_split",
     "Statistics",
     "compute_statistics",

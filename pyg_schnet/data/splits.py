@@ -5,8 +5,9 @@ schnetpack's ``split.npz`` form."""
 from __future__ import annotations
 
 import os.path as osp
+import re
 from dataclasses import dataclass
-from typing import Union
+from typing import Optional, Union
 
 import numpy as np
 
@@ -131,3 +132,23 @@ def get_split(
     split = random_split(n, train, val, test, seed)
     split.save(path, n)
     return split
+
+
+def nested_split_name(train: int, val: int, test: int, seed: int) -> str:
+    """The file name a study gives the nested split ``(train, val, test, seed)``."""
+    return f"seed{seed}_train{train}_val{val}_test{test}.npz"
+
+
+_NESTED_NAME = re.compile(r"^seed(\d+)_train(\d+)_val(\d+)_test(\d+)\.npz$")
+
+
+def split_from_name(path: str, n: int) -> Optional[Split]:
+    """The split a file named by :func:`nested_split_name` holds, rebuilt from
+    its name alone (its seed and sizes) for a data set of ``n`` molecules; None
+    for any other name. A study's committed runs keep no split files: this is
+    how they are evaluated on another machine."""
+    m = _NESTED_NAME.match(osp.basename(path))
+    if m is None:
+        return None
+    seed, train, val, test = (int(g) for g in m.groups())
+    return nested_split(n, train, val, test, seed)

@@ -32,6 +32,7 @@ from pyg_schnet.nn.models import (
     build,
 )
 from pyg_schnet.registry import Entry, Registry
+from pyg_schnet.run.distributed import default_processes
 from pyg_schnet.run.recipe import HORIZONS, SCHEDULES
 
 
@@ -131,10 +132,9 @@ class Config:
     )
     processes: Optional[int] = _field(
         None,
-        "data-parallel processes that share each batch, "
-        "started by pyg-schnet train (none: one per CPU "
-        "core; 1 on a GPU); the train() function runs in "
-        "its caller's process",
+        "data-parallel processes that share each batch, started by pyg-schnet train "
+        "(none: one per CPU this process may use, at most 8 and at least 25 molecules "
+        "each; 1 on a GPU); the train() function runs in its caller's process",
     )
     # bookkeeping
     out: str = _field(
@@ -166,11 +166,12 @@ class Config:
         return MODELS.entry(self.model_name)
 
     def resolved_processes(self) -> int:
-        """Data-parallel processes: as set, else one per CPU core (the measured
-        fastest on CPU at every model size, README), or one on a GPU."""
+        """Data-parallel processes: as set, else
+        :func:`~pyg_schnet.run.distributed.default_processes` (one per usable
+        CPU, capped; one on a GPU)."""
         if self.processes is not None:
             return self.processes
-        return 1 if self.device != "cpu" else max(1, os.cpu_count() or 1)
+        return default_processes(self.batch_size, self.device)
 
     def validate(self) -> "Config":
         """Check the settings, resolve the filter's options (defaults filled in)
@@ -545,12 +546,34 @@ def _flow_mapping(key: str, text: str) -> Dict[str, Any]:
     return value
 
 
+class _DuplicateKey(yaml.YAMLError):
+    def __init__(self, key: Any, line: int) -> None:
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line = key, line
+
+
+class _StrictLoader(yaml.SafeLoader):
+    """``yaml.safe_load`` that refuses a mapping with the same key twice (YAML
+    itself lets the last one win, silently)."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Dict[Any, Any]:
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise _DuplicateKey(key, key_node.start_mark.line + 1)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def read_yaml(path: str, what: str = "config file") -> Dict[str, Any]:
     """Read a YAML mapping with clear errors for missing, unreadable or
     malformed files; ``what`` names the file in them."""
     text = read_text(path, what)
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_StrictLoader)
+    except _DuplicateKey as exc:
+        raise UserError(f"{what} {path} sets {exc.key!r} twice (line {exc.line})") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""

@@ -29,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from pyg_schnet.errors import UserError
+from pyg_schnet.run.distributed import usable_cpus
 from pyg_schnet.run.rundir import RunDir
 
 #: Work per molecule (``num_filters`` times edges per molecule times blocks,
@@ -98,7 +99,7 @@ def default_threads(
 ) -> int:
     """Threads per process when the config sets none: one for small models,
     the process's share of the cores for large ones (the measured rule)."""
-    cores = cores or os.cpu_count() or 1
+    cores = cores or usable_cpus()
     share = max(1, cores // max(1, processes))
     if work_per_molecule(num_filters, num_interactions, cutoff) < THREADS_WORK_THRESHOLD:
         return 1
@@ -168,7 +169,7 @@ def run(a: argparse.Namespace) -> int:
     """Time the grid the command line ``a`` asks for (see the module docstring)."""
     if a.rounds < 1 or a.epochs < 2:
         raise UserError("throughput: need --rounds >= 1 and --epochs >= 2")
-    cores = os.cpu_count() or 1
+    cores = usable_cpus()
     print(
         f"{cores} cores; training molecules/s of all processes together, median of epochs "
         f"2..{a.epochs}; settings alternate within each round"

@@ -48,6 +48,7 @@ from pyg_schnet.data import (
 from pyg_schnet.data.loader import MoleculeBatch, MoleculeLoader
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import write_csv, write_json
+from pyg_schnet.metrics import ErrorSums
 from pyg_schnet.nn.atomistic import AtomisticModel, count_parameters
 from pyg_schnet.nn.models import build
 from pyg_schnet.nn.schnet import SchNet
@@ -230,6 +231,11 @@ class Trainer:
             else QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
         )
         self.split = self._split(resumed)
+        if len(self.split.train_idx) < info.world_size:
+            raise UserError(
+                f"{len(self.split.train_idx)} training molecule(s) cannot be shared by "
+                f"{info.world_size} processes; use more molecules or --processes 1"
+            )
         if info.main:
             save_config(cfg, self.run.config_path)
         self.target = target_index(cfg.target)
@@ -384,8 +390,8 @@ class Trainer:
         molecule count over all ranks. A time budget can end it early."""
         self.train_model.train()
         self.train_loader.set_epoch(epoch)
-        loss_sum = abs_sum = 0.0
-        n_seen = 0
+        loss_sum = 0.0
+        train_err = ErrorSums()
         self._epoch_start = t0
         batches = _progress(
             self.train_loader, len(self.train_loader), f"epoch {epoch + 1}", self.quiet, leave=False
@@ -394,11 +400,12 @@ class Trainer:
             self.hooks.batch()
             loss, pred, b = self.step(b.to(self.device), epoch, bi)
             loss_sum += float(loss) * b.num_graphs
-            abs_sum += float((pred - b.y).abs().sum())
-            n_seen += b.num_graphs
+            train_err.add(pred, b.y)
             if self._over_budget(t0):
                 break
-        loss_sum, abs_sum, n = allreduce([loss_sum, abs_sum, float(n_seen)], self.info)
+        loss_sum, abs_sum, n = allreduce([loss_sum, train_err.abs, float(train_err.n)], self.info)
+        if n == 0:
+            raise UserError(f"epoch {epoch + 1} trained on no molecule: the training set is empty")
         return loss_sum, abs_sum, n
 
     def step(self, b: MoleculeBatch, epoch: int, bi: int) -> Tuple[Tensor, Tensor, MoleculeBatch]:
@@ -472,7 +479,23 @@ class Trainer:
             self.wandb.log(row)
         if hasattr(progress, "set_postfix"):
             progress.set_postfix(val_mae=f"{val_mae:.4g}")
+        elif self.info.main and not self.quiet:  # no terminal (a log file): a line per epoch
+            print(self._epoch_line(row), file=sys.stderr, flush=True)
         return reason
+
+    def _epoch_line(self, row: Dict[str, float]) -> str:
+        """One plain line for an epoch, with the time left to the epoch cap or
+        the time budget, whichever comes first (the schedule may stop sooner)."""
+        cfg, st = self.cfg, self.state
+        left = (cfg.epochs - st.epoch) * st.elapsed / max(st.epoch, 1)
+        if cfg.time_budget is not None:
+            left = min(left, max(0.0, cfg.time_budget - st.elapsed))
+        return (
+            f"epoch {int(row['epoch'])}/{cfg.epochs}: train loss {row['train_loss']:.4g}, "
+            f"train MAE {row['train_mae']:.4g}, val MAE {row['val_mae']:.4g}, "
+            f"lr {row['lr']:.3g}, {row['molecules_per_second']:.0f} molecules/s, "
+            f"{row['epoch_seconds']:.1f} s, at most {left / 60:.1f} min left"
+        )
 
     def validate(self, epoch: int) -> float:
         val_mae, _ = errors(self.eval_model, self.val_loader, self.device, self.info)

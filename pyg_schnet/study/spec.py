@@ -8,7 +8,7 @@ import os.path as osp
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pyg_schnet.data import TARGETS, nested_split, target_index
+from pyg_schnet.data import TARGETS, nested_split, nested_split_name, target_index
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import copy_file, write_text
 from pyg_schnet.run.config import load_config, read_yaml
@@ -274,6 +274,9 @@ def _read_targets(path: str, value: Any) -> List[str]:
             targets.append(TARGETS[target_index(str(t))])
         except UserError as exc:
             raise _fail(path, str(exc)) from None
+    twice = sorted({t for t in targets if targets.count(t) > 1})
+    if twice:
+        raise _fail(path, f"targets name {', '.join(twice)} more than once ({value!r})")
     return targets
 
 
@@ -349,7 +352,7 @@ class Run:
 
 def split_path(spec: Spec, size: int, seed: int) -> str:
     return osp.join(
-        spec.out, "splits", f"seed{seed}_train{size}_val{spec.val_size}_test{spec.test_size}.npz"
+        spec.out, "splits", nested_split_name(size, spec.val_size, spec.test_size, seed)
     )
 
 

@@ -2,6 +2,7 @@
 and predictions with their applicability warnings."""
 
 import json
+import os.path as osp
 
 import pytest
 import torch
@@ -58,3 +59,27 @@ def test_applicability_names_what_lies_outside_qm9():
     assert "30 atoms" in applicability(z, pos)
     assert applicability(torch.tensor([8, 1]), torch.tensor([[0.0, 0, 0], [0, 0, 0.96]])) == ""
     assert "apart" in applicability(torch.tensor([8, 1]), torch.tensor([[0.0, 0, 0], [0, 0, 0.5]]))
+
+
+@pytest.mark.slow
+def test_a_committed_study_run_evaluates_from_outside_the_repository(qm9, tmp_path):
+    """A study's committed run keeps config, log, metrics and model-only
+    weights, not its split: evaluate rebuilds the split from the split file's
+    name and reproduces the run's test MAE, from any directory."""
+    import shutil
+
+    from conftest import DATA_ROOT, REPO
+    from helpers import cli
+
+    committed = osp.join(
+        REPO, "experiments", "studies", "factors", "runs", "U0", "gaussian", "n20000_seed0"
+    )
+    run = tmp_path / "run"
+    shutil.copytree(committed, run)
+    assert not (run / "split.npz").exists() and (run / "model.pt").exists()
+    proc = cli("evaluate", run, "--root", DATA_ROOT, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    want = json.load(open(run / "metrics.json"))
+    got = float(proc.stdout.split("MAE ")[1].split()[0])
+    assert "test: 10000 molecules" in proc.stdout
+    assert got == pytest.approx(want["test_mae"], rel=1e-4)

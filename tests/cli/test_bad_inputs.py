@@ -307,3 +307,8 @@ def test_read_only_run_dir_stops_with_clear_message(tmp_path):
         assert_one_line_error(proc, "not writable")
     finally:
         out.chmod(0o700)
+
+
+@pytest.mark.parametrize("flag", ["--limit=0", "--limit=-9990", "--batch-size=-1"])
+def test_evaluate_refuses_sizes_below_one(flag):
+    assert_one_line_error(run_here("evaluate", "--model", "qm9-U0", flag), "at least 1")

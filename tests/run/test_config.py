@@ -362,3 +362,14 @@ def test_shipped_yaml_files_use_the_nested_form():
         if k in LEGACY_FILTER_KEYS
     ]
     assert not flat, flat
+
+
+def test_a_key_set_twice_in_a_file_is_refused(tmp_path):
+    """YAML lets the last of two equal keys win in silence; a config may not."""
+    p = tmp_path / "c.yaml"
+    p.write_text("lr: 0.1\nepochs: 3\nlr: 0.0002\n")
+    with pytest.raises(UserError, match=r"sets 'lr' twice \(line 3\)"):
+        load_config(str(p))
+    p.write_text("filter: {name: conv1d, num_bins: 5, num_bins: 7}\n")
+    with pytest.raises(UserError, match="sets 'num_bins' twice"):
+        load_config(str(p))

@@ -648,3 +648,69 @@ def test_out_template_run_id_keeps_sweep_runs_apart(monkeypatch):
     a = load_config(None, {"out": "runs/{run_id}"}).out
     b = load_config(None, {"out": "runs/{run_id}"}).out
     assert a != b  # same config, same second: different directories
+
+
+@pytest.mark.parametrize("cpus", [1, 2, 16, 128])
+def test_default_processes_fit_any_machine(monkeypatch, cpus):
+    """The defaults never fail and never split a batch below 25 molecules or
+    over more than 8 processes, however many CPUs the process may use."""
+    import os
+
+    from pyg_schnet.run import distributed
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(cpus)))
+    monkeypatch.setattr(distributed, "_cgroup_cpu_quota", lambda: None)
+    quick = load_config("quickstart")  # batch 50
+    assert quick.resolved_processes() == min(cpus, 2)
+    plain = load_config(None, {})  # batch 100
+    assert plain.resolved_processes() == min(cpus, 4)
+    big = load_config(None, {"batch_size": 1000})
+    assert big.resolved_processes() == min(cpus, 8)
+    assert load_config(None, {"device": "cuda"}).resolved_processes() == 1
+
+
+def test_usable_cpus_follow_affinity_and_the_cgroup_quota(monkeypatch):
+    """taskset -c 0 on a large node, or a container quota of 1.5 CPUs: one."""
+    import os
+
+    from pyg_schnet.run import distributed
+
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    monkeypatch.setattr(os, "cpu_count", lambda: 64)
+    monkeypatch.setattr(distributed, "_cgroup_cpu_quota", lambda: None)
+    assert distributed.usable_cpus() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: set(range(64)))
+    monkeypatch.setattr(distributed, "_cgroup_cpu_quota", lambda: 1.5)
+    assert distributed.usable_cpus() == 1
+
+
+def test_a_run_without_test_molecules_writes_valid_metrics_and_cannot_be_exported(tmp_path):
+    run, proc = train_tiny(tmp_path, epochs=1, test_size=0)
+    m = json.loads((run / "metrics.json").read_text())  # strict JSON: no bare NaN
+    assert m["test_mae"] is None and m["num_test"] == 0
+    assert "no test molecules" in proc.stdout + proc.stderr
+    assert_one_line_error(
+        run_here("export", run, "--name", "x", "--to", tmp_path / "m"), "no test MAE"
+    )
+    assert not (tmp_path / "m" / "x").exists()
+
+
+@pytest.mark.slow
+def test_more_processes_than_training_molecules_is_an_error(tmp_path):
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "r"), train_size=1, processes=2)
+    proc = cli("train", "--config", cfg, "--quiet")
+    assert_one_line_error(proc, "cannot be shared by 2 processes")
+    assert not (tmp_path / "r" / "metrics.json").exists()
+
+
+def test_a_line_per_epoch_when_stderr_is_not_a_terminal(tmp_path):
+    """Batch jobs (output to a file) see every epoch; --quiet silences them."""
+    cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "r"), epochs=3)
+    proc = run_here("train", "--config", cfg)  # stderr captured: not a terminal
+    assert proc.returncode == 0, proc.stderr
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("epoch ")]
+    assert [x.split(":")[0] for x in lines] == ["epoch 1/3", "epoch 2/3", "epoch 3/3"]
+    assert "val MAE" in lines[0] and "molecules/s" in lines[0] and "min left" in lines[0]
+    cfg = write_config(tmp_path / "q.yaml", out=str(tmp_path / "q"), epochs=2)
+    quiet = run_here("train", "--config", cfg, "--quiet")
+    assert not [x for x in quiet.stderr.splitlines() if x.startswith("epoch ")]

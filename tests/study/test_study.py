@@ -515,3 +515,35 @@ def test_concurrent_invocations_keep_each_others_sittings_rows(tmp_path):
         ("3", "0"),
     ]
     assert float(rows[1]["wall_seconds"]) >= 60 and rows[2]["jobs"] == "1"
+
+
+@pytest.mark.slow
+def test_every_committed_run_equals_its_plan():
+    """The committed specs still plan exactly the runs they hold: a change of
+    config schema, defaults or spec form that would retrain them fails here."""
+    import glob
+
+    from conftest import REPO
+    from pyg_schnet.run.rundir import RunDir
+    from pyg_schnet.study.spec import load_spec, plan
+
+    checked = 0
+    for path in sorted(glob.glob(osp.join(REPO, "experiments", "studies", "*.yaml"))):
+        for r in plan(load_spec(path)):
+            rd = RunDir(r.cfg.out)
+            if rd.has("config.yaml"):
+                assert not rd.differences(r.cfg), (path, r.rel, rd.differences(r.cfg))
+                checked += 1
+    assert checked >= 182
+
+
+def test_a_target_named_twice_is_refused(tmp_path):
+    """targets [U0, u0] are one target: training it twice would double every row."""
+    from pyg_schnet.errors import UserError
+    from pyg_schnet.study import load_spec
+
+    spec = yaml.safe_load(open(_tiny_spec(tmp_path / "s.yaml")))
+    spec["targets"] = ["U0", "u0"]
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
+    with pytest.raises(UserError, match="targets name U0 more than once"):
+        load_spec(str(tmp_path / "t.yaml"))
