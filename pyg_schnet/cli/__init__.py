@@ -359,8 +359,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     try:
         return COMMANDS[cmd](rest)
     except UserError as exc:
-        if int(os.environ.get("RANK", "0")) == 0:  # data-parallel workers: one line, not one each
-            print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)

@@ -26,7 +26,7 @@ from pyg_schnet.data.splits import (
     random_split,
     split_from_name,
 )
-from pyg_schnet.data.statistics import Statistics, compute_statistics
+from pyg_schnet.data.statistics import Statistics, compute_statistics, readout_for
 
 __all__ = [
     "ELEMENTS",
@@ -48,4 +48,5 @@ __all__ = [
     "random_split",
     "Statistics",
     "compute_statistics",
+    "readout_for",
 ]

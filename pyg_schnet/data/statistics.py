@@ -12,6 +12,12 @@ from torch import Tensor
 from pyg_schnet.data.qm9 import EXTENSIVE, QM9, TARGETS, atomref, target_index
 
 
+def readout_for(target: Union[str, int]) -> str:
+    """How a target is pooled over atoms: summed for an extensive one (energies,
+    polarisability, heat capacity, ...), averaged otherwise."""
+    return "add" if TARGETS[target_index(target)] in EXTENSIVE else "mean"
+
+
 @dataclass
 class Statistics:
     """Standardisation of one target, from the training split only.
@@ -34,7 +40,7 @@ def compute_statistics(
     name = TARGETS[t]
     idx = torch.as_tensor(np.asarray(train_idx), dtype=torch.long)
     y = dataset.targets()[idx, t].double()
-    readout = "add" if name in EXTENSIVE else "mean"
+    readout = readout_for(name)
     ref = atomref(name)
     has_ref = bool(ref.abs().sum() > 0)
     if readout == "add":

@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple, Union, get_type_hints
 
 import yaml
 
-from pyg_schnet.data import EXTENSIVE, SOURCES, TARGETS, default_root, target_index
+from pyg_schnet.data import SOURCES, TARGETS, default_root, readout_for, target_index
 from pyg_schnet.errors import UserError, read_text
 from pyg_schnet.io import write_text
 from pyg_schnet.nn.filters import (
@@ -305,7 +305,7 @@ class Config:
             hidden_channels=self.hidden_channels,
             num_interactions=self.num_interactions,
             max_num_neighbors=self.max_num_neighbors,
-            readout="add" if self.target in EXTENSIVE else "mean",
+            readout=readout_for(self.target),
         )
         for key, argument in self.model_entry.config_keys.items():
             shared[argument] = self.value_of(key)

@@ -699,7 +699,9 @@ def test_a_run_without_test_molecules_writes_valid_metrics_and_cannot_be_exporte
 def test_more_processes_than_training_molecules_is_an_error(tmp_path):
     cfg = write_config(tmp_path / "c.yaml", out=str(tmp_path / "r"), train_size=1, processes=2)
     proc = cli("train", "--config", cfg, "--quiet")
-    assert_one_line_error(proc, "cannot be shared by 2 processes")
+    # an error, not an exit 0 without a step (each process still prints it: issue 30)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot be shared by 2 processes" in proc.stderr and "Traceback" not in proc.stderr
     assert not (tmp_path / "r" / "metrics.json").exists()
 
 
