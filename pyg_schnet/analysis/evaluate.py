@@ -58,7 +58,7 @@ def evaluate(
     cfg, model, _ = load_run(run_dir)
     if root is not None:
         cfg.root = osp.abspath(root)
-    elif not osp.isdir(cfg.root):
+    elif cfg.root is None or not osp.isdir(cfg.root):
         cfg.root = default_root()
     with RunDir(run_dir).lock():
         return _evaluate(run_dir, cfg, model, split, batch_size)

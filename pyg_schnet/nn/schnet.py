@@ -226,9 +226,9 @@ class SchNet(AtomisticModel):
         self,
         z: Tensor,
         pos: Tensor,
-        batch: Optional[Tensor] = None,  # type: ignore
-        edge_index: Optional[Tensor] = None,
+        batch: Optional[Tensor] = None,
         num_graphs: Optional[int] = None,
+        edge_index: Optional[Tensor] = None,
     ) -> Tensor:
         """Predict one value per graph ``[num_graphs, 1]``.
 
@@ -236,9 +236,9 @@ class SchNet(AtomisticModel):
             z (Tensor): Atomic numbers ``[N]``.
             pos (Tensor): Positions in Å ``[N, 3]``.
             batch (Tensor, optional): Graph of each atom ``[N]``. (default: one graph)
+            num_graphs (int, optional): Number of graphs (saves a sync).
             edge_index (Tensor, optional): Precomputed radius-graph edges
                 ``[2, E]`` (source, target); built here when :obj:`None`.
-            num_graphs (int, optional): Number of graphs (saves a sync).
         """
         if batch is None:
             batch = torch.zeros_like(z)
