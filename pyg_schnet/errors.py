@@ -9,6 +9,11 @@ class UserError(ValueError):
     """
 
 
+class RunInUse(UserError):
+    """Another live process holds a run directory (its lock). A study sitting
+    leaves such a run to that process instead of failing it."""
+
+
 def read_text(path: str, what: str) -> str:
     """The UTF-8 text of a user-given file, or a UserError saying why not
     (``what`` names the file in the message, e.g. ``"config file"``)."""

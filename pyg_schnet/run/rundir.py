@@ -23,7 +23,7 @@ import time
 from contextlib import ExitStack, contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
-from pyg_schnet.errors import UserError
+from pyg_schnet.errors import RunInUse, UserError
 from pyg_schnet.io import TMP_MARK, locked
 from pyg_schnet.run.config import load_run_config
 
@@ -202,8 +202,8 @@ class RunDir:
         except OSError:
             return "another process"
 
-    def _in_use(self, holder: str) -> UserError:
-        return UserError(
+    def _in_use(self, holder: str) -> RunInUse:
+        return RunInUse(
             f"run directory {self.path} is in use by {holder}; "
             f"wait for it to finish or use another directory"
         )

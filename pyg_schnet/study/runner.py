@@ -14,7 +14,7 @@ from pyg_schnet.analysis.evaluate import load_run
 from pyg_schnet.analysis.invariance import invariance_errors
 from pyg_schnet.data import QM9, UNITS, load_split, target_index
 from pyg_schnet.data.loader import MoleculeLoader, rotated
-from pyg_schnet.errors import UserError
+from pyg_schnet.errors import RunInUse, UserError
 from pyg_schnet.io import locked, write_csv, write_json
 from pyg_schnet.metrics import ErrorSums
 from pyg_schnet.nn.rotations import random_rotations
@@ -226,7 +226,7 @@ class _Study:
 
     def __init__(self, spec: Spec, overwrite: bool, jobs: int, command: str) -> None:
         self.spec = spec
-        runs = plan(spec)
+        self.runs = runs = plan(spec)
         self.status = _prepare(spec, runs, overwrite)
         self.todo = [r for r in runs if self.status[r.rel] != FINISHED]
         say(
@@ -251,19 +251,32 @@ class _Study:
 
     def finished(self, r: Run, result: Optional[Dict[str, Any]], error: Optional[str]) -> None:
         self.progress.finished(r, result, error)
-        if self.progress.done + len(self.progress.failed) == self.progress.total:
+        if self.progress.ended == self.progress.total:
+            self.finish()
+
+    def left(self, r: Run, error: str) -> None:
+        """Run ``r`` is being trained by another sitting: leave it to that one."""
+        self.progress.left(r, error)
+        if self.progress.ended == self.progress.total:
             self.finish()
 
     def finish(self) -> None:
-        """Every run has ended: the sitting's last line and the report."""
+        """Every run of this sitting has ended: its last line and the report,
+        unless another sitting is still training one of the runs (the last
+        sitting to end writes it)."""
         sitting = self.progress.sitting
         sitting.update(self.progress.done, len(self.progress.failed))
+        running = [r for r in self.progress.busy if RunDir(r.cfg.out).status() != FINISHED]
+        trained = f"study {self.spec.name}: trained {self.progress.done} runs in "
+        trained += f"{sitting.row['wall_seconds']:.0f} s"
+        if running:
+            say(
+                f"{trained}; {len(running)} run(s) still training in another sitting, "
+                "which writes the report when it ends"
+            )
+            return
         write_report(self.spec)
-        say(
-            f"study {self.spec.name}: trained {self.progress.done} runs in "
-            f"{sitting.row['wall_seconds']:.0f} s; report "
-            f"{osp.join(self.spec.out, 'report.md')}"
-        )
+        say(f"{trained}; report {osp.join(self.spec.out, 'report.md')}")
 
 
 def _prepare(spec: Spec, runs: Sequence[Run], overwrite: bool) -> Dict[str, str]:
@@ -291,9 +304,18 @@ class _Progress:
         self.total, self.sitting = total, sitting
         self.done = 0
         self.failed: List[Tuple[Run, str]] = []
+        self.busy: List[Run] = []  # held by another sitting: left to it
+
+    @property
+    def ended(self) -> int:
+        return self.done + len(self.failed) + len(self.busy)
+
+    def left(self, r: Run, error: str) -> None:
+        self.busy.append(r)
+        say(f"  left to another sitting: {_tag(r)}: {error}")
 
     def finished(self, r: Run, result: Optional[Dict[str, Any]], error: Optional[str]) -> None:
-        tag = f"{r.target} {r.variant} n={r.size} seed {r.seed}"
+        tag = _tag(r)
         if error is not None or result is None:
             error = error or "no result"
             self.failed.append((r, error))
@@ -302,12 +324,16 @@ class _Progress:
             self.done += 1
             mae = result.get("test_mae_meV", result.get("test_mae", float("nan")))
             say(
-                f"  [{self.done + len(self.failed)}/{self.total}] {tag}: test MAE {mae:.4g} "
+                f"  [{self.ended}/{self.total}] {tag}: test MAE {mae:.4g} "
                 f"{'meV' if 'test_mae_meV' in result else result.get('unit', '')}, "
                 f"{result.get('epochs')} epochs ({result.get('stop_reason')}), "
                 f"{result.get('wall_seconds', 0):.0f} s"
             )
         self.sitting.update(self.done, len(self.failed))
+
+
+def _tag(r: Run) -> str:
+    return f"{r.target} {r.variant} n={r.size} seed {r.seed}"
 
 
 def _train_here(studies: Sequence[_Study]) -> None:
@@ -317,6 +343,8 @@ def _train_here(studies: Sequence[_Study]) -> None:
             study.progress.sitting.started(time.time())
             try:
                 study.finished(r, execute_run(*study.job(r)), None)
+            except RunInUse as exc:
+                study.left(r, str(exc))
             except UserError as exc:
                 study.finished(r, None, str(exc))
 
@@ -329,17 +357,19 @@ def _error_line(exc: BaseException) -> str:
 
 def _execute_in_worker(
     cfg_dict: Dict[str, Any], status: str, keep_weights: bool
-) -> Tuple[float, Optional[Dict[str, Any]], Optional[str]]:
+) -> Tuple[float, Optional[Dict[str, Any]], Optional[str], bool]:
     """``execute_run`` in a worker: its start time (time.time()) with its
-    metrics or its one-line error, so a failed run counts in the sitting's
-    wall time too."""
+    metrics or its one-line error (so a failed run counts in the sitting's
+    wall time too), and whether another sitting holds the run."""
     started = time.time()
     try:
-        return started, execute_run(cfg_dict, status, keep_weights), None
+        return started, execute_run(cfg_dict, status, keep_weights), None, False
+    except RunInUse as exc:
+        return started, None, str(exc), True
     except UserError as exc:
-        return started, None, str(exc)
+        return started, None, str(exc), False
     except Exception as exc:  # a bug in one run: the others go on
-        return started, None, _error_line(exc)
+        return started, None, _error_line(exc), False
 
 
 def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
@@ -359,9 +389,12 @@ def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
         for fut in as_completed(futures):
             study, r = futures[fut]
             try:
-                started, result, error = fut.result()
+                started, result, error, busy = fut.result()
             except Exception as exc:  # the worker died (killed, out of memory)
                 study.finished(r, None, _error_line(exc))
             else:
                 study.progress.sitting.started(started)
-                study.finished(r, result, error)
+                if busy:
+                    study.left(r, error or "")
+                else:
+                    study.finished(r, result, error)
