@@ -96,7 +96,11 @@ class Config:
     lr: float = _field(5e-4, "Adam learning rate")
     epochs: int = _field(100, "epoch cap")
     time_budget: Optional[float] = _field(None, "seconds of training, wall clock")
-    patience: int = _field(25, "stop after this many epochs without validation improvement")
+    patience: Optional[int] = _field(
+        None,
+        "stop after this many epochs without validation improvement (none: no early "
+        "stop; a cosine run stopped early ends above its floor)",
+    )
     lr_patience: int = _field(5, "epochs without improvement before the learning rate decays")
     lr_factor: float = _field(0.5, "learning-rate decay factor")
     min_lr: float = _field(1e-6, "floor of the learning rate")
@@ -104,7 +108,7 @@ class Config:
         None, "stop once the learning rate has been decayed this often"
     )
     schedule: str = _field(
-        "plateau",
+        "cosine",
         "learning-rate schedule: plateau (decay by lr_factor after "
         "lr_patience flat epochs) or cosine (linear warmup, then "
         "cosine decay to min_lr over the horizon)",
@@ -118,7 +122,7 @@ class Config:
     warmup: float = _field(0.02, "fraction of the cosine schedule's horizon spent in linear warmup")
     max_steps: Optional[int] = _field(None, "optimizer-step cap")
     ema_decay: Optional[float] = _field(
-        None,
+        0.999,
         "decay of an exponential moving average of the "
         "weights, which validation, best.pt and the "
         "exported model use (none: off)",
@@ -200,7 +204,10 @@ class Config:
         for name in ("batch_size", "epochs"):
             need(getattr(self, name) >= 1, f"{name} must be at least 1, got {getattr(self, name)}")
         need(math.isfinite(self.lr) and self.lr > 0, f"lr must be positive, got {self.lr}")
-        need(self.patience >= 1 and self.lr_patience >= 0, "patience must be at least 1")
+        need(
+            (self.patience is None or self.patience >= 1) and self.lr_patience >= 0,
+            "patience must be at least 1 (or none), lr_patience at least 0",
+        )
         need(0 < self.lr_factor < 1, f"lr_factor must be in (0, 1), got {self.lr_factor}")
         need(
             self.max_molecules is None or self.max_molecules >= 3,

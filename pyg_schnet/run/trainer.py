@@ -138,7 +138,7 @@ class TrainState:
     def stop_reason_now(self, cfg: Config) -> Optional[str]:
         """Why training stops after this epoch, or None to go on (the epoch
         cap is the loop's own end)."""
-        if self.bad_epochs >= cfg.patience:
+        if cfg.patience is not None and self.bad_epochs >= cfg.patience:
             return "patience"
         if cfg.max_lr_decays is not None and self.lr_decays >= cfg.max_lr_decays:
             return "lr decays"

@@ -250,7 +250,15 @@ def test_resume_with_rotation_augmentation_is_exact(tmp_path):
 
 def test_training_stops_after_max_lr_decays(tmp_path):
     # lr_patience 0: every epoch without a new best decays the learning rate
-    run, _ = train_tiny(tmp_path, epochs=30, patience=30, lr=0.02, lr_patience=0, max_lr_decays=2)
+    run, _ = train_tiny(
+        tmp_path,
+        schedule="plateau",
+        ema_decay=None,
+        epochs=30,
+        lr=0.02,
+        lr_patience=0,
+        max_lr_decays=2,
+    )
     m = json.load(open(run / "metrics.json"))
     log = _log_rows(run)
     assert m["stop_reason"] == "lr decays" and m["lr_decays"] == 2
