@@ -44,6 +44,7 @@ SPEC_KEYS = (
     "quick",
     "out",
     "reuse",
+    "equivalence_margins",
 )
 #: Spec keys that ``quick`` may replace; its other keys are config overrides.
 QUICK_SPEC_KEYS = (
@@ -87,6 +88,9 @@ class Spec:
     reuse: List[str] = field(default_factory=list)
     #: name -> (variant, baseline): paired differences reported beside the reference's
     contrasts: Dict[str, Tuple[str, str]] = field(default_factory=dict)
+    #: target -> margin in meV of the equivalence tests ("no difference" within
+    #: +-margin), written in the spec before its runs
+    equivalence_margins: Dict[str, float] = field(default_factory=dict)
 
 
 def _fail(path: str, msg: str) -> UserError:
@@ -141,6 +145,7 @@ def load_spec(
     contrasts = _read_contrasts(path, raw.get("contrasts"), variants)
     values, config_quick = _apply_quick(path, raw, quick)
     targets = _read_targets(path, values["targets"])
+    margins = _read_margins(path, raw.get("equivalence_margins"))
     seeds_raw = values["seeds"]
     seeds = (
         list(range(_int_list(path, "seeds", seeds_raw, 1)[0]))
@@ -182,6 +187,7 @@ def load_spec(
         quick=quick,
         reuse=reuse,
         contrasts=contrasts,
+        equivalence_margins=margins,
     )
     plan(spec)  # every run's config, so bad settings fail before any training
     return spec
@@ -248,6 +254,22 @@ def _read_contrasts(
                     f"contrast {name!r}: {v!r} is not a variant; variants: {', '.join(variants)}",
                 )
         out[str(name)] = (str(pair[0]), str(pair[1]))
+    return out
+
+
+def _read_margins(path: str, raw: Any) -> Dict[str, float]:
+    """``equivalence_margins``: target -> a positive margin in meV (a target
+    the spec does not train yet may have one: margins precede the runs)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise _fail(path, f"equivalence_margins must map targets to meV, got {raw!r}")
+    out: Dict[str, float] = {}
+    for t, m in raw.items():
+        target = _read_targets(path, [t])[0]
+        if isinstance(m, bool) or not isinstance(m, (int, float)) or not m > 0:
+            raise _fail(path, f"equivalence margin of {target} must be a positive meV, got {m!r}")
+        out[target] = float(m)
     return out
 
 

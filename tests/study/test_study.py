@@ -561,3 +561,29 @@ def test_a_target_named_twice_is_refused(tmp_path):
     (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
     with pytest.raises(UserError, match="targets name U0 more than once"):
         load_spec(str(tmp_path / "t.yaml"))
+
+
+@pytest.mark.parametrize(
+    "margins, error",
+    [
+        ({"U0": 3.0, "gap": 8}, None),
+        ({"U0": 0}, "equivalence margin of U0 must be a positive meV"),
+        ({"U0": "3 meV"}, "equivalence margin of U0 must be a positive meV"),
+        ({"nope": 1.0}, "nope"),
+        ([3.0], "equivalence_margins must map targets to meV"),
+    ],
+)
+def test_equivalence_margins_are_read_before_any_run(tmp_path, margins, error):
+    """A spec fixes its equivalence margins (meV per target) before its runs;
+    a margin for a target the spec does not train yet is allowed."""
+    from pyg_schnet.errors import UserError
+    from pyg_schnet.study import load_spec
+
+    spec = yaml.safe_load(open(_tiny_spec(tmp_path / "s.yaml")))
+    spec["equivalence_margins"] = margins
+    (tmp_path / "t.yaml").write_text(yaml.safe_dump(spec))
+    if error is None:
+        assert load_spec(str(tmp_path / "t.yaml")).equivalence_margins == {"U0": 3.0, "gap": 8.0}
+    else:
+        with pytest.raises(UserError, match=error):
+            load_spec(str(tmp_path / "t.yaml"))
