@@ -88,6 +88,17 @@ def init_distributed(device: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size())
 
 
+def broadcast(values: List[float], info: DistInfo) -> List[float]:
+    """Rank 0's ``values`` on every process (float64): one clock for all, so
+    decisions that depend on time (a time budget, a schedule over seconds)
+    are the same on every rank."""
+    if info.world_size == 1:
+        return values
+    t = torch.tensor(values, dtype=torch.float64)
+    dist.broadcast(t, src=0)
+    return t.tolist()
+
+
 def allreduce(values: List[float], info: DistInfo) -> List[float]:
     """``values`` summed over every process (float64)."""
     if info.world_size == 1:

@@ -12,7 +12,9 @@ kill itself with SIGKILL the n-th time it passes ``point``:
 * ``evaluate``: before the final test evaluation;
 
 or, for ``enospc:<n>``, makes the n-th checkpoint write fail as if the disk
-were full. :func:`default_hooks` installs a :class:`FaultInjector` when the variable is
+were full, and for ``skew:<ms>``, makes the clock of every rank but 0 run
+``ms`` milliseconds per second ahead (data-parallel runs whose ranks
+disagree about time). :func:`default_hooks` installs a :class:`FaultInjector` when the variable is
 set.
 """
 
@@ -34,6 +36,10 @@ class TrainerHooks:
 
     def evaluate(self) -> None:
         """Before the final test evaluation."""
+
+    def clock(self, seconds: float) -> float:
+        """This process's reading of ``seconds`` since the epoch started."""
+        return seconds
 
 
 class FaultInjector(TrainerHooks):
@@ -64,6 +70,12 @@ class FaultInjector(TrainerHooks):
     def evaluate(self) -> None:
         if self._pass("evaluate"):
             os.kill(os.getpid(), signal.SIGKILL)
+
+    def clock(self, seconds: float) -> float:
+        skew = dict(self.points).get("skew", 0)
+        if skew and os.environ.get("RANK", "0") != "0":
+            return seconds * (1.0 + skew / 1000.0)
+        return seconds
 
 
 def default_hooks() -> TrainerHooks:

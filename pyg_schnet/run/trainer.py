@@ -55,7 +55,7 @@ from pyg_schnet.nn.schnet import SchNet
 from pyg_schnet.plots import filter_plot, parity_plot
 from pyg_schnet.run.checkpoint import RUN_FORMAT, atomic_save, export_weights, load_checkpoint
 from pyg_schnet.run.config import Config, save_config
-from pyg_schnet.run.distributed import allreduce, init_distributed
+from pyg_schnet.run.distributed import allreduce, broadcast, init_distributed
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
 from pyg_schnet.run.inference import errors, predict_loader
 from pyg_schnet.run.recipe import ExponentialMovingAverage, Progress, make_schedule
@@ -371,7 +371,7 @@ class Trainer:
             for epoch in epochs:
                 t0 = time.perf_counter()
                 sums = self.train_epoch(epoch, t0)
-                if self.end_epoch(epoch, sums, t0, epochs) is not None:
+                if self.end_epoch(epoch, sums, epochs) is not None:
                     break
             if not self.state.done:  # the epoch cap
                 self.state.done = True
@@ -401,7 +401,7 @@ class Trainer:
             loss, pred, b = self.step(b.to(self.device), epoch, bi)
             loss_sum += float(loss) * b.num_graphs
             train_err.add(pred, b.y)
-            if self._over_budget(t0):
+            if self._over_budget():
                 break
         loss_sum, abs_sum, n = allreduce([loss_sum, train_err.abs, float(train_err.n)], self.info)
         if n == 0:
@@ -419,26 +419,34 @@ class Trainer:
             )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.sched.before_step(self.state.progress(time.perf_counter() - self._epoch_start))
+        self.sched.before_step(self.state.progress(self._seconds_in_epoch()))
         self.opt.step()
         self.state.steps += 1
         if self.average is not None:
             self.average.update(self.model)
         return loss.detach(), pred.detach(), b
 
-    def _over_budget(self, t0: float) -> bool:
-        """The time budget or the step cap is used up (checked after every step)."""
+    def _seconds_in_epoch(self) -> float:
+        """Seconds since this epoch started by rank 0's clock, on every rank:
+        the ranks' clocks differ slightly, and a time budget or a schedule
+        over seconds read from each would stop them at different steps (one
+        rank left waiting for the other) or give them different learning
+        rates. Rank 0 broadcasts its clock; only the one process reads its own."""
+        mine = self.hooks.clock(time.perf_counter() - self._epoch_start)
+        return broadcast([mine], self.info)[0]
+
+    def _over_budget(self) -> bool:
+        """The time budget or the step cap is used up (checked after every
+        step; the step count and rank 0's clock agree on every rank)."""
         cfg = self.cfg
-        if cfg.time_budget is None and cfg.max_steps is None:
+        if cfg.max_steps is not None and self.state.steps >= cfg.max_steps:
+            return True
+        if cfg.time_budget is None:
             return False
-        over = (cfg.max_steps is not None and self.state.steps >= cfg.max_steps) or (
-            cfg.time_budget is not None
-            and self.state.elapsed + time.perf_counter() - t0 >= cfg.time_budget
-        )
-        return allreduce([float(over)], self.info)[0] > 0
+        return self.state.elapsed + self._seconds_in_epoch() >= cfg.time_budget
 
     def end_epoch(
-        self, epoch: int, sums: Tuple[float, float, float], t0: float, progress: Any = None
+        self, epoch: int, sums: Tuple[float, float, float], progress: Any = None
     ) -> Optional[str]:
         """Validate, step the schedule, decide whether to stop, then write the
         checkpoints and the log (the decision is in them, so a resumed run
@@ -448,7 +456,7 @@ class Trainer:
         lr = self.sched.current
         if self.sched.after_epoch(val_mae):
             st.lr_decays += 1
-        seconds = time.perf_counter() - t0
+        seconds = self._seconds_in_epoch()  # training and validation, by rank 0's clock
         st.elapsed += seconds
         st.epoch = epoch + 1
         loss_sum, abs_sum, n = sums

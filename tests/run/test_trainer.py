@@ -423,6 +423,29 @@ def test_ddp_two_processes(tmp_path):
 
 
 @pytest.mark.slow
+def test_data_parallel_ranks_share_one_clock(tmp_path):
+    """A time budget with a schedule over seconds, two processes, and rank 1's
+    clock running 30% fast: the ranks still stop at the same step (before,
+    rank 1 left for the test evaluation an epoch early and rank 0 waited for
+    it forever) and set the same learning rates; the run ends annealed."""
+    cfg = write_config(
+        tmp_path / "c.yaml",
+        out=str(tmp_path / "skew"),
+        processes=2,
+        schedule="cosine",
+        horizon="seconds",
+        time_budget=4,
+        epochs=1000,
+        min_lr=1e-5,
+    )
+    proc = cli("train", "--config", cfg, timeout=240, extra_env={"PYG_SCHNET_FAULT": "skew:300"})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    m = json.load(open(tmp_path / "skew" / "metrics.json"))
+    assert m["stop_reason"] == "time budget" and m["schedule_completed"] is True
+    assert m["final_lr"] == pytest.approx(1e-5)
+
+
+@pytest.mark.slow
 def test_train_starts_its_own_data_parallel_processes(tmp_path):
     """``processes: 2`` without torchrun: two processes share each batch of
     the configured size, one writes; the effective batch size is recorded."""
