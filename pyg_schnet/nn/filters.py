@@ -301,6 +301,139 @@ class DistanceFilter(RadialFilter):
         return self.mlp((dist / self.cutoff).unsqueeze(-1))  # [E, num_filters]
 
 
+class ScaledDistanceFilter(DistanceFilter):
+    r"""A control for conditioning: :class:`DistanceFilter` with the distance
+    in units of ``input_scale`` (:math:`x = d / s`, default 0.1 Å, the
+    Gaussians' spacing, so :math:`x \in [0, r_c / s]`) and a first layer
+    whose softplus kinks are initialised to tile the range: unit :math:`k`
+    starts as :math:`\mathrm{ssp}(\pm(x - x_k))` with the :math:`x_k` evenly
+    spaced on :math:`[0, r_c / s]` and alternating signs, where
+    :class:`DistanceFilter`'s zero biases put every kink at 0 Å and its
+    :math:`d / r_c` input leaves each unit nearly linear over the cutoff. The
+    second layer starts at its usual init times :math:`s / r_c`, which keeps
+    the filter's initial values of the order of :class:`GaussianFilter`'s
+    (their standard deviation over 0.5-5 Å was 3x the Gaussian filter's at 64
+    filters and a 5 Å cutoff, against 1/3 for :class:`DistanceFilter`). The same
+    layers and parameters as :class:`DistanceFilter`: only the input's scale
+    and the first layer's initialisation differ.
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
+        input_scale (float): The distance unit of the input in Å.
+            (default: :obj:`0.1`)
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none.
+            (default: :obj:`0.0`)
+    """
+
+    name = "distance_scaled"
+    #: Growth of the first layer's slopes, over their initial 1 per
+    #: ``input_scale``, that the fast mode's table resolves (its grid has
+    #: POINTS_PER_FEATURE points per ``input_scale / SLOPE_GROWTH``).
+    SLOPE_GROWTH = 5.0
+    input_scale: float = 0.1  # set per instance; here for the base class's first init
+
+    def __init__(
+        self,
+        num_filters: int = 128,
+        cutoff: float = 10.0,
+        input_scale: float = 0.1,
+        distance_bin_width: float = 0.0,
+    ) -> None:
+        if not (math.isfinite(input_scale) and 0 < input_scale < cutoff):
+            raise UserError(
+                f"input_scale must be a positive number of Å below the cutoff ({cutoff} Å), "
+                f"got {input_scale}"
+            )
+        super().__init__(num_filters, cutoff, distance_bin_width)
+        self.input_scale = float(input_scale)
+        self.hparams = dict(
+            num_filters=num_filters,
+            cutoff=cutoff,
+            input_scale=input_scale,
+            distance_bin_width=distance_bin_width,
+        )
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        super().reset_parameters()
+        first, second = self.mlp[0], self.mlp[2]
+        assert isinstance(first, nn.Linear) and isinstance(second, nn.Linear)
+        n = first.out_features
+        with torch.no_grad():
+            sign = torch.ones(n)
+            sign[1::2] = -1.0  # rising and falling units in turn
+            kinks = torch.linspace(0.0, self.cutoff / self.input_scale, n)  # [n], input units
+            first.weight.copy_(sign.view(n, 1))
+            first.bias.copy_(-sign * kinks)
+            second.weight.mul_(self.input_scale / self.cutoff)
+
+    @property
+    def feature_width(self) -> float:
+        return self.input_scale / self.SLOPE_GROWTH
+
+    def network(self, dist: Tensor) -> Tensor:
+        return self.mlp((dist / self.input_scale).unsqueeze(-1))  # [E, num_filters]
+
+
+class DeepDistanceFilter(DistanceFilter):
+    r"""A control for capacity: :class:`DistanceFilter` (input :math:`d /
+    r_c`, the same initialisation) with one more hidden layer, ``1 -> h -> h
+    -> num_filters`` with shifted softplus between, where the width
+    :math:`h` is chosen to give the filter network as many parameters as
+    :class:`GaussianFilter`'s with ``match_gaussians`` Gaussians (within half
+    a unit's worth), so the bare distance has the Gaussian filter's capacity.
+
+    Args:
+        num_filters (int): Filter width. (default: :obj:`128`)
+        cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
+        match_gaussians (int): The Gaussian filter whose parameter count is
+            matched. (default: :obj:`50`)
+        distance_bin_width (float): Quantisation bin width in Å, 0 for none.
+            (default: :obj:`0.0`)
+    """
+
+    name = "distance_deep"
+
+    def __init__(
+        self,
+        num_filters: int = 128,
+        cutoff: float = 10.0,
+        match_gaussians: int = 50,
+        distance_bin_width: float = 0.0,
+    ) -> None:
+        if match_gaussians < 2:
+            raise UserError(f"match_gaussians must be at least 2, got {match_gaussians}")
+        super().__init__(num_filters, cutoff, distance_bin_width)
+        self.hparams = dict(
+            num_filters=num_filters,
+            cutoff=cutoff,
+            match_gaussians=match_gaussians,
+            distance_bin_width=distance_bin_width,
+        )
+        h = self.matched_width(num_filters, match_gaussians)
+        self.mlp = nn.Sequential(
+            nn.Linear(1, h),
+            ShiftedSoftplus(inplace=True),
+            nn.Linear(h, h),
+            ShiftedSoftplus(inplace=True),
+            nn.Linear(h, num_filters),
+        )
+        self.reset_parameters()
+
+    @staticmethod
+    def matched_width(num_filters: int, num_gaussians: int) -> int:
+        """The hidden width whose network ``1 -> h -> h -> F`` has the
+        parameter count nearest that of ``G -> F -> F``."""
+        f, g = num_filters, num_gaussians
+        target = (g + 1) * f + (f + 1) * f
+
+        def count(h: int) -> int:
+            return 2 * h + (h + 1) * h + (h + 1) * f
+
+        return min(range(1, 4 * (f + g)), key=lambda h: (abs(count(h) - target), h))
+
+
 class CoordsFilter(EdgeFilter):
     r"""The write-up's first modification: the raw coordinate difference
     :math:`\mathbf{r}_j - \mathbf{r}_i` goes into the filter MLP instead of the
@@ -426,7 +559,14 @@ MODEL_ARGS = ("num_filters", "cutoff")
 #: The filter registry: name -> class; every other constructor argument is an
 #: option (``filter: {name: ..., OPTION: ...}``).
 FILTERS = Registry("filter", given=MODEL_ARGS)
-for _cls in (GaussianFilter, DistanceFilter, CoordsFilter, Conv1dFilter):
+for _cls in (
+    GaussianFilter,
+    DistanceFilter,
+    CoordsFilter,
+    Conv1dFilter,
+    ScaledDistanceFilter,
+    DeepDistanceFilter,
+):
     FILTERS.register(_cls.name, _cls)
 
 
