@@ -46,10 +46,31 @@ def _dataset(cfg) -> Any:
     return _DATASETS[key]
 
 
-def _worker_init() -> None:
+def _worker_init(parent: int) -> None:
     import torch
 
     torch.set_num_threads(1)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: this worker is killed when the ``study run`` process that
+    started it dies, however it dies, so no run goes on training with no one
+    to record it (a killed run resumes from its ``last.pt``). Elsewhere a
+    no-op."""
+    import ctypes
+    import signal
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent:  # the parent died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def execute_run(cfg_dict: Dict[str, Any], status: str, keep_weights: bool) -> Dict[str, Any]:
@@ -380,7 +401,9 @@ def _train_in_workers(studies: Sequence[_Study], jobs: int) -> None:
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(jobs, mp_context=ctx, initializer=_worker_init) as pool:
+    with ProcessPoolExecutor(
+        jobs, mp_context=ctx, initializer=_worker_init, initargs=(os.getpid(),)
+    ) as pool:
         futures = {
             pool.submit(_execute_in_worker, *study.job(r, threads=1)): (study, r)
             for study in studies
