@@ -33,5 +33,15 @@ class Parser(argparse.ArgumentParser):
             # command line is built before any command needs it
             from pyg_schnet.run.config import unknown_key
 
-            raise unknown_key(message.split("unrecognized arguments:", 1)[1].split()[0])
+            first = message.split("unrecognized arguments:", 1)[1].split()[0]
+            if not first.startswith("-"):  # a bare word, not a flag
+                hint = (
+                    f"; a config file is given as --config {first}"
+                    if first.endswith((".yaml", ".yml"))
+                    else ""
+                )
+                raise UserError(
+                    f"unexpected argument {first!r}{hint} (config keys are flags: --KEY VALUE)"
+                )
+            raise unknown_key(first)
         raise UserError(f"{self.prog}: {message}" if self.prog else message)

@@ -109,6 +109,12 @@ CASES = [
         "valid keys",
     ),
     (
+        "train-config-without-flag",
+        lambda w: ["train", w / "good.yaml"],
+        "a config file is given as --config",
+    ),
+    ("train-stray-word", lambda w: ["train", "--lr", "0.1", "0.2"], "unexpected argument '0.2'"),
+    (
         "train-unknown-filter",
         lambda w: ["train", "--config", C(w, filter="sinc")],
         "choose one of: gaussian",
