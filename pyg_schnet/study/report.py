@@ -12,7 +12,7 @@ from pyg_schnet.io import write_csv, write_text
 from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
 from pyg_schnet.study.figures import learning_curve_plot, val_curve_plot
 from pyg_schnet.study.spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
-from pyg_schnet.study.stats import loglog_slope, mean, paired_difference, std
+from pyg_schnet.study.stats import equivalence, holm, loglog_slope, mean, paired_difference, std
 
 RUN_FIELDS = (
     "target",
@@ -69,7 +69,20 @@ PAIRED_FIELDS = (
     "agree",
     "ratio",
 )
-CONTRAST_FIELDS = ("contrast",) + PAIRED_FIELDS
+CONTRAST_FIELDS = (
+    ("contrast",)
+    + PAIRED_FIELDS
+    + (
+        "holm_p",
+        "holm_low",
+        "holm_high",
+        "margin",
+        "eq_low",
+        "eq_high",
+        "eq_p",
+        "equivalent",
+    )
+)
 SLOPE_FIELDS = ("target", "variant", "sizes", "slope", "slope_se")
 
 
@@ -199,10 +212,20 @@ def paired(
 
 
 def contrasts(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
-    """The spec's named contrasts, as :func:`paired` rows with their names."""
+    """The spec's named contrasts, as :func:`paired` rows with their names,
+    Holm's correction across all of them (the study's family), and, for a
+    target with an equivalence margin in the spec, the two one-sided tests
+    against it (the margin is in the rows' unit: meV for energies)."""
     out = []
     for name, pair in spec.contrasts.items():
         out += [dict(p, contrast=name) for p in paired(spec, rows, [pair])]
+    for row, adjusted in zip(out, holm(out), strict=True):
+        row.update(adjusted)
+        margin = spec.equivalence_margins.get(row["target"])
+        nan = float("nan")
+        row.update(margin=nan, eq_low=nan, eq_high=nan, eq_p=nan, equivalent="")
+        if margin is not None:
+            row.update(equivalence(row, margin), margin=margin)
     return out
 
 
@@ -392,7 +415,11 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows,
             "## Contrasts: one factor each",
             "",
             "Each contrast compares a variant with the variant it changes in one factor "
-            "(paired, as above: variant minus baseline).",
+            "(paired, as above: variant minus baseline). Holm: the interval and p-value "
+            "corrected for all of this study's contrasts at once (family-wise 5%). "
+            "Equivalent: the two one-sided tests at 5% against the spec's margin, written "
+            "before the runs; yes when the 90% interval lies inside ±margin (a study without "
+            "a margin states no equivalence).",
             "",
         ]
         L += _difference_table(contrast_rows, contrast=True)
@@ -448,13 +475,30 @@ def _difference_table(rows: Sequence[Dict[str, Any]], contrast: bool) -> List[st
         f"| ratio |",
         "|---|---:|---" + ("|---" if contrast else "") + "|---:" * 5 + "|",
     ]
+    if contrast:
+        L[0] += " Holm 95% interval | Holm p | equivalent (90% interval) |"
+        L[1] += "---:|---:|---|"
     for p in rows:
         u = p["unit"]
         what = f"{p['contrast']} | {p['variant']} − {p['reference']}" if contrast else p["variant"]
-        L.append(
+        line = (
             f"| {p['target']} | {p['size']:,} | {what} | {p['n']} | "
             f"{_pm(p['diff_mean'], p['diff_std'])} {u} | "
             f"[{_fmt(p['ci_low'])}, {_fmt(p['ci_high'])}] {u} | "
             f"{p['agree']}/{p['n']} | {_fmt(p['ratio'])} |"
         )
+        if contrast:
+            line += (
+                f" [{_fmt(p['holm_low'])}, {_fmt(p['holm_high'])}] {u} | {_fmt(p['holm_p'])} | "
+                f"{_equivalence_cell(p, u)} |"
+            )
+        L.append(line)
     return L
+
+
+def _equivalence_cell(p: Dict[str, Any], unit: str) -> str:
+    """The TOST verdict of a contrast row: within ±margin or not, with its 90% interval."""
+    if p["equivalent"] == "":
+        return "no margin"
+    verdict = "yes" if p["equivalent"] else "no"
+    return f"{verdict}, ±{_fmt(p['margin'])}: [{_fmt(p['eq_low'])}, {_fmt(p['eq_high'])}] {unit}"

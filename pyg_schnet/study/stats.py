@@ -1,10 +1,11 @@
-"""Statistics of a study report: paired differences with t-intervals and
-log-log slopes (pure Python, no SciPy)."""
+"""Statistics of a study report: paired differences with t-intervals,
+equivalence tests against a margin, Holm's correction across a study's
+contrasts, and log-log slopes (pure Python, no SciPy)."""
 
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 #: Two-sided 95% quantiles of Student's t by degrees of freedom (1-30).
 _T975 = (
@@ -71,11 +72,8 @@ def paired_difference(variant: Dict[int, float], reference: Dict[int, float]) ->
     half = t_quantile_975(n - 1) * s / math.sqrt(n) if n >= 2 else float("nan")
     sign = 1 if m > 0 else -1 if m < 0 else 0
     agree = sum(1 for x in d if (x > 0) - (x < 0) == sign) if n else 0
-    ratio = (
-        mean([variant[k] for k in seeds]) / mean([reference[k] for k in seeds])
-        if n
-        else float("nan")
-    )
+    ref_mean = mean([reference[k] for k in seeds])
+    ratio = mean([variant[k] for k in seeds]) / ref_mean if n and ref_mean else float("nan")
     return {
         "n": n,
         "seeds": seeds,
@@ -103,3 +101,125 @@ def loglog_slope(sizes: Sequence[float], values: Sequence[float]) -> Tuple[float
         return slope, float("nan")
     resid = sum((y - my - slope * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=False))
     return slope, math.sqrt(resid / (n - 2) / sxx)
+
+
+# -- Student's t beyond the table: CDF and quantiles --------------------------------------
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta (modified Lentz)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 300):
+        m2 = 2 * m
+        for aa in (m * (b - m) * x / ((qam + m2) * (a + m2)), None):
+            if aa is None:
+                aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+            d = 1.0 + aa * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + aa / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """The regularised incomplete beta function :math:`I_x(a, b)`."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    front = math.exp(
+        math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    )
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betacf(a, b, x) / a
+    return 1.0 - front * _betacf(b, a, 1.0 - x) / b
+
+
+def t_sf(t: float, df: int) -> float:
+    """:math:`P(T > t)` for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return tail if t >= 0 else 1.0 - tail
+
+
+def t_quantile(p: float, df: int) -> float:
+    """The ``p`` quantile of Student's t (bisection on :func:`t_sf`)."""
+    if df < 1 or not 0.0 < p < 1.0:
+        return float("nan")
+    lo, hi = -1e4, 1e4
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        if 1.0 - t_sf(mid, df) < p:
+            lo = mid
+        else:
+            hi = mid
+    return 0.5 * (lo + hi)
+
+
+# -- equivalence and multiplicity -----------------------------------------------------------
+
+
+def equivalence(diff: Dict[str, Any], margin: float, alpha: float = 0.05) -> Dict[str, Any]:
+    """Two one-sided tests (TOST) of ``|true difference| < margin`` at level
+    ``alpha`` for a :func:`paired_difference`: equivalent when the
+    ``1 - 2 alpha`` t-interval lies inside ``(-margin, margin)``. Returns that
+    interval, the larger of the two one-sided p-values and the verdict."""
+    n, m, s = diff["n"], diff["diff_mean"], diff["diff_std"]
+    if n < 2 or not math.isfinite(s):
+        nan = float("nan")
+        return {"eq_low": nan, "eq_high": nan, "eq_p": nan, "equivalent": False}
+    se = s / math.sqrt(n)
+    half = t_quantile(1.0 - alpha, n - 1) * se
+    if se > 0:
+        p = max(t_sf((m + margin) / se, n - 1), t_sf((margin - m) / se, n - 1))
+    else:
+        p = 0.0 if abs(m) < margin else 1.0
+    low, high = m - half, m + half
+    return {
+        "eq_low": low,
+        "eq_high": high,
+        "eq_p": p,
+        "equivalent": -margin < low and high < margin,
+    }
+
+
+def two_sided_p(diff: Dict[str, Any]) -> float:
+    """The paired t-test's two-sided p-value of a :func:`paired_difference`."""
+    n, m, s = diff["n"], diff["diff_mean"], diff["diff_std"]
+    if n < 2 or not math.isfinite(s):
+        return float("nan")
+    if s == 0:
+        return 0.0 if m != 0 else 1.0
+    return min(1.0, 2.0 * t_sf(abs(m) / (s / math.sqrt(n)), n - 1))
+
+
+def holm(diffs: Sequence[Dict[str, Any]], alpha: float = 0.05) -> List[Dict[str, Optional[float]]]:
+    """Holm's step-down correction across a family of paired differences:
+    per difference its adjusted p-value and an interval at the level of its
+    step (the one ranked ``i``-th smallest of ``m`` p-values gets a
+    ``1 - alpha / (m - i + 1)`` t-interval), so a family-wise error rate of
+    ``alpha`` holds across the family's contrasts."""
+    ps = [two_sided_p(d) for d in diffs]
+    order = sorted((i for i in range(len(ps)) if math.isfinite(ps[i])), key=lambda i: ps[i])
+    m = len(order)
+    out: List[Dict[str, Optional[float]]] = [
+        {"holm_p": float("nan"), "holm_low": float("nan"), "holm_high": float("nan")} for _ in diffs
+    ]
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        d = diffs[i]
+        level = alpha / (m - rank)
+        half = t_quantile(1.0 - level / 2.0, d["n"] - 1) * d["diff_std"] / math.sqrt(d["n"])
+        out[i] = {
+            "holm_p": running,
+            "holm_low": d["diff_mean"] - half,
+            "holm_high": d["diff_mean"] + half,
+        }
+    return out

@@ -587,3 +587,33 @@ def test_equivalence_margins_are_read_before_any_run(tmp_path, margins, error):
     else:
         with pytest.raises(UserError, match=error):
             load_spec(str(tmp_path / "t.yaml"))
+
+
+@pytest.mark.slow
+def test_workers_die_with_a_killed_study(tmp_path):
+    """``study run --jobs 2`` killed with SIGKILL: its two worker processes
+    stop too (they would otherwise train on with no one to record their
+    runs), and a re-run resumes the runs."""
+    import signal
+
+    import psutil
+
+    from helpers import popen
+
+    spec = yaml.safe_load(open(_tiny_spec(tmp_path / "t.yaml", seeds=[0])))
+    spec["base"].update(epochs=1000, patience=1000, time_budget=120)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(spec))
+    spec = tmp_path / "s.yaml"
+    out = tmp_path / "out"
+    proc = popen("study", "run", spec, "--out", out, *SAMPLE_ARGS, "--jobs", "2")
+    runs = [out / "runs" / "gap" / v / "n250_seed0" / "log.csv" for v in ("gaussian", "conv1d")]
+    deadline = time.time() + 300
+    while not all(osp.isfile(r) for r in runs):  # both workers are training
+        assert proc.poll() is None and time.time() < deadline, proc.communicate()
+        time.sleep(0.5)
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len([w for w in workers if "spawn_main" in " ".join(w.cmdline())]) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.communicate()
+    gone, alive = psutil.wait_procs(workers, timeout=30)
+    assert not alive, [w.cmdline() for w in alive]

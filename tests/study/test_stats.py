@@ -1,0 +1,60 @@
+"""The report's statistics (pyg_schnet.study.stats) against known values."""
+
+import math
+
+import pytest
+
+from pyg_schnet.study.stats import (
+    _T975,
+    equivalence,
+    holm,
+    paired_difference,
+    t_quantile,
+    t_sf,
+    two_sided_p,
+)
+
+
+@pytest.mark.parametrize("df", [1, 2, 3, 4, 9, 30])
+def test_t_quantiles_match_the_printed_table(df):
+    assert t_quantile(0.975, df) == pytest.approx(_T975[df - 1], abs=6e-4)
+
+
+@pytest.mark.parametrize(
+    "df, q95",  # one-sided 95% quantiles (printed tables)
+    [(1, 6.314), (2, 2.920), (4, 2.132), (10, 1.812), (30, 1.697)],
+)
+def test_one_sided_quantiles(df, q95):
+    assert t_quantile(0.95, df) == pytest.approx(q95, abs=6e-4)
+    assert t_sf(q95, df) == pytest.approx(0.05, abs=2e-4)
+    assert t_sf(0.0, df) == pytest.approx(0.5) and t_sf(-q95, df) == pytest.approx(0.95, abs=2e-4)
+
+
+def _diff(variant, reference):
+    return paired_difference(dict(enumerate(variant)), dict(enumerate(reference)))
+
+
+def test_equivalence_needs_the_90_percent_interval_inside_the_margin():
+    d = _diff([10.2, 10.1, 10.3], [10.0, 10.0, 10.0])  # +0.2 +- 0.1
+    inside = equivalence(d, margin=1.0)
+    half = t_quantile(0.95, 2) * 0.1 / math.sqrt(3)
+    assert inside["eq_low"] == pytest.approx(0.2 - half) and inside["equivalent"] is True
+    assert inside["eq_p"] < 0.05
+    outside = equivalence(d, margin=0.3)  # the interval reaches past 0.3
+    assert outside["equivalent"] is False and outside["eq_p"] > 0.05
+    wide = equivalence(_diff([12.0, 8.0, 10.5], [10.0, 10.0, 10.0]), margin=1.0)
+    assert wide["equivalent"] is False  # no difference seen, yet not shown equivalent
+    assert equivalence(_diff([1.0], [0.0]), margin=5.0)["equivalent"] is False  # one seed
+
+
+def test_holm_steps_down_over_the_family():
+    strong = _diff([5.0, 6.0, 5.5], [1.0, 1.0, 1.0])
+    weak = _diff([1.0, 1.5, 0.8], [0.9, 1.2, 1.0])
+    p_strong, p_weak = two_sided_p(strong), two_sided_p(weak)
+    out = holm([weak, strong])
+    assert out[1]["holm_p"] == pytest.approx(2 * p_strong)  # smallest p: times m = 2
+    assert out[0]["holm_p"] == pytest.approx(max(2 * p_strong, p_weak))  # then times 1
+    # the weak one's step has level alpha / 1: its interval is the plain 95% one
+    assert out[0]["holm_low"] == pytest.approx(weak["ci_low"], abs=1e-3)  # table vs computed t
+    # the strong one's has alpha / 2: wider than its plain 95% interval
+    assert out[1]["holm_low"] < strong["ci_low"] and out[1]["holm_high"] > strong["ci_high"]
