@@ -64,6 +64,8 @@ class LRSchedule:
     name = ""
     #: Does the run end when the schedule has run its course (a horizon)?
     has_horizon = False
+    #: Does :meth:`before_step` read ``progress.seconds`` (the clock)?
+    uses_clock = False
 
     def __init__(self, optimizer: torch.optim.Optimizer, lr: float, min_lr: float) -> None:
         self.optimizer, self.lr, self.min_lr = optimizer, lr, min_lr
@@ -187,6 +189,7 @@ class CosineSchedule(LRSchedule):
         if horizon not in HORIZONS:
             raise UserError(f"unknown horizon {horizon!r}; choose one of: {', '.join(HORIZONS)}")
         self.horizon, self.length, self.warmup = horizon, float(length), warmup
+        self.uses_clock = horizon == "seconds"
         self.steps_per_epoch = max(1, steps_per_epoch)
         self._set(self.lr_at(0.0))
 

@@ -419,7 +419,9 @@ class Trainer:
             )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
-        self.sched.before_step(self.state.progress(self._seconds_in_epoch()))
+        # the clock only when the schedule reads it: it costs a collective per step
+        seconds = self._seconds_in_epoch() if self.sched.uses_clock else 0.0
+        self.sched.before_step(self.state.progress(seconds))
         self.opt.step()
         self.state.steps += 1
         if self.average is not None:
