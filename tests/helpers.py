@@ -35,6 +35,12 @@ TINY = dict(
     processes=1,
 )
 
+#: ``pyg-schnet benchmark`` at a tiny size: one batch of 10, one round, no warm-up to speak of.
+TINY_BENCHMARK = (
+    "--hidden", "16", "--filters", "16", "--interactions", "1", "--batch-size", "10",
+    "--batches", "1", "--rounds", "1", "--warmup", "1",
+)  # fmt: skip
+
 
 def write_config(path, **overrides):
     cfg = dict(TINY, **overrides)

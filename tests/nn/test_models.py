@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from helpers import TINY, cli, run_here
+from helpers import TINY, TINY_BENCHMARK, cli, run_here
 from pyg_schnet.run.config import load_config
 from pyg_schnet.errors import UserError
 from pyg_schnet.analysis.invariance import invariance_errors
@@ -351,20 +351,7 @@ def test_benchmark_times_registered_models_on_the_same_batches():
         "--skip-build",
         "--models",
         "painn,pyg_schnet_ref",
-        "--hidden",
-        "16",
-        "--filters",
-        "16",
-        "--interactions",
-        "1",
-        "--batch-size",
-        "10",
-        "--batches",
-        "1",
-        "--rounds",
-        "1",
-        "--warmup",
-        "1",
+        *TINY_BENCHMARK,
         "--threads",
         "1",
         check=True,
