@@ -91,14 +91,7 @@ def evaluate_pretrained(
     import torch
 
     card = model_card(name)
-    spec = card["split_spec"]
-    ds = QM9(root, source=card.get("source", "qm9pack"), max_molecules=spec.get("max_molecules"))
-    if len(ds) != spec["num_molecules"]:
-        raise UserError(
-            f"{name} was trained on {spec['num_molecules']} molecules; the data set "
-            f"at {root} has {len(ds)}"
-        )
-    sp = card_split(spec, _folder(name), len(ds))
+    ds, sp = pretrained_data(name, root)
     idx = torch.as_tensor({"test": sp.test_idx, "val": sp.val_idx, "train": sp.train_idx}[split])
     if limit is not None and limit < len(idx):
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
@@ -112,6 +105,19 @@ def evaluate_pretrained(
         "unit": UNITS[card["target"]],
         "card_mae": card["test_mae"] if split == "test" else None,
     }
+
+
+def pretrained_data(name: str, root: Optional[str]) -> Tuple[QM9, Any]:
+    """The data set at ``root`` and the split a shipped model's card names."""
+    spec = model_card(name)["split_spec"]
+    source = model_card(name).get("source", "qm9pack")
+    ds = QM9(root, source=source, max_molecules=spec.get("max_molecules"))
+    if len(ds) != spec["num_molecules"]:
+        raise UserError(
+            f"{name} was trained on {spec['num_molecules']} molecules; the data set "
+            f"at {root} has {len(ds)}"
+        )
+    return ds, card_split(spec, _folder(name), len(ds))
 
 
 #: A split no seeded function rebuilds ships beside the weights as this file.

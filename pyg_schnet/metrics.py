@@ -46,3 +46,9 @@ def mae_rmse(pred: Tensor, y: Tensor) -> Tuple[float, float]:
     """MAE and RMSE of ``pred`` against ``y`` (float64)."""
     sums = ErrorSums().add(pred, y)
     return sums.mae, sums.rmse
+
+
+def display_unit(unit: str) -> Tuple[str, float]:
+    """The unit errors are shown in and the factor from ``unit``: meV for
+    energies in eV (QM9's errors are tens of meV), else the unit itself."""
+    return ("meV", 1000.0) if unit == "eV" else (unit, 1.0)

@@ -1,5 +1,5 @@
 """``pyg-schnet``: the command line (data, train, evaluate, predict, export,
-filters, study, benchmark, throughput, sweep; :data:`USAGE`). Each command
+filters, probes, study, benchmark, throughput, sweep; :data:`USAGE`). Each command
 parses its arguments with the one :class:`~pyg_schnet.cli.parser.Parser` and
 calls the library.
 
@@ -39,6 +39,7 @@ commands:
   evaluate   MAE/RMSE and a parity plot of a run: evaluate RUN_DIR [--split test|val|train]
   predict    predict molecules: predict RUN_DIR|--model qm9-U0 [FILE.xyz|.sdf ...] [--smiles S]
   filters    per filter: parameter count and invariance errors on a QM9 batch
+  probes     what trained weights learned: probes RUN_DIR ... [--model NAME] [--out FILE.csv]
   study      run a study spec and report it: study run|report SPEC.yaml [--quick] [--jobs N]
   benchmark  time pyg_schnet against PyG's SchNet on the same batches
   throughput time training over threads x processes x model size (the default's rule)
@@ -316,6 +317,12 @@ def cmd_sweep(argv: List[str]) -> int:
     return sweep_main(argv)
 
 
+def cmd_probes(argv: List[str]) -> int:
+    from pyg_schnet.cli.probes import main as probes_main
+
+    return probes_main(argv)
+
+
 def cmd_throughput(argv: List[str]) -> int:
     from pyg_schnet.cli.throughput import main as throughput_main
 
@@ -328,6 +335,7 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "predict": cmd_predict,
     "filters": cmd_filters,
+    "probes": cmd_probes,
     "study": cmd_study,
     "benchmark": cmd_benchmark,
     "throughput": cmd_throughput,

@@ -6,6 +6,7 @@ import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence
 
 from pyg_schnet.io import save_figure
+from pyg_schnet.metrics import display_unit
 from pyg_schnet.run.rundir import RunDir
 from pyg_schnet.study.spec import plan
 
@@ -82,10 +83,8 @@ def val_curve_plot(spec, target: str, size: int) -> Optional[str]:
         if not log:
             continue
         m = RunDir(r.cfg.out).metrics() or {}
-        if m.get("unit") == "eV":
-            scale, unit = 1000.0, "meV"
-        elif m.get("unit"):
-            scale, unit = 1.0, m["unit"]
+        if m.get("unit"):
+            unit, scale = display_unit(m["unit"])
         k = list(spec.variants).index(r.variant)
         ax.plot(
             [x["epoch"] for x in log],

@@ -9,6 +9,7 @@ import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pyg_schnet.io import write_csv, write_text
+from pyg_schnet.metrics import display_unit
 from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
 from pyg_schnet.study.figures import learning_curve_plot, val_curve_plot
 from pyg_schnet.study.spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
@@ -86,10 +87,6 @@ CONTRAST_FIELDS = (
 SLOPE_FIELDS = ("target", "variant", "sizes", "slope", "slope_se")
 
 
-def _scale(unit: str) -> Tuple[str, float]:
-    return ("meV", 1000.0) if unit == "eV" else (unit, 1.0)
-
-
 def _median(xs: Sequence[float]) -> float:
     xs = sorted(x for x in xs if x == x)
     if not xs:
@@ -106,7 +103,7 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
         m = rd.metrics()
         if m is None:
             continue
-        unit, s = _scale(m["unit"])
+        unit, s = display_unit(m["unit"])
         sym: Dict[str, Any] = {}
         if rd.has(SYMMETRY_FILE):
             with open(rd.file(SYMMETRY_FILE)) as f:
