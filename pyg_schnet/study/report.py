@@ -13,7 +13,15 @@ from pyg_schnet.metrics import display_unit
 from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
 from pyg_schnet.study.figures import learning_curve_plot, val_curve_plot
 from pyg_schnet.study.spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
-from pyg_schnet.study.stats import equivalence, holm, loglog_slope, mean, paired_difference, std
+from pyg_schnet.study.stats import (
+    equivalence,
+    holm,
+    loglog_slope,
+    mean,
+    paired_difference,
+    std,
+    two_sided_p,
+)
 
 RUN_FIELDS = (
     "target",
@@ -85,6 +93,25 @@ CONTRAST_FIELDS = (
     )
 )
 SLOPE_FIELDS = ("target", "variant", "sizes", "slope", "slope_se")
+PARALLEL_FIELDS = (
+    "target",
+    "variant",
+    "reference",
+    "sizes",
+    "n",
+    "seeds",
+    "slopes",
+    "diff_mean",
+    "diff_std",
+    "ci_low",
+    "ci_high",
+    "p",
+    "margin",
+    "eq_low",
+    "eq_high",
+    "eq_p",
+    "equivalent",
+)
 
 
 def _median(xs: Sequence[float]) -> float:
@@ -248,6 +275,62 @@ def slopes(spec: Spec, cell_rows: Sequence[Dict[str, Any]]) -> List[Dict[str, An
     return out
 
 
+def parallel(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """Are two learning curves parallel on a log-log plot? Per seed, the
+    least-squares slope of log(variant MAE / baseline MAE) against log(training
+    size) over the sizes both have for that seed (at least three); then the
+    paired t-test of the mean slope against 0 and, with the spec's
+    ``slope_margin``, the two one-sided tests of ``|slope| < margin``
+    (parallel within the margin). One row per contrast (or per variant against
+    the reference when the spec names no contrasts) and target."""
+    out: List[Dict[str, Any]] = []
+    if len(spec.train_sizes) < 3:
+        return out
+    pairs = list(spec.contrasts.values()) or [
+        (v, spec.reference) for v in spec.variants if v != spec.reference
+    ]
+    maes: Dict[Tuple[str, str, int], Dict[int, float]] = {}  # (target, variant, seed) -> size
+    for r in rows:
+        maes.setdefault((r["target"], r["variant"], r["seed"]), {})[r["size"]] = r["test_mae"]
+    nan = float("nan")
+    for t in spec.targets:
+        for v, base in pairs:
+            per_seed: Dict[int, float] = {}
+            sizes: set = set()
+            for seed in sorted({r["seed"] for r in rows}):
+                a, b = maes.get((t, v, seed), {}), maes.get((t, base, seed), {})
+                both = sorted(set(a) & set(b))
+                if len(both) >= 3:
+                    per_seed[seed] = loglog_slope(both, [a[n] / b[n] for n in both])[0]
+                    sizes |= set(both)
+            if not per_seed:
+                continue
+            d = paired_difference(per_seed, {k: 0.0 for k in per_seed})
+            row = dict(
+                target=t,
+                variant=v,
+                reference=base,
+                sizes=" ".join(str(n) for n in sorted(sizes)),
+                n=d["n"],
+                seeds=" ".join(map(str, d["seeds"])),
+                slopes=" ".join(f"{per_seed[k]:+.3f}" for k in d["seeds"]),
+                diff_mean=d["diff_mean"],
+                diff_std=d["diff_std"],
+                ci_low=d["ci_low"],
+                ci_high=d["ci_high"],
+                p=two_sided_p(d),
+                margin=nan,
+                eq_low=nan,
+                eq_high=nan,
+                eq_p=nan,
+                equivalent="",
+            )
+            if spec.slope_margin is not None:
+                row.update(equivalence(d, spec.slope_margin), margin=spec.slope_margin)
+            out.append(row)
+    return out
+
+
 def _fmt(x: Any, digits: int = 3) -> str:
     if isinstance(x, str):
         return x
@@ -303,19 +386,23 @@ def _sittings(out: str) -> Tuple[float, int, int]:
 
 def write_report(spec: Spec) -> str:
     """``report.md`` with its tables (``runs.csv``, ``cells.csv``,
-    ``paired.csv``, ``slopes.csv``) and plots in the study's folder."""
+    ``paired.csv``, ``contrasts.csv``, ``slopes.csv``, ``parallel.csv``) and
+    plots in the study's folder."""
     rows = collect(spec)
     os.makedirs(spec.out, exist_ok=True)
     cell_rows = cells(spec, rows)
     pair_rows = paired(spec, rows)
     contrast_rows = contrasts(spec, rows)
     slope_rows = slopes(spec, cell_rows)
+    parallel_rows = parallel(spec, rows)
     write_csv(osp.join(spec.out, "runs.csv"), RUN_FIELDS, rows)
     write_csv(osp.join(spec.out, "cells.csv"), CELL_FIELDS, cell_rows)
     write_csv(osp.join(spec.out, "paired.csv"), PAIRED_FIELDS, pair_rows)
     if spec.contrasts:
         write_csv(osp.join(spec.out, "contrasts.csv"), CONTRAST_FIELDS, contrast_rows)
     write_csv(osp.join(spec.out, "slopes.csv"), SLOPE_FIELDS, slope_rows)
+    if parallel_rows:
+        write_csv(osp.join(spec.out, "parallel.csv"), PARALLEL_FIELDS, parallel_rows)
     plots = []
     if rows:
         for t in spec.targets:
@@ -327,13 +414,17 @@ def write_report(spec: Spec) -> str:
                 p = val_curve_plot(spec, t, size)
                 if p:
                     plots.append(p)
-    md = _markdown(spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, plots)
+    md = _markdown(
+        spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, parallel_rows, plots
+    )
     path = osp.join(spec.out, "report.md")
     write_text(path, md)
     return path
 
 
-def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, plots) -> str:
+def _markdown(
+    spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, parallel_rows, plots
+) -> str:
     total = len(plan(spec))
     wall, sittings, invocations = _sittings(spec.out)
     reused = [r for r in rows if osp.isfile(osp.join(spec.out, r["run_dir"], REUSED_FILE))]
@@ -435,6 +526,34 @@ def _markdown(spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows,
             L.append(
                 f"| {s['target']} | {s['variant']} | {s['sizes']} | "
                 f"{_pm(s['slope'], s['slope_se'])} |"
+            )
+    if parallel_rows:
+        margin = (
+            f"the spec's margin ±{spec.slope_margin:g}"
+            if spec.slope_margin is not None
+            else "no margin in the spec, so no equivalence is stated"
+        )
+        L += [
+            "",
+            "### Parallel curves: paired slopes of the MAE ratio",
+            "",
+            "Per seed, the least-squares slope of log(variant MAE / baseline MAE) against "
+            "log(training size) over the sizes that seed has (0: the curves are parallel on "
+            "a log-log plot; over a 20x range a slope of 0.1 changes the ratio by 35%); the "
+            "mean over seeds with its 95% t-interval and paired t-test p-value, and the two "
+            f"one-sided tests at 5% against {margin}.",
+            "",
+            "| target | variant − baseline | sizes | slope per seed | mean [95% CI] | p | "
+            "90% CI | parallel within margin |",
+            "|---|---|---|---|---:|---:|---:|---|",
+        ]
+        for r in parallel_rows:
+            eq = "n/a" if r["margin"] != r["margin"] else ("yes" if r["equivalent"] else "no")
+            L.append(
+                f"| {r['target']} | {r['variant']} − {r['reference']} | {r['sizes']} | "
+                f"{r['slopes']} | {_fmt(r['diff_mean'])} [{_fmt(r['ci_low'])}, "
+                f"{_fmt(r['ci_high'])}] | {_fmt(r['p'])} | [{_fmt(r['eq_low'])}, "
+                f"{_fmt(r['eq_high'])}] | {eq} |"
             )
     for p in plots:
         L += ["", f"![{p}]({p})"]

@@ -45,6 +45,7 @@ SPEC_KEYS = (
     "out",
     "reuse",
     "equivalence_margins",
+    "slope_margin",
 )
 #: Spec keys that ``quick`` may replace; its other keys are config overrides.
 QUICK_SPEC_KEYS = (
@@ -91,6 +92,9 @@ class Spec:
     #: target -> margin in meV of the equivalence tests ("no difference" within
     #: +-margin), written in the spec before its runs
     equivalence_margins: Dict[str, float] = field(default_factory=dict)
+    #: Margin of the "parallel learning curves" test: the slope of log(MAE
+    #: ratio) against log(training size) (see ``report.slope_contrasts``).
+    slope_margin: Optional[float] = None
 
 
 def _fail(path: str, msg: str) -> UserError:
@@ -146,6 +150,13 @@ def load_spec(
     values, config_quick = _apply_quick(path, raw, quick)
     targets = _read_targets(path, values["targets"])
     margins = _read_margins(path, raw.get("equivalence_margins"))
+    slope_margin = raw.get("slope_margin")
+    if slope_margin is not None and (
+        isinstance(slope_margin, bool)
+        or not isinstance(slope_margin, (int, float))
+        or not 0 < slope_margin < 1
+    ):
+        raise _fail(path, f"slope_margin must be a number between 0 and 1, got {slope_margin!r}")
     seeds_raw = values["seeds"]
     seeds = (
         list(range(_int_list(path, "seeds", seeds_raw, 1)[0]))
@@ -188,6 +199,7 @@ def load_spec(
         reuse=reuse,
         contrasts=contrasts,
         equivalence_margins=margins,
+        slope_margin=None if slope_margin is None else float(slope_margin),
     )
     plan(spec)  # every run's config, so bad settings fail before any training
     return spec

@@ -58,3 +58,40 @@ def test_holm_steps_down_over_the_family():
     assert out[0]["holm_low"] == pytest.approx(weak["ci_low"], abs=1e-3)  # table vs computed t
     # the strong one's has alpha / 2: wider than its plain 95% interval
     assert out[1]["holm_low"] < strong["ci_low"] and out[1]["holm_high"] > strong["ci_high"]
+
+
+def test_parallel_curves_are_a_paired_slope_test_per_seed():
+    """Per seed the slope of log(MAE ratio) against log(size); a constant
+    ratio is parallel (slope 0, equivalent within the margin), a ratio that
+    grows as size^0.3 is not."""
+    import math
+    from types import SimpleNamespace
+
+    from pyg_schnet.study.report import parallel
+
+    sizes = [1000, 2000, 5000, 10000]
+    spec = SimpleNamespace(
+        train_sizes=sizes,
+        targets=["U0"],
+        variants=["a", "flat", "steep"],
+        reference="a",
+        contrasts={},
+        slope_margin=0.1,
+    )
+    rows = []
+    for seed, wobble in enumerate((1.0, 1.02, 0.99)):
+        for n in sizes:
+            base = 100.0 * n**-0.5 * wobble
+            for v, mae in (
+                ("a", base),
+                ("flat", 2.0 * base * (1 + 0.01 * seed * math.log(n))),
+                ("steep", 2.0 * base * (n / 1000) ** 0.3),
+            ):
+                rows.append(dict(target="U0", variant=v, size=n, seed=seed, test_mae=mae))
+    got = {r["variant"]: r for r in parallel(spec, rows)}
+    assert set(got) == {"flat", "steep"} and got["flat"]["n"] == 3
+    assert abs(got["flat"]["diff_mean"]) < 0.05 and got["flat"]["equivalent"] is True
+    assert got["steep"]["diff_mean"] == pytest.approx(0.3, abs=1e-9)
+    assert got["steep"]["equivalent"] is False and got["steep"]["p"] < 0.01
+    spec.train_sizes = sizes[:2]  # two sizes give no slope test
+    assert parallel(spec, rows) == []
