@@ -398,11 +398,22 @@ class ScaledDistanceFilter(DistanceFilter):
     layers and parameters as :class:`DistanceFilter`: only the input's scale
     and the first layer's initialisation differ.
 
+    With ``scaled_steps`` the second layer's weights are stored divided by
+    :math:`s / r_c` and multiplied back in the forward pass: the same function
+    at the start, but Adam, whose step is about the learning rate per weight
+    whatever the weight's scale, then moves them :math:`s / r_c` as far per
+    step. Without it the hidden units, ramps up to :math:`r_c / s` high, make
+    one step change the filter by up to :math:`r_c / s` times more than a
+    bounded basis does (the mechanism study's run diverged at its second
+    epoch).
+
     Args:
         num_filters (int): Filter width. (default: :obj:`128`)
         cutoff (float): Cutoff in Å. (default: :obj:`10.0`)
         input_scale (float): The distance unit of the input in Å.
             (default: :obj:`0.1`)
+        scaled_steps (bool): Store the second layer's weights in units of
+            :math:`s / r_c`. (default: :obj:`False`)
         distance_bin_width (float): Rounding width in Å, 0 for none
             (see :class:`RadialFilter`). (default: :obj:`0.0`)
         rounding (str): ``floor``, ``shifted``, ``noise`` or ``dither``
@@ -416,13 +427,16 @@ class ScaledDistanceFilter(DistanceFilter):
     #: ``input_scale``, that the fast mode's table resolves (its grid has
     #: POINTS_PER_FEATURE points per ``input_scale / SLOPE_GROWTH``).
     SLOPE_GROWTH = 5.0
-    input_scale: float = 0.1  # set per instance; here for the base class's first init
+    # set per instance; here for the base class's first init
+    input_scale: float = 0.1
+    scaled_steps: bool = False
 
     def __init__(
         self,
         num_filters: int = 128,
         cutoff: float = 10.0,
         input_scale: float = 0.1,
+        scaled_steps: bool = False,
         distance_bin_width: float = 0.0,
         rounding: str = "floor",
         discrete_envelope: bool = False,
@@ -434,10 +448,12 @@ class ScaledDistanceFilter(DistanceFilter):
             )
         super().__init__(num_filters, cutoff, distance_bin_width, rounding, discrete_envelope)
         self.input_scale = float(input_scale)
+        self.scaled_steps = bool(scaled_steps)
         self.hparams = dict(
             num_filters=num_filters,
             cutoff=cutoff,
             input_scale=input_scale,
+            scaled_steps=scaled_steps,
             **self._rounding_hparams(),
         )
         self.reset_parameters()
@@ -453,14 +469,25 @@ class ScaledDistanceFilter(DistanceFilter):
             kinks = torch.linspace(0.0, self.cutoff / self.input_scale, n)  # [n], input units
             first.weight.copy_(sign.view(n, 1))
             first.bias.copy_(-sign * kinks)
-            second.weight.mul_(self.input_scale / self.cutoff)
+            if not self.scaled_steps:  # else the forward pass applies the factor
+                second.weight.mul_(self.weight_unit)
+
+    @property
+    def weight_unit(self) -> float:
+        """:math:`s / r_c`: the second layer's initial scale."""
+        return self.input_scale / self.cutoff
 
     @property
     def feature_width(self) -> float:
         return self.input_scale / self.SLOPE_GROWTH
 
     def network(self, dist: Tensor) -> Tensor:
-        return self.mlp((dist / self.input_scale).unsqueeze(-1))  # [E, num_filters]
+        x = (dist / self.input_scale).unsqueeze(-1)  # [E, 1]
+        if not self.scaled_steps:
+            return self.mlp(x)  # [E, num_filters]
+        first, act, second = self.mlp
+        assert isinstance(second, nn.Linear)
+        return F.linear(act(first(x)), second.weight * self.weight_unit, second.bias)
 
 
 class DeepDistanceFilter(DistanceFilter):

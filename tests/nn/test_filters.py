@@ -176,3 +176,17 @@ def test_coords_basis_has_a_basis_and_no_rotation_invariance():
         swapped = f(vec[:, [1, 0, 2]], vec.norm(dim=-1))
     assert (a - b).abs().max() > 1e-2 * a.abs().max()
     assert (a - swapped).abs().max() > 1e-2 * a.abs().max()  # a component is not a distance
+
+
+def test_scaled_steps_store_the_same_filter_in_other_units():
+    """distance_scaled with scaled_steps: the same function at the start, the
+    second layer stored in units of s / rc (so Adam's steps move it less)."""
+    torch.manual_seed(0)
+    plain = make_filter("distance_scaled", num_filters=8, cutoff=5.0)
+    torch.manual_seed(0)
+    scaled = make_filter("distance_scaled", num_filters=8, cutoff=5.0, scaled_steps=True)
+    d = torch.linspace(0.5, 5.0, 50)
+    with torch.no_grad():
+        torch.testing.assert_close(scaled(torch.zeros(50, 3), d), plain(torch.zeros(50, 3), d))
+    ratio = scaled.mlp[2].weight.abs().mean() / plain.mlp[2].weight.abs().mean()
+    assert float(ratio) == pytest.approx(5.0 / 0.1)
