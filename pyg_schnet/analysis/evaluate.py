@@ -5,7 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import os.path as osp
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -28,7 +28,7 @@ from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.plots import error_plot, parity_plot
 from pyg_schnet.run.checkpoint import load_checkpoint, model_from_checkpoint
 from pyg_schnet.run.config import Config
-from pyg_schnet.run.inference import predict_loader
+from pyg_schnet.run.inference import predict_loader, resolve_device
 from pyg_schnet.run.rundir import SPLIT_FILE, WEIGHTS_FILE, RunDir
 
 
@@ -117,39 +117,106 @@ GEOMETRY_NOTE = (
 
 
 #: QM9's extent, measured on all 130,831 molecules: atoms and heavy atoms per
-#: molecule, and the shortest distance between two atoms of one molecule (Å).
+#: molecule, the shortest distance between two atoms of one molecule (Å), and
+#: the longest distance from an H atom, and from a heavy atom, to its nearest
+#: neighbour (Å).
 QM9_MAX_ATOMS = 29
 QM9_MAX_HEAVY_ATOMS = 9
 QM9_MIN_DISTANCE = 0.958
+QM9_MAX_H_NEIGHBOUR = 1.248
+QM9_MAX_HEAVY_NEIGHBOUR = 1.568
+#: Covalent radii (Å) of QM9's elements (Cordero et al. 2008); two atoms are
+#: bonded, for counting fragments, within 1.25 times the sum of theirs.
+COVALENT_RADIUS = {1: 0.31, 6: 0.76, 7: 0.71, 8: 0.66, 9: 0.57}
+BOND_TOLERANCE = 1.25
 
 
-def applicability(z: torch.Tensor, pos: torch.Tensor) -> str:
+def applicability(
+    z: torch.Tensor, pos: torch.Tensor, charge: Optional[int] = None, radicals: Optional[int] = None
+) -> str:
     """Why a molecule lies outside what a QM9 model has seen ("" when it does
-    not): more atoms or heavy atoms than any QM9 molecule, or two atoms closer
-    than any two in QM9. (Elements other than H, C, N, O, F are errors.)"""
+    not): more atoms or heavy atoms than any QM9 molecule, two atoms closer
+    or an atom further from its nearest neighbour than in any QM9 molecule
+    (coordinates in bohr, say), several fragments, a charge or unpaired
+    electrons (QM9 holds neutral closed-shell molecules; where the input
+    does not state them, an odd electron count). Elements other than H, C,
+    N, O, F are errors, not warnings."""
     notes = []
     if z.numel() > QM9_MAX_ATOMS:
         notes.append(f"{z.numel()} atoms (QM9: at most {QM9_MAX_ATOMS})")
     heavy = int((z > 1).sum())
     if heavy > QM9_MAX_HEAVY_ATOMS:
         notes.append(f"{heavy} heavy atoms (QM9: at most {QM9_MAX_HEAVY_ATOMS})")
+    if charge:
+        notes.append(f"formal charge {charge:+d} (QM9 holds neutral molecules)")
+    if radicals:
+        notes.append(f"{radicals} unpaired electron(s) (QM9 holds closed-shell molecules)")
+    if charge is None and radicals is None and int(z.sum()) % 2:
+        notes.append("an odd number of electrons: a radical or an ion (QM9 holds neither)")
     if z.numel() > 1:
-        d = torch.cdist(pos.double(), pos.double())
-        d.fill_diagonal_(float("inf"))
-        closest = float(d.min())
-        if closest < QM9_MIN_DISTANCE - 0.005:
-            notes.append(f"atoms {closest:.2f} Å apart (QM9: at least {QM9_MIN_DISTANCE} Å)")
+        notes += _geometry_notes(z, pos.double())
     return "; ".join(notes)
+
+
+def _geometry_notes(z: torch.Tensor, pos: torch.Tensor) -> List[str]:
+    notes = []
+    d = torch.cdist(pos, pos)
+    d.fill_diagonal_(float("inf"))
+    closest = float(d.min())
+    if closest < QM9_MIN_DISTANCE - 0.005:
+        notes.append(f"atoms {closest:.2f} Å apart (QM9: at least {QM9_MIN_DISTANCE} Å)")
+    nearest = d.min(dim=1).values  # [N]
+    for mask, limit, kind in (
+        (z == 1, QM9_MAX_H_NEIGHBOUR, "an H atom"),
+        (z > 1, QM9_MAX_HEAVY_NEIGHBOUR, "a heavy atom"),
+    ):
+        if mask.any() and float(nearest[mask].max()) > limit + 0.005:
+            far = float(nearest[mask].max())
+            notes.append(
+                f"{kind} {far:.2f} Å from its nearest neighbour (QM9: at most {limit} Å; "
+                f"coordinates in bohr?)"
+            )
+    radius = torch.tensor([COVALENT_RADIUS.get(int(a), 0.75) for a in z], dtype=pos.dtype)
+    bonded = d <= BOND_TOLERANCE * (radius.view(-1, 1) + radius.view(1, -1))  # [N, N]
+    fragments = _components(bonded)
+    if fragments > 1:
+        notes.append(f"{fragments} disconnected fragments (QM9 molecules are one)")
+    return notes
+
+
+def _components(adjacency: torch.Tensor) -> int:
+    """Connected components of a boolean adjacency matrix ``[N, N]``."""
+    n = adjacency.size(0)
+    label = torch.arange(n)
+    reach = adjacency | torch.eye(n, dtype=torch.bool)
+    while True:  # each node takes the smallest label it reaches in one step
+        new = torch.where(reach, label.view(1, -1), n).min(dim=1).values
+        if torch.equal(new, label):
+            return int(label.unique().numel())
+        label = new
+
+
+#: Molecules per batch in :func:`predict` (the same numbers as one at a time,
+#: to float precision; tests/analysis/test_evaluate.py).
+PREDICT_BATCH = 256
 
 
 @torch.no_grad()
 def predict(
-    run_dir: Optional[str], inputs: List[str], smiles: List[str], pretrained: Optional[str] = None
+    run_dir: Optional[str],
+    inputs: List[str],
+    smiles: List[str],
+    pretrained: Optional[str] = None,
+    device: str = "cpu",
+    progress: Optional[Callable[[int, int], None]] = None,
 ) -> Tuple[str, str, List[Dict[str, Any]]]:
     """Predict molecules from files (xyz, sdf) and SMILES with a run's best
-    model, or a shipped ``pretrained`` one (:mod:`pyg_schnet.hub`): the
-    target, its unit and one row per molecule (``name``, ``source``,
-    ``num_atoms``, ``value``, ``warning``: :func:`applicability`)."""
+    model, or a shipped ``pretrained`` one (:mod:`pyg_schnet.hub`), in
+    batches of :data:`PREDICT_BATCH`: the target, its unit and one row per
+    molecule in input order (``name``, ``source``, ``num_atoms``, ``value``,
+    ``warning``: :func:`applicability`, ``error``: why a molecule could not be
+    predicted, its value then NaN). ``progress(done, total)`` is called after
+    each batch."""
     if pretrained is not None:
         target, model = model_card(pretrained)["target"], load_pretrained(pretrained)
     elif run_dir is not None:
@@ -157,27 +224,53 @@ def predict(
         target = cfg.target
     else:
         raise UserError("predict needs a run directory or --model NAME")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    mols = read_inputs(inputs, smiles)
+    good = [m for m in mols if not m.error]
+    values: Dict[int, float] = {}
+    for start in range(0, len(good), PREDICT_BATCH):
+        chunk = good[start : start + PREDICT_BATCH]
+        sizes = torch.tensor([m.z.numel() for m in chunk])
+        z = torch.cat([m.z for m in chunk]).to(dev)
+        pos = torch.cat([m.pos for m in chunk]).to(dev)
+        batch = torch.repeat_interleave(torch.arange(len(chunk)), sizes).to(dev)
+        out = model(z, pos, batch, num_graphs=len(chunk)).view(-1).cpu()
+        for m, v in zip(chunk, out.tolist(), strict=True):
+            values[id(m)] = v
+        if progress is not None:
+            progress(start + len(chunk), len(good))
     rows = []
-    for m in read_inputs(inputs, smiles):
+    for m in mols:
         rows.append(
             {
                 "name": m.name,
                 "source": m.source,
                 "num_atoms": m.z.numel(),
-                "value": float(model(m.z, m.pos).view(-1)[0]),
-                "warning": applicability(m.z, m.pos),
+                "value": values.get(id(m), float("nan")),
+                "warning": "" if m.error else applicability(m.z, m.pos, m.charge, m.radicals),
+                "error": m.error,
             }
         )
     return target, UNITS[target], rows
 
 
 def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:
-    """The rows of :func:`predict` as CSV text."""
+    """The rows of :func:`predict` as CSV text (an unpredicted molecule's
+    value is empty and its error says why)."""
     buf = io.StringIO()
     w = csv.writer(buf)
-    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}", "warning"])
+    w.writerow(["name", "source", "num_atoms", f"{target}_{unit}", "warning", "error"])
     for r in rows:
+        value = "" if r.get("error") else f"{r['value']:.6f}"
         w.writerow(
-            [r["name"], r["source"], r["num_atoms"], f"{r['value']:.6f}", r.get("warning", "")]
+            [
+                r["name"],
+                r["source"],
+                r["num_atoms"],
+                value,
+                r.get("warning", ""),
+                r.get("error", ""),
+            ]
         )
     return buf.getvalue()

@@ -216,7 +216,7 @@ def cmd_predict(argv: List[str]) -> int:
     p = Parser(
         prog="pyg-schnet predict",
         usage="pyg-schnet predict (RUN_DIR | --model NAME) [FILE.xyz|FILE.sdf ...] "
-        "[--smiles S ...] [-o CSV]",
+        "[--smiles S ...] [-o CSV [--overwrite]] [--device cpu|cuda]",
     )
     p.add_argument("paths", nargs="*", help="a run directory (without --model), then inputs")
     p.add_argument(
@@ -227,6 +227,8 @@ def cmd_predict(argv: List[str]) -> int:
     )
     p.add_argument("--smiles", action="append", default=[])
     p.add_argument("--output", "-o", default=None, help="CSV path (default: stdout)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     a = p.parse_args(argv)
     if a.model is None and not a.paths:
         raise UserError("predict needs a run directory or --model NAME")
@@ -234,12 +236,19 @@ def cmd_predict(argv: List[str]) -> int:
     from pyg_schnet.analysis.evaluate import GEOMETRY_NOTE, predict, predictions_csv
     from pyg_schnet.io import write_text
 
-    if a.output is not None:  # before any work: never overwrite
+    if a.output is not None:  # before any work
         if os.path.isdir(a.output):
             raise UserError(f"output {a.output} is a directory")
-        if os.path.exists(a.output):
-            raise UserError(f"output {a.output} exists; not overwriting it")
-    target, unit, rows = predict(a.run_dir, a.inputs, a.smiles, pretrained=a.model)
+        if os.path.exists(a.output) and not a.overwrite:
+            raise UserError(f"output {a.output} exists; pass --overwrite to replace it")
+
+    def progress(done: int, total: int) -> None:
+        if total >= 1000 and (done == total or done % 2048 < 256):
+            print(f"predicted {done:,} of {total:,} molecules", file=sys.stderr, flush=True)
+
+    target, unit, rows = predict(
+        a.run_dir, a.inputs, a.smiles, pretrained=a.model, device=a.device, progress=progress
+    )
     text = predictions_csv(target, unit, rows)
     print(GEOMETRY_NOTE, file=sys.stderr)
     outside = [r["name"] for r in rows if r["warning"]]
@@ -253,7 +262,13 @@ def cmd_predict(argv: List[str]) -> int:
         sys.stdout.write(text)
     else:
         write_text(a.output, text)
-        print(f"wrote {len(rows)} predictions to {a.output}", file=sys.stderr)
+        print(f"wrote {len(rows)} rows to {a.output}", file=sys.stderr)
+    failed = [r for r in rows if r["error"]]
+    if failed:  # the others are written: one line for all that failed
+        more = f" (and {len(failed) - 1} more; see the error column)" if len(failed) > 1 else ""
+        raise UserError(
+            f"{len(failed)} of {len(rows)} molecule(s) not predicted: {failed[0]['error']}{more}"
+        )
     return 0
 
 

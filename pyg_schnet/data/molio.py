@@ -1,10 +1,15 @@
-"""Reading molecules for prediction: XYZ and SDF files, SMILES strings."""
+"""Reading molecules for prediction: XYZ and SDF files, SMILES strings.
+
+A file that cannot be read at all (missing, empty, no atom count where one
+belongs) is an error; a molecule in it that cannot be predicted (an element
+QM9 lacks, a broken geometry, a SMILES of several fragments) is returned with
+its :attr:`Molecule.error` set, so the others are still predicted."""
 
 from __future__ import annotations
 
 import math
 import os.path as osp
-from typing import List, NamedTuple
+from typing import Any, Callable, List, NamedTuple, Optional
 
 import torch
 from torch import Tensor
@@ -22,6 +27,21 @@ class Molecule(NamedTuple):
     z: Tensor  # [N] long
     pos: Tensor  # [N, 3] float32
     source: str  # "xyz" | "sdf" | "smiles"
+    #: Why the molecule cannot be predicted ("" when it can).
+    error: str = ""
+    #: Formal charge and unpaired electrons, where the input states them
+    #: (SMILES, SDF); ``None`` for XYZ.
+    charge: Optional[int] = None
+    radicals: Optional[int] = None
+
+
+def _or_error(name: str, source: str, read: Callable[..., Molecule], *args: Any) -> Molecule:
+    """``read(*args)``, or a molecule that records why it failed."""
+    try:
+        return read(*args)
+    except UserError as exc:
+        empty = Molecule(name, torch.zeros(0, dtype=torch.long), torch.zeros(0, 3), source)
+        return empty._replace(error=str(exc))
 
 
 def check_molecule(mol: Molecule) -> Molecule:
@@ -72,7 +92,9 @@ def _element(symbol: str, where: str) -> int:
 
 
 def read_xyz(path: str) -> List[Molecule]:
-    """One or more concatenated XYZ blocks (count line, comment, atoms)."""
+    """One or more concatenated XYZ blocks (count line, comment, atoms). A
+    molecule is named by its comment line (QM9's ``gdb 17`` becomes
+    ``gdb_17``), else by the file and its place in it."""
     lines = _read_text(path).splitlines()
     mols: List[Molecule] = []
     i, k = 0, 0
@@ -86,33 +108,50 @@ def read_xyz(path: str) -> List[Molecule]:
             raise UserError(f"{path}: line {i + 1} should hold an atom count") from None
         if n < 0 or i + 2 + n > len(lines):
             raise UserError(f"{path}: expected {n} atom lines after line {i + 2}")
-        z, pos = [], []
-        for j in range(i + 2, i + 2 + n):
-            parts = lines[j].replace(",", " ").split()
-            if len(parts) < 4:
-                raise UserError(f"{path}: line {j + 1} should be 'element x y z'")
-            z.append(_element(parts[0], f"{path} line {j + 1}"))
-            try:
-                pos.append([float(v.replace("*^", "e")) for v in parts[1:4]])
-            except ValueError:
-                raise UserError(f"{path}: line {j + 1} has a non-numeric coordinate") from None
         k += 1
-        mols.append(
-            check_molecule(
-                Molecule(
-                    f"{osp.basename(path)}#{k}",
-                    torch.tensor(z, dtype=torch.long),
-                    torch.tensor(pos, dtype=torch.float32).view(-1, 3),
-                    "xyz",
-                )
-            )
-        )
+        name = _xyz_name(lines[i + 1]) or f"{osp.basename(path)}#{k}"
+        block = range(i + 2, i + 2 + n)
+        mols.append(_or_error(name, "xyz", _xyz_block, path, lines, block, name))
         i += 2 + n
     if not mols:
         raise UserError(f"input file {path} holds no molecule")
-    if len(mols) == 1:  # a single molecule is named after its file
-        mols[0] = mols[0]._replace(name=osp.basename(path))
+    if len(mols) == 1 and mols[0].name == f"{osp.basename(path)}#1":
+        mols[0] = mols[0]._replace(name=osp.basename(path))  # a lone molecule: its file
     return mols
+
+
+def _xyz_name(comment: str) -> str:
+    """A name from an XYZ comment line: its text up to the first tab (QM9
+    puts the properties there), spaces as underscores; "" for none or for an
+    extended-XYZ ``key=value`` line without a ``name=``."""
+    text = comment.strip()
+    if "=" in text:
+        for part in text.split():
+            if part.lower().startswith("name="):
+                return part.split("=", 1)[1].strip("\"'")[:80]
+        return ""
+    return "_".join(text.split("\t")[0].split())[:80]
+
+
+def _xyz_block(path: str, lines: List[str], block: range, name: str) -> Molecule:
+    z, pos = [], []
+    for j in block:
+        parts = lines[j].replace(",", " ").split()
+        if len(parts) < 4:
+            raise UserError(f"{path}: line {j + 1} should be 'element x y z'")
+        z.append(_element(parts[0], f"{path} line {j + 1}"))
+        try:
+            pos.append([float(v.replace("*^", "e")) for v in parts[1:4]])
+        except ValueError:
+            raise UserError(f"{path}: line {j + 1} has a non-numeric coordinate") from None
+    return check_molecule(
+        Molecule(
+            name,
+            torch.tensor(z, dtype=torch.long),
+            torch.tensor(pos, dtype=torch.float32).view(-1, 3),
+            "xyz",
+        )
+    )
 
 
 def read_sdf(path: str) -> List[Molecule]:
@@ -123,23 +162,28 @@ def read_sdf(path: str) -> List[Molecule]:
     suppl = Chem.SDMolSupplier(path, removeHs=False, sanitize=False)
     mols: List[Molecule] = []
     for k, mol in enumerate(suppl):
-        if mol is None:
-            raise UserError(f"{path}: record {k + 1} is not a valid SDF molecule")
-        name = (
-            mol.GetProp("_Name")
-            if mol.HasProp("_Name") and mol.GetProp("_Name")
-            else f"{osp.basename(path)}#{k + 1}"
-        )
-        if mol.GetNumConformers() == 0:
-            raise UserError(f"{path}: record {k + 1} has no coordinates")
-        z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
-        if (z == 0).any():
-            raise UserError(f"{path}: record {k + 1} has an unknown element")
-        pos = torch.tensor(mol.GetConformer().GetPositions(), dtype=torch.float32).view(-1, 3)
-        mols.append(check_molecule(Molecule(name, z, pos, "sdf")))
+        fallback = f"{osp.basename(path)}#{k + 1}"
+        name = mol.GetProp("_Name") if mol is not None and mol.HasProp("_Name") else ""
+        mols.append(_or_error(name or fallback, "sdf", _sdf_record, path, k, mol, name))
     if not mols:
         raise UserError(f"input file {path} holds no molecule")
     return mols
+
+
+def _sdf_record(path: str, k: int, mol, name: str) -> Molecule:
+    if mol is None:
+        raise UserError(f"{path}: record {k + 1} is not a valid SDF molecule")
+    if mol.GetNumConformers() == 0:
+        raise UserError(f"{path}: record {k + 1} has no coordinates")
+    z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
+    if (z == 0).any():
+        raise UserError(f"{path}: record {k + 1} has an unknown element")
+    pos = torch.tensor(mol.GetConformer().GetPositions(), dtype=torch.float32).view(-1, 3)
+    charge = sum(a.GetFormalCharge() for a in mol.GetAtoms())
+    radicals = sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())
+    return check_molecule(
+        Molecule(name or f"{osp.basename(path)}#{k + 1}", z, pos, "sdf", "", charge, radicals)
+    )
 
 
 def from_smiles(smiles: str, seed: int = 0) -> Molecule:
@@ -152,6 +196,14 @@ def from_smiles(smiles: str, seed: int = 0) -> Molecule:
     mol = Chem.MolFromSmiles(smiles)
     if mol is None:
         raise UserError(f"cannot parse SMILES {smiles!r}")
+    fragments = len(Chem.GetMolFrags(mol))
+    if fragments > 1:
+        raise UserError(
+            f"SMILES {smiles!r} holds {fragments} disconnected fragments; a QM9 model "
+            f"predicts one molecule: give each as its own --smiles"
+        )
+    charge = Chem.GetFormalCharge(mol)
+    radicals = sum(a.GetNumRadicalElectrons() for a in mol.GetAtoms())
     mol = Chem.AddHs(mol)
     params = AllChem.ETKDGv3()
     params.randomSeed = seed
@@ -163,10 +215,12 @@ def from_smiles(smiles: str, seed: int = 0) -> Molecule:
         AllChem.UFFOptimizeMolecule(mol, maxIters=2000)
     z = torch.tensor([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=torch.long)
     pos = torch.tensor(mol.GetConformer().GetPositions(), dtype=torch.float32)
-    return check_molecule(Molecule(smiles, z, pos, "smiles"))
+    return check_molecule(Molecule(smiles, z, pos, "smiles", "", charge, radicals))
 
 
 def read_inputs(paths: List[str], smiles: List[str]) -> List[Molecule]:
+    """Every molecule of the files, then of the SMILES, in order (those that
+    cannot be predicted with their :attr:`Molecule.error`)."""
     mols: List[Molecule] = []
     for path in paths:
         ext = osp.splitext(path)[1].lower()
@@ -179,7 +233,7 @@ def read_inputs(paths: List[str], smiles: List[str]) -> List[Molecule]:
                 f"{path}: unknown molecule file type {ext or '(none)'!r}; "
                 f"use .xyz or .sdf, or --smiles"
             )
-    mols += [from_smiles(s) for s in smiles]
+    mols += [_or_error(s, "smiles", from_smiles, s) for s in smiles]
     if not mols:
         raise UserError("no molecules given: pass .xyz/.sdf files or --smiles")
     return mols

@@ -9,8 +9,23 @@ import torch
 from torch import Tensor, nn
 
 from pyg_schnet.data.loader import MoleculeLoader
+from pyg_schnet.errors import UserError
 from pyg_schnet.metrics import ErrorSums
 from pyg_schnet.run.distributed import DistInfo, allreduce
+
+
+def resolve_device(name: str) -> torch.device:
+    """The torch device ``cpu`` or ``cuda[:N]``, checked: a name torch does
+    not know, or CUDA without a GPU, is one clear error."""
+    if not (name == "cpu" or name.startswith("cuda")):
+        raise UserError(f"device must be cpu or cuda[:N], got {name!r}")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"device must be cpu or cuda[:N], got {name!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError("device cuda asked for, but no CUDA GPU is available")
+    return device
 
 
 @torch.no_grad()

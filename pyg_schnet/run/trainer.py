@@ -57,7 +57,7 @@ from pyg_schnet.run.checkpoint import RUN_FORMAT, atomic_save, export_weights, l
 from pyg_schnet.run.config import Config, save_config
 from pyg_schnet.run.distributed import allreduce, broadcast, init_distributed
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
-from pyg_schnet.run.inference import errors, predict_loader
+from pyg_schnet.run.inference import errors, predict_loader, resolve_device
 from pyg_schnet.run.recipe import ExponentialMovingAverage, Progress, make_schedule
 from pyg_schnet.run.rundir import BEST_FILE, LAST_FILE, METRICS_FILE, RunDir
 from pyg_schnet.run.throughput import default_threads
@@ -190,9 +190,7 @@ class Trainer:
     # -- setup ----------------------------------------------------------------------
     def _setup_process(self) -> None:
         self.info = init_distributed(self.cfg.device)
-        self.device = torch.device(self.cfg.device)
-        if self.device.type == "cuda" and not torch.cuda.is_available():
-            raise UserError("device cuda asked for, but no CUDA GPU is available")
+        self.device = resolve_device(self.cfg.device)
         cfg = self.cfg
         self.threads = cfg.num_threads or default_threads(
             cfg.num_filters, cfg.num_interactions, cfg.cutoff, self.info.world_size

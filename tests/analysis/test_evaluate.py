@@ -50,15 +50,92 @@ def test_predict_rows_and_csv(run, tmp_path):
     assert (target, unit) == ("U0", "eV") and len(rows) == 2
     assert rows[0]["num_atoms"] == 3 and rows[1]["num_atoms"] == 9
     text = predictions_csv(target, unit, rows).splitlines()
-    assert text[0] == "name,source,num_atoms,U0_eV,warning" and len(text) == 3
+    assert text[0] == "name,source,num_atoms,U0_eV,warning,error" and len(text) == 3
+
+
+def test_predict_in_batches_equals_one_at_a_time(run, tmp_path, qm9):
+    """Molecules of several sizes, more than one batch: each value equals the
+    model's prediction for that molecule alone; names from the comment lines."""
+    from pyg_schnet.analysis.evaluate import PREDICT_BATCH
+    from pyg_schnet.data.qm9 import ELEMENTS
+
+    symbol = {v: k for k, v in ELEMENTS.items()}
+    count = PREDICT_BATCH + 20
+    blocks = []
+    for i in range(count):
+        d = qm9[i]
+        atoms = "".join(
+            f"{symbol[int(z)]} {x:.6f} {y:.6f} {w:.6f}\n"
+            for z, (x, y, w) in zip(d.z, d.pos.tolist(), strict=True)
+        )
+        blocks.append(f"{d.z.numel()}\ngdb {i + 1}\n{atoms}")
+    p = tmp_path / "many.xyz"
+    p.write_text("".join(blocks))
+    _, _, rows = predict(str(run), [str(p)], [])
+    _, model, _ = load_run(str(run))
+    assert [r["name"] for r in rows[:2]] == ["gdb_1", "gdb_2"] and len(rows) == count
+    from pyg_schnet.data.molio import read_xyz
+
+    with torch.no_grad():
+        alone = torch.tensor([float(model(m.z, m.pos).view(-1)[0]) for m in read_xyz(str(p))])
+    got = torch.tensor([r["value"] for r in rows])
+    torch.testing.assert_close(got, alone, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize(
+    "inputs,smiles,warning",
+    [
+        ([], ["CC(=O)[O-]"], "formal charge -1"),
+        ([], ["C[NH3+]"], "formal charge +1"),
+        ([], ["[CH3]"], "1 unpaired electron"),
+        (["bohr"], [], "coordinates in bohr?"),
+        (["odd"], [], "odd number of electrons"),
+        (["apart"], [], "2 disconnected fragments"),
+    ],
+)
+def test_chemistry_outside_qm9_gets_a_warning(run, tmp_path, inputs, smiles, warning):
+    files = {
+        # water in bohr: O-H 1.81 bohr read as Å
+        "bohr": "3\nw\nO 0 0 0.2217\nH 0 1.4309 -0.8867\nH 0 -1.4309 -0.8867\n",
+        "odd": "2\noh\nO 0 0 0\nH 0 0 0.97\n",  # the OH radical, no charge stated
+        "apart": WATER_PAIR,
+    }
+    paths = []
+    for key in inputs:
+        path = tmp_path / f"{key}.xyz"
+        path.write_text(files[key])
+        paths.append(str(path))
+    _, _, (row,) = predict(str(run), paths, smiles)
+    assert warning in row["warning"], row["warning"]
+    assert not row["error"] and row["value"] == row["value"]  # still predicted
+
+
+#: two water molecules 4 Å apart as one molecule
+WATER_PAIR = (
+    "6\npair\nO 0 0 0.1173\nH 0 0.7572 -0.4692\nH 0 -0.7572 -0.4692\n"
+    "O 4 0 0.1173\nH 4 0.7572 -0.4692\nH 4 -0.7572 -0.4692\n"
+)
+
+
+def test_plain_molecules_get_no_warning(run, tmp_path):
+    p = tmp_path / "w.xyz"
+    p.write_text("3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
+    _, _, rows = predict(str(run), [str(p)], ["CCO", "CC(=O)O"])
+    assert [r["warning"] for r in rows] == ["", "", ""]
 
 
 def test_applicability_names_what_lies_outside_qm9():
     z = torch.ones(30, dtype=torch.long)
     pos = torch.arange(90, dtype=torch.float32).view(30, 3)
     assert "30 atoms" in applicability(z, pos)
-    assert applicability(torch.tensor([8, 1]), torch.tensor([[0.0, 0, 0], [0, 0, 0.96]])) == ""
-    assert "apart" in applicability(torch.tensor([8, 1]), torch.tensor([[0.0, 0, 0], [0, 0, 0.5]]))
+    water = torch.tensor([[0.0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
+    assert applicability(torch.tensor([8, 1, 1]), water) == ""
+    squeezed = water * torch.tensor([1.0, 0.5, 1.0])
+    assert "apart" in applicability(torch.tensor([8, 1, 1]), squeezed)
+    assert "odd number of electrons" in applicability(torch.tensor([8, 1]), water[:2])
+    assert applicability(torch.tensor([8, 1]), water[:2], charge=-1, radicals=0).startswith(
+        "formal charge -1"
+    )
 
 
 @pytest.mark.slow

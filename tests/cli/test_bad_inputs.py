@@ -1,6 +1,7 @@
 """Bad inputs through every subcommand: exit non-zero, one clear ``error:`` line
 on stderr, no traceback, and no file that existed before changed."""
 
+import csv
 import os
 import shutil
 
@@ -195,7 +196,7 @@ CASES = [
     (
         "predict-output-exists",
         lambda w: ["predict", w / "run", "--smiles", "C", "--output", w / "good.yaml"],
-        "not overwriting",
+        "pass --overwrite",
     ),
     ("predict-no-run", lambda w: ["predict", w / "norun", "--smiles", "C"], "not a run"),
     ("unknown-command", lambda w: ["fly"], "unknown command"),
@@ -318,3 +319,23 @@ def test_read_only_run_dir_stops_with_clear_message(tmp_path):
 @pytest.mark.parametrize("flag", ["--limit=0", "--limit=-9990", "--batch-size=-1"])
 def test_evaluate_refuses_sizes_below_one(flag):
     assert_one_line_error(run_here("evaluate", "--model", "qm9-U0", flag), "at least 1")
+
+
+def test_a_bad_molecule_loses_none_of_the_others(ws, tmp_path):
+    """A chlorine atom in the middle of three molecules: the two good ones are
+    predicted and written, the bad one's row says why, one error line, exit 2;
+    --overwrite replaces the output, which is otherwise refused."""
+    water = "3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+    mixed = tmp_path / "mixed.xyz"
+    mixed.write_text(water + "2\nhcl\nH 0 0 0\nCl 0 0 1.27\n" + water.replace("water", "w2"))
+    out = tmp_path / "pred.csv"
+    proc = run_here("predict", ws / "run", mixed, "-o", out)
+    assert_one_line_error(proc, "1 of 3 molecule(s) not predicted: hcl: element(s)")
+    rows = list(csv.DictReader(open(out)))
+    assert [r["name"] for r in rows] == ["water", "hcl", "w2"]
+    assert rows[0]["U0_eV"] and rows[2]["U0_eV"] and not rows[1]["U0_eV"]
+    assert "not in QM9" in rows[1]["error"] and not rows[0]["error"]
+    assert_one_line_error(run_here("predict", ws / "run", mixed, "-o", out), "--overwrite")
+    again = run_here("predict", ws / "run", "--smiles", "CCO", "-o", out, "--overwrite")
+    assert again.returncode == 0, again.stderr
+    assert [r["name"] for r in csv.DictReader(open(out))] == ["CCO"]

@@ -14,21 +14,30 @@ def test_xyz_blocks_are_read_with_their_elements_and_coordinates(tmp_path):
     one = tmp_path / "water.xyz"
     one.write_text(WATER)
     (mol,) = read_xyz(str(one))
-    assert mol.name == "water.xyz" and mol.source == "xyz"
+    assert mol.name == "water" and mol.source == "xyz"  # named by its comment line
     assert mol.z.tolist() == [8, 1, 1]
     assert torch.allclose(mol.pos[1], torch.tensor([0.0, 0.7572, -0.4692]))
     two = tmp_path / "two.xyz"
-    two.write_text(WATER + WATER.replace("0.1173", "1.5e-1"))
+    two.write_text(WATER.replace("water", "") + WATER.replace("0.1173", "1.5e-1"))
     mols = read_xyz(str(two))
-    assert [m.name for m in mols] == ["two.xyz#1", "two.xyz#2"]
+    assert [m.name for m in mols] == ["two.xyz#1", "water"]
     assert float(mols[1].pos[0, 2]) == pytest.approx(0.15)
 
 
 @pytest.mark.parametrize(
     "text,message",
+    [("2\nx\nO 0 0 0\n", "expected 2 atom lines"), ("two\nx\n", "should hold an atom count")],
+)
+def test_an_unreadable_xyz_file_is_one_clear_error(tmp_path, text, message):
+    p = tmp_path / "bad.xyz"
+    p.write_text(text)
+    with pytest.raises(UserError, match=message):
+        read_xyz(str(p))
+
+
+@pytest.mark.parametrize(
+    "block,message",
     [
-        ("2\nx\nO 0 0 0\n", "expected 2 atom lines"),
-        ("two\nx\n", "should hold an atom count"),
         ("1\nx\nO 0 0 zero\n", "non-numeric coordinate"),
         ("2\nx\nO 0 0 0\nXx 0 0 1\n", "unknown element"),
         ("2\nx\nO 0 0 0\nCl 0 0 1.7\n", "not in QM9"),
@@ -36,11 +45,24 @@ def test_xyz_blocks_are_read_with_their_elements_and_coordinates(tmp_path):
         ("1\nx\nO 0 0 0\n", "single atom"),
     ],
 )
-def test_bad_xyz_is_one_clear_error(tmp_path, text, message):
-    p = tmp_path / "bad.xyz"
-    p.write_text(text)
-    with pytest.raises(UserError, match=message):
-        read_xyz(str(p))
+def test_a_bad_molecule_keeps_its_error_and_the_others(tmp_path, block, message):
+    """Between two good molecules, a bad one is returned with its error: the
+    others are still read."""
+    p = tmp_path / "three.xyz"
+    p.write_text(WATER + block + WATER)
+    mols = read_xyz(str(p))
+    assert [bool(m.error) for m in mols] == [False, True, False]
+    assert message in mols[1].error and mols[1].name == "x" and mols[1].z.numel() == 0
+
+
+def test_xyz_names_come_from_the_comment_line(tmp_path):
+    p = tmp_path / "qm9.xyz"
+    p.write_text(
+        WATER.replace("water", "gdb 17\t157.7 1.2")
+        + WATER.replace("water", 'Properties=species:S:1:pos:R:3 name="ethanol-1" energy=-1')
+        + WATER.replace("water", "Properties=species:S:1:pos:R:3")
+    )
+    assert [m.name for m in read_xyz(str(p))] == ["gdb_17", "ethanol-1", "qm9.xyz#3"]
 
 
 def test_check_molecule_refuses_non_finite_coordinates():
@@ -66,3 +88,17 @@ def test_read_inputs_keeps_files_then_smiles_in_order(tmp_path):
     p.write_text(WATER)
     mols = read_inputs([str(p)], ["C"])
     assert [m.source for m in mols] == ["xyz", "smiles"]
+
+
+@pytest.mark.parametrize(
+    "smiles,charge,radicals",
+    [("CC(=O)[O-]", -1, 0), ("C[NH3+]", 1, 0), ("[CH3]", 0, 1), ("CCO", 0, 0)],
+)
+def test_smiles_state_their_charge_and_unpaired_electrons(smiles, charge, radicals):
+    mol = from_smiles(smiles)
+    assert (mol.charge, mol.radicals) == (charge, radicals)
+
+
+def test_a_smiles_of_several_fragments_is_refused_by_name():
+    (mol,) = read_inputs([], ["CCO.O"])
+    assert "2 disconnected fragments" in mol.error and "0.1" not in mol.error

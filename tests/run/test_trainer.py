@@ -172,9 +172,10 @@ def test_predict_warns_outside_qm9(run_dir, tmp_path):
     )
     assert proc.returncode == 0, proc.stderr
     rows = {r["name"]: r for r in csv.DictReader(open(out))}
-    assert "40 atoms (QM9: at most 29)" in rows["cloud.xyz"]["warning"]
-    assert "40 heavy atoms (QM9: at most 9)" in rows["cloud.xyz"]["warning"]
-    assert "atoms 0.50 Å apart (QM9: at least 0.958 Å)" in rows["squeezed.xyz"]["warning"]
+    # named by their comment lines
+    assert "40 atoms (QM9: at most 29)" in rows["cloud"]["warning"]
+    assert "40 heavy atoms (QM9: at most 9)" in rows["cloud"]["warning"]
+    assert "atoms 0.50 Å apart (QM9: at least 0.958 Å)" in rows["squeezed"]["warning"]
     assert rows["CCO"]["warning"] == ""
     assert "warning: 2 molecule(s) lie outside QM9's range" in proc.stderr
 
