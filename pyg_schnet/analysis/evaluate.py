@@ -22,6 +22,7 @@ from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.molio import read_inputs
 from pyg_schnet.errors import UserError
 from pyg_schnet.hub import model_card
+from pyg_schnet.io import write_csv
 from pyg_schnet.hub import pretrained as load_pretrained
 from pyg_schnet.metrics import mae_rmse
 from pyg_schnet.nn.atomistic import AtomisticModel
@@ -64,6 +65,11 @@ def evaluate(
         return _evaluate(run_dir, cfg, model, split, batch_size)
 
 
+#: Columns of ``predictions_SPLIT.csv``: the molecule's position in the data
+#: set, its atoms, the target and the prediction (in the target's unit).
+PREDICTION_FIELDS = ("index", "num_atoms", "target", "prediction")
+
+
 def run_split(run_dir: str, cfg: Config, num_molecules: int) -> Split:
     """A run's split: its ``split.npz``, else the split file its config
     names, else (a study's committed run, which keeps neither) the nested
@@ -88,7 +94,7 @@ def _evaluate(
     if len(idx) == 0:
         raise UserError(f"the {split} split of {run_dir} is empty")
     loader = MoleculeLoader(dataset, idx, batch_size or cfg.batch_size, target_index(cfg.target))
-    pred, y, _ = predict_loader(model, loader, torch.device("cpu"))
+    pred, y, where = predict_loader(model, loader, torch.device("cpu"))
     mae, rmse = mae_rmse(pred, y)
     diff = pred.double() - y.double()
     unit = UNITS[cfg.target]
@@ -98,6 +104,18 @@ def _evaluate(
     errors = osp.join(run_dir, f"errors_{split}.png")
     sizes = dataset.num_atoms()[torch.as_tensor(idx)]
     error_plot(diff.numpy(), sizes.numpy(), title, unit, errors)
+    table = osp.join(run_dir, f"predictions_{split}.csv")
+    atoms = dataset.num_atoms()[where]
+    write_csv(
+        table,
+        PREDICTION_FIELDS,
+        [
+            {"index": int(i), "num_atoms": int(n), "target": f"{t:.6f}", "prediction": f"{p:.6f}"}
+            for i, n, t, p in zip(
+                where.tolist(), atoms.tolist(), y.tolist(), pred.tolist(), strict=True
+            )
+        ],
+    )
     return {
         "split": split,
         "count": len(idx),
@@ -106,6 +124,7 @@ def _evaluate(
         "unit": unit,
         "plot": plot,
         "errors_plot": errors,
+        "predictions": table,
     }
 
 

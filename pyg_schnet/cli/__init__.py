@@ -207,7 +207,7 @@ def cmd_evaluate(argv: List[str]) -> int:
     print(
         f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
         f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}, error histogram "
-        f"and MAE per molecule size {res['errors_plot']}"
+        f"and MAE per molecule size {res['errors_plot']}, per molecule {res['predictions']}"
     )
     return 0
 

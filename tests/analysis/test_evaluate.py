@@ -1,6 +1,7 @@
 """pyg_schnet.analysis.evaluate: a run's model re-measured on its own split,
 and predictions with their applicability warnings."""
 
+import csv
 import json
 import os.path as osp
 
@@ -24,6 +25,15 @@ def test_evaluate_reproduces_the_runs_test_mae(run):
     assert res["mae"] == pytest.approx(m["test_mae"], rel=1e-6)
     assert res["rmse"] == pytest.approx(m["test_rmse"], rel=1e-6)
     assert (run / "parity_test.png").is_file() and (run / "errors_test.png").is_file()
+    rows = list(csv.DictReader(open(res["predictions"])))
+    assert len(rows) == m["num_test"] and set(rows[0]) == {
+        "index",
+        "num_atoms",
+        "target",
+        "prediction",
+    }
+    err = sum(abs(float(r["prediction"]) - float(r["target"])) for r in rows) / len(rows)
+    assert err == pytest.approx(m["test_mae"], rel=1e-4)
 
 
 def test_model_only_weights_serve_when_best_pt_is_gone(run, tmp_path):

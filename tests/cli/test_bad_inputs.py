@@ -199,6 +199,11 @@ CASES = [
         "pass --overwrite",
     ),
     ("predict-no-run", lambda w: ["predict", w / "norun", "--smiles", "C"], "not a run"),
+    (
+        "predict-bad-device",
+        lambda w: ["predict", w / "run", "--smiles", "C", "--device", "tpu"],
+        "device must be cpu or cuda",
+    ),
     ("unknown-command", lambda w: ["fly"], "unknown command"),
     (
         "study-unknown-variant-filter",
