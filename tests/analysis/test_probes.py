@@ -10,7 +10,7 @@ import shutil
 import pytest
 import torch
 
-from helpers import cli
+from helpers import assert_one_line_error, cli, run_here
 from pyg_schnet.analysis.probes import BANDWIDTH_POWER, filter_shape
 from pyg_schnet.nn.filters import RadialFilter
 
@@ -99,6 +99,6 @@ def test_probes_of_committed_runs_from_outside_the_repository(qm9, tmp_path):
     ],
 )
 def test_bad_probes_inputs_are_one_line(args, message, tmp_path):
-    proc = cli("probes", *args, cwd=tmp_path)
+    proc = run_here("probes", *args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
-    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert_one_line_error(proc, message)

@@ -128,6 +128,8 @@ def test_every_constructor_argument_is_reachable():
         "kernel_size": 5,
         "num_conv_layers": 3,
         "distance_bin_width": 0.0,
+        "rounding": "floor",
+        "discrete_envelope": False,
     }
     cfg = load_config(
         None, parse_overrides(["--filter.rbf_start=0.5", "--filter.rbf_width", "0.3", "--cutoff=6"])
@@ -170,6 +172,8 @@ def test_flat_keys_are_aliases_with_their_old_meaning(tmp_path):
         "kernel_size": 3,
         "num_conv_layers": 2,
         "distance_bin_width": 0.0,
+        "rounding": "floor",
+        "discrete_envelope": False,
     }
     # old flags
     got = parse_overrides(["--num_gaussians=25", "--num-bins", "7"])
