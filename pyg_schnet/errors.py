@@ -32,3 +32,13 @@ def read_text(path: str, what: str) -> str:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
         raise UserError(f"{what} {path} is not UTF-8 text") from None
+
+
+def check_text(what: str, text: str) -> str:
+    """``text`` (a name or a path the user gave), or a UserError if it holds a
+    control character (a newline, a tab, NUL): such a name breaks the one-line
+    messages, CSV rows and file names it ends up in."""
+    bad = next((c for c in text if ord(c) < 32 or ord(c) == 127), None)
+    if bad is not None:
+        raise UserError(f"{what} {text!r} holds a control character ({bad!r}); use printable text")
+    return text

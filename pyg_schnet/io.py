@@ -22,6 +22,8 @@ import shutil
 from contextlib import contextmanager
 from typing import IO, Any, Callable, Dict, Iterator, Optional, Sequence
 
+from pyg_schnet.errors import UserError
+
 #: Marker in the names of temporary files (``<name>.tmp<pid>``), so a run
 #: directory can recognise and remove those a kill left behind.
 TMP_MARK = ".tmp"
@@ -69,13 +71,29 @@ def atomic_write(
                 before_commit()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         try:
             os.remove(tmp)
         except OSError:
             pass
+        if isinstance(exc, OSError) and exc.filename is None:
+            exc.filename = path  # a failed write() names no file: name the target
         raise
     _fsync_dir(osp.dirname(osp.abspath(path)))
+
+
+def save_torch(obj: Any, path: str, before_commit: Optional[Callable[[], None]] = None) -> None:
+    """``torch.save`` through :func:`atomic_write`, serialised in memory
+    first: a full disk or ``ulimit -f`` then surfaces as the :class:`OSError`
+    it is (``torch.save`` into a file reports it as a bare RuntimeError)."""
+    import io
+
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(obj, buffer)
+    with atomic_write(path, "wb", before_commit=before_commit) as f:
+        f.write(buffer.getbuffer())
 
 
 def write_text(path: str, text: str) -> None:
@@ -151,3 +169,19 @@ def locked(path: str, exclusive: bool = True, wait: bool = True) -> Iterator[int
         yield fd
     finally:
         os.close(fd)  # releases the lock
+
+
+def check_output_file(path: str, overwrite: bool = True, what: str = "output") -> None:
+    """Refuse, before any work, an output file that cannot be written: a
+    folder, an existing file without ``overwrite``, a missing or read-only
+    parent folder (:class:`~pyg_schnet.errors.UserError`, one line)."""
+    folder = osp.dirname(osp.abspath(path))
+    if osp.isdir(path):
+        raise UserError(f"{what} {path} is a directory")
+    if osp.exists(path) and not overwrite:
+        raise UserError(f"{what} {path} exists; pass --overwrite to replace it")
+    if not osp.isdir(folder):
+        kind = "is a file" if osp.exists(folder) else "does not exist"
+        raise UserError(f"{what} {path}: its folder {folder} {kind}")
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{what} {path}: its folder {folder} is not writable")

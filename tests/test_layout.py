@@ -13,6 +13,7 @@ PACKAGE = osp.join(REPO, "pyg_schnet")
 #: layer (without a loop) and the layers below.
 LAYERS = {
     "errors": 0,
+    "resources": 0,
     "io": 0,
     "registry": 0,
     "metrics": 0,

@@ -9,14 +9,15 @@ Bad input ends with one ``error: ...`` line on stderr and exit status 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 import time
 import warnings
 from typing import List, Optional
 
-from pyg_schnet.cli.parser import ROOT_HELP, Parser
-from pyg_schnet.errors import UserError
+from pyg_schnet.cli.parser import POSITIVE, ROOT_HELP, Parser, seed
+from pyg_schnet.errors import UserError, check_text
 
 
 def set_wait_policy(command: str) -> None:
@@ -61,7 +62,7 @@ def cmd_data(argv: List[str]) -> int:
     p = Parser(prog="pyg-schnet data")
     p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack")
-    p.add_argument("--max-molecules", "--max_molecules", type=int, default=None)
+    p.add_argument("--max-molecules", "--max_molecules", type=POSITIVE, default=None)
     p.add_argument("--force-reload", "--force_reload", action="store_true")
     a = p.parse_args(argv)
     from pyg_schnet.data import QM9, TARGETS, UNITS
@@ -177,14 +178,10 @@ def cmd_evaluate(argv: List[str]) -> int:
         default=None,
         help="QM9 root (default: a run's recorded root if it is on this machine, else as train)",
     )
-    p.add_argument("--limit", type=int, default=None, help="with --model: a random subset")
+    p.add_argument("--limit", type=POSITIVE, default=None, help="with --model: a random subset")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
-    p.add_argument("--batch-size", "--batch_size", type=int, default=None)
+    p.add_argument("--batch-size", "--batch_size", type=POSITIVE, default=None)
     a = p.parse_args(argv)
-    if a.limit is not None and a.limit < 1:
-        raise UserError(f"--limit must be at least 1, got {a.limit}")
-    if a.batch_size is not None and a.batch_size < 1:
-        raise UserError(f"--batch-size must be at least 1, got {a.batch_size}")
     if (a.model is None) == (a.run_dir is None):
         raise UserError("evaluate needs a run directory or --model NAME (not both)")
     if a.model is not None:
@@ -234,13 +231,12 @@ def cmd_predict(argv: List[str]) -> int:
         raise UserError("predict needs a run directory or --model NAME")
     a.run_dir, a.inputs = (None, a.paths) if a.model is not None else (a.paths[0], a.paths[1:])
     from pyg_schnet.analysis.evaluate import GEOMETRY_NOTE, predict, predictions_csv
-    from pyg_schnet.io import write_text
+    from pyg_schnet.io import check_output_file, write_text
+    from pyg_schnet.run.inference import resolve_device
 
     if a.output is not None:  # before any work
-        if os.path.isdir(a.output):
-            raise UserError(f"output {a.output} is a directory")
-        if os.path.exists(a.output) and not a.overwrite:
-            raise UserError(f"output {a.output} exists; pass --overwrite to replace it")
+        check_output_file(a.output, a.overwrite)
+    resolve_device(a.device)
 
     def progress(done: int, total: int) -> None:
         if total >= 1000 and (done == total or done % 2048 < 256):
@@ -284,6 +280,9 @@ def cmd_export(argv: List[str]) -> int:
     )
     p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
     a = p.parse_args(argv)
+    check_text("--name", a.name)
+    if a.to is not None and os.path.exists(a.to) and not os.path.isdir(a.to):
+        raise UserError(f"--to {a.to} is a file, not a folder of models")
     from pyg_schnet.hub import WEIGHTS_DIR, export_model
 
     folder = export_model(a.run_dir, a.name, a.to or WEIGHTS_DIR, a.overwrite)
@@ -294,8 +293,8 @@ def cmd_export(argv: List[str]) -> int:
 def cmd_filters(argv: List[str]) -> int:
     p = Parser(prog="pyg-schnet filters")
     p.add_argument("--root", default=None, help=ROOT_HELP)
-    p.add_argument("--batch-size", "--batch_size", type=int, default=32)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", "--batch_size", type=POSITIVE, default=32)
+    p.add_argument("--seed", type=seed, default=0)
     a = p.parse_args(argv)
     from pyg_schnet.analysis.invariance import report
 
@@ -390,16 +389,39 @@ def main(argv: Optional[List[str]] = None) -> int:
     except MemoryError:
         print("error: out of memory; try a smaller batch_size or max_molecules", file=sys.stderr)
         return 1
-    except Exception as exc:  # a bug, not bad input: still one line, traceback on request
-        if os.environ.get("PYG_SCHNET_DEBUG"):
-            raise
-        msg = str(exc).splitlines()[0] if str(exc) else ""
-        print(
-            f"error: internal error {type(exc).__name__}: {msg} "
-            f"(set PYG_SCHNET_DEBUG=1 for the traceback)",
-            file=sys.stderr,
-        )
-        return 1
+    except OSError as exc:
+        if exc.errno in STORAGE_ERRORS:  # the machine's storage, not the package
+            where = f" at {exc.filename}" if exc.filename else ""
+            print(
+                f"error: storage error{where}: {exc.strerror or os.strerror(exc.errno or 0)}; "
+                f"free space or use a folder you can write (what was written before is intact)",
+                file=sys.stderr,
+            )
+            return 2
+        return _internal_error(exc)
+    except Exception as exc:
+        return _internal_error(exc)
+
+
+#: Errors of a full or read-only disk, a quota or ``ulimit -f``: the user's to
+#: fix, reported as one line with exit 2 (every write is atomic, so nothing
+#: written before is lost).
+STORAGE_ERRORS = frozenset(
+    {errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EROFS, errno.EACCES, errno.EPERM}
+)
+
+
+def _internal_error(exc: BaseException) -> int:
+    """A bug, not bad input: still one line, the traceback on request."""
+    if os.environ.get("PYG_SCHNET_DEBUG"):
+        raise exc
+    msg = str(exc).splitlines()[0] if str(exc) else ""
+    print(
+        f"error: internal error {type(exc).__name__}: {msg} "
+        f"(set PYG_SCHNET_DEBUG=1 for the traceback)",
+        file=sys.stderr,
+    )
+    return 1
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import argparse
 from typing import List
 
 from pyg_schnet.analysis.benchmark import run
-from pyg_schnet.cli.parser import ROOT_HELP, Parser
+from pyg_schnet.cli.parser import NON_NEGATIVE, POSITIVE, ROOT_HELP, Parser, positive_float
 
 
 def main(argv: List[str]) -> int:
@@ -16,15 +16,15 @@ def main(argv: List[str]) -> int:
     p = Parser(prog="pyg-schnet benchmark")
     p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack", help="QM9 source of the root")
-    p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--filters", type=int, default=128)
-    p.add_argument("--interactions", type=int, default=6)
-    p.add_argument("--gaussians", type=int, default=50)
-    p.add_argument("--cutoff", type=float, default=10.0)
-    p.add_argument("--batch-size", type=int, default=100)
-    p.add_argument("--batches", type=int, default=6, help="timed batches per round")
-    p.add_argument("--rounds", type=int, default=3)
-    p.add_argument("--warmup", type=int, default=2)
+    p.add_argument("--hidden", type=POSITIVE, default=128)
+    p.add_argument("--filters", type=POSITIVE, default=128)
+    p.add_argument("--interactions", type=POSITIVE, default=6)
+    p.add_argument("--gaussians", type=POSITIVE, default=50)
+    p.add_argument("--cutoff", type=positive_float, default=10.0)
+    p.add_argument("--batch-size", type=POSITIVE, default=100)
+    p.add_argument("--batches", type=POSITIVE, default=6, help="timed batches per round")
+    p.add_argument("--rounds", type=POSITIVE, default=3)
+    p.add_argument("--warmup", type=NON_NEGATIVE, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
     p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")

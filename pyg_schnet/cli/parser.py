@@ -5,7 +5,8 @@ an unknown config flag names the valid keys."""
 from __future__ import annotations
 
 import argparse
-from typing import Any, NoReturn
+import math
+from typing import Any, Callable, NoReturn
 
 from pyg_schnet.errors import UserError
 
@@ -45,3 +46,46 @@ class Parser(argparse.ArgumentParser):
                 )
             raise unknown_key(first)
         raise UserError(f"{self.prog}: {message}" if self.prog else message)
+
+
+def at_least(least: int) -> Callable[[str], int]:
+    """An argparse ``type``: an integer of at least ``least`` (a size, a count),
+    else the parser's one error line naming the flag."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"must be at least {least}, got {value}")
+        return value
+
+    return parse
+
+
+#: Sizes and counts: at least 1.
+POSITIVE = at_least(1)
+#: Warm-up rounds and the like: at least 0.
+NON_NEGATIVE = at_least(0)
+
+
+def seed(text: str) -> int:
+    """An argparse ``type``: a seed numpy's and torch's generators take."""
+    from pyg_schnet.run.config import MAX_SEED
+
+    value = NON_NEGATIVE(text)
+    if value > MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be at most {MAX_SEED} (2**32 - 1), got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """An argparse ``type``: a finite number above 0 (a cutoff in Å)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value

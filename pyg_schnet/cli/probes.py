@@ -13,9 +13,9 @@ from pyg_schnet.analysis.probes import (
     subject_from_pretrained,
     subject_from_run,
 )
-from pyg_schnet.cli.parser import Parser
+from pyg_schnet.cli.parser import POSITIVE, Parser, seed
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import write_text
+from pyg_schnet.io import check_output_file, write_text
 
 
 def main(argv: List[str]) -> int:
@@ -33,16 +33,15 @@ def main(argv: List[str]) -> int:
         default=None,
         help="QM9 root (default: a run's recorded root if it is on this machine, else as train)",
     )
-    p.add_argument("--limit", type=int, default=1000, help="test molecules (seeded subset)")
-    p.add_argument("--batch-size", "--batch_size", type=int, default=250)
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise and the rotations")
+    p.add_argument("--limit", type=POSITIVE, default=1000, help="test molecules (seeded subset)")
+    p.add_argument("--batch-size", "--batch_size", type=POSITIVE, default=250)
+    p.add_argument("--seed", type=seed, default=0, help="seed of the noise and the rotations")
     p.add_argument("--out", default=None, help="also write the rows as CSV here")
     a = p.parse_args(argv)
     if not a.run_dirs and not a.model:
         raise UserError("probes needs run directories or --model NAME")
-    for key in ("limit", "batch_size"):
-        if getattr(a, key) < 1:
-            raise UserError(f"--{key.replace('_', '-')} must be at least 1, got {getattr(a, key)}")
+    if a.out:
+        check_output_file(a.out)
     subjects = [subject_from_run(r, a.root, a.limit, a.batch_size) for r in a.run_dirs]
     subjects += [subject_from_pretrained(m, a.root, a.limit, a.batch_size) for m in a.model]
     rows = []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from typing import List
 
-from pyg_schnet.cli.parser import Parser
+from pyg_schnet.cli.parser import POSITIVE, Parser
 from pyg_schnet.errors import UserError
 from pyg_schnet.study.report import write_report
 from pyg_schnet.study.runner import run_queue, say
@@ -25,7 +25,7 @@ def main(argv: List[str]) -> int:
     )
     r.add_argument("spec", nargs="+")
     r.add_argument("--quick", action="store_true", help="the spec's quick settings (tests)")
-    r.add_argument("--jobs", type=int, default=1, help="runs at once, one thread each")
+    r.add_argument("--jobs", type=POSITIVE, default=1, help="runs at once, one thread each")
     r.add_argument("--out", default=None, help="output folder (default: from the spec)")
     r.add_argument("--root", default=None, help="QM9 data root (default: from the spec)")
     r.add_argument("--source", default=None, help="QM9 source (default: from the spec)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import List
 
-from pyg_schnet.cli.parser import Parser
+from pyg_schnet.cli.parser import POSITIVE, Parser
 from pyg_schnet.study.sweep import run_sweep
 
 
@@ -15,7 +15,7 @@ def main(argv: List[str]) -> int:
         description="Run a W&B sweep file here with W&B's sweep engine, no server.",
     )
     p.add_argument("sweep", help="sweep YAML (the file wandb sweep takes)")
-    p.add_argument("--count", type=int, default=1, help="runs to start in this call")
+    p.add_argument("--count", type=POSITIVE, default=1, help="runs to start in this call")
     p.add_argument("--out", default=None, help="sweep folder (default: runs/sweeps/NAME)")
     p.add_argument(
         "--wandb",

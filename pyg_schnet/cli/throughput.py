@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from typing import List
 
-from pyg_schnet.cli.parser import ROOT_HELP, Parser
+from pyg_schnet.cli.parser import POSITIVE, ROOT_HELP, Parser
 from pyg_schnet.run import throughput
 
 
@@ -21,11 +21,13 @@ def main(argv: List[str]) -> int:
     p.add_argument("--source", default="qm9pack")
     sizes = list(throughput.SIZES)
     p.add_argument("--sizes", nargs="+", default=sizes, choices=sizes)
-    p.add_argument("--rounds", type=int, default=2, help="repetitions of the grid")
-    p.add_argument("--epochs", type=int, default=3, help="epochs per run (the first is warm-up)")
+    p.add_argument("--rounds", type=POSITIVE, default=2, help="repetitions of the grid")
+    p.add_argument(
+        "--epochs", type=POSITIVE, default=3, help="epochs per run (the first is warm-up)"
+    )
     p.add_argument(
         "--molecules",
-        type=int,
+        type=POSITIVE,
         default=None,
         help="training molecules per run (default: 4,000 quickstart, 1,500 PyG)",
     )

@@ -16,10 +16,15 @@ from torch import Tensor
 
 from pyg_schnet.data.qm9 import ELEMENTS
 from pyg_schnet.errors import UserError, read_text
+from pyg_schnet.resources import check_memory
 
 QM9_Z = set(ELEMENTS.values())
 SYMBOL = {v: k for k, v in ELEMENTS.items()}
 MIN_DISTANCE = 0.3  # Å; closer atoms are taken as a broken geometry
+#: Bytes per atom pair of the geometry checks (here and in
+#: :func:`pyg_schnet.analysis.evaluate.applicability`): float64 distances and
+#: the masks and copies made of them.
+PAIR_BYTES = 32
 
 
 class Molecule(NamedTuple):
@@ -58,6 +63,9 @@ def check_molecule(mol: Molecule) -> Molecule:
         )
     if not torch.isfinite(mol.pos).all():
         raise UserError(f"{mol.name}: coordinates contain NaN or infinite values")
+    check_memory(
+        PAIR_BYTES * n * n, f"{mol.name}: the distance checks of a molecule of {n:,} atoms"
+    )
     d = torch.cdist(mol.pos.double(), mol.pos.double())
     d.fill_diagonal_(math.inf)
     if float(d.min()) < MIN_DISTANCE:
@@ -76,17 +84,23 @@ def _read_text(path: str) -> str:
     return text
 
 
-def _element(symbol: str, where: str) -> int:
-    from rdkit import Chem
+#: Element symbols by atomic number (index 0 unused): XYZ files are read
+#: without rdkit, whose periodic table prints a C++ stack trace on an
+#: unknown symbol.
+PERIODIC_TABLE = (
+    "X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni Cu Zn Ga "
+    "Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe Cs Ba La Ce Pr Nd "
+    "Pm Sm Eu Gd Tb Dy Ho Er Tm Yb Lu Hf Ta W Re Os Ir Pt Au Hg Tl Pb Bi Po At Rn Fr Ra Ac "
+    "Th Pa U Np Pu Am Cm Bk Cf Es Fm Md No Lr Rf Db Sg Bh Hs Mt Ds Rg Cn Nh Fl Mc Lv Ts Og"
+).split()
+ATOMIC_NUMBER = {s.lower(): z for z, s in enumerate(PERIODIC_TABLE) if z > 0}
 
+
+def _element(symbol: str, where: str) -> int:
+    """The atomic number of a symbol (any case) or of a number 1..118."""
     s = symbol.strip()
-    if s.isdigit():
-        return int(s)
-    try:
-        z = Chem.GetPeriodicTable().GetAtomicNumber(s.capitalize())
-    except Exception:
-        z = 0
-    if z <= 0:
+    z = int(s) if s.isdigit() else ATOMIC_NUMBER.get(s.lower(), 0)
+    if not 0 < z < len(PERIODIC_TABLE):
         raise UserError(f"{where}: unknown element {symbol!r}")
     return z
 

@@ -18,7 +18,7 @@ import os.path as osp
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
-from typing import Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 import torch
@@ -26,7 +26,7 @@ from torch import Tensor
 from torch_geometric.data import Data, InMemoryDataset
 
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import atomic_write, locked
+from pyg_schnet.io import locked, save_torch
 
 #: PyG's 19 QM9 targets, in PyG's order.
 TARGETS: Tuple[str, ...] = (
@@ -101,8 +101,10 @@ def target_index(name: Union[str, int]) -> int:
         if 0 <= name < len(TARGETS):
             return name
         raise UserError(f"target index {name} out of range 0..{len(TARGETS) - 1}")
-    lower = {t.lower(): i for i, t in enumerate(TARGETS)}
     key = str(name).strip().lower()
+    if key.isdigit():  # "7" from a flag or a YAML string
+        return target_index(int(key))
+    lower = {t.lower(): i for i, t in enumerate(TARGETS)}
     if key not in lower:
         raise UserError(f"unknown target {name!r}; choose one of: {', '.join(TARGETS)}")
     return lower[key]
@@ -389,18 +391,17 @@ class QM9(InMemoryDataset):
             z, pos, counts, y, idx, smiles = self._process_pyg()
         name = [f"gdb_{int(i) + 1}" for i in idx]
         data, slices = _storage_from_arrays(z, pos, counts, y, idx, name, smiles)
-        with atomic_write(self.processed_paths[0], "wb") as f:
-            torch.save(
-                {
-                    "format": FORMAT_VERSION,
-                    "source": self.source,
-                    "num_molecules": len(counts),
-                    "num_atoms": int(counts.sum()),
-                    "data": data.to_dict(),
-                    "slices": slices,
-                },
-                f,
-            )
+        save_torch(
+            {
+                "format": FORMAT_VERSION,
+                "source": self.source,
+                "num_molecules": len(counts),
+                "num_atoms": int(counts.sum()),
+                "data": data.to_dict(),
+                "slices": slices,
+            },
+            self.processed_paths[0],
+        )
         self.build_seconds = time.perf_counter() - t0
 
     def _process_pyg(self):
@@ -411,6 +412,13 @@ class QM9(InMemoryDataset):
             @property
             def processed_file_names(self) -> str:
                 return "pyg_qm9_data_v3.pt"
+
+            @classmethod
+            def save(cls, data_list: Sequence[Any], path: str) -> None:
+                """PyG's save, written atomically: a full disk or a kill leaves
+                no truncated cache behind."""
+                data, slices = cls.collate(data_list)
+                save_torch((data.to_dict(), slices, data.__class__), path)
 
         ds = _Raw(self.root)
         store = ds._data

@@ -69,6 +69,18 @@ class FilterTable:
         filter, else the grid spacing of a smooth one."""
         return filter.step_width or filter.feature_width / self.points_per_feature
 
+    def rows(self, filter: RadialFilter) -> int:
+        """Rows of the table for ``filter``: its bins, or its grid points."""
+        if filter.step_width:
+            return int(math.floor(filter.cutoff / filter.step_width)) + 2
+        return int(math.ceil(filter.cutoff * self.points_per_feature / filter.feature_width)) + 1
+
+    def memory(self, filter: RadialFilter) -> int:
+        """Bytes a training step's table of ``filter`` takes, roughly: per row
+        the network's activations (about four layers of ``num_filters``
+        floats) and their gradients."""
+        return self.rows(filter) * filter.num_filters * 4 * 8
+
     def __call__(self, filter: RadialFilter, dist: Tensor) -> Tensor:
         """Filter weights ``[P, num_filters]`` at distances ``[P]``."""
         bins = filter.bins()  # once per pass: a dithered filter draws its offset here

@@ -91,7 +91,12 @@ class GaussianSmearing(nn.Module):
         super().__init__()
         offset = torch.linspace(start, stop, num_gaussians)
         if width is None:
-            width = float(offset[1] - offset[0]) if num_gaussians > 1 else 1.0
+            if num_gaussians < 2:
+                width = 1.0
+            elif offset.is_meta:  # a model built to count its parameters, never run
+                width = (stop - start) / (num_gaussians - 1)
+            else:  # the float32 spacing, as PyG
+                width = float(offset[1] - offset[0])
         self.coeff = -0.5 / float(width) ** 2
         self.offset: Tensor
         self.register_buffer("offset", offset)

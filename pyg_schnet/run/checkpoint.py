@@ -16,7 +16,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 import torch
 
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import atomic_write
+from pyg_schnet.io import save_torch
 from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.nn.filters import FILTERS
 from pyg_schnet.nn.models import build
@@ -28,11 +28,10 @@ RUN_FORMAT = 1
 
 
 def atomic_save(obj: Any, path: str, before_commit: Optional[Callable[[], None]] = None) -> None:
-    """``torch.save`` through :func:`pyg_schnet.io.atomic_write`: a kill leaves
+    """``torch.save`` through :func:`pyg_schnet.io.save_torch`: a kill leaves
     the old file or the new one; a failed write keeps the old one."""
     try:
-        with atomic_write(path, "wb", before_commit=before_commit) as f:
-            torch.save(obj, f)
+        save_torch(obj, path, before_commit)
     except OSError as exc:
         raise UserError(
             f"cannot write checkpoint {path}: {exc.strerror or exc}; "

@@ -16,13 +16,15 @@ import inspect
 import math
 import os
 import os.path as osp
+import string
 from dataclasses import dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple, Union, get_type_hints
 
+import torch
 import yaml
 
 from pyg_schnet.data import SOURCES, TARGETS, default_root, readout_for, target_index
-from pyg_schnet.errors import UserError, read_text
+from pyg_schnet.errors import UserError, check_text, read_text
 from pyg_schnet.io import write_text
 from pyg_schnet.nn.filters import (
     FILTERS,
@@ -31,9 +33,16 @@ from pyg_schnet.nn.models import (
     MODELS,
     build,
 )
+from pyg_schnet.nn.schnet import CFConv
 from pyg_schnet.registry import Entry, Registry
+from pyg_schnet.resources import check_memory
 from pyg_schnet.run.distributed import default_processes
+from pyg_schnet.run.inference import resolve_device
 from pyg_schnet.run.recipe import HORIZONS, SCHEDULES
+
+
+#: The largest seed numpy's and torch's generators take (2**32 - 1).
+MAX_SEED = 2**32 - 1
 
 
 def _field(default: Any, help: str) -> Any:
@@ -220,10 +229,12 @@ class Config:
             self.wandb in ("online", "offline", "disabled"),
             f"wandb must be online, offline or disabled, got {self.wandb!r}",
         )
+        resolve_device(self.device)
         need(
-            self.device == "cpu" or self.device.startswith("cuda"),
-            f"device must be cpu or cuda, got {self.device!r}",
+            0 <= self.seed <= MAX_SEED,
+            f"seed must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}",
         )
+        check_text("out", self.out)
         need(self.num_threads is None or self.num_threads >= 1, "num_threads must be at least 1")
         need(self.processes is None or self.processes >= 1, "processes must be at least 1")
         need(
@@ -236,8 +247,42 @@ class Config:
             f"max_lr_decays must be at least 1, got {self.max_lr_decays}",
         )
         self._check_recipe(need)
-        build(**self.model_hparams())
+        self._build_checked()
         return self
+
+    def _build_checked(self) -> None:
+        """Build the model once (its constructors check their settings), first
+        on the ``meta`` device to refuse one that needs more memory than there
+        is, with the size, instead of failing inside an allocation."""
+        hparams = self.model_hparams()
+        n = _parameter_count(hparams)
+        if n is not None:
+            check_memory(
+                16 * n,  # float32 weights, gradients and Adam's two moments
+                f"a model of {n:,} parameters (with gradients and Adam's moments)",
+                "use fewer features, filters, blocks or basis functions",
+            )
+        try:
+            model = build(**hparams)
+        except (MemoryError, RuntimeError) as exc:
+            if isinstance(exc, MemoryError) or "allocate" in str(exc):
+                raise UserError(
+                    "the model does not fit in memory; use fewer features, filters or "
+                    "basis functions"
+                ) from None
+            raise
+        tables = [
+            (m.filter_table, m.filter)
+            for m in model.modules()
+            if isinstance(m, CFConv) and m.filter_table is not None
+        ]
+        if tables:
+            rows = max(t.rows(f) for t, f in tables)
+            check_memory(
+                sum(t.memory(f) for t, f in tables),
+                f"a fast-mode filter table of {rows:,} rows in each block",
+                "use a wider filter (rbf_width, bin width) or fast: false",
+            )
 
     def _check_recipe(self, need: Any) -> None:
         """The schedule, its horizon and the weight average."""
@@ -539,6 +584,28 @@ def _registered() -> List[str]:
     return list(FILTERS)
 
 
+def _parameter_count(hparams: Dict[str, Any]) -> Optional[int]:
+    """Parameters of the model ``hparams`` builds, counted on the ``meta``
+    device (no memory); with many blocks, from one and two blocks (a block's
+    parameters are the same in each), so a million blocks are not built
+    either. None where a constructor cannot run on meta."""
+    blocks = hparams.get("num_interactions")
+
+    def count(**changes: Any) -> int:
+        with torch.device("meta"):
+            return sum(p.numel() for p in build(**dict(hparams, **changes)).parameters())
+
+    try:
+        if isinstance(blocks, int) and blocks > 2:
+            one, two = count(num_interactions=1), count(num_interactions=2)
+            return one + (blocks - 1) * (two - one)
+        return count()
+    except UserError:
+        raise
+    except Exception:  # e.g. PyG's SchNet calls .item() while it is built
+        return None
+
+
 def _flow_mapping(key: str, text: str) -> Dict[str, Any]:
     """``{name: conv1d, num_bins: 50}`` (YAML, JSON or a Python dict's repr)."""
     try:
@@ -691,14 +758,19 @@ def resolve_out(cfg: Config) -> str:
     if "{" not in cfg.out:
         return cfg.out
     try:
+        fields = [f for _, f, _, _ in string.Formatter().parse(cfg.out) if f is not None]
+        wrong = next((f for f in fields if not f.isidentifier()), None)
+        if wrong is not None:
+            raise ValueError(f"{{{wrong}}} is not a key")
         fill = dict(cfg.to_dict(), filter=cfg.filter_name, model=cfg.model_name, run_id=run_id())
         fill.update({k: v for k, v in cfg.filter.items() if k != "name" and k not in fill})
-        return cfg.out.format(**fill, timestamp=time.strftime("%Y%m%d-%H%M%S"))
+        out = cfg.out.format(**fill, timestamp=time.strftime("%Y%m%d-%H%M%S"))
     except (KeyError, IndexError, ValueError) as exc:
         raise UserError(
             f"out template {cfg.out!r} is invalid ({exc}); use config keys "
             f"in braces, e.g. runs/{{filter}}_seed{{seed}}"
         ) from None
+    return check_text("out", out)
 
 
 def run_id() -> str:

@@ -3,6 +3,7 @@ data-parallel processes)."""
 
 from __future__ import annotations
 
+import re
 from typing import Optional, Tuple
 
 import torch
@@ -14,17 +15,24 @@ from pyg_schnet.metrics import ErrorSums
 from pyg_schnet.run.distributed import DistInfo, allreduce
 
 
+#: The device names a command takes: ``cpu`` and ``cuda[:N]``.
+DEVICE_PATTERN = re.compile(r"cpu(:0)?|cuda(:[0-9]+)?")
+
+
 def resolve_device(name: str) -> torch.device:
-    """The torch device ``cpu`` or ``cuda[:N]``, checked: a name torch does
-    not know, or CUDA without a GPU, is one clear error."""
-    if not (name == "cpu" or name.startswith("cuda")):
+    """The torch device ``cpu`` or ``cuda[:N]``, checked: any other name, or a
+    GPU this machine does not have, is one clear error."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
         raise UserError(f"device must be cpu or cuda[:N], got {name!r}")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UserError(f"device must be cpu or cuda[:N], got {name!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UserError("device cuda asked for, but no CUDA GPU is available")
+    device = torch.device(name)
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UserError("device cuda asked for, but no CUDA GPU is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UserError(
+                f"device {name} asked for, but this machine has "
+                f"{torch.cuda.device_count()} CUDA GPU(s)"
+            )
     return device
 
 

@@ -238,7 +238,7 @@ CASES = [
         "cutoff",
     ),
     ("benchmark-no-gpu", lambda w: ["benchmark", "--skip-build", "--device", "cuda"], "cuda"),
-    ("benchmark-bad-number", lambda w: ["benchmark", "--batches", "many"], "invalid int"),
+    ("benchmark-bad-number", lambda w: ["benchmark", "--batches", "many"], "expected an integer"),
     (
         "benchmark-unknown-model",
         lambda w: ["benchmark", "--skip-build", "--models", "schnet,transformer"],
