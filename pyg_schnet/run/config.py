@@ -231,6 +231,11 @@ class Config:
             f"batch_size ({self.batch_size}) must be at least the number of processes "
             f"({self.resolved_processes()}), which share each batch",
         )
+        need(  # a fraction is checked by the trainer, which knows the data set's size
+            self.processes is None or self.train_size < 1 or self.train_size >= self.processes,
+            f"train_size ({self.train_size:g}) must be at least the number of processes "
+            f"({self.processes}): each needs a training molecule per step",
+        )
         need(
             self.max_lr_decays is None or self.max_lr_decays >= 1,
             f"max_lr_decays must be at least 1, got {self.max_lr_decays}",

@@ -238,10 +238,15 @@ class RunDir:
         if osp.isdir(out):
             present = [f for f in RUN_FILES if self.has(f)]
             if present and not overwrite:
-                state = "a finished run" if METRICS_FILE in present else "an unfinished run"
+                status = self.status()
+                missing = [f for f in (CONFIG_FILE, SPLIT_FILE, LAST_FILE) if not self.has(f)]
+                state = {
+                    FINISHED: "a finished run",
+                    INTERRUPTED: "an unfinished run",
+                }.get(status, f"an unfinished run without {', '.join(missing)} to resume from")
                 raise UserError(
                     f"{out} already holds {state}; pass --overwrite to replace it"
-                    + ("" if METRICS_FILE in present else " or --resume to continue it")
+                    + (" or --resume to continue it" if status == INTERRUPTED else "")
                 )
             for f in present:
                 os.remove(self.file(f))

@@ -264,6 +264,12 @@ CASES = [
     ("sweep-dev-zero", lambda w: ["sweep", "/dev/zero"], "larger than 1,048,576"),
     ("study-key-twice", lambda w: ["study", "report", w / "twice.yaml"], "sets 'method' twice"),
     ("sweep-key-twice", lambda w: ["sweep", w / "twice.yaml"], "sets 'method' twice"),
+    (
+        "train-processes-without-molecules",
+        lambda w: ["train", "--config", C(w, train_size=1, processes=2)],
+        "train_size (1) must be at least the number of processes (2)",
+    ),
+    ("filters-root-is-file", lambda w: ["filters", "--root", w / "good.yaml"], "is a file"),
 ]
 if os.geteuid() != 0:  # root reads files whatever their mode
     CASES.append(
