@@ -736,6 +736,7 @@ def test_a_run_without_test_molecules_writes_valid_metrics_and_cannot_be_exporte
     m = json.loads((run / "metrics.json").read_text())  # strict JSON: no bare NaN
     assert m["test_mae"] is None and m["num_test"] == 0
     assert "no test molecules" in proc.stdout + proc.stderr
+    assert_one_line_error(run_here("evaluate", run), "test split of")  # not "MAE nan"
     assert_one_line_error(
         run_here("export", run, "--name", "x", "--to", tmp_path / "m"), "no test MAE"
     )
