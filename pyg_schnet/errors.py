@@ -1,5 +1,7 @@
 """User-facing errors: the CLI prints these as one line and exits non-zero."""
 
+from typing import Optional
+
 
 class UserError(ValueError):
     """A bad input (config, file, molecule, directory) the user can fix.
@@ -14,9 +16,11 @@ class RunInUse(UserError):
     leaves such a run to that process instead of failing it."""
 
 
-def read_text(path: str, what: str) -> str:
+def read_text(path: str, what: str, max_bytes: Optional[int] = None) -> str:
     """The UTF-8 text of a user-given file, or a UserError saying why not
-    (``what`` names the file in the message, e.g. ``"config file"``)."""
+    (``what`` names the file in the message, e.g. ``"config file"``); a file
+    longer than ``max_bytes`` is refused after reading that much (so
+    ``/dev/zero`` ends too)."""
     import os.path as osp
 
     if not osp.exists(path):
@@ -25,9 +29,11 @@ def read_text(path: str, what: str) -> str:
         raise UserError(f"{what} {path} is a directory")
     try:
         with open(path, "rb") as f:
-            raw = f.read()
+            raw = f.read() if max_bytes is None else f.read(max_bytes + 1)
     except PermissionError:
         raise UserError(f"{what} {path} is not readable") from None
+    if max_bytes is not None and len(raw) > max_bytes:
+        raise UserError(f"{what} {path} is larger than {max_bytes:,} bytes, the limit for a {what}")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:

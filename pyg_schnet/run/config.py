@@ -242,6 +242,11 @@ class Config:
             f"batch_size ({self.batch_size}) must be at least the number of processes "
             f"({self.resolved_processes()}), which share each batch",
         )
+        need(  # a fraction is checked by the trainer, which knows the data set's size
+            self.processes is None or self.train_size < 1 or self.train_size >= self.processes,
+            f"train_size ({self.train_size:g}) must be at least the number of processes "
+            f"({self.processes}): each needs a training molecule per step",
+        )
         need(
             self.max_lr_decays is None or self.max_lr_decays >= 1,
             f"max_lr_decays must be at least 1, got {self.max_lr_decays}",
@@ -609,7 +614,7 @@ def _parameter_count(hparams: Dict[str, Any]) -> Optional[int]:
 def _flow_mapping(key: str, text: str) -> Dict[str, Any]:
     """``{name: conv1d, num_bins: 50}`` (YAML, JSON or a Python dict's repr)."""
     try:
-        value = yaml.safe_load(text)
+        value = load_yaml(text)
     except yaml.YAMLError:
         value = None
     if not isinstance(value, dict):
@@ -620,10 +625,27 @@ def _flow_mapping(key: str, text: str) -> Dict[str, Any]:
     return value
 
 
+#: Largest YAML file read from a user (configs, study specs, sweep files;
+#: this project's are below 10 KiB): ``/dev/zero`` ends with an error.
+MAX_YAML_BYTES = 1 << 20
+#: Most values (scalars, lists, mappings) a user's YAML document may expand
+#: to through its aliases: a "billion laughs" file of a few lines expands to
+#: billions, and printing or copying that exhausts the memory.
+MAX_YAML_VALUES = 100_000
+
+
 class _DuplicateKey(yaml.YAMLError):
     def __init__(self, key: Any, line: int) -> None:
         super().__init__(f"duplicate key {key!r}")
         self.key, self.line = key, line
+
+
+class _TooManyValues(yaml.YAMLError):
+    """The document expands (through aliases) beyond :data:`MAX_YAML_VALUES`."""
+
+
+class _TooDeep(yaml.YAMLError):
+    """The document nests lists or mappings deeper than the reader recurses."""
 
 
 class _StrictLoader(yaml.SafeLoader):
@@ -633,6 +655,8 @@ class _StrictLoader(yaml.SafeLoader):
     def construct_mapping(self, node: Any, deep: bool = False) -> Dict[Any, Any]:
         seen = set()
         for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # ``<<: *base``: its keys may be replaced
+                continue
             key = self.construct_object(key_node, deep=deep)
             if key in seen:
                 raise _DuplicateKey(key, key_node.start_mark.line + 1)
@@ -640,14 +664,72 @@ class _StrictLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_yaml(path: str, what: str = "config file") -> Dict[str, Any]:
-    """Read a YAML mapping with clear errors for missing, unreadable or
-    malformed files; ``what`` names the file in them."""
-    text = read_text(path, what)
+def _expanded_size(root: yaml.Node, limit: int) -> int:
+    """Values in the document under ``root`` with every alias expanded,
+    counted up to ``limit + 1`` (a collection that holds itself counts as
+    more); the count is linear in the document's nodes, not in its expansion."""
+    sizes: Dict[int, int] = {}
+    open_nodes = set()
+
+    def size(node: yaml.Node) -> int:
+        key = id(node)
+        if key in sizes:
+            return sizes[key]
+        if key in open_nodes:  # an alias to one of its own ancestors
+            return limit + 1
+        open_nodes.add(key)
+        children: List[yaml.Node] = []
+        if isinstance(node, yaml.SequenceNode):
+            children = list(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            children = [n for pair in node.value for n in pair]
+        total = 1
+        for child in children:
+            total += size(child)
+            if total > limit:
+                break
+        open_nodes.discard(key)
+        sizes[key] = min(total, limit + 1)
+        return sizes[key]
+
+    return size(root)
+
+
+def load_yaml(text: str) -> Any:
+    """A YAML document read safely: no key twice in a mapping
+    (:class:`_StrictLoader`) and at most :data:`MAX_YAML_VALUES` values once
+    its aliases are expanded, checked before anything is built. Raises
+    :class:`yaml.YAMLError`."""
+    loader = _StrictLoader(text)
     try:
-        data = yaml.load(text, Loader=_StrictLoader)
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        if _expanded_size(node, MAX_YAML_VALUES) > MAX_YAML_VALUES:
+            raise _TooManyValues()
+        return loader.construct_document(node)
+    except RecursionError:
+        raise _TooDeep() from None
+    finally:
+        loader.dispose()
+
+
+def read_yaml(path: str, what: str = "config file") -> Dict[str, Any]:
+    """Read a YAML mapping (:func:`load_yaml`, at most :data:`MAX_YAML_BYTES`)
+    with clear errors for missing, unreadable, oversized or malformed files;
+    ``what`` names the file in them."""
+    text = read_text(path, what, MAX_YAML_BYTES)
+    try:
+        data = load_yaml(text)
     except _DuplicateKey as exc:
         raise UserError(f"{what} {path} sets {exc.key!r} twice (line {exc.line})") from None
+    except _TooManyValues:
+        raise UserError(
+            f"{what} {path} expands to more than {MAX_YAML_VALUES:,} values through its "
+            f"aliases (*name), the limit for a {what}"
+        ) from None
+    except _TooDeep:
+        raise UserError(f"{what} {path} nests its lists or mappings too deeply") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -657,6 +739,21 @@ def read_yaml(path: str, what: str = "config file") -> Dict[str, Any]:
     if not isinstance(data, dict):
         raise UserError(f"{what} {path} must hold a mapping of keys to values")
     return data
+
+
+def config_keys(values: Dict[Any, Any], where: str) -> Dict[str, Any]:
+    """A mapping of config keys with dashes spelled as underscores
+    (``batch-size`` is ``batch_size``); a key spelled both ways is set twice,
+    which is refused as YAML's own duplicates are (``where`` names the
+    mapping in the error)."""
+    out: Dict[str, Any] = {}
+    spelled: Dict[str, str] = {}
+    for key, value in values.items():
+        norm = str(key).replace("-", "_")
+        if norm in out:
+            raise UserError(f"{where} sets {norm!r} twice (as {spelled[norm]!r} and {str(key)!r})")
+        out[norm], spelled[norm] = value, str(key)
+    return out
 
 
 #: config keys that name files: relative in a config file = relative to it
@@ -729,7 +826,8 @@ def load_config(
     if path is not None:
         path = find_config(path)
         here = osp.dirname(osp.abspath(path))
-        for key, value in _names_first(read_yaml(path)):
+        values = config_keys(read_yaml(path), f"config file {path}")
+        for key, value in _names_first(values):
             if (
                 paths_relative_to_file
                 and str(key) in PATH_KEYS

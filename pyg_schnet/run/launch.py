@@ -9,6 +9,11 @@ Each process is ``python -m pyg_schnet.cli train ARGS`` with the environment
 one process fails the others are stopped, so a refused or broken run ends with
 its one error line rather than a process waiting for a partner that is gone;
 the processes die with the launcher (``PR_SET_PDEATHSIG``).
+
+Every process reads the same config and data, so a bad input fails all of
+them with the same message: only rank 0 writes to the terminal. The others'
+stderr goes to a temporary file, shown only when one of them failed and rank
+0 did not say why (it was stopped, or had succeeded).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
-from typing import List
+from contextlib import ExitStack
+from typing import IO, List, Sequence, Tuple
 
 
 def _free_port() -> int:
@@ -37,11 +44,45 @@ def _die_with_parent() -> None:  # runs in the child before exec (Linux)
         pass
 
 
+#: Seconds rank 0 is given to end by itself when another process failed:
+#: every process checks the same inputs, and rank 0's message (the one shown)
+#: may still be on its way out.
+GRACE_SECONDS = 5.0
+
+
+def _wait(procs: List[subprocess.Popen], seconds: float) -> None:
+    """Wait until ``procs`` have ended, at most ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def launch(argv: List[str], processes: int) -> int:
     """Run ``pyg-schnet train ARGV`` as ``processes`` data-parallel processes;
     their exit status (the first failure's, else 0)."""
+    with ExitStack() as stack:
+        logs = [stack.enter_context(tempfile.TemporaryFile("w+b")) for _ in range(1, processes)]
+        status, procs = _run(argv, processes, logs)
+        if status != 0 and procs[0].returncode <= 0:  # rank 0 gave no reason: the failed one's
+            codes = [p.returncode for p in procs[1:]]
+            failed = [i for i, c in enumerate(codes) if c > 0] or [
+                i for i, c in enumerate(codes) if c != 0
+            ]
+            if failed:
+                logs[failed[0]].seek(0)
+                sys.stderr.write(logs[failed[0]].read().decode("utf-8", "replace"))
+                sys.stderr.flush()
+    return status
+
+
+def _run(
+    argv: List[str], processes: int, logs: Sequence[IO[bytes]]
+) -> Tuple[int, List[subprocess.Popen]]:
+    """Start the processes (rank ``r > 0`` writing its stderr to ``logs[r - 1]``),
+    wait for them, stop the others when one fails; the exit status and the
+    processes."""
     port = _free_port()
-    procs = []
+    procs: List[subprocess.Popen] = []
     for rank in range(processes):
         env = dict(
             os.environ,
@@ -57,6 +98,7 @@ def launch(argv: List[str], processes: int) -> int:
             subprocess.Popen(
                 [sys.executable, "-m", "pyg_schnet.cli", "train", *argv],
                 env=env,
+                stderr=None if rank == 0 else logs[rank - 1],
                 preexec_fn=_die_with_parent,
             )
         )
@@ -66,6 +108,8 @@ def launch(argv: List[str], processes: int) -> int:
             failed = [p for p in procs if p.returncode not in (None, 0)]
             if failed:
                 status = failed[0].returncode
+                if procs[0].returncode is None:  # rank 0 may be failing for the same reason
+                    _wait(procs[:1], GRACE_SECONDS)
                 break
             time.sleep(0.05)
     except KeyboardInterrupt:
@@ -82,4 +126,4 @@ def launch(argv: List[str], processes: int) -> int:
                 p.wait()
     if status == 0:
         status = next((p.returncode for p in procs if p.returncode != 0), 0)
-    return status
+    return status, procs

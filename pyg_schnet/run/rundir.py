@@ -128,11 +128,23 @@ class RunDir:
             raise UserError(f"{self.metrics_path} is unreadable") from None
 
     def log(self) -> List[Dict[str, float]]:
-        """The epochs of ``log.csv`` (empty if there is none)."""
+        """The epochs of ``log.csv`` (empty if there is none); a file that is
+        not such a table (every value a number, an ``epoch`` column) is a
+        UserError naming it."""
         if not self.has(LOG_FILE):
             return []
-        with open(self.log_path, newline="") as f:
-            return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+        try:
+            with open(self.log_path, newline="") as f:
+                reader = csv.DictReader(f)
+                rows = [{k: float(v) for k, v in row.items()} for row in reader]
+                if "epoch" not in (reader.fieldnames or []):
+                    raise ValueError("no epoch column")
+        except (OSError, ValueError, TypeError, csv.Error):  # a torn or foreign file
+            raise UserError(
+                f"{self.log_path} is unreadable (not a log of epochs); restore it, or "
+                "remove its run directory to train the run again"
+            ) from None
+        return rows
 
     def differences(self, cfg) -> List[str]:
         """Config keys in which the saved run differs from ``cfg`` (keys of
@@ -238,10 +250,15 @@ class RunDir:
         if osp.isdir(out):
             present = [f for f in RUN_FILES if self.has(f)]
             if present and not overwrite:
-                state = "a finished run" if METRICS_FILE in present else "an unfinished run"
+                status = self.status()
+                missing = [f for f in (CONFIG_FILE, SPLIT_FILE, LAST_FILE) if not self.has(f)]
+                state = {
+                    FINISHED: "a finished run",
+                    INTERRUPTED: "an unfinished run",
+                }.get(status, f"an unfinished run without {', '.join(missing)} to resume from")
                 raise UserError(
                     f"{out} already holds {state}; pass --overwrite to replace it"
-                    + ("" if METRICS_FILE in present else " or --resume to continue it")
+                    + (" or --resume to continue it" if status == INTERRUPTED else "")
                 )
             for f in present:
                 os.remove(self.file(f))

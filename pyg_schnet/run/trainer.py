@@ -411,9 +411,8 @@ class Trainer:
         pred = self.train_model(b.z, b.pos, b.batch, num_graphs=b.num_graphs).view(-1)
         loss = torch.mean(((pred - b.y) / self.scale) ** 2)
         if not torch.isfinite(loss):
-            raise TrainingDiverged(
-                f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {bi + 1}; "
-                f"stopped; the best checkpoint so far is kept in {self.out}/best.pt"
+            raise self._diverged(
+                f"loss became {float(loss.detach())} at epoch {epoch + 1}, batch {bi + 1}"
             )
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -508,12 +507,17 @@ class Trainer:
     def validate(self, epoch: int) -> float:
         val_mae, _ = errors(self.eval_model, self.val_loader, self.device, self.info)
         if not math.isfinite(val_mae):
-            raise TrainingDiverged(
-                f"validation MAE became {val_mae} at epoch {epoch + 1}; "
-                f"stopped; the best checkpoint so far is kept in "
-                f"{self.out}/best.pt"
-            )
+            raise self._diverged(f"validation MAE became {val_mae} at epoch {epoch + 1}")
         return val_mae
+
+    def _diverged(self, what: str) -> TrainingDiverged:
+        """The error of a run whose loss or validation MAE stopped being finite:
+        what happened, and where its best model is, if an epoch finished."""
+        if self.run.has(BEST_FILE):
+            kept = f"the best checkpoint so far is kept in {self.run.best_path}"
+        else:
+            kept = "no epoch finished, so there is no best checkpoint (a smaller lr may help)"
+        return TrainingDiverged(f"{what}; stopped; {kept}")
 
     def checkpoint(self, name: str) -> None:
         """Write ``best.pt`` or ``last.pt``: weights, optimizer, scheduler,

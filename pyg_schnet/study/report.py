@@ -8,6 +8,7 @@ import os
 import os.path as osp
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
+from pyg_schnet.errors import UserError
 from pyg_schnet.io import write_csv, write_text
 from pyg_schnet.metrics import display_unit
 from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
@@ -23,6 +24,8 @@ from pyg_schnet.study.stats import (
     two_sided_p,
 )
 
+#: One row per invocation of ``study run`` (:class:`~pyg_schnet.study.runner._Sitting`).
+SITTINGS_FILE = "sittings.csv"
 RUN_FIELDS = (
     "target",
     "variant",
@@ -123,7 +126,8 @@ def _median(xs: Sequence[float]) -> float:
 
 
 def collect(spec: Spec) -> List[Dict[str, Any]]:
-    """One row per finished run of the plan (metrics, symmetry, convergence)."""
+    """One row per finished run of the plan (metrics, symmetry, convergence);
+    a file of a finished run that cannot be read is a UserError naming it."""
     rows = []
     for r in plan(spec):
         rd = RunDir(r.cfg.out)
@@ -133,8 +137,13 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
         unit, s = display_unit(m["unit"])
         sym: Dict[str, Any] = {}
         if rd.has(SYMMETRY_FILE):
-            with open(rd.file(SYMMETRY_FILE)) as f:
-                sym = json.load(f)
+            try:
+                with open(rd.file(SYMMETRY_FILE)) as f:
+                    sym = dict(json.load(f))
+            except (OSError, ValueError, TypeError):
+                raise UserError(
+                    f"{rd.file(SYMMETRY_FILE)} is unreadable; study run measures it again"
+                ) from None
         log = rd.log()
         nan = float("nan")
         rows.append(
@@ -374,13 +383,32 @@ def wall_time(rows: Sequence[Dict[str, str]]) -> Tuple[float, int]:
     return total, sittings
 
 
+def read_sittings(out: str) -> List[Dict[str, str]]:
+    """The rows of the study's ``sittings.csv`` (none if there is none); a
+    file whose rows lack a number of seconds or a date is a UserError naming it."""
+    from datetime import datetime
+
+    path = osp.join(out, SITTINGS_FILE)
+    if not osp.isfile(path):
+        return []
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+        for r in rows:
+            float(r["wall_seconds"])
+            if r["started"]:
+                datetime.fromisoformat(r["started"])
+    except (OSError, ValueError, TypeError, KeyError, csv.Error):
+        raise UserError(
+            f"{path} is unreadable (not a table of sittings); restore it, or remove "
+            "it (the report then has no wall time for the earlier sittings)"
+        ) from None
+    return rows
+
+
 def _sittings(out: str) -> Tuple[float, int, int]:
     """Wall time, sittings and invocations of the study's ``sittings.csv``."""
-    path = osp.join(out, "sittings.csv")
-    if not osp.isfile(path):
-        return 0.0, 0, 0
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    rows = read_sittings(out)
     return (*wall_time(rows), len(rows))
 
 

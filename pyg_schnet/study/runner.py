@@ -3,7 +3,6 @@ runner over a plan, and the sittings log."""
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 import os.path as osp
@@ -22,7 +21,7 @@ from pyg_schnet.run.checkpoint import export_weights
 from pyg_schnet.run.config import Config
 from pyg_schnet.run.rundir import BEST_FILE, FINISHED, INTERRUPTED, WEIGHTS_FILE, RunDir
 from pyg_schnet.run.trainer import train
-from pyg_schnet.study.report import write_report
+from pyg_schnet.study.report import SITTINGS_FILE, read_sittings, write_report
 from pyg_schnet.study.spec import (
     SYMMETRY_FILE,
     SYMMETRY_VERSION,
@@ -172,7 +171,7 @@ class _Sitting:
 
     def __init__(self, out: str, jobs: int, command: str) -> None:
         self.out = out
-        self.path = osp.join(out, "sittings.csv")
+        self.path = osp.join(out, SITTINGS_FILE)
         self.t0: Optional[float] = None  # time.time() at the start of the first run
         self.row: Dict[str, Any] = {
             "started": "",
@@ -201,10 +200,7 @@ class _Sitting:
         """Replace our row in the file as it is now (other invocations may
         have added or updated theirs since our last write), or append it."""
         with locked(self.out):  # the directory itself: no lock file to leave
-            rows: List[Dict[str, Any]] = []
-            if osp.isfile(self.path):
-                with open(self.path, newline="") as f:
-                    rows = list(csv.DictReader(f))
+            rows: List[Dict[str, Any]] = list(read_sittings(self.out))
             mine = {k: str(v) for k, v in self.row.items()}
             if self.written in rows:
                 rows[rows.index(self.written)] = mine
@@ -248,6 +244,10 @@ class _Study:
     def __init__(self, spec: Spec, overwrite: bool, jobs: int, command: str) -> None:
         self.spec = spec
         self.runs = runs = plan(spec)
+        for r in runs:  # the report's files, read (and checked) before anything changes
+            RunDir(r.cfg.out).metrics()
+            RunDir(r.cfg.out).log()
+        read_sittings(spec.out)
         self.status = _prepare(spec, runs, overwrite)
         self.todo = [r for r in runs if self.status[r.rel] != FINISHED]
         say(
@@ -260,7 +260,10 @@ class _Study:
         # finished runs whose symmetry or weights are missing (and whose checkpoint is here)
         for r in runs:
             if self.status[r.rel] == FINISHED and RunDir(r.cfg.out).has(BEST_FILE):
-                execute_run(r.cfg.to_dict(), FINISHED, r.seed in spec.keep_weights)
+                try:
+                    execute_run(r.cfg.to_dict(), FINISHED, r.seed in spec.keep_weights)
+                except RunInUse:  # another sitting measures it now
+                    pass
         self.progress = _Progress(len(self.todo), _Sitting(spec.out, jobs, command))
 
     def job(self, r: Run, threads: Optional[int] = None) -> Tuple[Dict[str, Any], str, bool]:

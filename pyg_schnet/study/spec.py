@@ -11,7 +11,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from pyg_schnet.data import TARGETS, nested_split, nested_split_name, target_index
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import copy_file, write_text
-from pyg_schnet.run.config import load_config, read_yaml
+from pyg_schnet.run.config import config_keys, load_config, read_yaml
 from pyg_schnet.run.rundir import (
     BEST_FILE,
     CONFIG_FILE,
@@ -127,7 +127,7 @@ def _mapping(path: str, key: str, value: Any) -> Dict[str, Any]:
         return {}
     if not isinstance(value, dict):
         raise _fail(path, f"{key} must be a mapping of config keys to values, got {value!r}")
-    return {str(k).replace("-", "_"): v for k, v in value.items()}
+    return config_keys(value, f"study spec {path}: {key}")
 
 
 def load_spec(
@@ -222,7 +222,7 @@ def _read_base(path: str, base_raw: Any) -> Tuple[Dict[str, Any], str]:
     here = osp.dirname(path)
     if isinstance(base_raw, str):
         base_path = osp.join(here, base_raw)
-        base = {str(k).replace("-", "_"): v for k, v in read_yaml(base_path).items()}
+        base = config_keys(read_yaml(base_path), f"config file {base_path}")
         return base, osp.dirname(osp.abspath(base_path))
     return _mapping(path, "base", base_raw), here
 

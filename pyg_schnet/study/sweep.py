@@ -8,8 +8,11 @@ way ``wandb agent`` builds it (``${env}``, ``${program}``, ``${args}``), plus
 ``--out OUT/RUN_ID`` so that each run has its own directory, named after its
 W&B run id (``WANDB_RUN_ID``, which the run's W&B logging takes too), and
 ``--wandb MODE`` (offline by default). Resumable: each run directory holds
-``sweep.json`` (its parameters), so a second call continues the sweep; a grid
-ends when it is exhausted.
+``sweep.json`` (its parameters), so a second call continues the sweep. A run
+that did not finish (no ``metrics.json``: killed, or failed) has not run: a
+later call resumes it from its ``last.pt`` (``pyg-schnet train --resume``) or
+starts it over before it draws new configurations, and a grid is complete
+only when every point has finished.
 """
 
 from __future__ import annotations
@@ -24,13 +27,15 @@ import uuid
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pyg_schnet.errors import UserError
+from pyg_schnet.errors import RunInUse, UserError
 from pyg_schnet.io import write_json
 from pyg_schnet.run.config import read_yaml
-from pyg_schnet.run.rundir import RunDir
+from pyg_schnet.run.rundir import INTERRUPTED, METRICS_FILE, RunDir
 
 #: metrics.json keys of a sweep metric name (val_mae: the best epoch's).
 METRIC_KEYS = {"val_mae": "best_val_mae"}
+#: A sweep run's parameters, in its run directory.
+SWEEP_FILE = "sweep.json"
 
 
 def _engine() -> Any:
@@ -72,39 +77,83 @@ def agent_command(spec: Dict[str, Any], run_config: Dict[str, Any]) -> List[str]
     return out
 
 
+def _read_json(path: str, what: str) -> Dict[str, Any]:
+    """A JSON object the sweep wrote, or one UserError naming the file."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except (OSError, ValueError):
+        data = None
+    if not isinstance(data, dict):
+        raise UserError(
+            f"{what} {path} is unreadable (not the JSON object it should be); "
+            "restore it or remove its run directory"
+        )
+    return data
+
+
 def _metric(spec: Dict[str, Any], run_dir: str) -> Tuple[Optional[str], Optional[float]]:
     name = (spec.get("metric") or {}).get("name")
     path = RunDir(run_dir).metrics_path
     if name is None or not osp.isfile(path):
         return name, None
-    with open(path) as f:
-        metrics = json.load(f)
+    metrics = _read_json(path, "metrics file")
     value = metrics.get(name, metrics.get(METRIC_KEYS.get(name, name)))
     return name, None if value is None else float(value)
+
+
+def recorded_runs(out: str) -> Dict[str, Dict[str, Any]]:
+    """This sweep's runs so far (``OUT/*/sweep.json``): run id -> its parameters."""
+    runs = {}
+    for name in sorted(os.listdir(out)) if osp.isdir(out) else []:
+        info = osp.join(out, name, SWEEP_FILE)
+        if osp.isfile(info):
+            config = _read_json(info, "sweep run file").get("config")
+            if not isinstance(config, dict):
+                raise UserError(f"sweep run file {info} holds no parameters (config)")
+            runs[name] = config
+    return runs
+
+
+def _engine_run(spec: Dict[str, Any], name: str, config: Dict[str, Any], out: str) -> Any:
+    """A run as the engine sees it: configuration, state and metric."""
+    engine = _engine()
+    metric, value = _metric(spec, osp.join(out, name))
+    return engine.SweepRun(
+        name=name,
+        config=config,
+        state=engine.RunState.finished if value is not None else engine.RunState.failed,
+        summaryMetrics={metric: value} if value is not None else {},
+    )
 
 
 def previous_runs(spec: Dict[str, Any], out: str) -> List[Any]:
     """This sweep's earlier runs (from ``OUT/*/sweep.json``), as the engine
     sees them: configuration, state and metric."""
-    engine = _engine()
-    runs = []
-    for name in sorted(os.listdir(out)) if osp.isdir(out) else []:
-        info = osp.join(out, name, "sweep.json")
-        if not osp.isfile(info):
-            continue
-        with open(info) as f:
-            config = json.load(f)["config"]
-        metric, value = _metric(spec, osp.join(out, name))
-        state = engine.RunState.finished if value is not None else engine.RunState.failed
-        runs.append(
-            engine.SweepRun(
-                name=name,
-                config=config,
-                state=state,
-                summaryMetrics={metric: value} if value is not None else {},
-            )
-        )
-    return runs
+    return [_engine_run(spec, n, c, out) for n, c in recorded_runs(out).items()]
+
+
+def _run_command(
+    spec: Dict[str, Any],
+    config: Dict[str, Any],
+    run_dir: str,
+    wandb_mode: str,
+    extra: Sequence[str],
+    again: bool,
+) -> Tuple[List[str], str]:
+    """The command of a run and what it does (``new``, ``resumed`` or
+    ``retried``). A run started ``again`` (it did not finish) resumes from
+    its ``last.pt`` when the command is ``pyg-schnet train`` and the run
+    directory holds one; else it starts over (``--overwrite`` for
+    ``pyg-schnet train``, which keeps a run directory's files otherwise)."""
+    cmd = agent_command(spec, config)
+    train = cmd[1:4] == ["-m", "pyg_schnet.cli", "train"]
+    if again and train and RunDir(run_dir).status() == INTERRUPTED:
+        return [*cmd[:4], "--resume", run_dir], "resumed"
+    cmd += list(extra) + [f"--out={run_dir}", f"--wandb={wandb_mode}"]
+    if not again:
+        return cmd, "new"
+    return cmd + (["--overwrite"] if train else []), "retried"
 
 
 def run_sweep(
@@ -116,56 +165,74 @@ def run_sweep(
 ) -> int:
     """Start ``count`` runs of the sweep file ``path`` (see the module
     docstring) in ``out_dir`` (default: ``runs/sweeps/NAME``), each with the
-    flags ``extra`` added; returns 0, or raises naming the failed runs."""
+    flags ``extra`` added: first the earlier runs that did not finish
+    (killed or failed: resumed or retried, each once per call), then new
+    configurations from the engine. Returns 0, or raises naming how many
+    runs failed."""
     if count < 1:
         raise UserError("sweep: --count must be at least 1")
     spec = read_sweep(path)
     out = osp.abspath(out_dir or osp.join("runs", "sweeps", str(spec.get("name") or "sweep")))
+    recorded = recorded_runs(out)  # every file read (and checked) before anything is written
+    runs = {n: _engine_run(spec, n, c, out) for n, c in recorded.items()}
     os.makedirs(out, exist_ok=True)
     engine = _engine()
-    runs = previous_runs(spec, out)
+    again = [n for n in recorded if not RunDir(osp.join(out, n)).has(METRICS_FILE)]
     print(
-        f"sweep {spec.get('name', path)} ({spec['method']}): {len(runs)} earlier run(s) in {out}",
+        f"sweep {spec.get('name', path)} ({spec['method']}): {len(runs)} earlier run(s) in {out}"
+        + (f", {len(again)} of them unfinished (resumed or retried first)" if again else ""),
         flush=True,
     )
-    failed = 0
-    for k in range(count):
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            nxt = engine.next_run(spec, runs)
-        if nxt is None:
-            print("the sweep is complete (every grid point has run)")
-            break
-        run_id = uuid.uuid4().hex[:8]
-        run_dir = osp.join(out, run_id)
-        os.makedirs(run_dir)
-        write_json(osp.join(run_dir, "sweep.json"), {"config": nxt.config, "run_id": run_id})
-        cmd = (
-            agent_command(spec, nxt.config)
-            + list(extra)
-            + [f"--out={run_dir}", f"--wandb={wandb_mode}"]
-        )
-        env = dict(os.environ, WANDB_RUN_ID=run_id)
-        proc = subprocess.run(cmd, env=env)
+    failed = started = 0
+    exhausted = False
+    while started < count:
+        if again:
+            run_id = again.pop(0)
+            run_dir, config = osp.join(out, run_id), recorded[run_id]
+            try:
+                RunDir(run_dir).check_free()
+            except RunInUse as exc:
+                print(f"{run_id}: left to the process running it ({exc})", flush=True)
+                continue
+        else:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                nxt = engine.next_run(spec, list(runs.values()))
+            if nxt is None:
+                exhausted = True
+                break
+            run_id, config = uuid.uuid4().hex[:8], nxt.config
+            run_dir = osp.join(out, run_id)
+            os.makedirs(run_dir)
+            write_json(osp.join(run_dir, SWEEP_FILE), {"config": config, "run_id": run_id})
+        cmd, how = _run_command(spec, config, run_dir, wandb_mode, extra, run_id in recorded)
+        started += 1
+        proc = subprocess.run(cmd, env=dict(os.environ, WANDB_RUN_ID=run_id))
+        runs[run_id] = _engine_run(spec, run_id, config, out)
         metric, value = _metric(spec, run_dir)
-        params = {key: v["value"] for key, v in nxt.config.items()}
+        params = {key: v["value"] for key, v in config.items()}
+        where = f"[{started}/{count}] {run_id} {params}{'' if how == 'new' else f' ({how})'}"
         if proc.returncode != 0 or value is None:
             failed += 1
             print(
-                f"[{k + 1}/{count}] {run_id} {params}: failed (exit {proc.returncode}); "
-                f"command: {shlex.join(cmd)}",
+                f"{where}: failed (exit {proc.returncode}); command: {shlex.join(cmd)}",
                 flush=True,
             )
         else:
-            print(f"[{k + 1}/{count}] {run_id} {params}: {metric} {value:.5g}", flush=True)
-        runs.append(
-            engine.SweepRun(
-                name=run_id,
-                config=nxt.config,
-                state=engine.RunState.finished if value is not None else engine.RunState.failed,
-                summaryMetrics={metric: value} if value is not None else {},
+            print(f"{where}: {metric} {value:.5g}", flush=True)
+    if exhausted:
+        left = [n for n in runs if not RunDir(osp.join(out, n)).has(METRICS_FILE)]
+        if left:
+            print(
+                f"every grid point has started, but {len(left)} run(s) did not finish "
+                f"({', '.join(left)}); a later call resumes or retries them",
+                flush=True,
             )
-        )
+        else:
+            print("the sweep is complete (every grid point has run)", flush=True)
     if failed:
-        raise UserError(f"{failed} sweep run(s) failed (their output is above)")
+        raise UserError(
+            f"{failed} sweep run(s) failed (their output is above); a later call "
+            "resumes or retries them"
+        )
     return 0

@@ -51,6 +51,16 @@ def ws(tmp_path_factory):
             "spec_ok.yaml": spec % ("gaussian", "U0"),
         }
     )
+    # 10**9 values once its aliases are expanded: refused at once, not after a minute
+    files["bomb.yaml"] = (
+        "a: &a [x, x, x, x, x, x, x, x, x, x]\n"
+        + "".join(
+            f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n"
+            for i in range(8)
+        )
+        + "lr: *i\n"
+    )
+    files["twice.yaml"] = "method: grid\nmethod: random\n"
     for name, text in files.items():
         (d / name).write_text(text)
     (d / "latin1.yaml").write_bytes(b"filter: gau\xdfian\n")
@@ -245,6 +255,20 @@ CASES = [
         "unknown model 'transformer'",
     ),
     ("train-unknown-model", lambda w: ["train", "--model", "gpt"], "unknown model 'gpt'; choose"),
+    # every YAML read from a user: size and alias limits, no key twice (issue 30)
+    ("train-alias-bomb", lambda w: ["train", "--config", w / "bomb.yaml"], "100,000 values"),
+    ("train-dev-zero", lambda w: ["train", "--config", "/dev/zero"], "larger than 1,048,576"),
+    ("study-alias-bomb", lambda w: ["study", "run", w / "bomb.yaml"], "100,000 values"),
+    ("study-dev-zero", lambda w: ["study", "report", "/dev/zero"], "larger than 1,048,576"),
+    ("sweep-alias-bomb", lambda w: ["sweep", w / "bomb.yaml"], "100,000 values"),
+    ("sweep-dev-zero", lambda w: ["sweep", "/dev/zero"], "larger than 1,048,576"),
+    ("study-key-twice", lambda w: ["study", "report", w / "twice.yaml"], "sets 'method' twice"),
+    ("sweep-key-twice", lambda w: ["sweep", w / "twice.yaml"], "sets 'method' twice"),
+    (
+        "train-processes-without-molecules",
+        lambda w: ["train", "--config", C(w, train_size=1, processes=2)],
+        "train_size (1) must be at least the number of processes (2)",
+    ),
     ("filters-root-is-file", lambda w: ["filters", "--root", w / "good.yaml"], "is a file"),
 ]
 if os.geteuid() != 0:  # root reads files whatever their mode

@@ -377,3 +377,33 @@ def test_a_key_set_twice_in_a_file_is_refused(tmp_path):
     p.write_text("filter: {name: conv1d, num_bins: 5, num_bins: 7}\n")
     with pytest.raises(UserError, match="sets 'num_bins' twice"):
         load_config(str(p))
+
+
+def test_a_key_spelled_two_ways_is_refused(tmp_path):
+    """``batch-size`` is ``batch_size``: a file that sets both sets one key
+    twice (the last used to win in silence, as with YAML's own duplicates)."""
+    p = tmp_path / "c.yaml"
+    p.write_text("batch_size: 10\nepochs: 3\nbatch-size: 20\n")
+    with pytest.raises(
+        UserError, match=r"sets 'batch_size' twice \(as 'batch_size' and 'batch-size'\)"
+    ):
+        load_config(str(p))
+
+
+def test_yaml_limits():
+    """Every YAML read from a user goes through ``load_yaml``: an alias bomb or
+    a self-referencing alias is refused before anything is built from it;
+    ordinary aliases and merge keys still load."""
+    from pyg_schnet.run.config import MAX_YAML_VALUES, load_yaml
+
+    bomb = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+    )  # 10**9 values
+    for text in (bomb, "lr: &a [1, *a]\n"):
+        with pytest.raises(yaml.YAMLError):
+            load_yaml(text)
+    fine = "base: &b {lr: 0.1, epochs: 3}\nother: {<<: *b, epochs: 4}\nlist: [*b, *b]\n"
+    assert load_yaml(fine)["other"] == {"lr": 0.1, "epochs": 4}
+    # 90,000 values through aliases: under the limit, loads (the count is of the expansion)
+    ok = f"a: &a [{', '.join(['1'] * 1000)}]\nb: [{', '.join(['*a'] * 90)}]\n"
+    assert sum(map(len, load_yaml(ok)["b"])) == 90_000 < MAX_YAML_VALUES
