@@ -25,7 +25,12 @@ from pyg_schnet.data import QM9, UNITS, load_split, nested_split, random_split, 
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import copy_file, locked, replace_dir, staging_path, write_json
-from pyg_schnet.run.checkpoint import export_weights, load_checkpoint, model_from_checkpoint
+from pyg_schnet.run.checkpoint import (
+    check_config,
+    export_weights,
+    load_checkpoint,
+    model_from_checkpoint,
+)
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
 from pyg_schnet.run.inference import errors
 from pyg_schnet.run.rundir import SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
@@ -251,8 +256,9 @@ def export_model(
     if rd.has(SYMMETRY_FILE):
         with open(rd.symmetry_path) as f:
             symmetry = json.load(f)
-    weights = rd.file(WEIGHTS_FILE) if rd.has(WEIGHTS_FILE) else export_weights(rd)
-    load_checkpoint(weights)  # readable, and of this version
+    source = rd.weights_path if rd.has(WEIGHTS_FILE) else rd.best_path
+    check_config(load_checkpoint(source), source, cfg)  # readable, this version, these settings
+    weights = source if source == rd.weights_path else export_weights(rd)
 
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _CARD_SKIPS}
     train = len(split.train_idx)

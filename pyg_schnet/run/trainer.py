@@ -54,7 +54,14 @@ from pyg_schnet.nn.atomistic import AtomisticModel, count_parameters
 from pyg_schnet.nn.models import build
 from pyg_schnet.nn.schnet import SchNet
 from pyg_schnet.plots import filter_plot, parity_plot
-from pyg_schnet.run.checkpoint import RUN_FORMAT, atomic_save, export_weights, load_checkpoint
+from pyg_schnet.run.checkpoint import (
+    RUN_FORMAT,
+    atomic_save,
+    check_config,
+    export_weights,
+    load_checkpoint,
+    load_training_checkpoint,
+)
 from pyg_schnet.run.config import Config, save_config
 from pyg_schnet.run.distributed import allreduce, broadcast, init_distributed
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
@@ -206,14 +213,16 @@ class Trainer:
         torch.set_flush_denormal(True)
 
     def _setup_directory(self, resume: bool) -> Optional[Dict[str, Any]]:
-        """Resuming, check the run directory; the checkpoint to resume from,
-        if any."""
+        """Resuming, check the run directory and its ``last.pt`` (a training
+        checkpoint of the settings in ``cfg``: :func:`check_config`) before
+        anything changes; the checkpoint to resume from, if any."""
         rd = self.run
         ckpt = None
         if resume:
-            ckpt = load_checkpoint(rd.last_path)
+            ckpt = load_training_checkpoint(rd.last_path)
             if rd.has(METRICS_FILE):
                 raise UserError(f"{self.out} holds a finished run; nothing to resume")
+            check_config(ckpt, rd.last_path, self.cfg)
             if self.info.main:
                 rd.remove_temporary()
         self._barrier()
@@ -669,5 +678,11 @@ def train(
 
 
 def resume_config(out: str) -> Config:
-    """The saved configuration of a run directory."""
-    return RunDir(out).resume_config()
+    """The saved configuration of an interrupted run, checked against its
+    ``last.pt`` (a training checkpoint of those settings: :func:`check_config`)
+    here, before any process starts; :class:`Trainer` checks again for
+    library callers."""
+    rd = RunDir(out)
+    cfg = rd.resume_config()
+    check_config(load_training_checkpoint(rd.last_path), rd.last_path, cfg)
+    return cfg

@@ -1,6 +1,7 @@
 """Replacing is all or nothing (issue 30): ``train --overwrite`` of a run and
 ``export --overwrite`` of a model leave the old one whole until the new one
-is complete."""
+is complete; ``--resume``, ``evaluate``, ``predict`` and ``export`` refuse a
+``config.yaml`` that differs from the checkpoint's settings."""
 
 import json
 import os
@@ -185,6 +186,58 @@ def test_export_killed_at_every_step(u0, gap, tmp_path, fault, state):
     assert run_here("export", gap, "--name", "m", "--to", models, "--overwrite").returncode == 0
     assert _target(models / "m" / "model.pt") == "gap"
     assert sorted(os.listdir(models)) == ["m"]
+
+
+def _edit_config(run, **values):
+    path = run / "config.yaml"
+    cfg = yaml.safe_load(open(path))
+    cfg.update(values)
+    with open(path, "w") as f:
+        yaml.safe_dump(cfg, f, sort_keys=False)
+
+
+READERS = {
+    "resume": lambda r: ["train", "--resume", r],
+    "evaluate": lambda r: ["evaluate", r],
+    "predict": lambda r: ["predict", r, "--smiles", "C"],
+    "export": lambda r: ["export", r, "--name", "m", "--to", r.parent / "models"],
+}
+
+
+@pytest.mark.parametrize("reader", READERS, ids=list(READERS))
+def test_a_config_that_differs_from_the_checkpoint_is_refused(u0, tmp_path, reader):
+    """Defect 5: resuming with an edited target reported a gap MAE for a U0
+    model, and evaluate and predict used the edited file."""
+    run, _ = _copy(u0, tmp_path)
+    if reader == "resume":
+        os.remove(run / "metrics.json")  # an interrupted run
+    _edit_config(run, target="gap", lr=0.01)
+    before = _files(tmp_path)
+    proc = run_here(*READERS[reader](run))
+    assert_one_line_error(proc, "config.yaml differs from the settings")
+    assert "(lr, target)" in proc.stderr and proc.returncode == 2
+    assert _files(tmp_path) == before
+
+
+def test_a_config_may_move_its_files(u0, tmp_path):
+    """Keys that say where files live or how the run is executed may change."""
+    run, _ = _copy(u0, tmp_path)
+    _edit_config(run, num_threads=2, out="/elsewhere", wandb="offline")
+    proc = run_here("predict", run, "--smiles", "C")
+    assert proc.returncode == 0, proc.stderr
+
+
+def test_resume_from_a_model_file_is_one_error(gap, tmp_path):
+    """``last.pt`` that is not a training checkpoint (a model.pt copied over
+    it) was a KeyError: one error line, exit 2, nothing changed."""
+    run, _ = _copy(gap, tmp_path)
+    os.remove(run / "metrics.json")
+    shutil.copy(run / "model.pt", run / "last.pt")
+    before = _files(run)
+    proc = run_here("train", "--resume", run)
+    assert_one_line_error(proc, "last.pt is not a training checkpoint (it has no optimizer")
+    assert proc.returncode == 2
+    assert _files(run) == before
 
 
 def test_a_new_directory_is_written_in_place(tmp_path):
