@@ -19,7 +19,7 @@ file would leave the file wrong about the run. The message names the keys.
 from __future__ import annotations
 
 import os.path as osp
-from typing import Any, Callable, Dict, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
@@ -33,8 +33,9 @@ from pyg_schnet.run.rundir import RunDir, config_differences
 
 #: Version of the checkpoint and run-directory format; another version is refused.
 RUN_FORMAT = 1
-#: What a training checkpoint (``best.pt``, ``last.pt``) holds beyond a
-#: model file's weights; ``--resume`` needs all of it.
+#: What a training checkpoint (``best.pt``, ``last.pt``) holds and
+#: ``--resume`` needs; a model file (``model.pt``) lacks the optimizer,
+#: scheduler, state and random number generators.
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "state", "rng", "config")
 
 
@@ -68,11 +69,11 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
     return ckpt
 
 
-def load_training_checkpoint(path: str, keys: Sequence[str] = TRAINING_KEYS) -> Dict[str, Any]:
+def load_training_checkpoint(path: str) -> Dict[str, Any]:
     """A training checkpoint (:func:`load_checkpoint`), refused with one line
     when it lacks what resuming needs (a model file saved as ``last.pt``)."""
     ckpt = load_checkpoint(path)
-    missing = [k for k in keys if k not in ckpt]
+    missing = [k for k in TRAINING_KEYS if k not in ckpt]
     if missing:
         raise UserError(
             f"{path} is not a training checkpoint (it has no {', '.join(missing)}); "
