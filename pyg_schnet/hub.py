@@ -9,7 +9,8 @@ split, settings, test MAE, training time, limits).
 ``pyg-schnet predict --model qm9-U0 --smiles CCO`` uses them from the command line;
 ``pyg-schnet export RUN_DIR --name NAME`` makes one from a finished run
 (:func:`export_model`: the weights copied, the card written from the run's
-files, never by hand).
+files, never by hand; the model's folder replaced whole, so a card never
+pairs with another model's weights).
 """
 
 from __future__ import annotations
@@ -17,13 +18,20 @@ from __future__ import annotations
 import json
 import os
 import os.path as osp
+import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
 from pyg_schnet.data import QM9, UNITS, load_split, nested_split, random_split, target_index
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import copy_file, write_json
-from pyg_schnet.run.checkpoint import export_weights, load_checkpoint, model_from_checkpoint
+from pyg_schnet.io import copy_file, locked, replace_dir, staging_path, write_json
+from pyg_schnet.run.checkpoint import (
+    check_config,
+    export_weights,
+    load_checkpoint,
+    model_from_checkpoint,
+)
+from pyg_schnet.run.faults import TrainerHooks, default_hooks
 from pyg_schnet.run.inference import errors
 from pyg_schnet.run.rundir import SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
 
@@ -40,11 +48,14 @@ SCOPE = (
 
 
 def available() -> List[str]:
-    """Names of the shipped models."""
+    """Names of the shipped models (a hidden folder, such as an export's
+    staging folder, is none)."""
     if not osp.isdir(WEIGHTS_DIR):
         return []
     return sorted(
-        d for d in os.listdir(WEIGHTS_DIR) if osp.isfile(osp.join(WEIGHTS_DIR, d, WEIGHTS_FILE))
+        d
+        for d in os.listdir(WEIGHTS_DIR)
+        if not d.startswith(".") and osp.isfile(osp.join(WEIGHTS_DIR, d, WEIGHTS_FILE))
     )
 
 
@@ -200,7 +211,11 @@ def _test_mae(metrics: Dict[str, Any], run_dir: str) -> float:
 
 
 def export_model(
-    run_dir: str, name: str, weights_dir: str = WEIGHTS_DIR, overwrite: bool = False
+    run_dir: str,
+    name: str,
+    weights_dir: str = WEIGHTS_DIR,
+    overwrite: bool = False,
+    hooks: Optional[TrainerHooks] = None,
 ) -> str:
     """Make a shipped model ``weights_dir/NAME`` from a finished run: its
     model-only weights (``model.pt``; written from ``best.pt`` if the run kept
@@ -208,7 +223,10 @@ def export_model(
     split (``split.npz``, else the config's ``split_file``). The card names
     the split so that ``pyg-schnet evaluate --model NAME`` rebuilds it: the
     seeded nested or random split that equals it index by index, else the
-    split file itself, shipped beside the weights. Returns the model's folder."""
+    split file itself, shipped beside the weights. The folder is written
+    whole (:func:`_write_model`); ``hooks``: its fault points
+    (default: :func:`~pyg_schnet.run.faults.default_hooks`). Returns the
+    model's folder."""
 
     import numpy as np
 
@@ -238,8 +256,9 @@ def export_model(
     if rd.has(SYMMETRY_FILE):
         with open(rd.symmetry_path) as f:
             symmetry = json.load(f)
-    weights = rd.file(WEIGHTS_FILE) if rd.has(WEIGHTS_FILE) else export_weights(rd)
-    load_checkpoint(weights)  # readable, and of this version
+    source = rd.weights_path if rd.has(WEIGHTS_FILE) else rd.best_path
+    check_config(load_checkpoint(source), source, cfg)  # readable, this version, these settings
+    weights = source if source == rd.weights_path else export_weights(rd)
 
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _CARD_SKIPS}
     train = len(split.train_idx)
@@ -270,11 +289,44 @@ def export_model(
         "split_spec": split_spec,
         "source": cfg.source,
     }
-    os.makedirs(folder, exist_ok=True)
-    copy_file(weights, osp.join(folder, WEIGHTS_FILE))
-    if split_spec["kind"] == "file":
-        split.save(osp.join(folder, SPLIT_FILE), num_molecules)
-    elif osp.isfile(osp.join(folder, SPLIT_FILE)):  # an earlier export's
-        os.remove(osp.join(folder, SPLIT_FILE))
-    write_json(osp.join(folder, "card.json"), card)
+    shipped = split if split_spec["kind"] == "file" else None
+    _write_model(folder, weights, card, shipped, num_molecules, hooks or default_hooks())
     return folder
+
+
+def _write_model(
+    folder: str,
+    weights: str,
+    card: Dict[str, Any],
+    split: Any,
+    num_molecules: int,
+    hooks: TrainerHooks,
+) -> None:
+    """Write a model's folder whole: the weights, the ``split`` (if the card
+    ships one, as ``split.npz``) and the card go to a staging folder beside
+    it, which then replaces it (:func:`~pyg_schnet.io.replace_dir`), under
+    the lock of the folder of models (two exports never share a staging
+    folder). A failure (a full disk, a file-size limit) or a kill leaves the
+    old model as it was: never a card beside another model's weights."""
+    parent = osp.dirname(osp.abspath(folder))
+    staged = staging_path(folder)
+    try:
+        os.makedirs(parent, exist_ok=True)
+    except OSError as exc:
+        raise UserError(f"cannot create {parent}: {exc.strerror or exc}") from None
+    with locked(parent):
+        try:
+            shutil.rmtree(staged, ignore_errors=True)  # a killed export's
+            os.makedirs(staged)
+            copy_file(weights, osp.join(staged, WEIGHTS_FILE))
+            hooks.export()
+            if split is not None:
+                split.save(osp.join(staged, SPLIT_FILE), num_molecules)
+            write_json(osp.join(staged, "card.json"), card)
+        except OSError as exc:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise UserError(
+                f"cannot write model {folder}: {exc.strerror or exc}; "
+                f"{'the previous one is kept' if osp.isdir(folder) else 'nothing written'}"
+            ) from None
+        replace_dir(staged, folder, hooks.swap)

@@ -1,5 +1,6 @@
 """Durable file writes, the one temporary-file-and-rename implementation, and
-the one lock helper (:func:`locked`).
+the one lock helper (:func:`locked`), and the one way a directory (a run,
+an exported model) is replaced whole (:func:`replace_dir`).
 
 Every file pyg_schnet writes (checkpoints, logs, configs, splits, caches,
 plots, reports) goes through :func:`atomic_write`: the data go to a temporary
@@ -13,6 +14,7 @@ the old file in place.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import json
 import math
@@ -27,6 +29,9 @@ from pyg_schnet.errors import UserError
 #: Marker in the names of temporary files (``<name>.tmp<pid>``), so a run
 #: directory can recognise and remove those a kill left behind.
 TMP_MARK = ".tmp"
+#: Ending of the hidden sibling a replacement of a directory is built in
+#: (:func:`staging_path`); never a run or a model of its own.
+STAGING_MARK = ".replacing"
 
 
 def _fsync_dir(folder: str) -> None:
@@ -185,3 +190,66 @@ def check_output_file(path: str, overwrite: bool = True, what: str = "output") -
         raise UserError(f"{what} {path}: its folder {folder} {kind}")
     if not os.access(folder, os.W_OK):
         raise UserError(f"{what} {path}: its folder {folder} is not writable")
+
+
+def staging_path(path: str) -> str:
+    """The hidden sibling ``.NAME.replacing`` in which a replacement of the
+    directory ``path`` is built before :func:`replace_dir` puts it in place.
+    One name per directory, so a staging directory a kill left behind is found
+    (and removed) by the next replacement."""
+    parent, name = osp.split(osp.normpath(osp.abspath(path)))
+    return osp.join(parent, f".{name}{STAGING_MARK}")
+
+
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2  # <fcntl.h>, <linux/fs.h>
+
+
+def exchange(a: str, b: str) -> None:
+    """Swap the paths ``a`` and ``b`` in one atomic step (Linux
+    ``renameat2(RENAME_EXCHANGE)``). Raises :class:`OSError`; ``ENOSYS`` or
+    ``EINVAL`` where the system or the file system cannot."""
+    import ctypes
+
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        raise OSError(errno.ENOSYS, "renameat2 is not available") from None
+    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), b)
+
+
+def replace_dir(staged: str, path: str, step: Optional[Callable[[], None]] = None) -> None:
+    """Put the complete directory ``staged`` (:func:`staging_path` of ``path``)
+    in place of the directory ``path``, whole. An existing ``path`` is
+    exchanged with ``staged`` in one atomic step (:func:`exchange`) and then
+    removed from under ``staged``'s name; a new one is renamed in. A kill at
+    any moment leaves ``path`` as it was or as ``staged`` was, never a mix,
+    and at most a leftover under ``staged``'s name. Where the file system
+    cannot exchange two directories (some network file systems), a
+    :class:`~pyg_schnet.errors.UserError` says so and both stay as they are.
+
+    Args:
+        staged (str): The complete new directory.
+        path (str): The directory to replace (or create).
+        step (callable, optional): Called before the swap and after it,
+            before the old directory is removed (a test's kill points).
+    """
+    if step is not None:
+        step()
+    existed = osp.lexists(path)
+    try:
+        if existed:
+            exchange(staged, path)
+        else:
+            os.rename(staged, path)
+    except OSError as exc:
+        raise UserError(
+            f"cannot replace {path} ({exc.strerror or exc}); it is unchanged, and its "
+            f"replacement is complete in {staged}"
+        ) from None
+    _fsync_dir(osp.dirname(osp.abspath(path)))
+    if step is not None:
+        step()
+    if existed:
+        shutil.rmtree(staged)

@@ -27,7 +27,7 @@ from pyg_schnet.hub import pretrained as load_pretrained
 from pyg_schnet.metrics import mae_rmse
 from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.plots import error_plot, parity_plot
-from pyg_schnet.run.checkpoint import load_checkpoint, model_from_checkpoint
+from pyg_schnet.run.checkpoint import check_config, load_checkpoint, model_from_checkpoint
 from pyg_schnet.run.config import Config
 from pyg_schnet.run.inference import predict_loader, resolve_device
 from pyg_schnet.run.rundir import SPLIT_FILE, WEIGHTS_FILE, RunDir
@@ -36,13 +36,16 @@ from pyg_schnet.run.rundir import SPLIT_FILE, WEIGHTS_FILE, RunDir
 def load_run(run_dir: str, which: str = "best") -> Tuple[Config, AtomisticModel, Dict[str, Any]]:
     """Config, model and checkpoint of a run directory: ``which`` is ``best``
     or ``last``; without best.pt, a best model's model-only weights
-    (``model.pt``, what studies keep) serve instead."""
+    (``model.pt``, what studies keep) serve instead. A config.yaml that
+    differs from the checkpoint's settings is refused
+    (:func:`~pyg_schnet.run.checkpoint.check_config`)."""
     rd = RunDir(run_dir)
     cfg = rd.config()
     name = f"{which}.pt"
     if which == "best" and not rd.has(name) and rd.has(WEIGHTS_FILE):
         name = WEIGHTS_FILE
     ckpt = load_checkpoint(rd.file(name))
+    check_config(ckpt, rd.file(name), cfg)
     model = model_from_checkpoint(ckpt)
     model.eval()
     return cfg, model, ckpt

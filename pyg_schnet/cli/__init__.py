@@ -110,7 +110,12 @@ def train_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--config", metavar="FILE", help="YAML config file")
     p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    p.add_argument("--overwrite", action="store_true", help="replace a finished run's directory")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run in the directory (the whole directory, once the new run is "
+        "finished; until then the old run stays as it was)",
+    )
     p.add_argument(
         "--quiet",
         action="store_true",

@@ -6,6 +6,14 @@ RNG; :class:`~pyg_schnet.run.trainer.Trainer` writes them), and ``model.pt``
 ship). Every write goes through :func:`pyg_schnet.io.atomic_write`; every read
 through :func:`load_checkpoint`, which refuses other formats with one line;
 weights saved by older versions are upgraded by :func:`upgrade_hparams`.
+
+Every checkpoint holds the configuration it was trained with. A run's
+``config.yaml`` that says otherwise (edited by hand) is refused by every
+reader of the run's weights (:func:`check_config`): resuming, evaluating,
+predicting, exporting. The weights are what the checkpoint's settings made,
+and neither source may silently win: using the edited file would evaluate a
+U0 model against gap labels; using the checkpoint's settings behind an edited
+file would leave the file wrong about the run. The message names the keys.
 """
 
 from __future__ import annotations
@@ -20,11 +28,15 @@ from pyg_schnet.io import save_torch
 from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.nn.filters import FILTERS
 from pyg_schnet.nn.models import build
-from pyg_schnet.run.config import LEGACY_FILTER_KEYS
-from pyg_schnet.run.rundir import RunDir
+from pyg_schnet.run.config import LEGACY_FILTER_KEYS, SAVED_RUN_DEFAULTS, Config, load_config
+from pyg_schnet.run.rundir import RunDir, config_differences
 
 #: Version of the checkpoint and run-directory format; another version is refused.
 RUN_FORMAT = 1
+#: What a training checkpoint (``best.pt``, ``last.pt``) holds and
+#: ``--resume`` needs; a model file (``model.pt``) lacks the optimizer,
+#: scheduler, state and random number generators.
+TRAINING_KEYS = ("model", "optimizer", "scheduler", "state", "rng", "config")
 
 
 def atomic_save(obj: Any, path: str, before_commit: Optional[Callable[[], None]] = None) -> None:
@@ -54,6 +66,45 @@ def load_checkpoint(path: str) -> Dict[str, Any]:
             f"expected {RUN_FORMAT})"
         )
     return ckpt
+
+
+def load_training_checkpoint(path: str) -> Dict[str, Any]:
+    """A training checkpoint (:func:`load_checkpoint`), refused with one line
+    when it lacks what resuming needs (a model file saved as ``last.pt``)."""
+    ckpt = load_checkpoint(path)
+    missing = [k for k in TRAINING_KEYS if k not in ckpt]
+    if missing:
+        raise UserError(
+            f"{path} is not a training checkpoint (it has no {', '.join(missing)}); "
+            f"it cannot be resumed"
+        )
+    return ckpt
+
+
+def checkpoint_config(ckpt: Mapping[str, Any], path: str) -> Config:
+    """The configuration a checkpoint was trained with, read as a saved
+    ``config.yaml`` is (keys older versions lacked as
+    :data:`~pyg_schnet.run.config.SAVED_RUN_DEFAULTS`)."""
+    values = dict(ckpt.get("config") or {})
+    if not values:
+        raise UserError(f"checkpoint {path} does not record its configuration")
+    values.update({k: v for k, v in SAVED_RUN_DEFAULTS.items() if k not in values})
+    try:
+        return load_config(None, values)
+    except UserError as exc:
+        raise UserError(f"checkpoint {path} records unreadable settings: {exc}") from None
+
+
+def check_config(ckpt: Mapping[str, Any], path: str, cfg: Config) -> None:
+    """Refuse a checkpoint trained with other settings than ``cfg`` (a run's
+    ``config.yaml``; the keys a run may change, such as ``out`` and ``root``,
+    aside): one line naming the keys that differ."""
+    diff = config_differences(checkpoint_config(ckpt, path), cfg)
+    if diff:
+        raise UserError(
+            f"{cfg.out}/config.yaml differs from the settings {osp.basename(path)} was "
+            f"trained with ({', '.join(diff)}); restore config.yaml or train a new run"
+        )
 
 
 def export_weights(run: RunDir) -> str:

@@ -1,15 +1,23 @@
 """Trainer hooks, and the fault injection of the kill-and-resume tests.
 
-:class:`TrainerHooks` names the points of a run where a test may inject a
-fault; the trainer calls them (:func:`default_hooks`).
+:class:`TrainerHooks` names the points of a run (or of an export) where a
+test may inject a fault; the trainer, :func:`~pyg_schnet.run.trainer.train`
+and :func:`~pyg_schnet.hub.export_model` call them (:func:`default_hooks`).
 
-``PYG_SCHNET_FAULT=<point>:<n>[,<point>:<n>...]`` makes a training process
-kill itself with SIGKILL the n-th time it passes ``point``:
+``PYG_SCHNET_FAULT=<point>:<n>[,<point>:<n>...]`` makes a ``train`` or
+``export`` process kill itself with SIGKILL the n-th time it passes ``point``:
 
 * ``batch``: before a training batch;
 * ``checkpoint``: inside a checkpoint write, after the data are flushed and
   before the rename (a complete temporary file, the old checkpoint in place);
 * ``evaluate``: before the final test evaluation;
+* ``swap``: around the swap that puts a replacement in place
+  (:func:`pyg_schnet.io.replace_dir`: ``train --overwrite`` of a run,
+  ``export``): ``swap:1`` before it (the new one complete in its staging
+  directory, the old one whole), ``swap:2`` after it (the new one in place,
+  the old one not yet removed from the staging directory's name);
+* ``export``: in ``export``, after the weights are written to the staging
+  folder and before the card;
 
 or, for ``enospc:<n>``, makes the n-th checkpoint write fail as if the disk
 were full, and for ``skew:<ms>``, makes the clock of every rank but 0 run
@@ -36,6 +44,12 @@ class TrainerHooks:
 
     def evaluate(self) -> None:
         """Before the final test evaluation."""
+
+    def swap(self) -> None:
+        """Before a replacement is swapped in, and after (the old one not yet removed)."""
+
+    def export(self) -> None:
+        """In an export, after the weights are written, before the card."""
 
     def clock(self, seconds: float) -> float:
         """This process's reading of ``seconds`` since the epoch started."""
@@ -69,6 +83,14 @@ class FaultInjector(TrainerHooks):
 
     def evaluate(self) -> None:
         if self._pass("evaluate"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def swap(self) -> None:
+        if self._pass("swap"):
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    def export(self) -> None:
+        if self._pass("export"):
             os.kill(os.getpid(), signal.SIGKILL)
 
     def clock(self, seconds: float) -> float:

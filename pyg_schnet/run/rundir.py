@@ -9,6 +9,10 @@ study runner (status, settings check, results)::
     best.pt       best-validation checkpoint (optimizer state included)
     last.pt       newest checkpoint, for --resume
     metrics.json  written last: the run is finished
+
+``train --overwrite`` replaces a directory holding a run whole and only when
+the new run is complete: the new run is built in a hidden sibling
+(:meth:`RunDir.staging`) and swapped in by :func:`pyg_schnet.io.replace_dir`.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from contextlib import ExitStack, contextmanager
 from typing import Any, Dict, Iterator, List, Optional
 
 from pyg_schnet.errors import RunInUse, UserError
-from pyg_schnet.io import TMP_MARK, locked
+from pyg_schnet.io import TMP_MARK, locked, staging_path
 from pyg_schnet.run.config import load_run_config
 
 CONFIG_FILE = "config.yaml"
@@ -147,19 +151,14 @@ class RunDir:
         return rows
 
     def differences(self, cfg) -> List[str]:
-        """Config keys in which the saved run differs from ``cfg`` (keys of
-        :data:`IGNORED_KEYS` aside; ``split_file`` by file name). An
-        unreadable config.yaml differs in everything."""
+        """Config keys in which the saved run differs from ``cfg``
+        (:func:`config_differences`). An unreadable config.yaml differs in
+        everything."""
         try:
-            saved = load_run_config(self.config_path).to_dict()
+            saved = load_run_config(self.config_path)
         except UserError:
             return ["config.yaml (unreadable)"]
-        wanted = cfg.to_dict()
-        for d in (saved, wanted):
-            if d.get("split_file"):
-                d["split_file"] = osp.basename(d["split_file"])
-        keys = sorted((set(saved) | set(wanted)) - IGNORED_KEYS)
-        return [k for k in keys if saved.get(k) != wanted.get(k)]
+        return config_differences(saved, cfg)
 
     def resume_config(self):
         """The saved configuration of an interrupted run."""
@@ -235,16 +234,32 @@ class RunDir:
             return  # unreadable lock file: the lock itself will tell
 
     # -- changes -------------------------------------------------------------------
+    def staging(self) -> "RunDir":
+        """The hidden sibling ``.NAME.replacing`` a replacement of this run
+        is built in (:func:`pyg_schnet.io.staging_path`); never a run of its
+        own: one a kill left behind is removed by :meth:`remove_temporary`."""
+        return RunDir(staging_path(self.path))
+
     def remove_temporary(self) -> None:
-        """Temporary files of writes cut short by a kill."""
+        """Temporary files of writes cut short by a kill, and the
+        :meth:`staging` directory of a replacement cut short. Call it holding
+        the lock: nothing else writes there then."""
         for f in os.listdir(self.path):
             if TMP_MARK in f and f.split(TMP_MARK)[0] in RUN_FILES:
                 os.remove(self.file(f))
+        shutil.rmtree(self.staging().path, ignore_errors=True)
 
-    def prepare(self, overwrite: bool) -> None:
-        """Make the directory ready for a new run: refuse to replace a run
-        unless ``overwrite``; with it, remove the old run's files."""
-        out = self.path
+    def prepare(self, overwrite: bool) -> "RunDir":
+        """Where a new run in this directory is written; refuses before
+        anything is changed. A directory holding no run (absent, empty, other
+        files only) is itself the answer: created, checked writable. One
+        holding a run is refused unless ``overwrite``; with it, the answer is
+        an empty :meth:`staging` directory: the new run is built there and
+        swapped in whole when complete (:func:`pyg_schnet.io.replace_dir`,
+        which replaces the whole directory, files not of the run included),
+        so until then the old run stays as it was, and a refused, failed or
+        killed run leaves it so."""
+        out, where = self.path, self
         if osp.exists(out) and not osp.isdir(out):
             raise UserError(f"run directory {out} is a file")
         if osp.isdir(out):
@@ -260,17 +275,29 @@ class RunDir:
                     f"{out} already holds {state}; pass --overwrite to replace it"
                     + (" or --resume to continue it" if status == INTERRUPTED else "")
                 )
-            for f in present:
-                os.remove(self.file(f))
             self.remove_temporary()
-            if overwrite and osp.isdir(self.file("wandb")):
+            if present:
+                where = self.staging()
+            elif overwrite and osp.isdir(self.file("wandb")):
                 shutil.rmtree(self.file("wandb"), ignore_errors=True)
         try:
-            os.makedirs(out, exist_ok=True)
+            os.makedirs(where.path, exist_ok=True)
         except OSError as exc:
-            raise UserError(f"cannot create run directory {out}: {exc.strerror}") from None
-        if not os.access(out, os.W_OK):
-            raise UserError(f"run directory {out} is not writable")
+            raise UserError(f"cannot create run directory {where.path}: {exc.strerror}") from None
+        if not os.access(where.path, os.W_OK):
+            raise UserError(f"run directory {where.path} is not writable")
+        return where
 
     def __repr__(self) -> str:
         return f"RunDir({self.path!r})"
+
+
+def config_differences(saved, wanted) -> List[str]:
+    """Config keys in which two configurations differ, keys of
+    :data:`IGNORED_KEYS` aside, ``split_file`` by file name."""
+    a, b = saved.to_dict(), wanted.to_dict()
+    for d in (a, b):
+        if d.get("split_file"):
+            d["split_file"] = osp.basename(d["split_file"])
+    keys = sorted((set(a) | set(b)) - IGNORED_KEYS)
+    return [k for k in keys if a.get(k) != b.get(k)]

@@ -28,7 +28,7 @@ class WandB:
                 config=cfg.to_dict(),
                 mode=cfg.wandb,
                 dir=out,
-                name=osp.basename(osp.abspath(out)),
+                name=osp.basename(osp.abspath(cfg.out)),  # out: maybe a replacement's staging
                 id=run_id,
                 resume="allow",
                 reinit=True,

@@ -26,6 +26,7 @@ import math
 import os
 import os.path as osp
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -47,19 +48,26 @@ from pyg_schnet.data import (
 )
 from pyg_schnet.data.loader import MoleculeBatch, MoleculeLoader
 from pyg_schnet.errors import UserError
-from pyg_schnet.io import write_csv, write_json
+from pyg_schnet.io import replace_dir, write_csv, write_json
 from pyg_schnet.metrics import ErrorSums
 from pyg_schnet.nn.atomistic import AtomisticModel, count_parameters
 from pyg_schnet.nn.models import build
 from pyg_schnet.nn.schnet import SchNet
 from pyg_schnet.plots import filter_plot, parity_plot
-from pyg_schnet.run.checkpoint import RUN_FORMAT, atomic_save, export_weights, load_checkpoint
+from pyg_schnet.run.checkpoint import (
+    RUN_FORMAT,
+    atomic_save,
+    check_config,
+    export_weights,
+    load_checkpoint,
+    load_training_checkpoint,
+)
 from pyg_schnet.run.config import Config, save_config
 from pyg_schnet.run.distributed import allreduce, broadcast, init_distributed
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
 from pyg_schnet.run.inference import errors, predict_loader, resolve_device
 from pyg_schnet.run.recipe import ExponentialMovingAverage, Progress, make_schedule
-from pyg_schnet.run.rundir import BEST_FILE, LAST_FILE, METRICS_FILE, RunDir
+from pyg_schnet.run.rundir import BEST_FILE, LAST_FILE, METRICS_FILE, NEW, RunDir
 from pyg_schnet.run.throughput import default_threads
 from pyg_schnet.run.tracking import WandB
 
@@ -161,8 +169,10 @@ class Trainer:
 
     Args:
         cfg (Config): The resolved configuration; ``cfg.out`` is the run directory.
-        resume (bool): Continue the run in ``cfg.out`` from its ``last.pt``.
-        overwrite (bool): Replace a run already in ``cfg.out``.
+        run (RunDir): Where the run's files are written, prepared by
+            :func:`train`: ``cfg.out``, or the staging directory of a
+            replacement (:meth:`~pyg_schnet.run.rundir.RunDir.prepare`).
+        resume (bool): Continue the run in ``run`` from its ``last.pt``.
         quiet (bool): No progress bars.
         hooks (TrainerHooks, optional): Test hooks. (default: :func:`default_hooks`)
         dataset (QM9, optional): The data set of ``cfg`` (root, source,
@@ -173,17 +183,17 @@ class Trainer:
     def __init__(
         self,
         cfg: Config,
+        run: RunDir,
         resume: bool = False,
-        overwrite: bool = False,
         quiet: bool = False,
         hooks: Optional[TrainerHooks] = None,
         dataset: Optional[QM9] = None,
     ) -> None:
         self.cfg, self.out, self.quiet = cfg, cfg.out, quiet
-        self.run = RunDir(cfg.out)
+        self.run = run
         self.hooks = hooks or default_hooks()
         self._setup_process()
-        ckpt = self._setup_directory(resume, overwrite)
+        ckpt = self._setup_directory(resume)
         self._setup_data(resumed=ckpt is not None, dataset=dataset)
         self._setup_model(ckpt)
 
@@ -202,19 +212,19 @@ class Trainer:
         # molecules/s, fast mode, 1 thread), and no value that matters is that small.
         torch.set_flush_denormal(True)
 
-    def _setup_directory(self, resume: bool, overwrite: bool) -> Optional[Dict[str, Any]]:
-        """Prepare (or, resuming, check) the run directory; the checkpoint to
-        resume from, if any."""
+    def _setup_directory(self, resume: bool) -> Optional[Dict[str, Any]]:
+        """Resuming, check the run directory and its ``last.pt`` (a training
+        checkpoint of the settings in ``cfg``: :func:`check_config`) before
+        anything changes; the checkpoint to resume from, if any."""
         rd = self.run
         ckpt = None
         if resume:
-            ckpt = load_checkpoint(rd.last_path)
+            ckpt = load_training_checkpoint(rd.last_path)
             if rd.has(METRICS_FILE):
                 raise UserError(f"{self.out} holds a finished run; nothing to resume")
+            check_config(ckpt, rd.last_path, self.cfg)
             if self.info.main:
                 rd.remove_temporary()
-        elif self.info.main:
-            rd.prepare(overwrite)
         self._barrier()
         return ckpt
 
@@ -309,7 +319,7 @@ class Trainer:
         if self.info.world_size > 1:
             self.train_model = nn.parallel.DistributedDataParallel(self.model)
         self.scale = float(stats.std)  # the loss is on the standardised target
-        self.wandb = WandB(cfg, self.out, self.state.wandb_id, self.info.main)
+        self.wandb = WandB(cfg, self.run.path, self.state.wandb_id, self.info.main)
         self.state.wandb_id = self.wandb.id
         self.wandb.config(
             {
@@ -597,7 +607,7 @@ class Trainer:
         cfg, unit = self.cfg, metrics["unit"]
         loader = MoleculeLoader(self.dataset, self.split.test_idx, cfg.batch_size, self.target)
         pred, y, _ = predict_loader(self.model, loader, self.device)
-        parity = osp.join(self.out, "parity_test.png")
+        parity = self.run.file("parity_test.png")
         parity_plot(
             y.cpu().numpy(),
             pred.cpu().numpy(),
@@ -607,7 +617,7 @@ class Trainer:
         )
         images = {"parity_test": parity}
         if isinstance(self.model, SchNet):  # the learned filters of this project's SchNet
-            images["filters"] = osp.join(self.out, "filters.png")
+            images["filters"] = self.run.file("filters.png")
             filter_plot(self.model.cpu(), images["filters"])
         self.wandb.images(images)
         self.wandb.artifact(
@@ -636,14 +646,34 @@ def train(
     dataset: Optional[QM9] = None,
 ) -> Dict[str, Any]:
     """Train one model as configured; returns the final metrics. The main
-    process holds the run directory's lock for the whole run."""
+    process holds the run directory's lock for the whole run.
+
+    ``overwrite`` replaces a run already in ``cfg.out`` all or nothing: the
+    new run is built in a staging directory beside it
+    (:meth:`~pyg_schnet.run.rundir.RunDir.prepare`) and swapped in whole when
+    it is finished (:func:`~pyg_schnet.io.replace_dir`; the ``swap`` fault
+    points). Until then the old run stays as it was: bad settings (split
+    file, sizes, seed, data), a failure or a kill leave it untouched."""
+    hooks = hooks or default_hooks()
+    rd = RunDir(cfg.out)
     try:
-        if int(os.environ.get("RANK", "0")) != 0:
-            return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
+        if int(os.environ.get("RANK", "0")) != 0:  # where rank 0 writes (it holds the lock)
+            staged = overwrite and not resume and rd.status() != NEW
+            return Trainer(cfg, rd.staging() if staged else rd, resume, quiet, hooks, dataset).fit()
         if resume and not osp.isdir(cfg.out):
             raise UserError(f"run directory {cfg.out} does not exist")
-        with RunDir(cfg.out).lock():
-            return Trainer(cfg, resume, overwrite, quiet, hooks, dataset).fit()
+        with rd.lock():
+            where = rd if resume else rd.prepare(overwrite)
+            if where is rd:
+                return Trainer(cfg, rd, resume, quiet, hooks, dataset).fit()
+            with where.lock():
+                try:
+                    metrics = Trainer(cfg, where, False, quiet, hooks, dataset).fit()
+                except BaseException:
+                    shutil.rmtree(where.path, ignore_errors=True)  # the old run stays
+                    raise
+                replace_dir(where.path, rd.path, hooks.swap)
+            return metrics
     finally:
         # an undestroyed gloo group can abort the interpreter at exit
         # ("terminate called without an active exception")
@@ -652,5 +682,11 @@ def train(
 
 
 def resume_config(out: str) -> Config:
-    """The saved configuration of a run directory."""
-    return RunDir(out).resume_config()
+    """The saved configuration of an interrupted run, checked against its
+    ``last.pt`` (a training checkpoint of those settings: :func:`check_config`)
+    here, before any process starts; :class:`Trainer` checks again for
+    library callers."""
+    rd = RunDir(out)
+    cfg = rd.resume_config()
+    check_config(load_training_checkpoint(rd.last_path), rd.last_path, cfg)
+    return cfg
