@@ -127,6 +127,7 @@ def train_parser() -> argparse.ArgumentParser:
 
 def cmd_train(argv: List[str]) -> int:
     from pyg_schnet.cli.config_flags import overrides_from
+    from pyg_schnet.run.inference import resolve_device
     from pyg_schnet.run.config import load_config
     from pyg_schnet.run.trainer import resume_config, train
 
@@ -140,6 +141,7 @@ def cmd_train(argv: List[str]) -> int:
         if a.config is None and not overrides:
             raise UserError("train needs --config FILE (and/or --key value flags)")
         cfg = load_config(a.config, overrides)
+    resolve_device(cfg.device)  # this machine has it: refused before any file is written
     processes = cfg.resolved_processes()
     if processes > 1 and "WORLD_SIZE" not in os.environ:  # not already under torchrun
         from pyg_schnet.run.launch import launch

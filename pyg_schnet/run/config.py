@@ -37,7 +37,7 @@ from pyg_schnet.nn.schnet import CFConv
 from pyg_schnet.registry import Entry, Registry
 from pyg_schnet.resources import check_memory
 from pyg_schnet.run.distributed import default_processes
-from pyg_schnet.run.inference import resolve_device
+from pyg_schnet.run.inference import check_device_name
 from pyg_schnet.run.recipe import HORIZONS, SCHEDULES
 
 
@@ -229,7 +229,7 @@ class Config:
             self.wandb in ("online", "offline", "disabled"),
             f"wandb must be online, offline or disabled, got {self.wandb!r}",
         )
-        resolve_device(self.device)
+        check_device_name(self.device)
         need(
             0 <= self.seed <= MAX_SEED,
             f"seed must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}",

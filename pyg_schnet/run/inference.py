@@ -4,7 +4,7 @@ data-parallel processes)."""
 from __future__ import annotations
 
 import re
-from typing import Optional, Tuple
+from typing import Any, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -19,12 +19,19 @@ from pyg_schnet.run.distributed import DistInfo, allreduce
 DEVICE_PATTERN = re.compile(r"cpu(:0)?|cuda(:[0-9]+)?")
 
 
+def check_device_name(name: Any) -> str:
+    """``name`` if it is ``cpu`` or ``cuda[:N]``, else one clear error (a
+    setting's check: whether this machine has the GPU is :func:`resolve_device`'s,
+    so a run trained on a GPU still loads on a CPU-only machine)."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise UserError(f"device must be cpu or cuda[:N], got {name!r}")
+    return name
+
+
 def resolve_device(name: str) -> torch.device:
     """The torch device ``cpu`` or ``cuda[:N]``, checked: any other name, or a
     GPU this machine does not have, is one clear error."""
-    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
-        raise UserError(f"device must be cpu or cuda[:N], got {name!r}")
-    device = torch.device(name)
+    device = torch.device(check_device_name(name))
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise UserError("device cuda asked for, but no CUDA GPU is available")

@@ -233,7 +233,7 @@ def _read_variants(path: str, raw: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, 
         raise _fail(path, "variants must be a non-empty mapping of names to config overrides")
     variants = {str(k): _mapping(path, f"variant {k}", v) for k, v in variants_raw.items()}
     for vname in variants:
-        if not vname or "/" in vname or vname.startswith("."):
+        if not vname or "/" in vname or vname.startswith(".") or not vname.isprintable():
             raise _fail(path, f"variant name {vname!r} cannot name a folder")
     reference = str(raw.get("reference") or next(iter(variants)))
     if reference not in variants:

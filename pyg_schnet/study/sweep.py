@@ -208,6 +208,9 @@ def run_sweep(
         cmd, how = _run_command(spec, config, run_dir, wandb_mode, extra, run_id in recorded)
         started += 1
         proc = subprocess.run(cmd, env=dict(os.environ, WANDB_RUN_ID=run_id))
+        info = osp.join(run_dir, SWEEP_FILE)
+        if osp.isdir(run_dir) and not osp.exists(info):  # --overwrite replaced the folder whole
+            write_json(info, {"config": config, "run_id": run_id})
         runs[run_id] = _engine_run(spec, run_id, config, out)
         metric, value = _metric(spec, run_dir)
         params = {key: v["value"] for key, v in config.items()}

@@ -95,7 +95,7 @@ def test_probes_of_committed_runs_from_outside_the_repository(qm9, tmp_path):
         ((), "needs run directories or --model"),
         (("--model", "qm9-nothing"), "qm9-nothing"),
         (("/nonexistent/run",), "/nonexistent/run"),
-        (("--model", "qm9-U0", "--limit", "0"), "--limit must be at least 1"),
+        (("--model", "qm9-U0", "--limit", "0"), "--limit: must be at least 1"),
     ],
 )
 def test_bad_probes_inputs_are_one_line(args, message, tmp_path):

@@ -3,6 +3,7 @@ one ``error:`` line and exit 2, and no file of the finished run beside them
 changes (bad settings come with ``--overwrite`` of that run, so a check made
 after the old run is removed would show)."""
 
+import json
 import os
 import resource
 import shutil
@@ -259,3 +260,17 @@ def test_an_unknown_element_is_one_line(ws, check, capfd, tmp_path, symbol):
     proc = run_here("predict", ws / "run", f)
     check(proc, f"unknown element '{symbol}'")
     assert "Stacktrace" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["a\nb", "tab\there", "nul\x00x"])
+def test_a_variant_name_with_a_control_character(tmp_path, name):
+    spec = tmp_path / "s.yaml"
+    spec.write_text(
+        f"base: {{hidden_channels: 8}}\nvariants: {{{json.dumps(name)}: {{}}}}\ntargets: [U0]\n"
+        "seeds: 1\n"
+        "train_sizes: [10]\nval_size: 5\ntest_size: 5\n"
+    )
+    proc = run_here("study", "run", spec, "--out", tmp_path / "st")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "cannot name a folder")
+    assert not (tmp_path / "st").exists()
