@@ -274,3 +274,44 @@ def test_a_variant_name_with_a_control_character(tmp_path, name):
     assert proc.returncode == 2
     assert_one_line_error(proc, "cannot name a folder")
     assert not (tmp_path / "st").exists()
+
+
+# -- --resume on a last.pt that is not a training checkpoint -----------------------
+def _not_a_checkpoint(run, kind):
+    import torch
+
+    last = run / "last.pt"
+    if kind == "model-file":
+        shutil.copy(run / "model.pt", last)
+    elif kind == "empty":
+        last.write_bytes(b"")
+    elif kind == "text":
+        last.write_text("epoch 3\n")
+    elif kind == "list":
+        torch.save([1, 2, 3], last)
+    elif kind == "dict-without-optimizer":
+        torch.save({"model": {}, "epoch": 2}, last)
+    elif kind == "truncated":
+        last.write_bytes(last.read_bytes()[:300])
+    elif kind == "folder":
+        last.unlink()
+        last.mkdir()
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["model-file", "empty", "text", "list", "dict-without-optimizer", "truncated", "folder"],
+)
+def test_resume_from_what_is_not_a_training_checkpoint(ws, tmp_path, kind):
+    run = tmp_path / "run"
+    shutil.copytree(ws / "run", run)
+    (run / "metrics.json").unlink()
+    if not (run / "model.pt").exists():
+        assert run_here("export", ws / "run", "--name", "m", "--to", tmp_path / "m").returncode == 0
+        shutil.copy(tmp_path / "m" / "m" / "model.pt", run / "model.pt")
+    _not_a_checkpoint(run, kind)
+    before = snapshot(run)
+    proc = run_here("train", "--resume", run)
+    assert proc.returncode == 2, proc.stderr
+    assert_one_line_error(proc)
+    assert snapshot(run) == before
