@@ -84,7 +84,12 @@ LOG_FIELDS = (
 
 
 class TrainingDiverged(UserError):
-    """The loss became NaN or infinite."""
+    """The loss became NaN or infinite: ``what`` happened (the message adds
+    where the best model so far is, if anywhere)."""
+
+    def __init__(self, what: str, kept: str) -> None:
+        super().__init__(f"{what}; stopped; {kept}")
+        self.what = what
 
 
 # -- helpers ---------------------------------------------------------------
@@ -527,7 +532,7 @@ class Trainer:
             kept = f"the best checkpoint so far is kept in {self.run.best_path}"
         else:
             kept = "no epoch finished, so there is no best checkpoint (a smaller lr may help)"
-        return TrainingDiverged(f"{what}; stopped; {kept}")
+        return TrainingDiverged(what, kept)
 
     def checkpoint(self, name: str) -> None:
         """Write ``best.pt`` or ``last.pt``: weights, optimizer, scheduler,
@@ -669,8 +674,12 @@ def train(
             with where.lock():
                 try:
                     metrics = Trainer(cfg, where, False, quiet, hooks, dataset).fit()
-                except BaseException:
+                except BaseException as exc:
                     shutil.rmtree(where.path, ignore_errors=True)  # the old run stays
+                    if isinstance(exc, TrainingDiverged):  # its best.pt went with the staging
+                        raise TrainingDiverged(
+                            exc.what, f"the new run is discarded; {rd.path} keeps the run it held"
+                        ) from None
                     raise
                 replace_dir(where.path, rd.path, hooks.swap)
             return metrics

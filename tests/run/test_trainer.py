@@ -326,6 +326,28 @@ def test_nan_loss_stops_and_keeps_best(tmp_path, monkeypatch, finite_steps, matc
         assert not osp.exists(tmp_path / "nan" / "best.pt")
 
 
+def test_a_diverged_replacement_says_the_old_run_is_kept(tmp_path, monkeypatch):
+    """``--overwrite`` builds the new run in a staging folder that a failure
+    removes: a divergence there names no best.pt (it is gone) but the old run."""
+    from pyg_schnet.nn.schnet import SchNet
+    from pyg_schnet.run import trainer as T
+
+    cfg = load_config(write_config(tmp_path / "c.yaml", out=str(tmp_path / "r"), epochs=1))
+    T.train(cfg, quiet=True)
+    before = (tmp_path / "r" / "metrics.json").read_text()
+    real = SchNet.forward
+
+    def forward(self, *a, **k):
+        out = real(self, *a, **k)
+        return out * float("nan") if self.training else out
+
+    monkeypatch.setattr(SchNet, "forward", forward)
+    with pytest.raises(T.TrainingDiverged, match="new run is discarded; .*r keeps the run it held"):
+        T.train(cfg, overwrite=True, quiet=True)
+    assert (tmp_path / "r" / "metrics.json").read_text() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.yaml", "r"]
+
+
 def test_a_run_ended_before_its_first_checkpoint_is_not_offered_resume(tmp_path):
     """A run whose first checkpoint write failed (a full disk, like a W&B
     login that fails) leaves its config and split but nothing to resume: the
