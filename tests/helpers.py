@@ -159,3 +159,35 @@ def train_tiny(folder, **overrides):
     proc = run_here("train", "--config", cfg, "--quiet")
     assert proc.returncode == 0, proc.stderr
     return folder / "run", proc
+
+
+def offline_run_record(wandb_dir):
+    """The run record (``wandb.proto`` ``RunRecord``: name, group, tags, job
+    type, sweep id, config) of the one offline run under ``wandb_dir``, read
+    from its ``.wandb`` file, the record stream ``wandb sync`` uploads: a
+    LevelDB-style log (a 7-byte header, then 32 KiB blocks of chunks, each
+    with a 7-byte header: CRC, length, type 1 full, 2 first, 3 middle, 4 last)."""
+    import glob
+    import struct
+
+    from wandb.proto import wandb_internal_pb2
+
+    (path,) = glob.glob(osp.join(str(wandb_dir), "offline-run-*", "*.wandb"))
+    with open(path, "rb") as f:
+        data = f.read()
+    assert struct.unpack("<4sHB", data[:7]) == (b":W&B", 0xBEE1, 0)
+    block, pos, chunks = 32768, 7, b""
+    while pos + 7 <= len(data):
+        if block - pos % block < 7:  # a block's tail too short for a header: padding
+            pos += block - pos % block
+            continue
+        _, length, kind = struct.unpack("<IHB", data[pos : pos + 7])
+        chunks += data[pos + 7 : pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            record = wandb_internal_pb2.Record()
+            record.ParseFromString(chunks)
+            chunks = b""
+            if record.WhichOneof("record_type") == "run":
+                return record.run
+    raise AssertionError(f"no run record in {path}")

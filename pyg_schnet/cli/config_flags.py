@@ -20,6 +20,8 @@ from pyg_schnet.run.config import FIELD_TYPES, KEYS, LEGACY_FILTER_KEYS, Config
 
 
 def _metavar(tp: Any) -> str:
+    if getattr(tp, "__origin__", None) is list:
+        return "STR[,STR...]"
     optional = getattr(tp, "__origin__", None) is Union and type(None) in tp.__args__
     base = [a for a in tp.__args__ if a is not type(None)][0] if optional else tp
     name = {bool: "BOOL", int: "INT", float: "FLOAT", str: "STR"}.get(base, "VALUE")

@@ -49,6 +49,8 @@ def _field(default: Any, help: str) -> Any:
     """A config field with its help text (shown by ``pyg-schnet train --help``)."""
     if isinstance(default, dict):
         return field(default_factory=lambda: dict(default), metadata={"help": help})
+    if isinstance(default, list):
+        return field(default_factory=lambda: list(default), metadata={"help": help})
     return field(default=default, metadata={"help": help})
 
 
@@ -157,6 +159,25 @@ class Config:
     )
     wandb: str = _field("disabled", "Weights & Biases: online, offline or disabled")
     wandb_project: str = _field("pyg_schnet", "W&B project")
+    wandb_entity: Optional[str] = _field(
+        None, "W&B entity: the team or user the run belongs to (none: your default entity)"
+    )
+    wandb_name: Optional[str] = _field(
+        None,
+        "W&B run name (none: the run directory's name; a study names its runs after the "
+        "variant, target, size and seed, a sweep after the sweep and its count)",
+    )
+    wandb_group: Optional[str] = _field(
+        None,
+        "W&B group (none: no group; a study's runs: the study's name, a sweep's: "
+        "the sweep's name and local sweep id)",
+    )
+    wandb_tags: List[str] = _field(
+        [], "W&B tags: a list in a config file, comma-separated as a flag"
+    )
+    wandb_job_type: str = _field(
+        "train", "W&B job type (a study's runs: their variant, so W&B groups them by it)"
+    )
     device: str = _field("cpu", "cpu or cuda[:N]")
 
     @property
@@ -230,6 +251,8 @@ class Config:
             f"wandb must be online, offline or disabled, got {self.wandb!r}",
         )
         check_device_name(self.device)
+        bad_tag = next((t for t in self.wandb_tags if not 1 <= len(t) <= 64), None)
+        need(bad_tag is None, f"a W&B tag has 1 to 64 characters, got {bad_tag!r}")
         need(
             0 <= self.seed <= MAX_SEED,
             f"seed must be an integer from 0 to {MAX_SEED} (2**32 - 1), got {self.seed}",
@@ -434,6 +457,13 @@ def _convert(key: str, value: Any, tp: Any = None) -> Any:
     """Convert a YAML or command-line value to the type ``tp`` (by default
     the type of config field ``key``)."""
     tp = FIELD_TYPES[key] if tp is None else tp
+    if getattr(tp, "__origin__", None) is list:  # a list of strings: YAML list or "a,b"
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(
+            isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in items
+        ):
+            raise UserError(f"{key} must be a list of strings, got {value!r}")
+        return [str(v).strip() for v in items if str(v).strip()]
     optional = getattr(tp, "__origin__", None) is Union and type(None) in tp.__args__
     base = [a for a in tp.__args__ if a is not type(None)][0] if optional else tp
     if isinstance(value, str):

@@ -45,8 +45,13 @@ SYMMETRY_FILE = "symmetry.json"
 #: Files of a run directory (the trainer writes them; other files are left alone).
 RUN_FILES = (CONFIG_FILE, SPLIT_FILE, LOG_FILE, BEST_FILE, LAST_FILE, METRICS_FILE)
 #: Config keys that may differ between a saved run and a request for the same
-#: run (where files live, how many threads): not a different experiment.
-IGNORED_KEYS = frozenset({"out", "root", "num_threads", "wandb", "wandb_project", "device"})
+#: run (where files live, how many threads, how W&B files it): not a different
+#: experiment.
+IGNORED_KEYS = frozenset(
+    {"out", "root", "num_threads", "device"}
+    | {"wandb", "wandb_project", "wandb_entity", "wandb_name", "wandb_group"}
+    | {"wandb_tags", "wandb_job_type"}
+)
 
 NEW, FINISHED, INTERRUPTED, STALE = "new", "finished", "interrupted", "stale"
 #: The lock file; the lock itself is the OS's (flock), so a killed holder frees it.

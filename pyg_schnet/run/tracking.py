@@ -1,6 +1,7 @@
 """Weights & Biases tracking of a training run: config, per-epoch rows,
 summary, figures and the best model as an artifact (nothing when disabled,
-nothing on the non-main processes)."""
+nothing on the non-main processes). The run is filed by the config's
+``wandb_*`` keys: project, entity, name, group, tags and job type."""
 
 from __future__ import annotations
 
@@ -28,7 +29,12 @@ class WandB:
                 config=cfg.to_dict(),
                 mode=cfg.wandb,
                 dir=out,
-                name=osp.basename(osp.abspath(cfg.out)),  # out: maybe a replacement's staging
+                entity=cfg.wandb_entity,
+                # out: maybe a replacement's staging, so the name comes from cfg.out
+                name=cfg.wandb_name or osp.basename(osp.abspath(cfg.out)),
+                group=cfg.wandb_group,
+                tags=cfg.wandb_tags or None,
+                job_type=cfg.wandb_job_type,
                 id=run_id,
                 resume="allow",
                 reinit=True,

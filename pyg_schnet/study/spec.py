@@ -390,6 +390,18 @@ def split_path(spec: Spec, size: int, seed: int) -> str:
     )
 
 
+def wandb_filing(spec: Spec, run: Run) -> Dict[str, Any]:
+    """How W&B files a study's run unless its config says otherwise: grouped
+    by study, then by variant (the job type), named after its folder, tagged
+    with its target and training size."""
+    return {
+        "wandb_group": spec.name,
+        "wandb_job_type": run.variant,
+        "wandb_name": f"{run.variant}-{run.target}-n{run.size}-seed{run.seed}",
+        "wandb_tags": [run.target, f"n{run.size}"],
+    }
+
+
 def plan(spec: Spec) -> List[Run]:
     """Every run, ordered seed by seed (so paired comparisons fill in early),
     then by size, target and variant."""
@@ -411,6 +423,8 @@ def plan(spec: Spec) -> List[Run]:
                     )
                     run = Run(variant, target, size, seed, None)
                     values["out"] = osp.join(spec.out, run.rel)
+                    for key, value in wandb_filing(spec, run).items():
+                        values.setdefault(key, value)  # unless the base or variant sets it
                     try:
                         run.cfg = load_config(None, values)
                     except UserError as exc:

@@ -12,7 +12,10 @@ W&B run id (``WANDB_RUN_ID``, which the run's W&B logging takes too), and
 that did not finish (no ``metrics.json``: killed, or failed) has not run: a
 later call resumes it from its ``last.pt`` (``pyg-schnet train --resume``) or
 starts it over before it draws new configurations, and a grid is complete
-only when every point has finished.
+only when every point has finished. The call ends with the best finished run
+(:func:`best_run_summary`). W&B files each run by the sweep
+(:func:`wandb_flags`: name, group and tags with the sweep's local id,
+:func:`sweep_id`). ``early_terminate`` is refused: every run goes to its end.
 """
 
 from __future__ import annotations
@@ -27,8 +30,8 @@ import uuid
 import warnings
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from pyg_schnet.errors import RunInUse, UserError
-from pyg_schnet.io import write_json
+from pyg_schnet.errors import RunInUse, UserError, read_text
+from pyg_schnet.io import write_json, write_text
 from pyg_schnet.run.config import read_yaml
 from pyg_schnet.run.rundir import INTERRUPTED, METRICS_FILE, RunDir
 
@@ -36,6 +39,8 @@ from pyg_schnet.run.rundir import INTERRUPTED, METRICS_FILE, RunDir
 METRIC_KEYS = {"val_mae": "best_val_mae"}
 #: A sweep run's parameters, in its run directory.
 SWEEP_FILE = "sweep.json"
+#: The sweep's local id (:func:`sweep_id`), in the sweep folder.
+SWEEP_ID_FILE = "sweep_id"
 
 
 def _engine() -> Any:
@@ -52,6 +57,13 @@ def read_sweep(path: str) -> Dict[str, Any]:
         raise UserError(f"sweep file {path}: {problems[0]}")
     if "command" not in spec:
         raise UserError(f"sweep file {path} has no command (the program the agent runs)")
+    if "early_terminate" in spec:
+        kind = (spec["early_terminate"] or {}).get("type", "early_terminate")
+        raise UserError(
+            f"sweep file {path}: early_terminate ({kind}) is not supported here: pyg-schnet "
+            "sweep runs every configuration to its end; remove it (patience or time_budget "
+            "end a run early), or run the sweep with wandb sweep and wandb agent"
+        )
     return spec
 
 
@@ -133,27 +145,79 @@ def previous_runs(spec: Dict[str, Any], out: str) -> List[Any]:
     return [_engine_run(spec, n, c, out) for n, c in recorded_runs(out).items()]
 
 
+def sweep_id(out: str) -> str:
+    """The local sweep id of the sweep folder ``out`` (8 hex digits, made on
+    its first call and kept in ``OUT/sweep_id``)."""
+    path = osp.join(out, SWEEP_ID_FILE)
+    if not osp.isfile(path):
+        write_text(path, uuid.uuid4().hex[:8] + "\n")
+    ident = read_text(path, "sweep id file", 100).strip()
+    if not ident or not ident.isalnum():
+        raise UserError(f"sweep id file {path} holds no id; restore it or remove it")
+    return ident
+
+
+def wandb_flags(spec: Dict[str, Any], ident: str, name: str) -> List[str]:
+    """How W&B files a run of the sweep with local id ``ident``: named
+    ``name``, grouped and tagged by the sweep, in the sweep file's ``project``
+    and ``entity`` if it names them. The id is not W&B's own ``sweep_id``:
+    that names a sweep on the W&B server, and ``wandb sync`` of a run whose
+    sweep the server does not know fails."""
+    flags = [
+        f"--wandb_name={name}",
+        f"--wandb_group={spec.get('name') or 'sweep'}-{ident}",
+        f"--wandb_tags=sweep,sweep-{ident}",
+        "--wandb_job_type=sweep",
+    ]
+    return flags + [f"--wandb_{k}={spec[k]}" for k in ("project", "entity") if spec.get(k)]
+
+
 def _run_command(
     spec: Dict[str, Any],
     config: Dict[str, Any],
     run_dir: str,
-    wandb_mode: str,
+    filing: Sequence[str],
     extra: Sequence[str],
+    wandb_mode: str,
     again: bool,
 ) -> Tuple[List[str], str]:
     """The command of a run and what it does (``new``, ``resumed`` or
-    ``retried``). A run started ``again`` (it did not finish) resumes from
-    its ``last.pt`` when the command is ``pyg-schnet train`` and the run
-    directory holds one; else it starts over (``--overwrite`` for
-    ``pyg-schnet train``, which keeps a run directory's files otherwise)."""
+    ``retried``): the agent's command, the W&B filing flags ``filing``
+    (:func:`wandb_flags`), the flags ``extra`` (which win over them), its
+    directory and the W&B mode ``wandb_mode``. A run
+    started ``again`` (it did not finish) resumes from its ``last.pt`` when
+    the command is ``pyg-schnet train`` and the run directory holds one; else
+    it starts over (``--overwrite`` for ``pyg-schnet train``, which keeps a
+    run directory's files otherwise)."""
     cmd = agent_command(spec, config)
     train = cmd[1:4] == ["-m", "pyg_schnet.cli", "train"]
     if again and train and RunDir(run_dir).status() == INTERRUPTED:
         return [*cmd[:4], "--resume", run_dir], "resumed"
-    cmd += list(extra) + [f"--out={run_dir}", f"--wandb={wandb_mode}"]
+    cmd += [*filing, *extra, f"--out={run_dir}", f"--wandb={wandb_mode}"]
     if not again:
         return cmd, "new"
     return cmd + (["--overwrite"] if train else []), "retried"
+
+
+def best_run_summary(spec: Dict[str, Any], out: str, runs: Dict[str, Dict[str, Any]]) -> str:
+    """The line that ends a sweep: its best finished run of ``runs`` (run id
+    -> parameters) by the sweep's metric and goal, with its parameters and
+    directory."""
+    metric = spec.get("metric") or {}
+    scored = [(_metric(spec, osp.join(out, n))[1], n) for n in runs]
+    done = [(v, n) for v, n in scored if v is not None]
+    if not metric.get("name"):
+        return "best run: none (the sweep file names no metric)"
+    if not done:
+        return f"best run: none yet (none of the {len(runs)} run(s) has finished)"
+    pick = max if metric.get("goal") == "maximize" else min
+    value, best = pick(done)
+    params = {key: v["value"] for key, v in runs[best].items()}
+    return (
+        f"best run ({metric.get('goal', 'minimize')} {metric['name']}, {len(done)} of "
+        f"{len(runs)} run(s) finished): {best} {metric['name']} {value:.5g} {params} "
+        f"in {osp.join(out, best)}"
+    )
 
 
 def run_sweep(
@@ -176,10 +240,12 @@ def run_sweep(
     recorded = recorded_runs(out)  # every file read (and checked) before anything is written
     runs = {n: _engine_run(spec, n, c, out) for n, c in recorded.items()}
     os.makedirs(out, exist_ok=True)
+    ident = sweep_id(out)
     engine = _engine()
     again = [n for n in recorded if not RunDir(osp.join(out, n)).has(METRICS_FILE)]
     print(
-        f"sweep {spec.get('name', path)} ({spec['method']}): {len(runs)} earlier run(s) in {out}"
+        f"sweep {spec.get('name', path)} ({spec['method']}, local id {ident}): "
+        f"{len(runs)} earlier run(s) in {out}"
         + (f", {len(again)} of them unfinished (resumed or retried first)" if again else ""),
         flush=True,
     )
@@ -189,6 +255,8 @@ def run_sweep(
         if again:
             run_id = again.pop(0)
             run_dir, config = osp.join(out, run_id), recorded[run_id]
+            info = _read_json(osp.join(run_dir, SWEEP_FILE), "sweep run file")
+            name = str(info.get("name") or run_id)  # runs from before names: their id
             try:
                 RunDir(run_dir).check_free()
             except RunInUse as exc:
@@ -202,15 +270,23 @@ def run_sweep(
                 exhausted = True
                 break
             run_id, config = uuid.uuid4().hex[:8], nxt.config
+            name = f"{spec.get('name') or 'sweep'}-{len(runs) + 1}"
             run_dir = osp.join(out, run_id)
             os.makedirs(run_dir)
-            write_json(osp.join(run_dir, SWEEP_FILE), {"config": config, "run_id": run_id})
-        cmd, how = _run_command(spec, config, run_dir, wandb_mode, extra, run_id in recorded)
+            write_json(
+                osp.join(run_dir, SWEEP_FILE), {"config": config, "run_id": run_id, "name": name}
+            )
+        filing = wandb_flags(spec, ident, name)
+        cmd, how = _run_command(
+            spec, config, run_dir, filing, extra, wandb_mode, run_id in recorded
+        )
         started += 1
         proc = subprocess.run(cmd, env=dict(os.environ, WANDB_RUN_ID=run_id))
-        info = osp.join(run_dir, SWEEP_FILE)
-        if osp.isdir(run_dir) and not osp.exists(info):  # --overwrite replaced the folder whole
-            write_json(info, {"config": config, "run_id": run_id})
+        if osp.isdir(run_dir) and not osp.exists(osp.join(run_dir, SWEEP_FILE)):
+            # --overwrite replaced the folder whole
+            write_json(
+                osp.join(run_dir, SWEEP_FILE), {"config": config, "run_id": run_id, "name": name}
+            )
         runs[run_id] = _engine_run(spec, run_id, config, out)
         metric, value = _metric(spec, run_dir)
         params = {key: v["value"] for key, v in config.items()}
@@ -233,6 +309,7 @@ def run_sweep(
             )
         else:
             print("the sweep is complete (every grid point has run)", flush=True)
+    print(best_run_summary(spec, out, recorded_runs(out)), flush=True)
     if failed:
         raise UserError(
             f"{failed} sweep run(s) failed (their output is above); a later call "

@@ -23,6 +23,7 @@ from helpers import (
     assert_one_line_error,
     cli,
     env,
+    offline_run_record,
     popen,
     run_here,
     train_tiny,
@@ -670,14 +671,37 @@ def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     out = tmp_path / "grid"
     proc = cli("sweep", grid, "--count", "2", "--out", out, *_tiny_extra())
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    first = sorted(os.listdir(out))
+    ident = (out / "sweep_id").read_text().strip()  # the sweep's local id
+    first = sorted(d for d in os.listdir(out) if d != "sweep_id")
     assert len(first) == 2  # one directory per run, named after its W&B run id
+    # it ends with its best run (by the sweep's metric and goal)
+    mae = {d: json.load(open(out / d / "metrics.json"))["best_val_mae"] for d in first}
+    best = min(first, key=mae.get)
+    assert (
+        proc.stdout.strip()
+        .splitlines()[-1]
+        .startswith(
+            f"best run (minimize val_mae, 2 of 2 run(s) finished): {best} val_mae {mae[best]:.5g} "
+        )
+    )
+    # issue 29: a sweep run was named after its folder, ungrouped, untagged: after `wandb
+    # sync` a loose run. Its offline record stream (what `wandb sync` uploads) now names,
+    # groups and tags it by the sweep, its local id in the group, tags and config
+    run = offline_run_record(out / first[0] / "wandb")
+    assert run.run_id == first[0] and run.display_name in ("filter-grid-1", "filter-grid-2")
+    assert (run.run_group, run.job_type) == (f"filter-grid-{ident}", "sweep")
+    assert list(run.tags) == ["sweep", f"sweep-{ident}"]
+    config = {item.key: json.loads(item.value_json) for item in run.config.update}
+    assert config["wandb_group"] == f"filter-grid-{ident}"
+    # W&B's own sweep id names a sweep on its server: `wandb sync` of a run whose sweep
+    # the server does not know fails ("sweep ... not found"), so none is set
+    assert run.sweep_id == ""
     # resumable: a second call continues the grid with a configuration not yet run
     proc = cli("sweep", grid, "--count", "1", "--out", out, *_tiny_extra())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 earlier run(s)" in proc.stdout
     configs = []
-    for run_id in os.listdir(out):
+    for run_id in set(os.listdir(out)) - {"sweep_id"}:
         saved = yaml.safe_load(open(out / run_id / "config.yaml"))
         assert saved["out"] == str(out / run_id) and saved["wandb"] == "offline"
         offline = [d for d in os.listdir(out / run_id / "wandb") if d.startswith("offline-run")]
