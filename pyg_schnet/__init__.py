@@ -1,20 +1,57 @@
-"""SchNet with swappable edge filters on PyTorch Geometric, trained on QM9."""
+"""SchNet with swappable edge filters on PyTorch Geometric, trained on QM9.
 
-from typing import Any, Dict
+The public API, each name described in ``docs/api.md``::
 
-__version__ = "0.1.0"
+    import pyg_schnet
+
+    ds = pyg_schnet.QM9()                               # the data set
+    model = pyg_schnet.build_model("conv1d", cutoff=5.0)  # a SchNet by filter name
+    u0 = pyg_schnet.pretrained("qm9-U0")                # a shipped model
+    cfg = pyg_schnet.load_config("quickstart", {"epochs": 1})
+    metrics = pyg_schnet.train(cfg)                     # a run directory
+
+The names are imported from their modules on first use (:data:`_EXPORTS`), so
+``import pyg_schnet`` (and with it every ``pyg-schnet`` command's start) does
+not load torch.
+"""
+
+from importlib import import_module as _import_module
+from typing import Any as _Any
+
+from pyg_schnet.version import __version__
+
+#: Each public name and the module that defines it, lowest layer first.
+_EXPORTS: dict[str, str] = {
+    "UserError": "pyg_schnet.errors",
+    "SchNet": "pyg_schnet.nn.schnet",
+    "build_model": "pyg_schnet.nn.schnet",
+    "FILTERS": "pyg_schnet.nn.filters",
+    "MODELS": "pyg_schnet.nn.models",
+    "QM9": "pyg_schnet.data",
+    "TARGETS": "pyg_schnet.data",
+    "UNITS": "pyg_schnet.data",
+    "Split": "pyg_schnet.data",
+    "random_split": "pyg_schnet.data",
+    "nested_split": "pyg_schnet.data",
+    "Config": "pyg_schnet.run.config",
+    "load_config": "pyg_schnet.run.config",
+    "train": "pyg_schnet.run.trainer",
+    "pretrained": "pyg_schnet.hub",
+    "model_card": "pyg_schnet.hub",
+    "export_model": "pyg_schnet.hub",
+    "evaluate": "pyg_schnet.analysis.evaluate",
+    "predict": "pyg_schnet.analysis.evaluate",
+}
+
+__all__ = ["__version__", *_EXPORTS]
 
 
-def pretrained(name: str) -> Any:
-    """A pretrained model shipped with the package, e.g. ``"qm9-U0"``
-    (:mod:`pyg_schnet.hub`; imports torch on first use)."""
-    from pyg_schnet.hub import pretrained as load
+def __getattr__(name: str) -> _Any:
+    """A public name, imported from its module (:data:`_EXPORTS`) on first use."""
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'pyg_schnet' has no attribute {name!r}")
+    return getattr(_import_module(_EXPORTS[name]), name)
 
-    return load(name)
 
-
-def model_card(name: str) -> Dict[str, Any]:
-    """The model card of a shipped pretrained model."""
-    from pyg_schnet.hub import model_card as card
-
-    return card(name)
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS})

@@ -7,10 +7,12 @@ split, settings, test MAE, training time, limits).
     >>> pyg_schnet.model_card("qm9-U0")["test_mae"]  # eV
 
 ``pyg-schnet predict --model qm9-U0 --smiles CCO`` uses them from the command line;
-``pyg-schnet export RUN_DIR --name NAME`` makes one from a finished run
-(:func:`export_model`: the weights copied, the card written from the run's
-files, never by hand; the model's folder replaced whole, so a card never
-pairs with another model's weights).
+``pyg-schnet export RUN_DIR --name NAME`` makes one from a finished run, in
+``./models/NAME`` unless ``--to`` says otherwise (:func:`export_model`: the
+weights copied, the card written from the run's files, never by hand; the
+model's folder replaced whole, so a card never pairs with another model's
+weights). ``--model`` and :func:`pretrained` take a shipped name, a folder
+name or a path (:func:`model_folder`).
 """
 
 from __future__ import annotations
@@ -32,10 +34,14 @@ from pyg_schnet.run.checkpoint import (
     model_from_checkpoint,
 )
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
-from pyg_schnet.run.inference import errors
+from pyg_schnet.run.inference import errors, resolve_device
 from pyg_schnet.run.rundir import SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
 
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
+#: Where :func:`export_model` (``pyg-schnet export`` without ``--to``) writes a
+#: model: this folder of models under the current directory, never the
+#: installed package; ``--model NAME`` looks there too (:func:`model_folder`).
+EXPORT_DIR = "models"
 #: Settings a card leaves out: where files lived and how the run was executed.
 _CARD_SKIPS = frozenset(
     {"root", "split_file", "out", "num_threads", "processes", "wandb", "wandb_project", "device"}
@@ -59,32 +65,67 @@ def available() -> List[str]:
     )
 
 
-def _folder(name: str) -> str:
-    """The folder of a shipped model, or ``name`` itself if it is a folder
-    holding ``model.pt`` and ``card.json`` (one written by ``export --to``)."""
-    if (
-        os.sep in name
-        and osp.isfile(osp.join(name, "card.json"))
-        and osp.isfile(osp.join(name, WEIGHTS_FILE))
-    ):
-        return name
-    if name not in available():
+def _is_model(folder: str) -> bool:
+    """Whether ``folder`` holds a model: ``model.pt`` and ``card.json``."""
+    return osp.isfile(osp.join(folder, "card.json")) and osp.isfile(osp.join(folder, WEIGHTS_FILE))
+
+
+def model_folder(name: str) -> str:
+    """The folder of the model ``name`` (``--model NAME``).
+
+    A path (it holds a separator, such as ``./my-U0`` or ``models/my-U0``)
+    must be a folder holding ``model.pt`` and ``card.json``. A bare name is
+    looked for in three places: a folder of that name in the current
+    directory, one in :data:`EXPORT_DIR` there (where ``export`` writes by
+    default), and the shipped models. A name found in exactly one of them is
+    that model. A name found in more than one is an error naming them, not a
+    silent choice: a folder that happens to share a shipped model's name
+    must not change what ``--model qm9-U0`` predicts with, and a shipped
+    name must not hide the user's own model either; writing the folder as a
+    path (``./qm9-U0``) chooses it.
+    """
+    if not name:
+        raise UserError("a model name is empty")
+    if os.sep in name or (osp.altsep and osp.altsep in name) or name in (".", ".."):
+        if _is_model(name):
+            return name
+        what = "holds no model.pt and card.json" if osp.isdir(name) else "does not exist"
+        raise UserError(f"model folder {name} {what}")
+    places = [name, osp.join(EXPORT_DIR, name)]
+    if name in available():
+        places.append(osp.join(WEIGHTS_DIR, name))
+    found: Dict[str, str] = {}  # the real path -> the first place naming it
+    for place in places:
+        if _is_model(place):
+            found.setdefault(osp.realpath(place), place)
+    if len(found) > 1:
+        where = [
+            f"the shipped model {name}" if p.startswith(WEIGHTS_DIR) else f"./{p}"
+            for p in found.values()
+        ]
         raise UserError(
-            f"unknown pretrained model {name!r}; available: {', '.join(available()) or 'none'}"
+            f"model name {name!r} is ambiguous: {' and '.join(where)}; write the folder as "
+            f"a path (./{name} or {EXPORT_DIR}/{name}), or rename it"
         )
-    return osp.join(WEIGHTS_DIR, name)
+    if not found:
+        raise UserError(
+            f"unknown pretrained model {name!r}; available: {', '.join(available()) or 'none'} "
+            f"(and no folder ./{name} or ./{EXPORT_DIR}/{name} holds model.pt and card.json)"
+        )
+    return next(iter(found.values()))
 
 
 def model_card(name: str) -> Dict[str, Any]:
-    """The model card of a shipped model."""
-    with open(osp.join(_folder(name), "card.json")) as f:
+    """The model card of a model (a shipped name, a folder name or a path:
+    :func:`model_folder`)."""
+    with open(osp.join(model_folder(name), "card.json")) as f:
         return dict(json.load(f))
 
 
 def pretrained(name: str) -> Any:
-    """A shipped model, in eval mode (``model(z, pos, batch) -> [num_graphs, 1]``,
-    in the card's unit)."""
-    model = model_from_checkpoint(load_checkpoint(osp.join(_folder(name), WEIGHTS_FILE)))
+    """A model (a shipped name, a folder name or a path: :func:`model_folder`),
+    in eval mode (``model(z, pos, batch) -> [num_graphs, 1]``, in the card's unit)."""
+    model = model_from_checkpoint(load_checkpoint(osp.join(model_folder(name), WEIGHTS_FILE)))
     model.eval()
     return model
 
@@ -95,19 +136,22 @@ def evaluate_pretrained(
     split: str = "test",
     limit: Optional[int] = None,
     batch_size: int = 250,
+    device: str = "cpu",
 ) -> Dict[str, Any]:
-    """MAE and RMSE of a shipped model on the split its card names (the data
-    set rebuilt or loaded at ``root``); ``limit`` evaluates a seeded random
-    subset of that split."""
+    """MAE and RMSE of a model (:func:`model_folder`) on the split its card
+    names (the data set rebuilt or loaded at ``root``), on ``device``
+    (``cpu`` or ``cuda[:N]``); ``limit`` evaluates a seeded random subset of
+    that split."""
     import torch
 
+    dev = resolve_device(device)  # before the data set is built
     card = model_card(name)
     ds, sp = pretrained_data(name, root)
     idx = torch.as_tensor({"test": sp.test_idx, "val": sp.val_idx, "train": sp.train_idx}[split])
     if limit is not None and limit < len(idx):
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
     loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
-    mae, rmse = errors(pretrained(name), loader, torch.device("cpu"))
+    mae, rmse = errors(pretrained(name).to(dev), loader, dev)
     return {
         "split": split,
         "count": len(idx),
@@ -128,7 +172,7 @@ def pretrained_data(name: str, root: Optional[str]) -> Tuple[QM9, Any]:
             f"{name} was trained on {spec['num_molecules']} molecules; the data set "
             f"at {root} has {len(ds)}"
         )
-    return ds, card_split(spec, _folder(name), len(ds))
+    return ds, card_split(spec, model_folder(name), len(ds))
 
 
 #: A split no seeded function rebuilds ships beside the weights as this file.
@@ -157,7 +201,9 @@ def _describe_split(
 
     sizes = [len(split.train_idx), len(split.val_idx), len(split.test_idx)]
     counts = f"{sizes[0]:,} training, {sizes[1]:,} validation, {sizes[2]:,} test molecules" + (
-        f" of the first {max_molecules:,}" if max_molecules else ""
+        f" of a seeded random subset of {max_molecules:,} (QM9(max_molecules={max_molecules}))"
+        if max_molecules
+        else ""
     )
     for kind, make in _split_makers().items():
         try:
@@ -213,11 +259,13 @@ def _test_mae(metrics: Dict[str, Any], run_dir: str) -> float:
 def export_model(
     run_dir: str,
     name: str,
-    weights_dir: str = WEIGHTS_DIR,
+    weights_dir: str = EXPORT_DIR,
     overwrite: bool = False,
     hooks: Optional[TrainerHooks] = None,
 ) -> str:
-    """Make a shipped model ``weights_dir/NAME`` from a finished run: its
+    """Make a model ``weights_dir/NAME`` (default: ``./models/NAME``,
+    :data:`EXPORT_DIR`; the package's own ``pyg_schnet/weights`` only when
+    named) from a finished run: its
     model-only weights (``model.pt``; written from ``best.pt`` if the run kept
     none) and a card from the run's config, metrics, ``symmetry.json`` and
     split (``split.npz``, else the config's ``split_file``). The card names
@@ -281,7 +329,8 @@ def export_model(
         "best_epoch": metrics["best_epoch"],
         "stop_reason": metrics.get("stop_reason"),
         "training_seconds": metrics["train_seconds"],
-        "training_threads": cfg.num_threads,
+        # what the run used (the measured rule's choice when num_threads was none)
+        "training_threads": metrics.get("threads", cfg.num_threads),
         "num_params": metrics["num_params"],
         "settings": settings,
         "source_run": source_run,

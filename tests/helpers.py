@@ -37,8 +37,8 @@ TINY = dict(
 
 #: ``pyg-schnet benchmark`` at a tiny size: one batch of 10, one round, no warm-up to speak of.
 TINY_BENCHMARK = (
-    "--hidden", "16", "--filters", "16", "--interactions", "1", "--batch-size", "10",
-    "--batches", "1", "--rounds", "1", "--warmup", "1",
+    "--hidden-channels", "16", "--num-filters", "16", "--num-interactions", "1",
+    "--batch-size", "10", "--batches", "1", "--rounds", "1", "--warmup", "1",
 )  # fmt: skip
 
 

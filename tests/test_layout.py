@@ -18,6 +18,7 @@ LAYERS = {
     "registry": 0,
     "metrics": 0,
     "plots": 0,
+    "version": 0,
     "nn": 1,
     "data": 2,
     "run": 3,

@@ -163,7 +163,9 @@ def _print_table(
 
 def _pyg_comparison(a: argparse.Namespace, device: torch.device) -> Dict[str, nn.Module]:
     """PyG's SchNet, this project's with the same weights (and its fast mode)."""
-    ref = pyg_model(a.hidden, a.filters, a.interactions, a.gaussians, a.cutoff).to(device)
+    ref = pyg_model(
+        a.hidden_channels, a.num_filters, a.num_interactions, a.num_gaussians, a.cutoff
+    ).to(device)
     models: Dict[str, nn.Module] = {
         "PyG SchNet": ref,
         "pyg_schnet": SchNet.from_pyg(ref).to(device),
@@ -178,7 +180,7 @@ def _pyg_comparison(a: argparse.Namespace, device: torch.device) -> Dict[str, nn
 
 def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str, nn.Module]:
     """The models named by ``--models``, each with the benchmark's shared
-    settings (SchNet and PyG's also with --filters and --gaussians)."""
+    settings (SchNet and PyG's also with --num-filters and --num-gaussians)."""
     names = [n.strip() for n in a.models.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise UserError("benchmark: --models needs distinct model names, e.g. schnet,painn")
@@ -186,13 +188,15 @@ def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str,
     for name in names:
         MODELS.cls(name)  # an unknown name fails listing the choices
         kw: Dict[str, Any] = dict(
-            hidden_channels=a.hidden, num_interactions=a.interactions, cutoff=a.cutoff
+            hidden_channels=a.hidden_channels, num_interactions=a.num_interactions, cutoff=a.cutoff
         )
         takes = MODELS.entry(name).config_keys.values()
-        if "num_filters" in takes:  # SchNet and PyG's SchNet also take --filters, --gaussians
-            kw.update(num_filters=a.filters)
+        if (
+            "num_filters" in takes
+        ):  # SchNet and PyG's SchNet also take --num-filters, --num-gaussians
+            kw.update(num_filters=a.num_filters)
         if "filter" in takes or "num_gaussians" in takes:
-            kw.update(num_gaussians=a.gaussians)
+            kw.update(num_gaussians=a.num_gaussians)
         torch.manual_seed(0)
         models[name] = build(name, **kw).to(device)
     return models
@@ -203,10 +207,10 @@ def check_arguments(a: argparse.Namespace) -> None:
     if a.threads is not None and a.threads < 1:
         raise UserError("benchmark: --threads must be at least 1")
     for name in (
-        "hidden",
-        "filters",
-        "interactions",
-        "gaussians",
+        "hidden_channels",
+        "num_filters",
+        "num_interactions",
+        "num_gaussians",
         "batch_size",
         "batches",
         "rounds",
@@ -269,8 +273,9 @@ def _print_report(
 ) -> None:
     """One table per thread count, then the default thread count against the best."""
     print(
-        f"settings: hidden {a.hidden}, filters {a.filters}, {a.interactions} interactions, "
-        f"{a.gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
+        f"settings: hidden {a.hidden_channels}, filters {a.num_filters}, "
+        f"{a.num_interactions} interactions, "
+        f"{a.num_gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
         f"{a.rounds} rounds x {timed} batches, median of rounds; one process"
     )
     for n, results in tables.items():
@@ -310,7 +315,7 @@ def run(a: argparse.Namespace, argv: List[str]) -> int:
         return _measure_memory(lambda: step.train(a.memory_of, batches[0]))
 
     cores = os.cpu_count() or 1
-    default = default_threads(a.filters, a.interactions, a.cutoff, 1, cores)
+    default = default_threads(a.num_filters, a.num_interactions, a.cutoff, 1, cores)
     counts = [a.threads] if a.threads else sorted({default, *range(1, cores + 1)})
     tables = {}
     for n in counts:  # every thread count, same batches and weights

@@ -52,20 +52,27 @@ def load_run(run_dir: str, which: str = "best") -> Tuple[Config, AtomisticModel,
 
 
 def evaluate(
-    run_dir: str, split: str = "test", batch_size: Optional[int] = None, root: Optional[str] = None
+    run_dir: str,
+    split: str = "test",
+    batch_size: Optional[int] = None,
+    root: Optional[str] = None,
+    device: str = "cpu",
 ) -> Dict[str, Any]:
     """MAE and RMSE of a run's best model on a split, and its parity plot
     (written into the run directory, under the run directory's lock).
     ``root``: the QM9 root, where the run's recorded one is not on this
     machine (a committed run evaluated elsewhere; default: the recorded root
-    if it exists, else the default root)."""
+    if it exists, else the default root). ``device``: ``cpu`` or
+    ``cuda[:N]``, checked before anything is read."""
+    dev = resolve_device(device)
     cfg, model, _ = load_run(run_dir)
+    model = model.to(dev)
     if root is not None:
         cfg.root = osp.abspath(root)
     elif cfg.root is None or not osp.isdir(cfg.root):
         cfg.root = default_root()
     with RunDir(run_dir).lock():
-        return _evaluate(run_dir, cfg, model, split, batch_size)
+        return _evaluate(run_dir, cfg, model, split, batch_size, dev)
 
 
 #: Columns of ``predictions_SPLIT.csv``: the molecule's position in the data
@@ -89,7 +96,12 @@ def run_split(run_dir: str, cfg: Config, num_molecules: int) -> Split:
 
 
 def _evaluate(
-    run_dir: str, cfg: Config, model: AtomisticModel, split: str, batch_size: Optional[int]
+    run_dir: str,
+    cfg: Config,
+    model: AtomisticModel,
+    split: str,
+    batch_size: Optional[int],
+    device: torch.device,
 ) -> Dict[str, Any]:
     dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
     sp = run_split(run_dir, cfg, len(dataset))
@@ -97,7 +109,7 @@ def _evaluate(
     if len(idx) == 0:
         raise UserError(f"the {split} split of {run_dir} is empty")
     loader = MoleculeLoader(dataset, idx, batch_size or cfg.batch_size, target_index(cfg.target))
-    pred, y, where = predict_loader(model, loader, torch.device("cpu"))
+    pred, y, where = predict_loader(model, loader, device)
     mae, rmse = mae_rmse(pred, y)
     diff = pred.double() - y.double()
     unit = UNITS[cfg.target]

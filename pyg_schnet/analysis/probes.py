@@ -17,7 +17,9 @@ For a run directory or a shipped model, on a seeded subset of its test split:
   ``rot_change``, the mean change of the prediction under one rotation (for
   every model; about 0 for an invariant one).
 
-Energies are reported in meV, as the study reports are.
+Energies are reported in meV, as the study reports are. The random draws
+(noise, rotations) come from seeded CPU generators on every device, so a
+GPU probes the same inputs as the CPU.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from pyg_schnet.nn.filters import RadialFilter
 from pyg_schnet.nn.models import build
 from pyg_schnet.nn.rotations import random_rotation
 from pyg_schnet.nn.schnet import SchNet
+from pyg_schnet.run.inference import resolve_device
 
 #: Test-time rounding widths (Å), coordinate noise (Å), rotation counts.
 ROUNDING_WIDTHS = (0.01, 0.02, 0.05, 0.1)
@@ -55,39 +58,50 @@ FIELDS = ("subject", "probe", "setting", "value", "unit")
 
 @dataclass
 class Subject:
-    """A trained model and the molecules it is probed on."""
+    """A trained model and the molecules it is probed on, both on ``device``."""
 
     label: str
     model: AtomisticModel
     target: str
     batches: List[MoleculeBatch]
+    device: torch.device = torch.device("cpu")
 
 
-def subject_from_run(run_dir: str, root: Optional[str], limit: int, batch_size: int) -> Subject:
-    """A run directory's best model on a seeded subset of its test split."""
+def subject_from_run(
+    run_dir: str, root: Optional[str], limit: int, batch_size: int, device: str = "cpu"
+) -> Subject:
+    """A run directory's best model on a seeded subset of its test split, on
+    ``device`` (``cpu`` or ``cuda[:N]``)."""
+    dev = resolve_device(device)
     cfg, model, _ = load_run(run_dir)
     root = root or (cfg.root if cfg.root and osp.isdir(cfg.root) else default_root())
     ds = QM9(root, source=cfg.source, max_molecules=cfg.max_molecules)
     idx = torch.as_tensor(run_split(run_dir, cfg, len(ds)).test_idx)
     label = osp.normpath(run_dir)
-    return Subject(label, model, cfg.target, _batches(ds, idx, cfg.target, limit, batch_size))
+    batches = _batches(ds, idx, cfg.target, limit, batch_size, dev)
+    return Subject(label, model.to(dev), cfg.target, batches, dev)
 
 
-def subject_from_pretrained(name: str, root: Optional[str], limit: int, batch_size: int) -> Subject:
-    """A shipped model on a seeded subset of the test split its card names."""
+def subject_from_pretrained(
+    name: str, root: Optional[str], limit: int, batch_size: int, device: str = "cpu"
+) -> Subject:
+    """A model (:func:`~pyg_schnet.hub.model_folder`) on a seeded subset of
+    the test split its card names, on ``device``."""
+    dev = resolve_device(device)
     ds, split = pretrained_data(name, root)
     idx = torch.as_tensor(split.test_idx)
     target = model_card(name)["target"]
-    return Subject(
-        name, load_pretrained(name), target, _batches(ds, idx, target, limit, batch_size)
-    )
+    batches = _batches(ds, idx, target, limit, batch_size, dev)
+    return Subject(name, load_pretrained(name).to(dev), target, batches, dev)
 
 
-def _batches(ds: QM9, idx: Tensor, target: str, limit: int, batch_size: int) -> List[MoleculeBatch]:
+def _batches(
+    ds: QM9, idx: Tensor, target: str, limit: int, batch_size: int, device: torch.device
+) -> List[MoleculeBatch]:
     if limit < len(idx):  # the same seeded subset as ``evaluate --limit``
         idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
     loader = MoleculeLoader(ds, idx, batch_size, target_index(target))
-    return list(loader)
+    return [b.to(device) for b in loader]
 
 
 def probe(subject: Subject, seed: int = 0) -> List[Dict[str, Any]]:
@@ -106,7 +120,7 @@ def probe(subject: Subject, seed: int = 0) -> List[Dict[str, Any]]:
         pred = _predict(model, subject.batches)
         add("mae", "", scale * float((pred - y).abs().mean()))
         for w in ROUNDING_WIDTHS if _rounds(model) else ():
-            rounded = _predict(_with_rounding(model, w), subject.batches)
+            rounded = _predict(_with_rounding(model, w).to(subject.device), subject.batches)
             add("rounding", f"{w:g} Å", scale * float((rounded - y).abs().mean()))
         gen = torch.Generator().manual_seed(seed)
         for sigma in NOISE_SCALES:
@@ -147,13 +161,14 @@ def _predict(
         pos = b.pos
         if noise is not None:
             sigma, ngen = noise
-            pos = pos + sigma * torch.randn(pos.shape, generator=ngen)
+            pos = pos + sigma * torch.randn(pos.shape, generator=ngen).to(pos.device)
         if rotations == 0:
             out.append(model(b.z, pos, b.batch, num_graphs=b.num_graphs).view(-1))
             continue
-        total = torch.zeros(b.num_graphs)
+        total = torch.zeros(b.num_graphs, device=pos.device)
         for _ in range(rotations):
             rots = torch.stack([random_rotation(gen) for _ in range(b.num_graphs)])  # [B, 3, 3]
+            rots = rots.to(pos.device)
             turned = torch.einsum("nij,nj->ni", rots[b.batch], pos)
             total += model(b.z, turned, b.batch, num_graphs=b.num_graphs).view(-1)
         out.append(total / rotations)
@@ -206,11 +221,14 @@ def filter_shape(f: RadialFilter, step: float = GRID_STEP) -> tuple:
     averaged over its channels: the frequency (cycles per Å) below which
     :data:`BANDWIDTH_POWER` of a channel's spectral power lies (mean removed,
     Hann window), and a channel's total variation over its range (1 for a
-    monotone channel, more for each swing)."""
+    monotone channel, more for each swing). The filter is evaluated on the
+    device of its weights; the spectrum is taken on the CPU."""
     was = f.training
     f.eval()
-    d = torch.arange(QM9_MIN_DISTANCE, f.cutoff, step, dtype=torch.float64).float()
-    W = f(torch.zeros(len(d), 3), d).double()  # [G, F]
+    weight = next(f.parameters(), None)  # a filter without weights runs on the CPU
+    device = weight.device if weight is not None else torch.device("cpu")
+    d = torch.arange(QM9_MIN_DISTANCE, f.cutoff, step, dtype=torch.float64).float().to(device)
+    W = f(torch.zeros(len(d), 3, device=device), d).double().cpu()  # [G, F]
     f.train(was)
     rng = (W.max(0).values - W.min(0).values).clamp(min=1e-12)  # [F]
     tv = float(((W[1:] - W[:-1]).abs().sum(0) / rng).mean())

@@ -16,8 +16,9 @@ import time
 import warnings
 from typing import List, Optional
 
-from pyg_schnet.cli.parser import POSITIVE, ROOT_HELP, Parser, seed
+from pyg_schnet.cli.parser import DEVICE_HELP, POSITIVE, ROOT_HELP, Parser, seed
 from pyg_schnet.errors import UserError, check_text
+from pyg_schnet.version import package_version
 
 
 def set_wait_policy(command: str) -> None:
@@ -32,7 +33,7 @@ def set_wait_policy(command: str) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "ACTIVE" if command == "benchmark" else "PASSIVE")
 
 
-USAGE = """usage: pyg-schnet COMMAND [...]
+USAGE = """usage: pyg-schnet COMMAND [...] | pyg-schnet --version
 
 commands:
   data       build or load QM9 and print a summary
@@ -62,7 +63,13 @@ def cmd_data(argv: List[str]) -> int:
     p = Parser(prog="pyg-schnet data")
     p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack")
-    p.add_argument("--max-molecules", "--max_molecules", type=POSITIVE, default=None)
+    p.add_argument(
+        "--max-molecules",
+        "--max_molecules",
+        type=POSITIVE,
+        default=None,
+        help="a seeded random subset of N molecules (as the config key max_molecules)",
+    )
     p.add_argument("--force-reload", "--force_reload", action="store_true")
     a = p.parse_args(argv)
     from pyg_schnet.data import QM9, TARGETS, UNITS
@@ -172,7 +179,7 @@ def cmd_evaluate(argv: List[str]) -> int:
     p = Parser(
         prog="pyg-schnet evaluate",
         usage="pyg-schnet evaluate (RUN_DIR | --model NAME [--root DIR] [--limit N]) "
-        "[--split test|val|train]",
+        "[--split test|val|train] [--device cpu|cuda]",
     )
     p.add_argument("run_dir", nargs="?")
     p.add_argument(
@@ -188,13 +195,14 @@ def cmd_evaluate(argv: List[str]) -> int:
     p.add_argument("--limit", type=POSITIVE, default=None, help="with --model: a random subset")
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--batch-size", "--batch_size", type=POSITIVE, default=None)
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     a = p.parse_args(argv)
     if (a.model is None) == (a.run_dir is None):
         raise UserError("evaluate needs a run directory or --model NAME (not both)")
     if a.model is not None:
         from pyg_schnet.hub import evaluate_pretrained
 
-        res = evaluate_pretrained(a.model, a.root, a.split, a.limit, a.batch_size or 250)
+        res = evaluate_pretrained(a.model, a.root, a.split, a.limit, a.batch_size or 250, a.device)
         card = (
             f" (its card: {res['card_mae']:.5g} {res['unit']} on all of it)"
             if res["card_mae"] is not None
@@ -207,7 +215,7 @@ def cmd_evaluate(argv: List[str]) -> int:
         return 0
     from pyg_schnet.analysis.evaluate import evaluate
 
-    res = evaluate(a.run_dir, a.split, a.batch_size, a.root)
+    res = evaluate(a.run_dir, a.split, a.batch_size, a.root, a.device)
     print(
         f"{res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} {res['unit']}, "
         f"RMSE {res['rmse']:.5g} {res['unit']}; parity plot {res['plot']}, error histogram "
@@ -232,7 +240,7 @@ def cmd_predict(argv: List[str]) -> int:
     p.add_argument("--smiles", action="append", default=[])
     p.add_argument("--output", "-o", default=None, help="CSV path (default: stdout)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --output")
-    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     a = p.parse_args(argv)
     if a.model is None and not a.paths:
         raise UserError("predict needs a run directory or --model NAME")
@@ -276,6 +284,8 @@ def cmd_predict(argv: List[str]) -> int:
 
 
 def cmd_export(argv: List[str]) -> int:
+    from pyg_schnet.hub import EXPORT_DIR, export_model
+
     p = Parser(
         prog="pyg-schnet export",
         usage="pyg-schnet export RUN_DIR --name NAME [--to DIR] [--overwrite]",
@@ -283,16 +293,17 @@ def cmd_export(argv: List[str]) -> int:
     p.add_argument("run_dir")
     p.add_argument("--name", required=True, help="the model's name (predict --model NAME)")
     p.add_argument(
-        "--to", default=None, help="folder of models (default: the package's, pyg_schnet/weights)"
+        "--to",
+        default=EXPORT_DIR,
+        help=f"folder of models (default: ./{EXPORT_DIR} under the current directory, where "
+        f"--model NAME looks; the package's own models are in pyg_schnet/weights)",
     )
     p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
     a = p.parse_args(argv)
     check_text("--name", a.name)
-    if a.to is not None and os.path.exists(a.to) and not os.path.isdir(a.to):
+    if os.path.exists(a.to) and not os.path.isdir(a.to):
         raise UserError(f"--to {a.to} is a file, not a folder of models")
-    from pyg_schnet.hub import WEIGHTS_DIR, export_model
-
-    folder = export_model(a.run_dir, a.name, a.to or WEIGHTS_DIR, a.overwrite)
+    folder = export_model(a.run_dir, a.name, a.to, a.overwrite)
     print(f"{a.name}: {folder} (model.pt, card.json)")
     return 0
 
@@ -378,6 +389,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(USAGE)
         return 0 if argv else 2
+    if argv[0] == "--version":
+        print(f"pyg-schnet {package_version()}")
+        return 0
     cmd, rest = argv[0], argv[1:]
     set_wait_policy(cmd)
     if cmd not in COMMANDS:

@@ -16,10 +16,22 @@ def main(argv: List[str]) -> int:
     p = Parser(prog="pyg-schnet benchmark")
     p.add_argument("--root", default=None, help=ROOT_HELP)
     p.add_argument("--source", default="qm9pack", help="QM9 source of the root")
-    p.add_argument("--hidden", type=POSITIVE, default=128)
-    p.add_argument("--filters", type=POSITIVE, default=128)
-    p.add_argument("--interactions", type=POSITIVE, default=6)
-    p.add_argument("--gaussians", type=POSITIVE, default=50)
+    # the model's sizes under train's names (--hidden-channels ...); the
+    # short names of earlier versions (--hidden ...) still work
+    for flag, short, default, train in (
+        ("hidden-channels", "hidden", 128, "--hidden-channels"),
+        ("num-filters", "filters", 128, "--num-filters"),
+        ("num-interactions", "interactions", 6, "--num-interactions"),
+        ("num-gaussians", "gaussians", 50, "--filter.num_gaussians"),
+    ):
+        p.add_argument(
+            f"--{flag}",
+            f"--{flag.replace('-', '_')}",
+            f"--{short}",
+            type=POSITIVE,
+            default=default,
+            help=f"as train's {train}",
+        )
     p.add_argument("--cutoff", type=positive_float, default=10.0)
     p.add_argument("--batch-size", type=POSITIVE, default=100)
     p.add_argument("--batches", type=POSITIVE, default=6, help="timed batches per round")
@@ -33,8 +45,8 @@ def main(argv: List[str]) -> int:
         default=None,
         metavar="NAME,...",
         help="time these registered models instead (pyg_schnet.nn.models: schnet, "
-        "pyg_schnet_ref, visnet, dimenet++, painn), each built with --hidden, "
-        "--interactions and --cutoff, on the same batches; ratios are to the "
+        "pyg_schnet_ref, visnet, dimenet++, painn), each built with --hidden-channels, "
+        "--num-interactions and --cutoff, on the same batches; ratios are to the "
         "first",
     )
     p.add_argument(

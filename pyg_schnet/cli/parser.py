@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import math
+import re
 from typing import Any, Callable, NoReturn
 
 from pyg_schnet.errors import UserError
 
 ROOT_HELP = "QM9 root (default: $PYG_SCHNET_DATA, else ~/.cache/pyg_schnet/qm9)"
+#: ``--device`` of every command that runs a model (docs/usage.md, GPUs).
+DEVICE_HELP = "cpu or cuda[:N] (a CUDA build of torch and a GPU; default: cpu)"
 
 
 class Parser(argparse.ArgumentParser):
@@ -46,6 +49,19 @@ class Parser(argparse.ArgumentParser):
                 )
             raise unknown_key(first)
         raise UserError(f"{self.prog}: {message}" if self.prog else message)
+
+
+def plain_text(doc: str) -> str:
+    """A reStructuredText docstring as ``--help`` prints it: a role names its
+    target (``:func:`~pkg.mod.f``` becomes ``f``, without ``~`` the full
+    path) and literals lose their backquotes (````x```` becomes ``x``)."""
+
+    def role(m: re.Match) -> str:
+        target = m.group(1)
+        return target.rsplit(".", 1)[-1] if target.startswith("~") else target
+
+    doc = re.sub(r":[a-z]+:`([^`]+)`", role, doc)
+    return doc.replace("``", "")
 
 
 def at_least(least: int) -> Callable[[str], int]:

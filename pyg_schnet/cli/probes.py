@@ -13,20 +13,25 @@ from pyg_schnet.analysis.probes import (
     subject_from_pretrained,
     subject_from_run,
 )
-from pyg_schnet.cli.parser import POSITIVE, Parser, seed
+from pyg_schnet.cli.parser import DEVICE_HELP, POSITIVE, Parser, seed
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import check_output_file, write_text
+from pyg_schnet.run.inference import resolve_device
 
 
 def main(argv: List[str]) -> int:
     """``pyg-schnet probes RUN_DIR ... [--model NAME ...] [--out FILE.csv]``."""
     p = Parser(
         prog="pyg-schnet probes",
-        usage="pyg-schnet probes [RUN_DIR ...] [--model NAME ...] [--limit N] [--out FILE.csv]",
+        usage="pyg-schnet probes [RUN_DIR ...] [--model NAME ...] [--limit N] [--out FILE.csv] "
+        "[--device cpu|cuda]",
     )
     p.add_argument("run_dirs", nargs="*", help="run directories (a study's runs keep model.pt)")
     p.add_argument(
-        "--model", action="append", default=[], help="a shipped model (qm9-U0, qm9-gap); repeatable"
+        "--model",
+        action="append",
+        default=[],
+        help="a shipped model (qm9-U0, qm9-gap) or a folder from export; repeatable",
     )
     p.add_argument(
         "--root",
@@ -37,13 +42,17 @@ def main(argv: List[str]) -> int:
     p.add_argument("--batch-size", "--batch_size", type=POSITIVE, default=250)
     p.add_argument("--seed", type=seed, default=0, help="seed of the noise and the rotations")
     p.add_argument("--out", default=None, help="also write the rows as CSV here")
+    p.add_argument("--device", default="cpu", help=DEVICE_HELP)
     a = p.parse_args(argv)
     if not a.run_dirs and not a.model:
         raise UserError("probes needs run directories or --model NAME")
     if a.out:
         check_output_file(a.out)
-    subjects = [subject_from_run(r, a.root, a.limit, a.batch_size) for r in a.run_dirs]
-    subjects += [subject_from_pretrained(m, a.root, a.limit, a.batch_size) for m in a.model]
+    resolve_device(a.device)  # before any model or data is loaded
+    subjects = [subject_from_run(r, a.root, a.limit, a.batch_size, a.device) for r in a.run_dirs]
+    subjects += [
+        subject_from_pretrained(m, a.root, a.limit, a.batch_size, a.device) for m in a.model
+    ]
     rows = []
     for s in subjects:
         rows += probe(s, a.seed)

@@ -7,14 +7,14 @@ from __future__ import annotations
 import argparse
 from typing import List
 
-from pyg_schnet.cli.parser import POSITIVE, ROOT_HELP, Parser
+from pyg_schnet.cli.parser import POSITIVE, ROOT_HELP, Parser, plain_text
 from pyg_schnet.run import throughput
 
 
 def main(argv: List[str]) -> int:
     p = Parser(
         prog="pyg-schnet throughput",
-        description=throughput.__doc__,
+        description=plain_text(throughput.__doc__ or ""),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("--root", default=None, help=ROOT_HELP)

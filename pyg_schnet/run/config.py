@@ -90,7 +90,9 @@ class Config:
         "relative in a config file = relative to that file",
     )
     source: str = _field("qm9pack", "where QM9 comes from: qm9pack (offline) or pyg (download)")
-    max_molecules: Optional[int] = _field(None, "use only the first N molecules")
+    max_molecules: Optional[int] = _field(
+        None, "use a seeded random subset of N molecules (the same N, the same molecules)"
+    )
     train_size: float = _field(0.8, "training molecules: a count (>= 1) or a fraction (< 1)")
     val_size: float = _field(0.1, "validation molecules: a count or a fraction")
     test_size: Optional[float] = _field(

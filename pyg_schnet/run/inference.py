@@ -54,7 +54,7 @@ def predict_loader(
         b = b.to(device)
         preds.append(model(b.z, b.pos, b.batch, num_graphs=b.num_graphs).view(-1).cpu())
         ys.append(b.y.cpu())
-        idx.append(b.index)
+        idx.append(b.index.cpu())
     if not preds:
         return torch.zeros(0), torch.zeros(0), torch.zeros(0, dtype=torch.long)
     return torch.cat(preds), torch.cat(ys), torch.cat(idx)
