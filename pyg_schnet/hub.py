@@ -35,7 +35,7 @@ from pyg_schnet.run.checkpoint import (
 )
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
 from pyg_schnet.run.inference import errors, resolve_device
-from pyg_schnet.run.rundir import SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
+from pyg_schnet.run.rundir import IGNORED_KEYS, SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
 
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
 #: Where :func:`export_model` (``pyg-schnet export`` without ``--to``) writes a
@@ -43,9 +43,7 @@ WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
 #: installed package; ``--model NAME`` looks there too (:func:`model_folder`).
 EXPORT_DIR = "models"
 #: Settings a card leaves out: where files lived and how the run was executed.
-_CARD_SKIPS = frozenset(
-    {"root", "split_file", "out", "num_threads", "processes", "wandb", "wandb_project", "device"}
-)
+_CARD_SKIPS = IGNORED_KEYS | {"split_file", "processes"}
 #: What a card says every shipped model is for.
 SCOPE = (
     "predictions are for QM9-like molecules (H, C, N, O, F; at most 29 atoms, 9 heavy) "
