@@ -2,7 +2,7 @@
 card, once at QM9's DFT geometry and once at the geometry ``predict --smiles``
 builds (rdkit ETKDG + MMFF, :func:`pyg_schnet.data.molio.from_smiles`).
 
-    python experiments/results/smiles_geometry/measure.py [N] > experiments/results/smiles_geometry/result.txt
+    cd experiments/results/smiles_geometry && python measure.py [N] > result.txt
 """
 
 import sys
