@@ -31,8 +31,22 @@ from pyg_schnet.errors import UserError
 from pyg_schnet.registry import Registry
 
 
+#: Inputs of :class:`ShiftedSoftplus` are raised to this floor: below -17.33
+#: its float32 output is exactly :math:`-\ln 2` and its slope :math:`e^x`
+#: under float32's resolution, while below -87.3 softplus and its gradient
+#: are float32 denormals (slow on x86 CPUs without flushing).
+SOFTPLUS_FLOOR = -18.0
+#: Gaussians of the radial basis below this value (:math:`2^{-100}`, at
+#: exponents below -69.3) are exactly 0: their products with weights and
+#: gradients would be float32 denormals, and their share of any output is far
+#: below float32's resolution.
+BASIS_ZERO = 2.0**-100
+
+
 class ShiftedSoftplus(nn.Module):
     r""":math:`\ln(1 + e^x) - \ln 2`, SchNet's activation (zero at zero).
+    Inputs below :data:`SOFTPLUS_FLOOR` count as the floor (the same output;
+    a zero gradient instead of one of at most :math:`e^{-18}`).
 
     Args:
         inplace (bool): When no gradient is needed, overwrite the input
@@ -48,9 +62,10 @@ class ShiftedSoftplus(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         if self.inplace and not (torch.is_grad_enabled() and x.requires_grad):
+            x = x.clamp_(min=SOFTPLUS_FLOOR)
             return torch._C._nn.softplus(x, 1, 20, out=x).sub_(self.shift)  # type: ignore[call-arg]
         # in place on softplus' output: its backward needs only the input
-        return F.softplus(x).sub_(self.shift)
+        return F.softplus(x.clamp(min=SOFTPLUS_FLOOR)).sub_(self.shift)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
@@ -103,10 +118,13 @@ class GaussianSmearing(nn.Module):
 
     def forward(self, dist: Tensor) -> Tensor:
         d = dist.view(-1, 1) - self.offset.view(1, -1)  # [E, num_gaussians]
+        # below exp(-87) float32 is denormal, and exp slow: clamp there, then
+        # values below BASIS_ZERO (the clamped ones among them) to exactly 0
         if d.requires_grad:  # forces: keep the autograd graph
-            return torch.exp((self.coeff * d.pow(2)).clamp(min=-87.0))
-        # below exp(-87) float32 is denormal (slow, and ~0 anyway): clamp there
-        return d.square_().mul_(self.coeff).clamp_(min=-87.0).exp_()
+            g = torch.exp((self.coeff * d.pow(2)).clamp(min=-87.0))
+            return F.threshold(g, BASIS_ZERO, 0.0)
+        g = d.square_().mul_(self.coeff).clamp_(min=-87.0).exp_()
+        return torch.threshold_(g, BASIS_ZERO, 0.0)
 
 
 class EdgeFilter(nn.Module):

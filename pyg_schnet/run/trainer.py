@@ -211,10 +211,10 @@ class Trainer:
             cfg.num_filters, cfg.num_interactions, cfg.cutoff, self.info.world_size
         )
         torch.set_num_threads(self.threads)
-        # Flush float32 denormals (below 1.2e-38) to zero: the Gaussians' tails
-        # and the gradients they multiply produce them, and x86 CPUs handle them
-        # ~100x slower; training measured 2x faster with the flag (1,400 -> 2,900
-        # molecules/s, fast mode, 1 thread), and no value that matters is that small.
+        # Flush float32 denormals (below 1.2e-38) to zero: x86 CPUs can handle
+        # them ~100x slower. SchNet makes none (tests/nn/test_denormals.py), but
+        # the other registered models may (PyG's SchNet's Gaussians do); no
+        # value that matters is that small.
         torch.set_flush_denormal(True)
 
     def _setup_directory(self, resume: bool) -> Optional[Dict[str, Any]]:
