@@ -26,22 +26,26 @@ def ws(tmp_path_factory):
     return d
 
 
-def _check(ws, proc, match):
-    before = _check.before[str(ws)]
-    assert proc.returncode == 2, proc.stderr
-    assert_one_line_error(proc, match)
-    after = snapshot(ws / "run")
-    changed = [f for f, digest in before.items() if after.get(f) != digest]
-    assert not changed, f"files of the finished run changed: {changed}"
-
-
-_check.before = {}
+@pytest.fixture(scope="module", autouse=True)
+def run_files(ws):
+    """The finished run's files as trained, before any case ran (autouse: taken
+    before the first test of the module, whichever it is)."""
+    return snapshot(ws / "run")
 
 
 @pytest.fixture
-def check(ws):
-    _check.before.setdefault(str(ws), snapshot(ws / "run"))
-    return lambda proc, match=None: _check(ws, proc, match)
+def check(ws, run_files):
+    """Assert one ``error:`` line (with ``match``), exit 2, and every file of
+    the finished run as it was (a derived file such as model.pt may appear)."""
+
+    def check(proc, match=None):
+        assert proc.returncode == 2, proc.stderr
+        assert_one_line_error(proc, match)
+        after = snapshot(ws / "run")
+        changed = [f for f, digest in run_files.items() if after.get(f) != digest]
+        assert not changed, f"files of the finished run changed: {changed}"
+
+    return check
 
 
 def train_over(ws, *flags):
