@@ -63,9 +63,10 @@ def check_molecule(mol: Molecule) -> Molecule:
         )
     if not torch.isfinite(mol.pos).all():
         raise UserError(f"{mol.name}: coordinates contain NaN or infinite values")
-    check_memory(
-        PAIR_BYTES * n * n, f"{mol.name}: the distance checks of a molecule of {n:,} atoms"
-    )
+    if n > 1000:  # 32 MB of pair checks: below that, not worth a look at the free memory
+        check_memory(
+            PAIR_BYTES * n * n, f"{mol.name}: the distance checks of a molecule of {n:,} atoms"
+        )
     d = torch.cdist(mol.pos.double(), mol.pos.double())
     d.fill_diagonal_(math.inf)
     if float(d.min()) < MIN_DISTANCE:
