@@ -281,9 +281,13 @@ class Config:
         return self
 
     def _build_checked(self) -> None:
-        """Build the model once (its constructors check their settings), first
-        on the ``meta`` device to refuse one that needs more memory than there
-        is, with the size, instead of failing inside an allocation."""
+        """Build the model, on the ``meta`` device where its constructors
+        allow (no memory, no weight initialisation: seconds for DimeNet++):
+        the constructors are the one place the model's and filter's settings
+        are checked. A model or fast-mode filter table that needs more memory
+        than there is is refused with the size, instead of failing inside an
+        allocation. A constructor or table that needs real values (PyG's
+        SchNet reads a tensor while it is built) gets a real build."""
         hparams = self.model_hparams()
         n = _parameter_count(hparams)
         if n is not None:
@@ -292,6 +296,14 @@ class Config:
                 f"a model of {n:,} parameters (with gradients and Adam's moments)",
                 "use fewer features, filters, blocks or basis functions",
             )
+            try:
+                with torch.device("meta"):
+                    _check_tables(build(**hparams))
+                return
+            except UserError:
+                raise
+            except Exception:  # a value read on meta: the real build below decides
+                pass
         try:
             model = build(**hparams)
         except (MemoryError, RuntimeError) as exc:
@@ -301,18 +313,7 @@ class Config:
                     "basis functions"
                 ) from None
             raise
-        tables = [
-            (m.filter_table, m.filter)
-            for m in model.modules()
-            if isinstance(m, CFConv) and m.filter_table is not None
-        ]
-        if tables:
-            rows = max(t.rows(f) for t, f in tables)
-            check_memory(
-                sum(t.memory(f) for t, f in tables),
-                f"a fast-mode filter table of {rows:,} rows in each block",
-                "use a wider filter (rbf_width, bin width) or fast: false",
-            )
+        _check_tables(model)
 
     def _check_recipe(self, need: Any) -> None:
         """The schedule, its horizon and the weight average."""
@@ -619,6 +620,22 @@ class _Settings:
 
 def _registered() -> List[str]:
     return list(FILTERS)
+
+
+def _check_tables(model: Any) -> None:
+    """Refuse fast-mode filter tables that need more memory than there is."""
+    tables = [
+        (m.filter_table, m.filter)
+        for m in model.modules()
+        if isinstance(m, CFConv) and m.filter_table is not None
+    ]
+    if tables:
+        rows = max(t.rows(f) for t, f in tables)
+        check_memory(
+            sum(t.memory(f) for t, f in tables),
+            f"a fast-mode filter table of {rows:,} rows in each block",
+            "use a wider filter (rbf_width, bin width) or fast: false",
+        )
 
 
 def _parameter_count(hparams: Dict[str, Any]) -> Optional[int]:
