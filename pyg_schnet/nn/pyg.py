@@ -195,6 +195,10 @@ class ViSNetModel(AtomisticModel):
         )
         # the one component PyG's constructor does not take: the radius graph
         self.net.representation_model.distance = RadiusDistance(cutoff, max_num_neighbors)
+        # PyG's atom references (100 weights) are never used here: atom_outputs stops
+        # before them and AtomisticModel adds its own. An unused parameter would stop
+        # DistributedDataParallel at its second step.
+        self.net.prior_model = None
 
     def reset_parameters(self) -> None:
         self.net.reset_parameters()

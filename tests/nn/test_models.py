@@ -76,6 +76,16 @@ def test_energy_is_invariant(name, batch):
     assert errors["permutation"] < 1e-4
 
 
+def test_every_parameter_gets_a_gradient(name, batch):
+    """DistributedDataParallel (the default on a machine with more than one core)
+    stops at its second step if a parameter takes no part in the loss."""
+    b = batch
+    model = _model(name).train()
+    model(b.z, b.pos, b.batch).square().sum().backward()
+    unused = [n for n, p in model.named_parameters() if p.requires_grad and p.grad is None]
+    assert not unused
+
+
 def test_one_training_step_lowers_the_loss(name, batch):
     b = batch
     torch.manual_seed(0)
