@@ -9,6 +9,7 @@ compares with the best (processes: ``pyg-schnet throughput``)."""
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import statistics
 import tempfile
@@ -18,6 +19,7 @@ from typing import Any, Callable, Dict, List
 import torch
 from torch import nn
 
+from pyg_schnet.analysis.dense_bound import dense_bound, linear_shapes
 from pyg_schnet.data import QM9
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.errors import UserError
@@ -294,6 +296,43 @@ def _print_report(
         )
 
 
+def _print_dense_bound(
+    models: Dict[str, nn.Module],
+    results: Dict[str, Dict[str, List[float]]],
+    timed: List[Any],
+    device: torch.device,
+) -> None:
+    """Each model's one-thread training step against the time its dense layers
+    alone would take at this CPU's measured matrix-multiply rate
+    (:mod:`pyg_schnet.analysis.dense_bound`)."""
+    if device.type != "cpu":
+        return
+    torch.set_num_threads(1)
+    print(
+        "\ndense layers of a training step, one thread (products timed alone at the model's shapes)"
+    )
+    print(
+        f"{'model':<18}{'GFLOP/step':>11}{'peak GFLOP/s':>13}{'at peak ms':>11}"
+        f"{'at shapes ms':>13}{'step ms':>9}{'share':>7}"
+    )
+    mols = sum(b.num_graphs for b in timed) / len(timed)
+    for name, model in models.items():
+        b = timed[0]
+        model.train()
+        shapes = linear_shapes(model, functools.partial(model, b.z, b.pos, b.batch))
+        bound = dense_bound(shapes)
+        step = mols / statistics.median(results[name]["train"])
+        print(
+            f"{name:<18}{bound.flops / 1e9:>11.2f}{bound.peak_gflops:>13.1f}"
+            f"{bound.peak_seconds * 1e3:>11.1f}{bound.dense_seconds * 1e3:>13.1f}"
+            f"{step * 1e3:>9.1f}{bound.dense_seconds / step:>7.0%}"
+        )
+    print(
+        "share: the products at their own shapes' rate as a fraction of the measured step; "
+        "at peak: all of them at the best rate"
+    )
+
+
 def run(a: argparse.Namespace, argv: List[str]) -> int:
     """Time the models as the command line ``argv`` (parsed: ``a``) asks."""
     check_arguments(a)
@@ -324,4 +363,6 @@ def run(a: argparse.Namespace, argv: List[str]) -> int:
     child_argv = [x for x in argv if x != "--skip-build"] + ["--skip-build"]
     memory = {} if a.no_memory else _peak_memories(models, device, timed[0], child_argv)
     _print_report(a, models, tables, memory, len(timed), default, cores)
+    if 1 in tables:
+        _print_dense_bound(models, tables[1], timed, device)
     return 0

@@ -646,12 +646,21 @@ def test_throughput_and_benchmark_commands_print_default_and_best():
     assert proc.returncode == 0, proc.stderr
     assert "1 thread(s) (the default for one process)" in proc.stdout
     # --no-memory: a "-" where the peak memory would be (test_models measures it)
+    tables, dense = proc.stdout.split("\ndense layers of a training step")
     assert [
         line.split()[-3]
-        for line in proc.stdout.splitlines()
+        for line in tables.splitlines()
         if line.startswith(("PyG SchNet ", "pyg_schnet  "))
     ] == ["-"] * 4
-    assert "pyg_schnet training: default 1 thread(s)" in proc.stdout and "of best" in proc.stdout
+    assert "pyg_schnet training: default 1 thread(s)" in tables and "of best" in tables
+    # the one-thread step against its dense layers at this CPU's matrix-multiply rate
+    shares = {
+        line[:18].strip(): float(line.split()[-1].rstrip("%"))
+        for line in dense.splitlines()
+        if line.startswith(("PyG SchNet ", "pyg_schnet  "))
+    }
+    assert set(shares) == {"PyG SchNet", "pyg_schnet"}
+    assert all(0 < s < 100 for s in shares.values())
 
 
 # -- the local sweep runner ------------------------------------------------------------------
