@@ -264,10 +264,18 @@ def test_radius_graph_truncation_is_counted_and_keeps_nearest():
 
 
 def test_radius_graph_transform(qm9):
+    """On a molecule and on a batch of three (edges within each molecule,
+    as PyG's transform), against the brute-force pair list."""
+    from torch_geometric.data import Batch
+
     data = RadiusGraph(cutoff=3.0)(qm9[100].clone())
     want, _, _ = _brute_force(data.pos, torch.zeros(data.z.numel(), dtype=torch.long), 3.0)
     got = set(zip(data.edge_index[0].tolist(), data.edge_index[1].tolist(), strict=False))
     assert got == want and data.num_dropped_edges == 0
+    batch = RadiusGraph(cutoff=3.0)(Batch.from_data_list([qm9[i] for i in (100, 5000, 90000)]))
+    want, _, _ = _brute_force(batch.pos, batch.batch, 3.0)
+    got = set(zip(batch.edge_index[0].tolist(), batch.edge_index[1].tolist(), strict=False))
+    assert got == want and batch.num_dropped_edges == 0
 
 
 def _small(data):
