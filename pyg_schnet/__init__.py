@@ -26,6 +26,7 @@ _EXPORTS: dict[str, str] = {
     "SchNet": "pyg_schnet.nn.schnet",
     "build_model": "pyg_schnet.nn.schnet",
     "FILTERS": "pyg_schnet.nn.filters",
+    "RadiusGraph": "pyg_schnet.nn.graph",
     "MODELS": "pyg_schnet.nn.models",
     "QM9": "pyg_schnet.data",
     "TARGETS": "pyg_schnet.data",
@@ -41,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "export_model": "pyg_schnet.hub",
     "evaluate": "pyg_schnet.analysis.evaluate",
     "predict": "pyg_schnet.analysis.evaluate",
+    "SchNetCalculator": "pyg_schnet.calculators",
 }
 
 __all__ = ["__version__", *_EXPORTS]

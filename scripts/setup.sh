@@ -14,5 +14,5 @@ PIP=".venv/bin/python -m pip --disable-pip-version-check -q"
 # is not needed: PyG's scatter and index_add_ measured faster here, see README.)
 .venv/bin/python -c "import torch_cluster" 2>/dev/null \
   || MAX_JOBS=2 $PIP install --no-build-isolation torch-cluster
-.venv/bin/python -c "import pyg_schnet, sweeps, nbclient, ruff, mypy" 2>/dev/null \
+.venv/bin/python -c "import pyg_schnet, sweeps, nbclient, ruff, mypy, ase" 2>/dev/null \
   || $PIP install --no-build-isolation -e ".[test]"

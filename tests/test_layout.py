@@ -25,6 +25,7 @@ LAYERS = {
     "hub": 4,
     "analysis": 5,
     "study": 6,
+    "calculators": 6,
     "cli": 7,
     "__init__": 8,
 }

@@ -31,7 +31,7 @@ class Molecule(NamedTuple):
     name: str
     z: Tensor  # [N] long
     pos: Tensor  # [N, 3] float32
-    source: str  # "xyz" | "sdf" | "smiles"
+    source: str  # "xyz" | "sdf" | "smiles" | "ase" (pyg_schnet.calculators)
     #: Why the molecule cannot be predicted ("" when it can).
     error: str = ""
     #: Formal charge and unpaired electrons, where the input states them

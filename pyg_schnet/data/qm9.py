@@ -12,9 +12,11 @@ Two sources give the same 130,831 molecules in QM9 index order, with PyG's
 from __future__ import annotations
 
 import glob
+import hashlib
 import importlib.util
 import os
 import os.path as osp
+import re
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
@@ -289,7 +291,22 @@ class QM9(InMemoryDataset):
             this many molecules (seed 0, kept in index order). (default: :obj:`None`)
         transform (callable, optional): PyG transform applied on access.
             (default: :obj:`None`)
-        force_reload (bool, optional): Rebuild the cache. (default: :obj:`False`)
+        pre_transform (callable, optional): PyG transform applied to every
+            molecule once, before it is cached. (default: :obj:`None`)
+        pre_filter (callable, optional): Keeps the molecules for which it
+            returns :obj:`True`, before they are cached. (default: :obj:`None`)
+        force_reload (bool, optional): Rebuild the cache (with a
+            ``pre_transform`` or ``pre_filter``: their cache only).
+            (default: :obj:`False`)
+
+    With a ``pre_transform`` or ``pre_filter``, the molecules of the plain
+    cache (built first if need be) go through them into a cache of their
+    own, ``processed/pre_<key>/``, keyed by their names (a function's module
+    and qualified name, a transform's ``repr``): another pre-processing
+    never reuses it, and the plain cache every run trains on is never
+    replaced. After editing a function's code under the same name (or
+    swapping one lambda for another), pass ``force_reload=True``, as in PyG.
+    ``max_molecules`` then draws its subset from the molecules kept.
     """
 
     def __init__(
@@ -298,6 +315,8 @@ class QM9(InMemoryDataset):
         source: str = "qm9pack",
         max_molecules: Optional[int] = None,
         transform: Optional[Callable] = None,
+        pre_transform: Optional[Callable] = None,
+        pre_filter: Optional[Callable] = None,
         force_reload: bool = False,
         log: bool = False,
     ) -> None:
@@ -306,11 +325,22 @@ class QM9(InMemoryDataset):
             raise UserError(f"unknown QM9 source {source!r}; choose one of: {', '.join(SOURCES)}")
         _check_root(root)
         self.source = source
+        #: What names the pre-processing ("" for none): :func:`describe_callable`
+        #: of ``pre_transform`` and ``pre_filter``.
+        self.pre_key = (
+            ""
+            if pre_transform is None and pre_filter is None
+            else f"pre_transform={describe_callable(pre_transform)}; "
+            f"pre_filter={describe_callable(pre_filter)}"
+        )
         self.build_seconds: Optional[float] = None
         self.load_seconds: Optional[float] = None
-        with _build_lock(osp.join(root, "processed")):  # one builder at a time
-            self._drop_unreadable(osp.join(root, "processed"))
-            super().__init__(root, transform, None, None, log=log, force_reload=force_reload)
+        folder = _processed_dir(root, self.pre_key)
+        with _build_lock(folder):  # one builder at a time
+            self._drop_unreadable(folder)
+            super().__init__(
+                root, transform, pre_transform, pre_filter, log=log, force_reload=force_reload
+            )
             t0 = time.perf_counter()
             try:
                 self._load_cache(self.processed_paths[0])
@@ -341,7 +371,7 @@ class QM9(InMemoryDataset):
 
         main = osp.join(folder, cast(str, self.processed_file_names))
         bad = []
-        for path in sorted(glob.glob(osp.join(folder, "**", "*.pt"), recursive=True)):
+        for path in sorted(glob.glob(osp.join(folder, "*.pt"))):  # pre_*/: their own caches
             if path == main:
                 continue
             try:
@@ -362,6 +392,10 @@ class QM9(InMemoryDataset):
 
     # -- PyG hooks ---------------------------------------------------------
     @property
+    def processed_dir(self) -> str:
+        return _processed_dir(self.root, self.pre_key)
+
+    @property
     def raw_file_names(self) -> List[str]:
         if self.source == "pyg":
             return ["gdb9.sdf", "gdb9.sdf.csv", "uncharacterized.txt"]
@@ -379,7 +413,9 @@ class QM9(InMemoryDataset):
 
     def process(self) -> None:
         t0 = time.perf_counter()
-        if self.source == "qm9pack":
+        if self.pre_key:
+            self._process_pre()
+        elif self.source == "qm9pack":
             arrays = read_qm9pack()
             z = torch.tensor(arrays["z"])
             pos = torch.tensor(arrays["pos"]).float()
@@ -389,20 +425,39 @@ class QM9(InMemoryDataset):
             smiles = list(cast(Sequence[str], arrays["smiles"]))
         else:
             z, pos, counts, y, idx, smiles = self._process_pyg()
-        name = [f"gdb_{int(i) + 1}" for i in idx]
-        data, slices = _storage_from_arrays(z, pos, counts, y, idx, name, smiles)
+        if not self.pre_key:
+            name = [f"gdb_{int(i) + 1}" for i in idx]
+            data, slices = _storage_from_arrays(z, pos, counts, y, idx, name, smiles)
+            self._save(data, slices)
+        self.build_seconds = time.perf_counter() - t0
+
+    def _process_pre(self) -> None:
+        """The plain cache's molecules through ``pre_filter`` and
+        ``pre_transform``, collated into this cache."""
+        plain = QM9(self.root, source=self.source)  # built under its own lock if need be
+        data_list = [plain[i] for i in range(len(plain))]
+        if self.pre_filter is not None:
+            data_list = [d for d in data_list if self.pre_filter(d)]
+        if not data_list:
+            raise UserError("pre_filter kept no QM9 molecule")
+        if self.pre_transform is not None:
+            data_list = [self.pre_transform(d) for d in data_list]
+        self._save(*self.collate(data_list))
+
+    def _save(self, data: Data, slices: Dict[str, Tensor]) -> None:
+        num_molecules = len(slices["z"]) - 1
         save_torch(
             {
                 "format": FORMAT_VERSION,
                 "source": self.source,
-                "num_molecules": len(counts),
-                "num_atoms": int(counts.sum()),
+                "pre": self.pre_key,
+                "num_molecules": num_molecules,
+                "num_atoms": int(slices["z"][-1]),
                 "data": data.to_dict(),
                 "slices": slices,
             },
             self.processed_paths[0],
         )
-        self.build_seconds = time.perf_counter() - t0
 
     def _process_pyg(self):
         """Run PyG's own QM9 processing on ``root/raw`` and keep our fields."""
@@ -439,13 +494,15 @@ class QM9(InMemoryDataset):
             not isinstance(out, dict)
             or out.get("format") != FORMAT_VERSION
             or out.get("source") != self.source
+            or out.get("pre", "") != self.pre_key
         ):
-            raise ValueError("wrong format version or source")
+            raise ValueError("wrong format version, source or pre-processing")
         data = Data.from_dict(out["data"])
         slices = out["slices"]
         n = out["num_molecules"]
         if (
-            data.y.shape != (n, len(TARGETS))
+            data.y.shape[0] != n
+            or (not self.pre_key and data.y.shape[1] != len(TARGETS))
             or data.z.numel() != out["num_atoms"]
             or data.pos.shape != (out["num_atoms"], 3)
             or len(data.name) != n
@@ -453,7 +510,7 @@ class QM9(InMemoryDataset):
             or len(slices["y"]) != n + 1
         ):
             raise ValueError("inconsistent array sizes")
-        if self.source == "qm9pack" and n != NUM_MOLECULES:
+        if self.source == "qm9pack" and not self.pre_key and n != NUM_MOLECULES:
             raise ValueError(f"{n} molecules, expected {NUM_MOLECULES}")
         self.data, self.slices = data, slices
         self._indices = None  # type: ignore[assignment]  # PyG types it as a list
@@ -470,6 +527,26 @@ class QM9(InMemoryDataset):
 
     def __repr__(self) -> str:
         return f"QM9({len(self)}, source={self.source!r})"
+
+
+def describe_callable(fn: Optional[Callable]) -> str:
+    """A pre-processing step's name, the same in every process: a
+    function's (or method's) module and qualified name, else the object's
+    ``repr`` (a PyG transform's holds its arguments) without memory addresses."""
+    if fn is None:
+        return "None"
+    name = getattr(fn, "__qualname__", None)
+    if isinstance(name, str):
+        return f"{getattr(fn, '__module__', None)}.{name}"
+    return re.sub(r" at 0x[0-9a-fA-F]+", "", repr(fn))
+
+
+def _processed_dir(root: str, pre_key: str) -> str:
+    """``root/processed``, or for a pre-processing its own folder in it."""
+    folder = osp.join(root, "processed")
+    if not pre_key:
+        return folder
+    return osp.join(folder, "pre_" + hashlib.sha1(pre_key.encode()).hexdigest()[:12])
 
 
 @contextmanager

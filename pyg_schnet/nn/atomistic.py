@@ -42,6 +42,12 @@ class AtomisticModel(nn.Module):
     """
 
     name: str = ""
+    #: The QM9 target the weights were trained on (``"U0"``, ``"gap"``, ...):
+    #: set by :func:`~pyg_schnet.run.checkpoint.model_from_checkpoint` from the
+    #: checkpoint's config, so a loaded model says what it predicts (the ASE
+    #: calculator refuses one that is not an energy); ``None`` for a model
+    #: built afresh.
+    target: Optional[str] = None
 
     def __init__(
         self,

@@ -79,11 +79,23 @@ def radius_edges(
 
 
 class RadiusGraph(BaseTransform):
-    """PyG transform storing ``edge_index`` (and ``num_dropped_edges``) of one
-    molecule, so radius-graph edges can be cached in a dataset.
+    r"""Creates edges between the atoms within ``cutoff`` of each other, as
+    :class:`torch_geometric.transforms.RadiusGraph` does, which in PyG 2.8
+    needs ``pyg-lib``; this one runs on ``torch-cluster``
+    (:func:`radius_edges`). It sets ``edge_index`` (``[2, E]``, no
+    self-loops, row 0 the source) and ``num_dropped_edges``; of a node with
+    more than ``max_num_neighbors`` neighbours it keeps the nearest and
+    warns (PyG drops arbitrary ones, silently). A batch (``data.batch``)
+    gets edges within each of its graphs only.
+
+    .. code-block:: python
+
+        from pyg_schnet import QM9, RadiusGraph
+
+        ds = QM9(pre_transform=RadiusGraph(5.0))  # in place of T.RadiusGraph(r=5.0)
 
     Args:
-        cutoff (float): Radius in Å.
+        cutoff (float): Radius in Å (PyG's ``r``).
         max_num_neighbors (int): Cap on incoming edges per node. (default: :obj:`32`)
     """
 
@@ -92,7 +104,8 @@ class RadiusGraph(BaseTransform):
         self.max_num_neighbors = max_num_neighbors
 
     def forward(self, data: Data) -> Data:
-        edges = radius_edges(data.pos, None, self.cutoff, self.max_num_neighbors)
+        batch = data.batch if "batch" in data else None
+        edges = radius_edges(data.pos, batch, self.cutoff, self.max_num_neighbors)
         data.edge_index = edges.edge_index
         data.num_dropped_edges = edges.num_dropped
         return data

@@ -23,6 +23,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 import torch
 
+from pyg_schnet.data import TARGETS, target_index
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import save_torch
 from pyg_schnet.nn.atomistic import AtomisticModel
@@ -128,8 +129,11 @@ def export_weights(run: RunDir) -> str:
 
 
 def model_from_checkpoint(ckpt: Mapping[str, Any]) -> AtomisticModel:
-    """The model a checkpoint holds, rebuilt from its hyperparameters."""
+    """The model a checkpoint holds, rebuilt from its hyperparameters, with
+    the target its config names as :attr:`~pyg_schnet.nn.atomistic.AtomisticModel.target`."""
     model = build(**upgrade_hparams(ckpt["hparams"]))
+    config = ckpt.get("config") or {}
+    model.target = TARGETS[target_index(config["target"])] if "target" in config else None
     try:
         model.load_state_dict(ckpt["model"])
     except RuntimeError as exc:

@@ -264,7 +264,46 @@ def test_radius_graph_truncation_is_counted_and_keeps_nearest():
 
 
 def test_radius_graph_transform(qm9):
+    """On a molecule and on a batch of three (edges within each molecule,
+    as PyG's transform), against the brute-force pair list."""
+    from torch_geometric.data import Batch
+
     data = RadiusGraph(cutoff=3.0)(qm9[100].clone())
     want, _, _ = _brute_force(data.pos, torch.zeros(data.z.numel(), dtype=torch.long), 3.0)
     got = set(zip(data.edge_index[0].tolist(), data.edge_index[1].tolist(), strict=False))
     assert got == want and data.num_dropped_edges == 0
+    batch = RadiusGraph(cutoff=3.0)(Batch.from_data_list([qm9[i] for i in (100, 5000, 90000)]))
+    want, _, _ = _brute_force(batch.pos, batch.batch, 3.0)
+    got = set(zip(batch.edge_index[0].tolist(), batch.edge_index[1].tolist(), strict=False))
+    assert got == want and batch.num_dropped_edges == 0
+
+
+def _small(data):
+    """A pre_filter: molecules of fewer than 15 atoms."""
+    return data.z.numel() < 15
+
+
+def test_pre_transform_and_pre_filter_as_in_pyg_each_with_its_own_cache(tmp_path):
+    """PyG's ``pre_transform`` and ``pre_filter`` on the sample's raw files:
+    applied once, cached apart from the plain data set (which stays as it
+    was), and never reused for another pre-processing."""
+    import shutil
+    import warnings
+
+    from conftest import SAMPLE_ROOT
+
+    root = str(tmp_path / "q")
+    shutil.copytree(osp.join(SAMPLE_ROOT, "raw"), osp.join(root, "raw"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # PyG's "pre_transform differs" warning included
+        pre = QM9(root, source="pyg", pre_transform=RadiusGraph(2.0), pre_filter=_small)
+        plain = QM9(root, source="pyg")
+        kept = [i for i in range(len(plain)) if plain[i].z.numel() < 15]
+        assert 0 < len(pre) == len(kept) < len(plain) and "edge_index" not in plain[0]
+        for k in (0, len(kept) // 2, len(kept) - 1):
+            want = RadiusGraph(2.0)(plain[kept[k]])
+            assert torch.equal(pre[k].edge_index, want.edge_index) and pre[k].name == want.name
+        wider = QM9(root, source="pyg", pre_transform=RadiusGraph(3.0), pre_filter=_small)
+        assert wider._data.edge_index.size(1) > pre._data.edge_index.size(1)
+        again = QM9(root, source="pyg", pre_transform=RadiusGraph(2.0), pre_filter=_small)
+        assert again.build_seconds is None and torch.equal(again[0].edge_index, pre[0].edge_index)
