@@ -26,6 +26,7 @@ from pyg_schnet.io import write_csv
 from pyg_schnet.hub import pretrained as load_pretrained
 from pyg_schnet.metrics import mae_rmse
 from pyg_schnet.nn.atomistic import AtomisticModel
+from pyg_schnet.nn.fast import eager_kernels
 from pyg_schnet.plots import error_plot, parity_plot
 from pyg_schnet.run.checkpoint import check_config, load_checkpoint, model_from_checkpoint
 from pyg_schnet.run.config import Config
@@ -251,7 +252,9 @@ def predict(
     molecule in input order (``name``, ``source``, ``num_atoms``, ``value``,
     ``warning``: :func:`applicability`, ``error``: why a molecule could not be
     predicted, its value then NaN). ``progress(done, total)`` is called after
-    each batch."""
+    each batch. A fast-mode model runs its kernels uncompiled
+    (:func:`~pyg_schnet.nn.fast.eager_kernels`: the same numbers, without
+    seconds of compiling)."""
     if pretrained is not None:
         target, model = model_card(pretrained)["target"], load_pretrained(pretrained)
     elif run_dir is not None:
@@ -270,7 +273,8 @@ def predict(
         z = torch.cat([m.z for m in chunk]).to(dev)
         pos = torch.cat([m.pos for m in chunk]).to(dev)
         batch = torch.repeat_interleave(torch.arange(len(chunk)), sizes).to(dev)
-        out = model(z, pos, batch, num_graphs=len(chunk)).view(-1).cpu()
+        with eager_kernels():
+            out = model(z, pos, batch, num_graphs=len(chunk)).view(-1).cpu()
         for m, v in zip(chunk, out.tolist(), strict=True):
             values[id(m)] = v
         if progress is not None:
