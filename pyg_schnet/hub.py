@@ -23,8 +23,17 @@ import os.path as osp
 import shutil
 from typing import Any, Dict, List, Optional, Tuple
 
-from pyg_schnet.data import QM9, UNITS, load_split, nested_split, random_split, target_index
+from pyg_schnet.data import (
+    QM9,
+    UNITS,
+    default_root,
+    load_split,
+    nested_split,
+    random_split,
+    target_index,
+)
 from pyg_schnet.data.loader import MoleculeLoader
+from pyg_schnet.data.qm9 import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import copy_file, locked, replace_dir, staging_path, write_json
 from pyg_schnet.run.checkpoint import (
@@ -34,7 +43,7 @@ from pyg_schnet.run.checkpoint import (
     model_from_checkpoint,
 )
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
-from pyg_schnet.run.inference import errors, resolve_device
+from pyg_schnet.run.inference import errors, predict_loader, resolve_device
 from pyg_schnet.run.rundir import IGNORED_KEYS, SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
 
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
@@ -49,6 +58,17 @@ SCOPE = (
     "predictions are for QM9-like molecules (H, C, N, O, F; at most 29 atoms, 9 heavy) "
     "at DFT equilibrium geometries; pyg-schnet predict warns outside that range"
 )
+
+
+#: The card's errors by molecule size: per number of heavy atoms (C, N, O, F;
+#: ``"1"`` to ``"9"``), the test molecules of that size (``count``) and the
+#: model's MAE on them (``mae``, in the card's unit; ``None`` without any).
+SIZE_ERRORS = "test_mae_by_heavy_atoms"
+#: A molecule gets a size warning when its size's test MAE exceeds this many
+#: times the model's test MAE ...
+SIZE_WARN_RATIO = 3.0
+#: ... or when the test set held fewer molecules of its size than this.
+SIZE_MIN_COUNT = 10
 
 
 def available() -> List[str]:
@@ -158,6 +178,74 @@ def evaluate_pretrained(
         "unit": UNITS[card["target"]],
         "card_mae": card["test_mae"] if split == "test" else None,
     }
+
+
+def size_errors(
+    model: Any, dataset: QM9, test_idx: Any, target: str, device: str = "cpu"
+) -> Dict[str, Dict[str, Any]]:
+    """A card's :data:`SIZE_ERRORS`: ``model``'s MAE on the molecules
+    ``test_idx`` of ``dataset`` by their number of heavy atoms, 1 to 9, with
+    the count of each (a fast-mode model runs uncompiled:
+    :func:`~pyg_schnet.nn.fast.eager_kernels`, the same numbers)."""
+    import torch
+
+    from pyg_schnet.nn.fast import eager_kernels
+
+    dev = resolve_device(device)
+    idx = torch.as_tensor(test_idx)
+    loader = MoleculeLoader(dataset, idx, 250, target_index(target))
+    with eager_kernels():
+        pred, y, where = predict_loader(model.to(dev).eval(), loader, dev)
+    err = (pred.double() - y.double()).abs()
+    heavy = dataset.num_heavy_atoms()[where]
+    out: Dict[str, Dict[str, Any]] = {}
+    for n in range(1, QM9_MAX_HEAVY_ATOMS + 1):
+        mask = heavy == n
+        count = int(mask.sum())
+        out[str(n)] = {"count": count, "mae": float(err[mask].mean()) if count else None}
+    return out
+
+
+def update_size_errors(name: str, root: Optional[str] = None) -> str:
+    """Write :data:`SIZE_ERRORS` into the card of the model ``name``
+    (:func:`model_folder`), measured on the test split its card names (the data
+    set at ``root``) with :func:`size_errors`, the code
+    :func:`export_model` uses; the rest of the card is kept. How the shipped
+    cards got theirs::
+
+        python -c "from pyg_schnet.hub import update_size_errors as u; u('qm9-U0'); u('qm9-gap')"
+
+    Returns the card's path."""
+    card = model_card(name)
+    ds, sp = pretrained_data(name, root)
+    card[SIZE_ERRORS] = size_errors(pretrained(name), ds, sp.test_idx, card["target"])
+    path = osp.join(model_folder(name), "card.json")
+    write_json(path, card)
+    return path
+
+
+def size_warning(card: Dict[str, Any], heavy: int) -> str:
+    """Why a molecule of ``heavy`` heavy atoms (1 to 9) is predicted worse than
+    the card's test MAE says ("" when it is not, or when the card has no
+    :data:`SIZE_ERRORS`): its size's test MAE exceeds :data:`SIZE_WARN_RATIO`
+    times the model's, or the test set held fewer than
+    :data:`SIZE_MIN_COUNT` molecules of its size."""
+    bucket = (card.get(SIZE_ERRORS) or {}).get(str(heavy))
+    if bucket is None:
+        return ""
+    unit, mae = card["unit"], card["test_mae"]
+    if bucket["count"] < SIZE_MIN_COUNT:
+        return (
+            f"{heavy} heavy atom(s): the model's test set held {bucket['count']} such "
+            f"molecule(s), too few to state its error (overall MAE {mae:.3g} {unit})"
+        )
+    if bucket["mae"] > SIZE_WARN_RATIO * mae:
+        return (
+            f"{heavy} heavy atom(s): test MAE {bucket['mae']:.3g} {unit} on "
+            f"{bucket['count']} such molecules, {bucket['mae'] / mae:.1f}x the overall "
+            f"{mae:.3g} {unit}"
+        )
+    return ""
 
 
 def pretrained_data(name: str, root: Optional[str]) -> Tuple[QM9, Any]:
@@ -306,6 +394,11 @@ def export_model(
     check_config(load_checkpoint(source), source, cfg)  # readable, this version, these settings
     weights = source if source == rd.weights_path else export_weights(rd)
 
+    root = cfg.root if cfg.root and osp.isdir(cfg.root) else default_root()
+    dataset = QM9(root, source=cfg.source, max_molecules=cfg.max_molecules)
+    by_size = size_errors(
+        model_from_checkpoint(load_checkpoint(weights)), dataset, split.test_idx, cfg.target
+    )
     settings = {k: v for k, v in cfg.to_dict().items() if k not in _CARD_SKIPS}
     train = len(split.train_idx)
     package_root = osp.dirname(osp.dirname(osp.abspath(__file__)))
@@ -323,6 +416,7 @@ def export_model(
         "test_rmse": metrics["test_rmse"],
         "best_val_mae": metrics["best_val_mae"],
         "test_mae_rotated": symmetry.get("rot_test_mae"),
+        SIZE_ERRORS: by_size,
         "epochs": metrics["epochs"],
         "best_epoch": metrics["best_epoch"],
         "stop_reason": metrics.get("stop_reason"),

@@ -100,6 +100,9 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     card = json.loads((folder / "card.json").read_text())
     metrics = json.loads((run / "metrics.json").read_text())
     assert card["test_mae"] == metrics["test_mae"] and card["target"] == "U0"
+    sizes = card["test_mae_by_heavy_atoms"]  # the test set by heavy atoms, 1 to 9
+    assert list(sizes) == [str(n) for n in range(1, 10)]
+    assert sum(b["count"] for b in sizes.values()) == metrics["num_test"]
     assert card["split_spec"] == {
         "kind": "nested",
         "num_molecules": card["split_spec"]["num_molecules"],
@@ -179,3 +182,48 @@ def test_export_names_any_split_so_evaluate_rebuilds_it(quick_pretrained, tmp_pa
     with pytest.raises(UserError, match="is not a finished run"):
         export_model(str(other), "x", models)
     assert not osp.exists(osp.join(models, "x"))
+
+
+def _qm9_xyz(path, molecules):
+    """QM9 molecules (at their DFT geometries) as one XYZ file."""
+    from pyg_schnet.data.molio import SYMBOL
+
+    blocks = []
+    for d in molecules:
+        atoms = "".join(
+            f"{SYMBOL[int(z)]} {x:.6f} {y:.6f} {w:.6f}\n"
+            for z, (x, y, w) in zip(d.z, d.pos.tolist(), strict=True)
+        )
+        blocks.append(f"{d.z.numel()}\n{d.smiles}\n{atoms}")
+    path.write_text("".join(blocks))
+    return str(path)
+
+
+def test_molecules_of_sizes_the_card_measured_poorly_get_a_size_warning(qm9, tmp_path):
+    """qm9-U0's card: methane, water (1 heavy atom) and ethanol (3) at their QM9
+    geometries get the size warning (their test set held too few such
+    molecules); a 9-heavy-atom molecule gets none."""
+    card = pyg_schnet.model_card("qm9-U0")
+    assert {k: v["count"] for k, v in card["test_mae_by_heavy_atoms"].items()}["1"] < 10
+    smiles = ["C", "O", "CCO"]
+    found = {d.smiles: d for d in (qm9[i] for i in range(40)) if d.smiles in smiles}
+    big = qm9[len(qm9) - 1]  # QM9 ends with 9-heavy-atom molecules
+    assert int((big.z > 1).sum()) == 9
+    path = _qm9_xyz(tmp_path / "m.xyz", [found[s] for s in smiles] + [big])
+    _, _, rows = pyg_schnet.predict(None, [path], [], pretrained="qm9-U0")
+    for row in rows[:3]:
+        assert "too few to state its error" in row["warning"], row
+    assert rows[3]["warning"] == ""
+
+
+def test_a_card_without_size_errors_still_loads_without_a_size_warning(qm9, tmp_path):
+    from pyg_schnet.hub import SIZE_ERRORS, WEIGHTS_DIR
+
+    folder = tmp_path / "old-U0"
+    shutil.copytree(osp.join(WEIGHTS_DIR, "qm9-U0"), folder)
+    card = json.loads((folder / "card.json").read_text())
+    del card[SIZE_ERRORS]
+    (folder / "card.json").write_text(json.dumps(card))
+    path = _qm9_xyz(tmp_path / "m.xyz", [qm9[0]])  # methane
+    _, _, (row,) = pyg_schnet.predict(None, [path], [], pretrained=str(folder))
+    assert row["warning"] == "" and row["value"] == row["value"]

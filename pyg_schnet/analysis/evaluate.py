@@ -20,12 +20,14 @@ from pyg_schnet.data import (
 )
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.molio import read_inputs
+from pyg_schnet.data.qm9 import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
-from pyg_schnet.hub import model_card
+from pyg_schnet.hub import model_card, size_warning
 from pyg_schnet.io import write_csv
 from pyg_schnet.hub import pretrained as load_pretrained
 from pyg_schnet.metrics import mae_rmse
 from pyg_schnet.nn.atomistic import AtomisticModel
+from pyg_schnet.nn.fast import eager_kernels
 from pyg_schnet.plots import error_plot, parity_plot
 from pyg_schnet.run.checkpoint import check_config, load_checkpoint, model_from_checkpoint
 from pyg_schnet.run.config import Config
@@ -151,12 +153,11 @@ GEOMETRY_NOTE = (
 )
 
 
-#: QM9's extent, measured on all 130,831 molecules: atoms and heavy atoms per
-#: molecule, the shortest distance between two atoms of one molecule (Å), and
-#: the longest distance from an H atom, and from a heavy atom, to its nearest
-#: neighbour (Å).
+#: QM9's extent, measured on all 130,831 molecules: atoms per molecule (heavy
+#: atoms: :data:`~pyg_schnet.data.qm9.QM9_MAX_HEAVY_ATOMS`), the shortest
+#: distance between two atoms of one molecule (Å), and the longest distance
+#: from an H atom, and from a heavy atom, to its nearest neighbour (Å).
 QM9_MAX_ATOMS = 29
-QM9_MAX_HEAVY_ATOMS = 9
 QM9_MIN_DISTANCE = 0.958
 QM9_MAX_H_NEIGHBOUR = 1.248
 QM9_MAX_HEAVY_NEIGHBOUR = 1.568
@@ -249,11 +250,16 @@ def predict(
     model, or a shipped ``pretrained`` one (:mod:`pyg_schnet.hub`), in
     batches of :data:`PREDICT_BATCH`: the target, its unit and one row per
     molecule in input order (``name``, ``source``, ``num_atoms``, ``value``,
-    ``warning``: :func:`applicability`, ``error``: why a molecule could not be
-    predicted, its value then NaN). ``progress(done, total)`` is called after
-    each batch."""
+    ``warning``: :func:`applicability` and, with a shipped model's card, its
+    error for the molecule's size (:func:`~pyg_schnet.hub.size_warning`),
+    ``error``: why a molecule could not be predicted, its value then NaN).
+    ``progress(done, total)`` is called after each batch. A fast-mode model
+    runs its kernels uncompiled (:func:`~pyg_schnet.nn.fast.eager_kernels`:
+    the same numbers, without seconds of compiling)."""
+    card: Dict[str, Any] = {}  # a run directory has no card, so no size warnings
     if pretrained is not None:
-        target, model = model_card(pretrained)["target"], load_pretrained(pretrained)
+        card = model_card(pretrained)
+        target, model = card["target"], load_pretrained(pretrained)
     elif run_dir is not None:
         cfg, model, _ = load_run(run_dir)
         target = cfg.target
@@ -270,7 +276,8 @@ def predict(
         z = torch.cat([m.z for m in chunk]).to(dev)
         pos = torch.cat([m.pos for m in chunk]).to(dev)
         batch = torch.repeat_interleave(torch.arange(len(chunk)), sizes).to(dev)
-        out = model(z, pos, batch, num_graphs=len(chunk)).view(-1).cpu()
+        with eager_kernels():
+            out = model(z, pos, batch, num_graphs=len(chunk)).view(-1).cpu()
         for m, v in zip(chunk, out.tolist(), strict=True):
             values[id(m)] = v
         if progress is not None:
@@ -283,11 +290,21 @@ def predict(
                 "source": m.source,
                 "num_atoms": m.z.numel(),
                 "value": values.get(id(m), float("nan")),
-                "warning": "" if m.error else applicability(m.z, m.pos, m.charge, m.radicals),
+                "warning": "" if m.error else _warning(m, card),
                 "error": m.error,
             }
         )
     return target, UNITS[target], rows
+
+
+def _warning(m: Any, card: Dict[str, Any]) -> str:
+    """A predicted molecule's warnings: :func:`applicability`, then the card's
+    error for its size (:func:`~pyg_schnet.hub.size_warning`)."""
+    notes = [
+        applicability(m.z, m.pos, m.charge, m.radicals),
+        size_warning(card, int((m.z > 1).sum())),
+    ]
+    return "; ".join(n for n in notes if n)
 
 
 def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:

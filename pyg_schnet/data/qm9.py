@@ -92,6 +92,8 @@ ATOM_REF_HARTREE: Dict[int, Tuple[float, float, float, float]] = {
     9: (-99.718730, -99.717314, -99.716370, -99.733544),
 }
 ELEMENTS: Dict[str, int] = {"H": 1, "C": 6, "N": 7, "O": 8, "F": 9}
+#: The most heavy atoms (C, N, O, F) of a QM9 molecule, measured on all 130,831.
+QM9_MAX_HEAVY_ATOMS = 9
 SOURCES = ("qm9pack", "pyg")
 FORMAT_VERSION = 1
 
@@ -519,6 +521,15 @@ class QM9(InMemoryDataset):
         """Atoms per molecule of this (possibly subset) data set ``[len(self)]``."""
         counts = self.slices["z"].diff()
         return counts if self._indices is None else counts[torch.as_tensor(self._indices)]
+
+    def num_heavy_atoms(self) -> Tensor:
+        """Heavy atoms (C, N, O, F) per molecule of this (possibly subset) data set
+        ``[len(self)]``."""
+        counts = self.slices["z"].diff()
+        owner = torch.repeat_interleave(torch.arange(counts.numel()), counts)
+        heavy = torch.zeros(counts.numel(), dtype=torch.long)
+        heavy.index_add_(0, owner, (self._data.z > 1).long())
+        return heavy if self._indices is None else heavy[torch.as_tensor(self._indices)]
 
     def targets(self) -> Tensor:
         """All targets of this (possibly subset) data set ``[len(self), 19]``."""

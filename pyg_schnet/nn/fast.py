@@ -28,16 +28,19 @@ a fast model has the same parameter names as an exact one, and deep copies
   temporaries; about 16 s of compilation once per process, then cached). The
   summing kernels run on one thread (see ``_OPTIONS``), so results are
   deterministic. Without a working compiler the eager kernels are used, with
-  a warning.
+  a warning. Inside :func:`eager_kernels` they are used without compiling
+  (``predict``: a one-shot command whose few batches cost less than
+  compiling; the same numbers bit for bit, ``tests/analysis/test_evaluate.py``).
 
 Non-radial filters (``coords``) keep their exact per-edge path.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
-from typing import Callable, Dict
+from typing import Callable, Dict, Iterator
 
 import torch
 from torch import Tensor
@@ -148,6 +151,21 @@ def _grad_weights(h: Tensor, grad: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
 
 
 _KERNELS: Dict[str, Callable] = {}
+#: How many :func:`eager_kernels` blocks are open (the kernels run uncompiled
+#: while any is).
+_EAGER = [0]
+
+
+@contextlib.contextmanager
+def eager_kernels() -> Iterator[None]:
+    """Run the fast mode's kernels uncompiled inside this block: no
+    ``torch.compile`` (its tracing and compiling cost a fresh process seconds,
+    more than a few inference batches take), the same functions eagerly."""
+    _EAGER[0] += 1
+    try:
+        yield
+    finally:
+        _EAGER[0] -= 1
 
 
 #: Inductor options per kernel. The aggregation sums into rows that several
@@ -164,7 +182,9 @@ _OPTIONS: Dict[str, dict] = {
 
 def _kernel(name: str, fn: Callable) -> Callable:
     """``fn`` compiled once per process (dynamic shapes), or ``fn`` itself if
-    compilation is unavailable."""
+    compilation is unavailable or inside :func:`eager_kernels`."""
+    if _EAGER[0]:
+        return fn
     if name not in _KERNELS:
         compiled = torch.compile(fn, dynamic=True, options=_OPTIONS[name])
 

@@ -67,20 +67,9 @@ def test_predict_in_batches_equals_one_at_a_time(run, tmp_path, qm9):
     """Molecules of several sizes, more than one batch: each value equals the
     model's prediction for that molecule alone; names from the comment lines."""
     from pyg_schnet.analysis.evaluate import PREDICT_BATCH
-    from pyg_schnet.data.qm9 import ELEMENTS
 
-    symbol = {v: k for k, v in ELEMENTS.items()}
     count = PREDICT_BATCH + 20
-    blocks = []
-    for i in range(count):
-        d = qm9[i]
-        atoms = "".join(
-            f"{symbol[int(z)]} {x:.6f} {y:.6f} {w:.6f}\n"
-            for z, (x, y, w) in zip(d.z, d.pos.tolist(), strict=True)
-        )
-        blocks.append(f"{d.z.numel()}\ngdb {i + 1}\n{atoms}")
-    p = tmp_path / "many.xyz"
-    p.write_text("".join(blocks))
+    p = _write_xyz(tmp_path / "many.xyz", [qm9[i] for i in range(count)])
     _, _, rows = predict(str(run), [str(p)], [])
     _, model, _ = load_run(str(run))
     assert [r["name"] for r in rows[:2]] == ["gdb_1", "gdb_2"] and len(rows) == count
@@ -90,6 +79,38 @@ def test_predict_in_batches_equals_one_at_a_time(run, tmp_path, qm9):
         alone = torch.tensor([float(model(m.z, m.pos).view(-1)[0]) for m in read_xyz(str(p))])
     got = torch.tensor([r["value"] for r in rows])
     torch.testing.assert_close(got, alone, rtol=1e-5, atol=1e-5)
+
+
+def _write_xyz(path, molecules):
+    """QM9 molecules as one XYZ file (comment lines ``gdb N``); returns ``path``."""
+    from pyg_schnet.data.qm9 import ELEMENTS
+
+    symbol = {v: k for k, v in ELEMENTS.items()}
+    blocks = []
+    for i, d in enumerate(molecules):
+        atoms = "".join(
+            f"{symbol[int(z)]} {x:.6f} {y:.6f} {w:.6f}\n"
+            for z, (x, y, w) in zip(d.z, d.pos.tolist(), strict=True)
+        )
+        blocks.append(f"{d.z.numel()}\ngdb {i + 1}\n{atoms}")
+    path.write_text("".join(blocks))
+    return path
+
+
+def test_shipped_fast_model_predicts_the_compiled_numbers_bit_for_bit(tmp_path, qm9):
+    """predict runs qm9-U0 (fast mode) with uncompiled kernels, 50 molecules
+    in one batch: every value equals, bit for bit, what the model with its
+    compiled kernels gives each molecule alone."""
+    from pyg_schnet.data.molio import read_xyz
+    from pyg_schnet.hub import pretrained
+
+    p = _write_xyz(tmp_path / "fifty.xyz", [qm9[i] for i in range(50)])
+    _, _, rows = predict(None, [str(p)], [], pretrained="qm9-U0")
+    model = pretrained("qm9-U0")
+    assert model.fast
+    with torch.no_grad():
+        alone = [float(model(m.z, m.pos).view(-1)[0]) for m in read_xyz(str(p))]
+    assert [r["value"] for r in rows] == alone
 
 
 @pytest.mark.parametrize(
