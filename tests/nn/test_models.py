@@ -260,8 +260,9 @@ def test_model_settings_are_checked():
         r"pyg_schnet_ref, visnet, dimenet\+\+, painn",
     ):
         load_config(None, {"model": "schnett"})
-    with pytest.raises(UserError, match="fast applies to model schnet only"):
-        load_config(None, {"model": "painn", "fast": True})
+    with pytest.raises(UserError, match="fast applies to model schnet and painn only"):
+        load_config(None, {"model": "visnet", "fast": True})
+    assert load_config(None, {"model": "painn", "fast": True}).model_hparams()["fast"] is True
     with pytest.raises(UserError, match="filter settings apply to model schnet only"):
         load_config(None, {"model": "visnet", "filter": "conv1d"})
     with pytest.raises(UserError, match="filter settings apply to model schnet only"):
