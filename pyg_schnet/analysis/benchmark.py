@@ -182,7 +182,8 @@ def _pyg_comparison(a: argparse.Namespace, device: torch.device) -> Dict[str, nn
 
 def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str, nn.Module]:
     """The models named by ``--models``, each with the benchmark's shared
-    settings (SchNet and PyG's also with --num-filters and --num-gaussians)."""
+    settings (SchNet and PyG's also with --num-filters and --num-gaussians);
+    with ``--fast``, each model that has a fast mode also in it."""
     names = [n.strip() for n in a.models.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise UserError("benchmark: --models needs distinct model names, e.g. schnet,painn")
@@ -201,6 +202,10 @@ def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str,
             kw.update(num_gaussians=a.num_gaussians)
         torch.manual_seed(0)
         models[name] = build(name, **kw).to(device)
+        if a.fast and "fast" in takes:  # its fast mode beside it, the same weights
+            fast = build(name, **kw, fast=True)
+            fast.load_state_dict(models[name].state_dict())
+            models[f"{name} fast"] = fast.to(device)
     return models
 
 

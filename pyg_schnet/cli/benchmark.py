@@ -39,7 +39,12 @@ def main(argv: List[str]) -> int:
     p.add_argument("--warmup", type=NON_NEGATIVE, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--skip-build", action="store_true", help="do not time a fresh data build")
-    p.add_argument("--fast", action="store_true", help="also time pyg_schnet's fast mode")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="also time pyg_schnet's fast mode (with --models: that of every model "
+        "that has one, schnet and painn, with the same weights)",
+    )
     p.add_argument(
         "--models",
         default=None,

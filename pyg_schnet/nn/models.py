@@ -61,7 +61,7 @@ MODELS.register(
 )
 MODELS.register(ViSNetModel.name, ViSNetModel)
 MODELS.register(DimeNetPlusPlusModel.name, DimeNetPlusPlusModel)
-MODELS.register(PaiNN.name, PaiNN)
+MODELS.register(PaiNN.name, PaiNN, given=("fast",), config_keys={"fast": "fast"})
 
 
 def build(model: str = SchNet.name, **kwargs: Any) -> AtomisticModel:

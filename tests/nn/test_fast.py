@@ -6,6 +6,7 @@ their own weights), and rebuilt from hparams."""
 import copy
 import io
 import pickle
+import warnings
 
 import pytest
 import torch
@@ -153,3 +154,43 @@ def test_averaged_model_of_a_fast_model(qm9_batch):
         assert float((ema(b.z, b.pos, b.batch) - fast(b.z, b.pos, b.batch)).abs().max()) > 1e-3
         ema.update_parameters(fast)  # first update copies the weights
         torch.testing.assert_close(ema(b.z, b.pos, b.batch), fast(b.z, b.pos, b.batch))
+
+
+def _painn_pair(**kw):
+    from pyg_schnet.nn.models import build
+
+    torch.manual_seed(0)
+    exact = build("painn", hidden_channels=16, num_interactions=2, cutoff=5.0, **kw)
+    fast = build("painn", hidden_channels=16, num_interactions=2, cutoff=5.0, fast=True, **kw)
+    fast.load_state_dict(exact.state_dict())
+    return exact, fast
+
+
+@pytest.mark.parametrize("cap", [32, 4], ids=["pairs", "capped-directed"])
+def test_painn_fast_within_tolerance_of_exact(cap, qm9_batch):
+    """PaiNN's fast mode: the tabulated filter and, on a symmetric graph, the
+    compiled pair sum (a neighbour cap leaves directed edges: table only)."""
+    from pyg_schnet.nn.graph import radius_edges
+
+    b = qm9_batch
+    assert (radius_edges(b.pos, b.batch, 5.0, cap, warn=False).num_dropped > 0) == (cap == 4)
+    exact, fast = _painn_pair(max_num_neighbors=cap, mean=-4.0, std=0.2)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cap's dropped edges
+        err = _spread_error(exact(b.z, b.pos, b.batch), fast(b.z, b.pos, b.batch))
+    assert 0 < err <= FAST_TOLERANCE, err
+    grads = []
+    for m in (exact, fast):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            (m(b.z, b.pos, b.batch) ** 2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters()]))
+    assert float((grads[0] - grads[1]).norm() / grads[0].norm()) < 1e-2
+
+
+def test_painn_fast_flag_survives_rebuild():
+    from pyg_schnet.nn.models import build
+
+    _, fast = _painn_pair()
+    assert fast.hparams()["fast"] is True and build(**fast.hparams()).fast
+    assert isinstance(fast.messages[0].filter_table, FilterTable)

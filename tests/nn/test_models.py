@@ -1,6 +1,7 @@
 """The model registry: every registered model is tested automatically, for its
 interface, its symmetries, one training step, checkpoints and resume."""
 
+import argparse
 import csv
 import itertools
 import os.path as osp
@@ -270,8 +271,9 @@ def test_model_settings_are_checked():
         r"pyg_schnet_ref, visnet, dimenet\+\+, painn",
     ):
         load_config(None, {"model": "schnett"})
-    with pytest.raises(UserError, match="fast applies to model schnet only"):
-        load_config(None, {"model": "painn", "fast": True})
+    with pytest.raises(UserError, match="fast applies to model schnet and painn only"):
+        load_config(None, {"model": "visnet", "fast": True})
+    assert load_config(None, {"model": "painn", "fast": True}).model_hparams()["fast"] is True
     with pytest.raises(UserError, match="filter settings apply to model schnet only"):
         load_config(None, {"model": "visnet", "filter": "conv1d"})
     with pytest.raises(UserError, match="filter settings apply to model schnet only"):
@@ -401,3 +403,17 @@ def test_models_study_quick(tmp_path):
         assert int(row["num_params"]) > 0 and float(row["molecules_per_second"]) > 0, name
     runs = yaml.safe_load(open(out / "runs" / "U0" / "painn" / "n100_seed0" / "config.yaml"))
     assert runs["model"] == {"name": "painn", "num_rbf": 20}
+
+
+def test_benchmark_fast_times_each_fast_mode_beside_its_model():
+    """``benchmark --models painn,visnet --fast``: PaiNN's fast mode with
+    PaiNN's weights beside it; a model without a fast mode alone."""
+    from pyg_schnet.analysis.benchmark import _registered_models
+
+    args = dict(hidden_channels=8, num_interactions=1, cutoff=5.0, num_filters=8, num_gaussians=5)
+    models = _registered_models(
+        argparse.Namespace(models="painn,visnet", fast=True, **args), torch.device("cpu")
+    )
+    assert list(models) == ["painn", "painn fast", "visnet"] and models["painn fast"].fast
+    for key, value in models["painn"].state_dict().items():
+        assert torch.equal(models["painn fast"].state_dict()[key], value)
