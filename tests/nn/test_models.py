@@ -368,9 +368,10 @@ def test_benchmark_times_registered_models_on_the_same_batches():
         "1",
         check=True,
     )
+    tables = proc.stdout.split("\ndense layers of a training step")[0]
     rows = {
         line.split()[0]: line.split()
-        for line in proc.stdout.splitlines()
+        for line in tables.splitlines()
         if line.startswith(("painn ", "pyg_schnet_ref "))
     }
     assert set(rows) == {"painn", "pyg_schnet_ref"}
