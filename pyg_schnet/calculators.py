@@ -21,6 +21,7 @@ from pyg_schnet.analysis.evaluate import applicability
 from pyg_schnet.data.molio import Molecule, check_molecule
 from pyg_schnet.errors import UserError
 from pyg_schnet.hub import pretrained
+from pyg_schnet.nn.fast import eager_kernels
 from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.run.inference import resolve_device
 
@@ -126,6 +127,6 @@ class SchNetCalculator(Calculator):
         if note and name not in self._warned:
             self._warned.add(name)
             warnings.warn(f"{name}: outside QM9: {note}", UserWarning, stacklevel=2)
-        with torch.no_grad():
+        with torch.no_grad(), eager_kernels():  # one molecule: no compile step, the same numbers
             energy = self.model(mol.z.to(self.device), mol.pos.to(self.device), num_graphs=1)
         self.results["energy"] = float(energy.view(-1)[0])

@@ -33,6 +33,7 @@ TINY = dict(
     wandb="disabled",
     num_threads=1,
     processes=1,
+    fast=False,  # the exact mode: no compilation in each test process (tests/nn/test_fast.py)
 )
 
 #: ``pyg-schnet benchmark`` at a tiny size: one batch of 10, one round, no warm-up to speak of.

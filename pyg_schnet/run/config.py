@@ -76,10 +76,11 @@ class Config:
     cutoff: float = _field(10.0, "cutoff in Å: the radius graph, the filter's basis and envelope")
     max_num_neighbors: int = _field(32, "neighbour cap of the radius graph")
     shared_filters: bool = _field(False, "one filter network shared by all blocks")
-    fast: bool = _field(
-        False,
+    fast: Optional[bool] = _field(
+        None,
         "radial filters by table lookup and compiled pair sums "
-        "(pyg_schnet.nn.fast; within 1e-3 of the exact model)",
+        "(pyg_schnet.nn.fast; within 1e-3 of the exact model); none = on for the "
+        "models that have it (schnet, painn), false = the exact reference",
     )
     # data
     target: str = _field("U0", "QM9 target (name or index of PyG's 19)")
@@ -349,14 +350,20 @@ class Config:
     def _check_model(self) -> None:
         """The model is registered, and the settings of :data:`MODEL_SPECIFIC_KEYS`
         that it does not take (by its registry entry) are left at their
-        defaults: a changed one would silently do nothing. A model may take
-        one option of the filter (``filter.num_gaussians``) and not the rest."""
+        defaults: a changed one would silently do nothing (``fast`` may also
+        be false; left unset it becomes true where the model has a fast mode).
+        A model may take one option of the filter (``filter.num_gaussians``)
+        and not the rest."""
         entry, defaults = self.model_entry, Config()
         takers = {
             key: [n for n in MODELS if MODELS.entry(n).takes(key)] for key in MODEL_SPECIFIC_KEYS
         }
+        if self.fast is None:  # the default: the fast mode where the model has one
+            self.fast = entry.takes("fast")
         for key in MODEL_SPECIFIC_KEYS:
             if entry.takes(key) or key == "filter":
+                continue
+            if key == "fast" and not self.fast:
                 continue
             if getattr(self, key) != getattr(defaults, key):
                 raise UserError(

@@ -407,3 +407,24 @@ def test_yaml_limits():
     # 90,000 values through aliases: under the limit, loads (the count is of the expansion)
     ok = f"a: &a [{', '.join(['1'] * 1000)}]\nb: [{', '.join(['*a'] * 90)}]\n"
     assert sum(map(len, load_yaml(ok)["b"])) == 90_000 < MAX_YAML_VALUES
+
+
+@pytest.mark.parametrize(
+    "overrides, fast",
+    [
+        ({}, True),  # the default: the fast mode of the models that have one
+        ({"model": "painn"}, True),
+        ({"model": "visnet"}, False),
+        ({"fast": False}, False),  # the exact reference, one flag away
+        ({"model": "visnet", "fast": False}, False),
+    ],
+)
+def test_the_fast_mode_is_the_default_where_a_model_has_one(overrides, fast):
+    cfg = load_config(None, {**overrides, "hidden_channels": 16, "num_interactions": 1})
+    assert cfg.fast is fast
+    assert cfg.to_dict()["fast"] is fast  # the saved config states the mode
+
+
+def test_the_fast_mode_is_refused_for_a_model_without_one():
+    with pytest.raises(UserError, match="fast applies to model schnet and painn only"):
+        load_config(None, {"model": "visnet", "fast": True})
