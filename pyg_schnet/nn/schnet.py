@@ -23,7 +23,7 @@ from pyg_schnet.nn.filters import (
     ShiftedSoftplus,
     make_filter,
 )
-from pyg_schnet.nn.graph import radius_edges
+from pyg_schnet.nn.radius import radius_edges
 
 
 class CFConv(nn.Module):
