@@ -281,7 +281,7 @@ def test_every_model_is_a_config_value(name):
     cfg = load_config(None, _tiny(name))
     assert cfg.model_name == name and cfg.model_hparams()["model"] == name
     model = build(**cfg.model_hparams())
-    assert type(model) is MODELS.cls(name)
+    assert type(model) is MODELS.cls(name) and model.name == name  # as registered
     assert set(cfg.model_hparams()) - {"model"} <= set(MODELS.arguments(name))
 
 
