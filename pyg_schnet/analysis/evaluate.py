@@ -10,7 +10,6 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 
 from pyg_schnet.data import (
-    QM9,
     UNITS,
     Split,
     default_root,
@@ -20,7 +19,7 @@ from pyg_schnet.data import (
 )
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.molio import read_inputs
-from pyg_schnet.data.qm9 import QM9_MAX_HEAVY_ATOMS
+from pyg_schnet.data.targets import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
 from pyg_schnet.hub import model_card, size_warning
 from pyg_schnet.io import write_csv
@@ -105,6 +104,8 @@ def _evaluate(
     batch_size: Optional[int],
     device: torch.device,
 ) -> Dict[str, Any]:
+    from pyg_schnet.data.qm9 import QM9
+
     dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
     sp = run_split(run_dir, cfg, len(dataset))
     idx = {"train": sp.train_idx, "val": sp.val_idx, "test": sp.test_idx}[split]
