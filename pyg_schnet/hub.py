@@ -21,10 +21,9 @@ import json
 import os
 import os.path as osp
 import shutil
-from typing import Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from pyg_schnet.data import (
-    QM9,
     UNITS,
     default_root,
     load_split,
@@ -33,7 +32,7 @@ from pyg_schnet.data import (
     target_index,
 )
 from pyg_schnet.data.loader import MoleculeLoader
-from pyg_schnet.data.qm9 import QM9_MAX_HEAVY_ATOMS
+from pyg_schnet.data.targets import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import copy_file, locked, replace_dir, staging_path, write_json
 from pyg_schnet.run.checkpoint import (
@@ -45,6 +44,9 @@ from pyg_schnet.run.checkpoint import (
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
 from pyg_schnet.run.inference import errors, predict_loader, resolve_device
 from pyg_schnet.run.rundir import IGNORED_KEYS, SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
+
+if TYPE_CHECKING:
+    from pyg_schnet.data.qm9 import QM9
 
 WEIGHTS_DIR = osp.join(osp.dirname(osp.abspath(__file__)), "weights")
 #: Where :func:`export_model` (``pyg-schnet export`` without ``--to``) writes a
@@ -250,6 +252,8 @@ def size_warning(card: Dict[str, Any], heavy: int) -> str:
 
 def pretrained_data(name: str, root: Optional[str]) -> Tuple[QM9, Any]:
     """The data set at ``root`` and the split a shipped model's card names."""
+    from pyg_schnet.data.qm9 import QM9
+
     spec = model_card(name)["split_spec"]
     source = model_card(name).get("source", "qm9pack")
     ds = QM9(root, source=source, max_molecules=spec.get("max_molecules"))
@@ -393,6 +397,8 @@ def export_model(
     source = rd.weights_path if rd.has(WEIGHTS_FILE) else rd.best_path
     check_config(load_checkpoint(source), source, cfg)  # readable, this version, these settings
     weights = source if source == rd.weights_path else export_weights(rd)
+
+    from pyg_schnet.data.qm9 import QM9
 
     root = cfg.root if cfg.root and osp.isdir(cfg.root) else default_root()
     dataset = QM9(root, source=cfg.source, max_molecules=cfg.max_molecules)

@@ -7,7 +7,9 @@ help and the docs cannot drift apart. An entry also declares which of the
 config's own keys it takes (``num_filters``, or ``filter.num_gaussians`` for
 one option of the filter), so no code outside the registry asks for a
 component by name. Used for filters (:mod:`pyg_schnet.nn.filters`) and models
-(:mod:`pyg_schnet.nn.models`).
+(:mod:`pyg_schnet.nn.models`). An entry may name its class as
+``"module:Class"``, imported when it is first asked for: a model built on
+PyG then costs nothing to a command that never uses it.
 """
 
 from __future__ import annotations
@@ -15,7 +17,19 @@ from __future__ import annotations
 import inspect
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, get_type_hints
+from importlib import import_module
+from typing import (
+    Any,
+    Callable,
+    Dict,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Sequence,
+    Union,
+    get_type_hints,
+)
 
 from pyg_schnet.errors import UserError
 
@@ -77,7 +91,8 @@ class Entry:
 
     Args:
         name (str): Its registry name.
-        cls (type): Its class.
+        origin (type or str): Its class, or where the class is defined,
+            ``"module:Class"``, imported on first use (:attr:`cls`).
         given (tuple): Constructor arguments the caller supplies (not options).
         config_keys (dict): Config keys it takes, each mapped to the
             constructor argument it sets (a dotted key is an option of a nested
@@ -88,11 +103,20 @@ class Entry:
     """
 
     name: str
-    cls: type
+    origin: Union[type, str]
     given: Sequence[str] = ()
     config_keys: Mapping[str, str] = field(default_factory=dict)
     builder: Optional[Callable[..., Any]] = None
     has_options: bool = True
+
+    @property
+    def cls(self) -> type:
+        """Its class (its module imported here when :attr:`origin` names it)."""
+        if isinstance(self.origin, type):
+            return self.origin
+        module, _, name = self.origin.partition(":")
+        cls: type = getattr(import_module(module), name)
+        return cls
 
     def takes(self, key: str) -> bool:
         """Does it take config key ``key`` (``filter``, ``fast``, ...)?"""
@@ -115,20 +139,20 @@ class Registry:
     def register(
         self,
         name: str,
-        cls: type,
+        origin: Union[type, str],
         *,
         given: Sequence[str] = (),
         config_keys: Optional[Mapping[str, str]] = None,
         builder: Optional[Callable[..., Any]] = None,
         has_options: bool = True,
-    ) -> type:
-        """Add a component; returns its class."""
+    ) -> None:
+        """Add a component: its class, or ``"module:Class"`` to import on
+        first use (:attr:`Entry.cls`)."""
         if name in self._entries:
             raise ValueError(f"{self.kind} {name!r} is registered twice")
         self._entries[name] = Entry(
-            name, cls, self.given + tuple(given), dict(config_keys or {}), builder, has_options
+            name, origin, self.given + tuple(given), dict(config_keys or {}), builder, has_options
         )
-        return cls
 
     def unregister(self, name: str) -> None:
         """Remove a component (a test's throwaway filter, say)."""

@@ -5,12 +5,11 @@ from __future__ import annotations
 import csv
 import io
 import os.path as osp
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
 from pyg_schnet.data import (
-    QM9,
     UNITS,
     Split,
     default_root,
@@ -19,8 +18,8 @@ from pyg_schnet.data import (
     target_index,
 )
 from pyg_schnet.data.loader import MoleculeLoader
-from pyg_schnet.data.molio import read_inputs
-from pyg_schnet.data.qm9 import QM9_MAX_HEAVY_ATOMS
+from pyg_schnet.data.molio import Molecule, read_inputs
+from pyg_schnet.data.targets import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
 from pyg_schnet.hub import model_card, size_warning
 from pyg_schnet.io import write_csv
@@ -105,6 +104,8 @@ def _evaluate(
     batch_size: Optional[int],
     device: torch.device,
 ) -> Dict[str, Any]:
+    from pyg_schnet.data.qm9 import QM9
+
     dataset = QM9(cfg.root, source=cfg.source, max_molecules=cfg.max_molecules)
     sp = run_split(run_dir, cfg, len(dataset))
     idx = {"train": sp.train_idx, "val": sp.val_idx, "test": sp.test_idx}[split]
@@ -167,6 +168,12 @@ COVALENT_RADIUS = {1: 0.31, 6: 0.76, 7: 0.71, 8: 0.66, 9: 0.57}
 BOND_TOLERANCE = 1.25
 
 
+#: Atom pairs per batch of the geometry checks (:func:`applicabilities`):
+#: molecules of one size are checked together up to this many pairs (32 MB of
+#: float64 distances); a larger molecule alone.
+GEOMETRY_PAIRS = 1 << 22
+
+
 def applicability(
     z: torch.Tensor, pos: torch.Tensor, charge: Optional[int] = None, radicals: Optional[int] = None
 ) -> str:
@@ -176,59 +183,101 @@ def applicability(
     (coordinates in bohr, say), several fragments, a charge or unpaired
     electrons (QM9 holds neutral closed-shell molecules; where the input
     does not state them, an odd electron count). Elements other than H, C,
-    N, O, F are errors, not warnings."""
-    notes = []
-    if z.numel() > QM9_MAX_ATOMS:
-        notes.append(f"{z.numel()} atoms (QM9: at most {QM9_MAX_ATOMS})")
-    heavy = int((z > 1).sum())
-    if heavy > QM9_MAX_HEAVY_ATOMS:
-        notes.append(f"{heavy} heavy atoms (QM9: at most {QM9_MAX_HEAVY_ATOMS})")
-    if charge:
-        notes.append(f"formal charge {charge:+d} (QM9 holds neutral molecules)")
-    if radicals:
-        notes.append(f"{radicals} unpaired electron(s) (QM9 holds closed-shell molecules)")
-    if charge is None and radicals is None and int(z.sum()) % 2:
-        notes.append("an odd number of electrons: a radical or an ion (QM9 holds neither)")
-    if z.numel() > 1:
-        notes += _geometry_notes(z, pos.double())
-    return "; ".join(notes)
+    N, O, F are errors, not warnings. One molecule of :func:`applicabilities`."""
+    return applicabilities([Molecule("", z, pos, "", charge=charge, radicals=radicals)])[0]
 
 
-def _geometry_notes(z: torch.Tensor, pos: torch.Tensor) -> List[str]:
-    notes = []
-    d = torch.cdist(pos, pos)
-    d.fill_diagonal_(float("inf"))
-    closest = float(d.min())
-    if closest < QM9_MIN_DISTANCE - 0.005:
-        notes.append(f"atoms {closest:.2f} Å apart (QM9: at least {QM9_MIN_DISTANCE} Å)")
-    nearest = d.min(dim=1).values  # [N]
-    for mask, limit, kind in (
-        (z == 1, QM9_MAX_H_NEIGHBOUR, "an H atom"),
-        (z > 1, QM9_MAX_HEAVY_NEIGHBOUR, "a heavy atom"),
-    ):
-        if mask.any() and float(nearest[mask].max()) > limit + 0.005:
-            far = float(nearest[mask].max())
-            notes.append(
-                f"{kind} {far:.2f} Å from its nearest neighbour (QM9: at most {limit} Å; "
-                f"coordinates in bohr?)"
-            )
-    radius = torch.tensor([COVALENT_RADIUS.get(int(a), 0.75) for a in z], dtype=pos.dtype)
-    bonded = d <= BOND_TOLERANCE * (radius.view(-1, 1) + radius.view(1, -1))  # [N, N]
-    fragments = _components(bonded)
-    if fragments > 1:
-        notes.append(f"{fragments} disconnected fragments (QM9 molecules are one)")
-    return notes
+def applicabilities(mols: Sequence[Molecule]) -> List[str]:
+    """:func:`applicability` of each molecule: the counts for all at once, the
+    geometry of the molecules of one size in one batch (:func:`_geometry_notes`)."""
+    heavy, electrons = _atom_counts(mols)
+    geometry: List[List[str]] = [[] for _ in mols]
+    by_size: Dict[int, List[int]] = {}
+    for k, m in enumerate(mols):
+        if m.z.numel() > 1:
+            by_size.setdefault(m.z.numel(), []).append(k)
+    for n, members in by_size.items():
+        per = max(1, GEOMETRY_PAIRS // (n * n))
+        for start in range(0, len(members), per):
+            part = members[start : start + per]
+            z = torch.stack([mols[k].z for k in part])
+            pos = torch.stack([mols[k].pos for k in part]).double()
+            for k, notes in zip(part, _geometry_notes(z, pos), strict=True):
+                geometry[k] = notes
+    out = []
+    for m, h, e, more in zip(mols, heavy, electrons, geometry, strict=True):
+        notes = []
+        if m.z.numel() > QM9_MAX_ATOMS:
+            notes.append(f"{m.z.numel()} atoms (QM9: at most {QM9_MAX_ATOMS})")
+        if h > QM9_MAX_HEAVY_ATOMS:
+            notes.append(f"{h} heavy atoms (QM9: at most {QM9_MAX_HEAVY_ATOMS})")
+        if m.charge:
+            notes.append(f"formal charge {m.charge:+d} (QM9 holds neutral molecules)")
+        if m.radicals:
+            notes.append(f"{m.radicals} unpaired electron(s) (QM9 holds closed-shell molecules)")
+        if m.charge is None and m.radicals is None and e % 2:
+            notes.append("an odd number of electrons: a radical or an ion (QM9 holds neither)")
+        out.append("; ".join(notes + more))
+    return out
 
 
-def _components(adjacency: torch.Tensor) -> int:
-    """Connected components of a boolean adjacency matrix ``[N, N]``."""
-    n = adjacency.size(0)
-    label = torch.arange(n)
+def _atom_counts(mols: Sequence[Molecule]) -> Tuple[List[int], List[int]]:
+    """Heavy atoms and electrons (the sum of the atomic numbers) of each molecule."""
+    if not mols:
+        return [], []
+    z = torch.cat([m.z for m in mols])
+    mol = torch.repeat_interleave(torch.tensor([m.z.numel() for m in mols]))
+    heavy = torch.zeros(len(mols), dtype=torch.long).index_add_(0, mol, (z > 1).long())
+    electrons = torch.zeros(len(mols), dtype=torch.long).index_add_(0, mol, z.long())
+    return heavy.tolist(), electrons.tolist()
+
+
+def _geometry_notes(z: torch.Tensor, pos: torch.Tensor) -> List[List[str]]:
+    """The geometry notes of ``B`` molecules of ``n > 1`` atoms each: atomic
+    numbers ``[B, n]``, positions ``[B, n, 3]`` (float64)."""
+    d = torch.cdist(pos, pos)  # [B, n, n]
+    d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+    nearest = d.min(dim=2).values  # [B, n]
+    closest = nearest.min(dim=1).values.tolist()
+    far = [
+        torch.where(mask, nearest, float("-inf")).max(dim=1).values.tolist()
+        for mask in (z == 1, z > 1)
+    ]
+    table = torch.full((max(int(z.max()), *COVALENT_RADIUS) + 1,), 0.75, dtype=pos.dtype)
+    for element, r in COVALENT_RADIUS.items():
+        table[element] = r
+    radius = table[z]  # [B, n]
+    bonded = d <= BOND_TOLERANCE * (radius.unsqueeze(2) + radius.unsqueeze(1))  # [B, n, n]
+    fragments = _components(bonded).tolist()
+    out = []
+    for b in range(z.size(0)):
+        notes = []
+        if closest[b] < QM9_MIN_DISTANCE - 0.005:
+            notes.append(f"atoms {closest[b]:.2f} Å apart (QM9: at least {QM9_MIN_DISTANCE} Å)")
+        for values, limit, kind in (
+            (far[0], QM9_MAX_H_NEIGHBOUR, "an H atom"),
+            (far[1], QM9_MAX_HEAVY_NEIGHBOUR, "a heavy atom"),
+        ):
+            if values[b] > limit + 0.005:  # -inf: no atom of that kind
+                notes.append(
+                    f"{kind} {values[b]:.2f} Å from its nearest neighbour (QM9: at most "
+                    f"{limit} Å; coordinates in bohr?)"
+                )
+        if fragments[b] > 1:
+            notes.append(f"{fragments[b]} disconnected fragments (QM9 molecules are one)")
+        out.append(notes)
+    return out
+
+
+def _components(adjacency: torch.Tensor) -> torch.Tensor:
+    """Connected components of boolean adjacency matrices ``[B, N, N]``: ``[B]``."""
+    n = adjacency.size(1)
+    label = torch.arange(n).expand(adjacency.size(0), n)
     reach = adjacency | torch.eye(n, dtype=torch.bool)
     while True:  # each node takes the smallest label it reaches in one step
-        new = torch.where(reach, label.view(1, -1), n).min(dim=1).values
-        if torch.equal(new, label):
-            return int(label.unique().numel())
+        new = torch.where(reach, label.unsqueeze(1), n).min(dim=2).values
+        if torch.equal(new, label):  # each component labelled by its first node
+            return (label == torch.arange(n)).sum(dim=1)
         label = new
 
 
@@ -282,6 +331,7 @@ def predict(
             values[id(m)] = v
         if progress is not None:
             progress(start + len(chunk), len(good))
+    warning = dict(zip(map(id, good), _warnings(good, card), strict=True))
     rows = []
     for m in mols:
         rows.append(
@@ -290,21 +340,21 @@ def predict(
                 "source": m.source,
                 "num_atoms": m.z.numel(),
                 "value": values.get(id(m), float("nan")),
-                "warning": "" if m.error else _warning(m, card),
+                "warning": warning.get(id(m), ""),
                 "error": m.error,
             }
         )
     return target, UNITS[target], rows
 
 
-def _warning(m: Any, card: Dict[str, Any]) -> str:
-    """A predicted molecule's warnings: :func:`applicability`, then the card's
-    error for its size (:func:`~pyg_schnet.hub.size_warning`)."""
-    notes = [
-        applicability(m.z, m.pos, m.charge, m.radicals),
-        size_warning(card, int((m.z > 1).sum())),
+def _warnings(mols: List[Molecule], card: Dict[str, Any]) -> List[str]:
+    """Each predicted molecule's warnings: :func:`applicability`, then the
+    card's error for its size (:func:`~pyg_schnet.hub.size_warning`)."""
+    heavy, _ = _atom_counts(mols)
+    return [
+        "; ".join(n for n in (notes, size_warning(card, h)) if n)
+        for notes, h in zip(applicabilities(mols), heavy, strict=True)
     ]
-    return "; ".join(n for n in notes if n)
 
 
 def predictions_csv(target: str, unit: str, rows: List[Dict[str, Any]]) -> str:

@@ -9,14 +9,16 @@ batch with a few vectorised index operations instead. The batches equal PyG's
 
 from __future__ import annotations
 
-from typing import Iterator, List, NamedTuple, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Iterator, List, NamedTuple, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pyg_schnet.data.qm9 import QM9
 from pyg_schnet.nn.rotations import random_rotations
+
+if TYPE_CHECKING:
+    from pyg_schnet.data.qm9 import QM9
 
 #: Molecule positions: a list, a numpy array or a tensor of integers.
 Indices = Union[Sequence[int], np.ndarray, Tensor]

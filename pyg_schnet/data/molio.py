@@ -14,7 +14,7 @@ from typing import Any, Callable, List, NamedTuple, Optional
 import torch
 from torch import Tensor
 
-from pyg_schnet.data.qm9 import ELEMENTS
+from pyg_schnet.data.targets import ELEMENTS
 from pyg_schnet.errors import UserError, read_text
 from pyg_schnet.resources import check_memory
 

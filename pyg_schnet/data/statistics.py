@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Sequence, Union
+from typing import TYPE_CHECKING, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from pyg_schnet.data.qm9 import EXTENSIVE, QM9, TARGETS, atomref, target_index
+from pyg_schnet.data.targets import EXTENSIVE, TARGETS, atomref, target_index
+
+if TYPE_CHECKING:
+    from pyg_schnet.data.qm9 import QM9
 
 
 def readout_for(target: Union[str, int]) -> str:

@@ -15,11 +15,28 @@ from typing import Any, Dict, Optional
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
 from pyg_schnet.errors import UserError
 
 READOUTS = ("add", "mean")
+
+
+def graph_pool(src: Tensor, batch: Tensor, num_graphs: int, reduce: str = "add") -> Tensor:
+    """The sum (``"add"`` or ``"sum"``) or mean (``"mean"``) of the rows of
+    ``src`` ``[N, ...]`` per graph ``batch`` ``[N]``: ``[num_graphs, ...]``.
+    The operations of :func:`torch_geometric.utils.scatter` on ``dim=0``
+    (``scatter_add_``; the mean divides by the atom count clamped at 1), so
+    the same numbers bit for bit (``tests/nn/test_models.py``), without
+    importing PyG, and ``torch._dynamo`` with it, where a model only predicts."""
+    if reduce not in ("add", "sum", "mean"):
+        raise ValueError(f"unknown reduce {reduce!r}; choose add, sum or mean")
+    shape = (-1,) + (1,) * (src.dim() - 1)
+    out = src.new_zeros((num_graphs,) + tuple(src.shape[1:]))
+    out.scatter_add_(0, batch.view(shape).expand_as(src), src)
+    if reduce == "mean":
+        count = src.new_zeros(num_graphs).scatter_add_(0, batch, src.new_ones(src.size(0)))
+        out = out / count.clamp(min=1).view(shape).expand_as(out)
+    return out
 
 
 class AtomisticModel(nn.Module):
@@ -112,9 +129,7 @@ class AtomisticModel(nn.Module):
 
     def graph_sums(self, z: Tensor, pos: Tensor, batch: Tensor, num_graphs: int) -> Tensor:
         """Per-graph sums of the raw per-atom outputs ``[num_graphs, 1]``."""
-        return scatter(
-            self.atom_outputs(z, pos, batch), batch, dim=0, dim_size=num_graphs, reduce="sum"
-        )
+        return graph_pool(self.atom_outputs(z, pos, batch), batch, num_graphs)
 
     def forward(
         self,
@@ -138,10 +153,8 @@ class AtomisticModel(nn.Module):
             num_graphs = int(batch.max()) + 1 if batch.numel() else 0
         sums = self.graph_sums(z, pos, batch, num_graphs)  # [G, 1]
         ones = torch.ones_like(pos[:, 0])
-        atoms = scatter(ones, batch, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(-1)
-        refs = scatter(self.atomref[z], batch, dim=0, dim_size=num_graphs, reduce="sum").unsqueeze(
-            -1
-        )  # [G, 1]
+        atoms = graph_pool(ones, batch, num_graphs).unsqueeze(-1)
+        refs = graph_pool(self.atomref[z], batch, num_graphs).unsqueeze(-1)  # [G, 1]
         total = sums * self.std + atoms * self.mean + refs  # the sum over atoms
         if self.readout == "mean":
             return total / atoms.clamp(min=1.0)

@@ -10,6 +10,11 @@ the study runner work for each unchanged.
 * ``visnet``: PyG's ViSNet;
 * ``dimenet++``: PyG's DimeNet++;
 * ``painn``: PaiNN, written here (:class:`~pyg_schnet.nn.painn.PaiNN`).
+
+The models built on PyG (all but ``schnet``) are registered by
+``"module:Class"`` and imported when first used: loading and running a
+SchNet (``predict --model qm9-U0``) does not import PyG, which takes seconds
+(it imports ``torch._dynamo``).
 """
 
 from __future__ import annotations
@@ -17,8 +22,6 @@ from __future__ import annotations
 from typing import Any
 
 from pyg_schnet.nn.atomistic import AtomisticModel
-from pyg_schnet.nn.painn import PaiNN
-from pyg_schnet.nn.pyg import DimeNetPlusPlusModel, PyGSchNetRef, ViSNetModel
 from pyg_schnet.nn.schnet import SchNet, build_model
 from pyg_schnet.registry import Registry
 
@@ -54,14 +57,14 @@ MODELS.register(
     },
 )
 MODELS.register(
-    PyGSchNetRef.name,
-    PyGSchNetRef,
+    "pyg_schnet_ref",
+    "pyg_schnet.nn.pyg:PyGSchNetRef",
     given=("num_filters", "num_gaussians"),
     config_keys={"num_filters": "num_filters", "filter.num_gaussians": "num_gaussians"},
 )
-MODELS.register(ViSNetModel.name, ViSNetModel)
-MODELS.register(DimeNetPlusPlusModel.name, DimeNetPlusPlusModel)
-MODELS.register(PaiNN.name, PaiNN, given=("fast",), config_keys={"fast": "fast"})
+MODELS.register("visnet", "pyg_schnet.nn.pyg:ViSNetModel")
+MODELS.register("dimenet++", "pyg_schnet.nn.pyg:DimeNetPlusPlusModel")
+MODELS.register("painn", "pyg_schnet.nn.painn:PaiNN", given=("fast",), config_keys={"fast": "fast"})
 
 
 def build(model: str = SchNet.name, **kwargs: Any) -> AtomisticModel:

@@ -13,7 +13,7 @@ from pyg_schnet.errors import UserError
 from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.nn.fast import CompiledPaiNNAggregation, FilterTable
 from pyg_schnet.nn.filters import CosineCutoff, RadialFilter
-from pyg_schnet.nn.graph import radius_edges
+from pyg_schnet.nn.radius import radius_edges
 
 
 def _reset_linears(module: nn.Module) -> None:

@@ -1,7 +1,7 @@
 """PyG's own models behind the registry's interface (:mod:`pyg_schnet.nn.models`).
 
 Each adapter builds the PyG model, feeds it this project's radius graph
-(:func:`pyg_schnet.nn.graph.radius_edges`: PyG 2.8's ``radius_graph`` needs
+(:func:`pyg_schnet.nn.radius.radius_edges`: PyG 2.8's ``radius_graph`` needs
 ``pyg-lib``) and returns raw per-atom outputs, so standardisation and readout
 are :class:`~pyg_schnet.nn.atomistic.AtomisticModel`'s, the same for every model.
 """
@@ -27,7 +27,7 @@ from torch_geometric.nn.resolver import activation_resolver
 
 from pyg_schnet.errors import UserError
 from pyg_schnet.nn.atomistic import AtomisticModel
-from pyg_schnet.nn.graph import radius_edges
+from pyg_schnet.nn.radius import radius_edges
 
 
 def _at_least(**values: int) -> None:

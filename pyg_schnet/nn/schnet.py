@@ -8,11 +8,10 @@ from typing import Any, Dict, List, Mapping, Optional, Union, cast
 
 import torch
 from torch import Tensor, nn
-from torch_geometric.utils import scatter
 
 from pyg_schnet.errors import UserError
 from pyg_schnet.nn.aggregation import EdgeSet, PairAggregation, is_symmetric
-from pyg_schnet.nn.atomistic import AtomisticModel
+from pyg_schnet.nn.atomistic import AtomisticModel, graph_pool
 from pyg_schnet.nn.fast import CompiledPairAggregation, FilterTable
 from pyg_schnet.nn.filters import (
     FILTERS,
@@ -23,7 +22,7 @@ from pyg_schnet.nn.filters import (
     ShiftedSoftplus,
     make_filter,
 )
-from pyg_schnet.nn.graph import radius_edges
+from pyg_schnet.nn.radius import radius_edges
 
 
 class CFConv(nn.Module):
@@ -258,7 +257,7 @@ class SchNet(AtomisticModel):
         h = h * self.std + self.mean + self.atomref[z].unsqueeze(-1)
         if num_graphs is None:
             num_graphs = int(batch.max()) + 1 if batch.numel() else 0
-        return scatter(h, batch, dim=0, dim_size=num_graphs, reduce=self.readout)
+        return graph_pool(h, batch, num_graphs, self.readout)
 
     # -- conversion from PyG ------------------------------------------------
     @classmethod

@@ -169,6 +169,31 @@ def test_applicability_names_what_lies_outside_qm9():
     )
 
 
+@pytest.mark.parametrize("pairs", [1, 1 << 22])
+def test_applicabilities_of_a_batch_are_each_molecules_own(monkeypatch, pairs):
+    """Molecules of several sizes checked together (by size, in parts of at
+    most ``pairs`` atom pairs) get the warnings each gets alone."""
+    from pyg_schnet.analysis import evaluate as ev
+    from pyg_schnet.data.molio import Molecule
+
+    water = torch.tensor([[0.0, 0, 0.1173], [0, 0.7572, -0.4692], [0, -0.7572, -0.4692]])
+    ch4 = torch.tensor([[0.0, 0, 0], [0.63, 0.63, 0.63], [-0.63, -0.63, 0.63]])
+    mols = [
+        Molecule("w", torch.tensor([8, 1, 1]), water, "xyz"),
+        Molecule("bohr", torch.tensor([8, 1, 1]), water * 1.89, "xyz"),
+        Molecule("oh", torch.tensor([8, 1]), water[:2], "xyz"),
+        Molecule("ion", torch.tensor([8, 1]), water[:2], "sdf", "", -1, 0),
+        Molecule("pair", torch.tensor([8, 1, 1] * 2), torch.cat([water, water + 4]), "xyz"),
+        Molecule("ch", torch.tensor([6, 1, 1]), ch4, "xyz"),
+        Molecule("squeezed", torch.tensor([8, 1, 1]), water * 0.5, "xyz"),
+    ]
+    alone = [ev.applicability(m.z, m.pos, m.charge, m.radicals) for m in mols]
+    monkeypatch.setattr(ev, "GEOMETRY_PAIRS", pairs)
+    assert ev.applicabilities(mols) == alone
+    assert alone[0] == "" and all(alone[1:4]) and "2 disconnected" in alone[4]
+    assert "apart" in alone[6] and "apart" not in alone[1]
+
+
 @pytest.mark.slow
 def test_a_committed_study_run_evaluates_from_outside_the_repository(qm9, tmp_path):
     """A study's committed run keeps config, log, metrics and model-only

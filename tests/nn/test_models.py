@@ -128,6 +128,27 @@ def test_ours_equals_pyg_schnet(batch):
     )
 
 
+@pytest.mark.parametrize("reduce", ["add", "sum", "mean"])
+@pytest.mark.parametrize("features", [0, 1, 16])
+def test_graph_pool_is_pygs_scatter_bit_for_bit(reduce, features):
+    """The readout without PyG (:func:`~pyg_schnet.nn.atomistic.graph_pool`)
+    equals :func:`torch_geometric.utils.scatter` bit for bit: per-atom
+    outputs ``[N, 1]``, features ``[N, F]`` and counts ``[N]``, over graphs
+    of many sizes and an empty last graph."""
+    from torch_geometric.utils import scatter
+
+    from pyg_schnet.nn.atomistic import graph_pool
+
+    gen = torch.Generator().manual_seed(0)
+    sizes = torch.randint(1, 30, (300,), generator=gen)
+    batch = torch.repeat_interleave(torch.arange(300), sizes)
+    shape = (batch.numel(), features) if features else (batch.numel(),)
+    src = torch.randn(shape, generator=gen) * 1e3
+    want = scatter(src, batch, dim=0, dim_size=301, reduce=reduce)
+    got = graph_pool(src, batch, 301, reduce)
+    assert got.shape == want.shape and torch.equal(got, want)
+
+
 def _pyg_dimenet():
     """PyG's own ``DimeNetPlusPlus`` with the settings of :func:`_model`."""
     from torch_geometric.nn.models import DimeNetPlusPlus
@@ -260,7 +281,7 @@ def test_every_model_is_a_config_value(name):
     cfg = load_config(None, _tiny(name))
     assert cfg.model_name == name and cfg.model_hparams()["model"] == name
     model = build(**cfg.model_hparams())
-    assert type(model) is MODELS.cls(name)
+    assert type(model) is MODELS.cls(name) and model.name == name  # as registered
     assert set(cfg.model_hparams()) - {"model"} <= set(MODELS.arguments(name))
 
 
