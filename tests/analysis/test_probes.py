@@ -102,3 +102,24 @@ def test_bad_probes_inputs_are_one_line(args, message, tmp_path):
     proc = run_here("probes", *args, cwd=tmp_path)
     assert proc.returncode == 2 and message in proc.stderr
     assert_one_line_error(proc, message)
+
+
+@pytest.mark.parametrize("fast", [False, True])
+def test_the_force_probe_of_a_model_constant_between_bins_is_zero(fast, sample):
+    """0.1 Å bins with the envelope at the bin centre: the prediction never
+    sees a position, so its gradient is zero (the fast mode's table lookup
+    leaves no graph to differentiate at all; that was an internal error)."""
+    from pyg_schnet.analysis.probes import _mean_force
+    from pyg_schnet.data.loader import MoleculeLoader
+    from pyg_schnet.nn.fast import eager_kernels
+    from pyg_schnet.nn.schnet import build_model
+
+    torch.manual_seed(0)
+    spec = {"name": "gaussian", "distance_bin_width": 0.1, "discrete_envelope": True}
+    model = build_model(filter=spec, hidden_channels=8, num_filters=8, num_interactions=1,
+                        cutoff=4.0, fast=fast).eval()  # fmt: skip
+    batches = list(MoleculeLoader(sample, torch.arange(8), 8, target=7))
+    with eager_kernels():
+        assert _mean_force(model, batches) == 0.0
+    smooth = build_model(hidden_channels=8, num_filters=8, num_interactions=1, cutoff=4.0)
+    assert _mean_force(smooth.eval(), batches) > 0.0
