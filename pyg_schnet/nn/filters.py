@@ -844,8 +844,8 @@ class CoordsBasisFilter(EdgeFilter):
         The first layer is their sum over the three components."""
         g = self.basis(values)  # [n, G]
         w = mlp_layers(self.mlp)[0].weight  # [F, 3 * G], the components' blocks side by side
-        # [F, 3, n] (so the weight's gradient comes out in its own layout), seen as [3, n, F]
-        return torch.matmul(w.view(w.size(0), 3, -1), g.t()).permute(1, 2, 0)
+        # [F, 3, n] (so the weight's gradient comes out in its own layout), then [3, n, F]
+        return torch.matmul(w.view(w.size(0), 3, -1), g.t()).permute(1, 2, 0).contiguous()
 
     def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
         x = self.basis(edge_vec.reshape(-1)).view(edge_vec.size(0), -1)  # [E, 3 * G]
