@@ -24,6 +24,7 @@ from pyg_schnet.data import QM9
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.errors import UserError
 from pyg_schnet.nn.atomistic import count_parameters
+from pyg_schnet.nn.filters import FILTERS
 from pyg_schnet.nn.models import MODELS, build
 from pyg_schnet.nn.pyg import RadiusInteractionGraph
 from pyg_schnet.nn.schnet import SchNet, build_model
@@ -182,8 +183,9 @@ def _pyg_comparison(a: argparse.Namespace, device: torch.device) -> Dict[str, nn
 
 def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str, nn.Module]:
     """The models named by ``--models``, each with the benchmark's shared
-    settings (SchNet and PyG's also with --num-filters and --num-gaussians);
-    with ``--fast``, each model that has a fast mode also in it."""
+    settings (SchNet and PyG's also with --num-filters and --num-gaussians,
+    SchNet with the filter ``--filter`` names); with ``--fast``, each model
+    that has a fast mode also in it."""
     names = [n.strip() for n in a.models.split(",") if n.strip()]
     if not names or len(set(names)) != len(names):
         raise UserError("benchmark: --models needs distinct model names, e.g. schnet,painn")
@@ -198,7 +200,11 @@ def _registered_models(a: argparse.Namespace, device: torch.device) -> Dict[str,
             "num_filters" in takes
         ):  # SchNet and PyG's SchNet also take --num-filters, --num-gaussians
             kw.update(num_filters=a.num_filters)
-        if "filter" in takes or "num_gaussians" in takes:
+        if "filter" in takes:
+            kw.update(filter=a.filter or "gaussian")
+            if "num_gaussians" in FILTERS.options(kw["filter"]):
+                kw.update(num_gaussians=a.num_gaussians)
+        elif "num_gaussians" in takes:
             kw.update(num_gaussians=a.num_gaussians)
         torch.manual_seed(0)
         models[name] = build(name, **kw).to(device)
@@ -230,6 +236,8 @@ def check_arguments(a: argparse.Namespace) -> None:
         raise UserError(f"benchmark: --device must be cpu or cuda, got {a.device!r}")
     if a.device.startswith("cuda") and not torch.cuda.is_available():
         raise UserError("benchmark: no CUDA GPU available")
+    if a.filter is not None and not a.models:
+        raise UserError("benchmark: --filter chooses schnet's filter in --models; add --models")
     if a.models:
         _registered_models(a, torch.device("cpu"))  # bad names fail before any work
 
@@ -283,6 +291,7 @@ def _print_report(
         f"settings: hidden {a.hidden_channels}, filters {a.num_filters}, "
         f"{a.num_interactions} interactions, "
         f"{a.num_gaussians} Gaussians, cutoff {a.cutoff} Å, batch {a.batch_size}; "
+        f"{'' if a.filter is None else f'filter {a.filter}; '}"
         f"{a.rounds} rounds x {timed} batches, median of rounds; one process"
     )
     for n, results in tables.items():

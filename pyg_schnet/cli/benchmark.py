@@ -55,6 +55,13 @@ def main(argv: List[str]) -> int:
         "first",
     )
     p.add_argument(
+        "--filter",
+        default=None,
+        metavar="NAME",
+        help="schnet's filter with --models (pyg_schnet.nn.filters: gaussian, coords, "
+        "coords_basis, ...; default gaussian), with --num-gaussians where it takes it",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=None,

@@ -21,7 +21,7 @@ by the constructor, which raises :class:`~pyg_schnet.errors.UserError`.
 from __future__ import annotations
 
 import math
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, cast
 
 import torch
 import torch.nn.functional as F
@@ -41,6 +41,14 @@ SOFTPLUS_FLOOR = -18.0
 #: gradients would be float32 denormals, and their share of any output is far
 #: below float32's resolution.
 BASIS_ZERO = 2.0**-100
+
+
+def shifted_softplus(x: Tensor) -> Tensor:
+    r""":math:`\ln(1 + e^x) - \ln 2` of ``x`` raised to :data:`SOFTPLUS_FLOOR`,
+    out of place (what :class:`ShiftedSoftplus` computes when a gradient is
+    needed; the fast mode's compiled coordinate filters call it too)."""
+    # in place on softplus' output: its backward needs only the input
+    return F.softplus(x.clamp(min=SOFTPLUS_FLOOR)).sub_(math.log(2.0))
 
 
 class ShiftedSoftplus(nn.Module):
@@ -64,8 +72,7 @@ class ShiftedSoftplus(nn.Module):
         if self.inplace and not (torch.is_grad_enabled() and x.requires_grad):
             x = x.clamp_(min=SOFTPLUS_FLOOR)
             return torch._C._nn.softplus(x, 1, 20, out=x).sub_(self.shift)  # type: ignore[call-arg]
-        # in place on softplus' output: its backward needs only the input
-        return F.softplus(x.clamp(min=SOFTPLUS_FLOOR)).sub_(self.shift)
+        return shifted_softplus(x)
 
     def extra_repr(self) -> str:
         return "inplace=True" if self.inplace else ""
@@ -173,6 +180,11 @@ def _mlp(in_features: int, num_filters: int) -> nn.Sequential:
         ShiftedSoftplus(inplace=True),
         nn.Linear(num_filters, num_filters),
     )
+
+
+def mlp_layers(mlp: nn.Sequential) -> Tuple[nn.Linear, nn.Linear]:
+    """The two dense layers of a filter network built by :func:`_mlp`."""
+    return cast(nn.Linear, mlp[0]), cast(nn.Linear, mlp[2])
 
 
 class RadialFilter(EdgeFilter):
@@ -818,6 +830,22 @@ class CoordsBasisFilter(EdgeFilter):
         self.basis = GaussianSmearing(-cutoff, cutoff, num_gaussians)
         self.mlp = _mlp(3 * num_gaussians, num_filters)
         self.reset_parameters()
+
+    @property
+    def feature_width(self) -> float:
+        """The Gaussians' width in Å (the fast mode's component tables are
+        sampled from it)."""
+        return (-0.5 / self.basis.coeff) ** 0.5
+
+    def component_tables(self, values: Tensor) -> Tensor:
+        """The first layer's weighted sum split by component ``[3, n,
+        num_filters]``: row ``c`` at ``values`` ``[n]`` is what component ``c``
+        of the edge vector contributes at that value (without the bias).
+        The first layer is their sum over the three components."""
+        g = self.basis(values)  # [n, G]
+        w = mlp_layers(self.mlp)[0].weight  # [F, 3 * G], the components' blocks side by side
+        # [F, 3, n] (so the weight's gradient comes out in its own layout), then [3, n, F]
+        return torch.matmul(w.view(w.size(0), 3, -1), g.t()).permute(1, 2, 0).contiguous()
 
     def forward(self, edge_vec: Tensor, dist: Tensor) -> Tensor:
         x = self.basis(edge_vec.reshape(-1)).view(edge_vec.size(0), -1)  # [E, 3 * G]

@@ -12,7 +12,7 @@ from torch import Tensor, nn
 from pyg_schnet.errors import UserError
 from pyg_schnet.nn.aggregation import EdgeSet, PairAggregation, is_symmetric
 from pyg_schnet.nn.atomistic import AtomisticModel, graph_pool
-from pyg_schnet.nn.fast import CompiledPairAggregation, FilterTable
+from pyg_schnet.nn.fast import CompiledCoordsAggregation, CompiledPairAggregation, FilterTable
 from pyg_schnet.nn.filters import (
     FILTERS,
     MODEL_ARGS,
@@ -47,6 +47,11 @@ class CFConv(nn.Module):
             runs on every edge when :obj:`None`. (default: :obj:`None`)
         aggregation (PairAggregation, optional): The neighbour sum.
             (default: :class:`PairAggregation`)
+        coords_aggregation (CompiledCoordsAggregation, optional): Evaluates
+            a coordinate filter and the sum it weights over atom pairs, both
+            directions at once (:class:`pyg_schnet.nn.fast.
+            CompiledCoordsAggregation`); a coordinate filter runs on every
+            directed edge when :obj:`None`. (default: :obj:`None`)
     """
 
     def __init__(
@@ -56,6 +61,7 @@ class CFConv(nn.Module):
         filter: EdgeFilter,
         filter_table: Optional[Any] = None,
         aggregation: Optional[PairAggregation] = None,
+        coords_aggregation: Optional[CompiledCoordsAggregation] = None,
     ) -> None:
         super().__init__()
         self.filter = filter
@@ -63,7 +69,19 @@ class CFConv(nn.Module):
         self.lin2 = nn.Linear(filter.num_filters, out_channels)
         self.filter_table = filter_table if isinstance(filter, RadialFilter) else None
         self.aggregation = aggregation or PairAggregation()
+        self.coords_aggregation = (
+            coords_aggregation
+            if coords_aggregation is not None and coords_aggregation.supports(filter)
+            else None
+        )
         self.reset_parameters()
+
+    @property
+    def sums_pairs(self) -> bool:
+        """Whether the block can sum over atom pairs (one row per pair for
+        both directions): a radial filter, or a coordinate filter evaluated
+        both ways by :attr:`coords_aggregation`."""
+        return self.filter.radial or self.coords_aggregation is not None
 
     def reset_parameters(self) -> None:
         nn.init.xavier_uniform_(self.lin1.weight)
@@ -73,6 +91,8 @@ class CFConv(nn.Module):
 
     def forward(self, x: Tensor, edges: EdgeSet) -> Tensor:
         x = self.lin1(x)  # [N, num_filters]
+        if self.coords_aggregation is not None and edges.pairs:
+            return self.lin2(self.coords_aggregation(self.filter, x, edges))
         if self.filter_table is not None:
             W = self.filter_table(self.filter, edges.dist)  # [M, num_filters]
         else:
@@ -90,9 +110,12 @@ class InteractionBlock(nn.Module):
         filter: EdgeFilter,
         filter_table: Optional[Any] = None,
         aggregation: Optional[PairAggregation] = None,
+        coords_aggregation: Optional[CompiledCoordsAggregation] = None,
     ) -> None:
         super().__init__()
-        self.conv = CFConv(hidden_channels, hidden_channels, filter, filter_table, aggregation)
+        self.conv = CFConv(
+            hidden_channels, hidden_channels, filter, filter_table, aggregation, coords_aggregation
+        )
         self.act = ShiftedSoftplus(inplace=True)  # acts on fresh layer outputs
         self.lin = nn.Linear(hidden_channels, hidden_channels)
         self.reset_parameters()
@@ -135,6 +158,10 @@ class SchNet(AtomisticModel):
         aggregation (PairAggregation, optional): The per-pair sum of every
             block (the fast mode passes compiled kernels).
             (default: :class:`PairAggregation`)
+        coords_aggregation (CompiledCoordsAggregation, optional): A
+            coordinate filter and its sum over atom pairs, both directions at
+            once (the fast mode, :class:`pyg_schnet.nn.fast.
+            CompiledCoordsAggregation`). (default: :obj:`None`)
     """
 
     name = "schnet"
@@ -153,6 +180,7 @@ class SchNet(AtomisticModel):
         max_z: int = 100,
         filter_table: Optional[Any] = None,
         aggregation: Optional[PairAggregation] = None,
+        coords_aggregation: Optional[CompiledCoordsAggregation] = None,
     ) -> None:
         super().__init__(filter.cutoff, max_num_neighbors, readout, mean, std, atomref, max_z)
         for name, value, least in (
@@ -167,8 +195,10 @@ class SchNet(AtomisticModel):
         self.shared_filters = shared_filters
         self.filter_name = filter.name
         self.filter_hparams = dict(filter.hparams)
-        #: Run radial filters once per atom pair (exact; only the float
-        #: summation order differs from the per-edge path).
+        #: Sum over atom pairs where every block can (:attr:`CFConv.sums_pairs`):
+        #: radial filters run once per pair (exact; only the float summation
+        #: order differs from the per-edge path), the fast mode's coordinate
+        #: filters once per pair for both directions.
         self.use_pairs = True
         #: the fast mode: radial filters looked up in a table
         self.fast = filter_table is not None
@@ -177,7 +207,9 @@ class SchNet(AtomisticModel):
         blocks = []
         for k in range(num_interactions):
             f = filter if (shared_filters or k == 0) else copy.deepcopy(filter)
-            blocks.append(InteractionBlock(hidden_channels, f, filter_table, aggregation))
+            blocks.append(
+                InteractionBlock(hidden_channels, f, filter_table, aggregation, coords_aggregation)
+            )
         self.interactions = nn.ModuleList(blocks)
         self.lin1 = nn.Linear(hidden_channels, hidden_channels // 2)
         self.act = ShiftedSoftplus(inplace=True)  # acts on fresh layer outputs
@@ -248,7 +280,7 @@ class SchNet(AtomisticModel):
             symmetric = dropped == 0  # the neighbour cap breaks the symmetry
         else:
             symmetric = is_symmetric(edge_index, z.numel())
-        as_pairs = symmetric and self.use_pairs and all(f.radial for f in self.filters)
+        as_pairs = symmetric and self.use_pairs and all(b.conv.sums_pairs for b in self.blocks)
         edges = EdgeSet.build(pos, edge_index, as_pairs)
         h = self.embedding(z)  # [N, hidden]
         for block in self.blocks:
@@ -397,5 +429,9 @@ def build_model(
         )
     f = make_filter(name, num_filters=num_filters, cutoff=cutoff, **spec)
     if fast:
-        kwargs.update(filter_table=FilterTable(), aggregation=CompiledPairAggregation())
+        kwargs.update(
+            filter_table=FilterTable(),
+            aggregation=CompiledPairAggregation(),
+            coords_aggregation=CompiledCoordsAggregation(),
+        )
     return SchNet(f, **kwargs)

@@ -254,6 +254,16 @@ CASES = [
         lambda w: ["benchmark", "--skip-build", "--models", "schnet,transformer"],
         "unknown model 'transformer'",
     ),
+    (
+        "benchmark-unknown-filter",
+        lambda w: ["benchmark", "--skip-build", "--models", "schnet", "--filter", "cubic"],
+        "unknown filter 'cubic'",
+    ),
+    (
+        "benchmark-filter-without-models",
+        lambda w: ["benchmark", "--skip-build", "--filter", "coords"],
+        "add --models",
+    ),
     ("train-unknown-model", lambda w: ["train", "--model", "gpt"], "unknown model 'gpt'; choose"),
     # every YAML read from a user: size and alias limits, no key twice (issue 30)
     ("train-alias-bomb", lambda w: ["train", "--config", w / "bomb.yaml"], "100,000 values"),

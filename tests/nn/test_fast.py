@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from pyg_schnet.nn.fast import FAST_TOLERANCE, FilterTable
+from pyg_schnet.nn.fast import FAST_TOLERANCE, CompiledCoordsAggregation, FilterTable
 from pyg_schnet.nn.filters import FILTERS, RadialFilter
 from pyg_schnet.nn.schnet import build_model
 
@@ -108,12 +108,34 @@ def test_fast_flag_survives_rebuild():
     assert isinstance(again.interactions[0].conv.filter_table, FilterTable)
 
 
-def test_coords_keeps_its_exact_path(qm9_batch):
+@pytest.mark.parametrize("name", ["coords", "coords_basis"])
+def test_coords_fast_within_tolerance_of_exact(name, qm9_batch):
+    """The coordinate filters' fast path (both directions of each pair in one
+    compiled function; coords_basis's first layer from per-component tables):
+    predictions within the tolerance, gradients of the weights and positions
+    close, and at a neighbour cap (directed edges) the exact path."""
     b = qm9_batch
-    exact, fast = _pair("coords", **SMALL)
-    assert fast.interactions[0].conv.filter_table is None
+    exact, fast = _pair(name, **SMALL, mean=-4.0, std=0.2)
+    assert isinstance(fast.blocks[0].conv.coords_aggregation, CompiledCoordsAggregation)
+    assert exact.blocks[0].conv.coords_aggregation is None
     with torch.no_grad():
-        torch.testing.assert_close(exact(b.z, b.pos, b.batch), fast(b.z, b.pos, b.batch))
+        err = _spread_error(exact(b.z, b.pos, b.batch), fast(b.z, b.pos, b.batch))
+    assert err <= FAST_TOLERANCE, err
+    if name == "coords_basis":  # the tables ran: not the exact numbers (coords can be)
+        assert err > 0
+    grads = []
+    for m in (exact, fast):
+        pos = b.pos.clone().requires_grad_(True)
+        (m.train()(b.z, pos, b.batch) ** 2).mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in m.parameters()] + [pos.grad.flatten()]))
+    rel = float((grads[0] - grads[1]).norm() / grads[0].norm())
+    assert rel < 1e-2, rel
+    capped_exact, capped_fast = _pair(name, **SMALL, max_num_neighbors=4)
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the cap's dropped edges
+        torch.testing.assert_close(
+            capped_exact(b.z, b.pos, b.batch), capped_fast(b.z, b.pos, b.batch)
+        )
 
 
 @pytest.mark.parametrize("how", ["deepcopy", "pickle"])

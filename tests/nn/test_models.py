@@ -434,8 +434,30 @@ def test_benchmark_fast_times_each_fast_mode_beside_its_model():
 
     args = dict(hidden_channels=8, num_interactions=1, cutoff=5.0, num_filters=8, num_gaussians=5)
     models = _registered_models(
-        argparse.Namespace(models="painn,visnet", fast=True, **args), torch.device("cpu")
+        argparse.Namespace(models="painn,visnet", fast=True, filter=None, **args),
+        torch.device("cpu"),
     )
     assert list(models) == ["painn", "painn fast", "visnet"] and models["painn fast"].fast
     for key, value in models["painn"].state_dict().items():
         assert torch.equal(models["painn fast"].state_dict()[key], value)
+
+
+@pytest.mark.parametrize("name", ["coords", "coords_basis"])
+def test_benchmark_filter_chooses_schnets_filter(name):
+    """``benchmark --models schnet --fast --filter coords``: the coordinate
+    filter's exact and fast paths side by side (--num-gaussians only where the
+    filter takes it)."""
+    from pyg_schnet.analysis.benchmark import _registered_models
+    from pyg_schnet.nn.fast import CompiledCoordsAggregation
+
+    args = dict(hidden_channels=8, num_interactions=1, cutoff=5.0, num_filters=8, num_gaussians=5)
+    models = _registered_models(
+        argparse.Namespace(models="schnet", fast=True, filter=name, **args), torch.device("cpu")
+    )
+    assert list(models) == ["schnet", "schnet fast"]
+    assert [m.filter_name for m in models.values()] == [name, name]
+    assert isinstance(
+        models["schnet fast"].blocks[0].conv.coords_aggregation, CompiledCoordsAggregation
+    )
+    if name == "coords_basis":
+        assert models["schnet"].filter_hparams["num_gaussians"] == 5
