@@ -172,6 +172,27 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
     return rows
 
 
+#: A run whose median training speed is below this fraction of its variant's
+#: fastest run (same target and size) shared its core with other work; under a
+#: time budget it saw fewer steps than its seeds, so the report marks it.
+SLOW_SHARE = 0.9
+
+
+def relative_speed(rows: Sequence[Dict[str, Any]]) -> List[float]:
+    """Each row's median molecules/s over the fastest of its variant, target
+    and size."""
+    fastest: Dict[Tuple[str, str, int], float] = {}
+    for r in rows:
+        key = (r["target"], r["variant"], r["size"])
+        fastest[key] = max(fastest.get(key, 0.0), r["molecules_per_second"])
+    return [
+        r["molecules_per_second"] / fastest[(r["target"], r["variant"], r["size"])]
+        if fastest[(r["target"], r["variant"], r["size"])] > 0
+        else float("nan")
+        for r in rows
+    ]
+
+
 def _decays(log: Sequence[Dict[str, float]]) -> int:
     return sum(1 for a, b in zip(log, log[1:], strict=False) if b["lr"] < a["lr"])
 
@@ -593,19 +614,23 @@ def _markdown(
         f"(and {WEIGHTS_FILE}, model-only weights, for the seeds kept); checkpoints with "
         "optimizer state are not committed. Stop: why training ended (*lr decays*: the "
         "learning rate had been decayed max_lr_decays times; *epochs*: the epoch cap; "
-        "*patience*: early stopping).",
+        "*patience*: early stopping). Speed: the run's median training molecules/s over "
+        "the fastest run of its variant; below "
+        f"{SLOW_SHARE:g} (marked *shared*) the run shared its core with other work and, "
+        "under a time budget, saw fewer steps than its other seeds.",
         "",
         "| target | size | variant | seed | test MAE | rotated | epochs | best epoch | "
-        "lr decays | stop | final lr | train s | run |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---|",
+        "lr decays | stop | final lr | train s | speed | run |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|---|",
     ]
-    for r in rows:
+    for r, speed in zip(rows, relative_speed(rows), strict=True):
         u = r["unit"]
+        mark = " shared" if speed < SLOW_SHARE else ""
         L.append(
             f"| {r['target']} | {r['size']:,} | {r['variant']} | {r['seed']} | "
             f"{_fmt(r['test_mae'])} {u} | {_fmt(r['rot_test_mae'])} {u} | {r['epochs']} | "
             f"{r['best_epoch']} | {r['lr_decays']} | {r['stop_reason']} | "
-            f"{_fmt(r['final_lr'])} | {r['train_seconds']:.0f} | "
+            f"{_fmt(r['final_lr'])} | {r['train_seconds']:.0f} | {speed:.2f}{mark} | "
             f"[{r['run_dir']}]({r['run_dir']}/log.csv) |"
         )
     return "\n".join(L) + "\n"

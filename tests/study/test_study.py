@@ -617,3 +617,15 @@ def test_workers_die_with_a_killed_study(tmp_path):
     proc.communicate()
     gone, alive = psutil.wait_procs(workers, timeout=30)
     assert not alive, [w.cmdline() for w in alive]
+
+
+def test_a_run_slower_than_its_variants_fastest_is_marked_shared():
+    from pyg_schnet.study.report import SLOW_SHARE, relative_speed
+
+    def row(variant, seed, speed, size=100):
+        return dict(target="U0", variant=variant, size=size, seed=seed, molecules_per_second=speed)
+
+    rows = [row("a", 0, 1000.0), row("a", 1, 720.0), row("b", 0, 300.0), row("a", 0, 500.0, 200)]
+    speeds = relative_speed(rows)
+    assert speeds == [1.0, 0.72, 1.0, 1.0]  # per variant, target and size
+    assert [s < SLOW_SHARE for s in speeds] == [False, True, False, False]
