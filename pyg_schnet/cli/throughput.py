@@ -31,4 +31,12 @@ def main(argv: List[str]) -> int:
         default=None,
         help="training molecules per run (default: 4,000 quickstart, 1,500 PyG)",
     )
-    return throughput.run(p.parse_args(argv))
+    p.add_argument(
+        "--fast",
+        choices=["true", "false"],
+        default="true",
+        help="train in the fast mode, train's default (false: the exact mode, no compile step)",
+    )
+    a = p.parse_args(argv)
+    a.fast = a.fast == "true"
+    return throughput.run(a)

@@ -116,6 +116,7 @@ def _run(
     epochs: int,
     work: str,
     wait_policy: Optional[str] = None,
+    fast: bool = True,
 ) -> float:
     """Training molecules/s of one setting: the median of the epochs after
     the first (warm-up), summed over processes."""
@@ -133,6 +134,7 @@ def _run(
         lr=1e-3,
         out=out,
         wandb="disabled",
+        fast=fast,
     )
     if threads:  # 0: the default (neither threads nor processes set)
         cfg.update(num_threads=threads, processes=processes)
@@ -182,7 +184,17 @@ def run(a: argparse.Namespace) -> int:
                 settings = SETTINGS + [(0, 0)]  # the default: no thread or process setting
                 for threads, procs in settings:
                     t0 = time.perf_counter()
-                    rate = _run(size, threads, procs, a.root, a.source, molecules, a.epochs, work)
+                    rate = _run(
+                        size,
+                        threads,
+                        procs,
+                        a.root,
+                        a.source,
+                        molecules,
+                        a.epochs,
+                        work,
+                        fast=a.fast,
+                    )
                     results.setdefault((size, threads, procs), []).append(rate)
                     name = "default" if not threads else f"{threads} thr x {procs} proc"
                     print(

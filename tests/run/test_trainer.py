@@ -629,6 +629,8 @@ def test_throughput_and_benchmark_commands_print_default_and_best():
         "2",
         "--molecules",
         "150",
+        "--fast",
+        "false",  # no compile step in each of its training processes
         check=True,
     )
     last = proc.stdout.strip().splitlines()[-1]
