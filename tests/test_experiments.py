@@ -35,6 +35,7 @@ def study_runs(tmp_path_factory):
             epochs=3,
             patience=3,
             lr=2e-3,
+            fast=False,  # no compile step in each training process
         ),
         variants={f: {"filter": f} for f in FILTERS},
         targets=["gap"],

@@ -24,6 +24,7 @@ SPEC = dict(
         num_gaussians=8,
         batch_size=50,
         epochs=1,
+        fast=False,  # no compile step in each training process
     ),
     variants={"a": {}},
     targets=["gap"],

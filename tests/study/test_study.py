@@ -189,6 +189,7 @@ def _tiny_spec(path, **extra):
             epochs=4,
             patience=4,
             lr=2e-3,
+            fast=False,  # no compile step in each training process
         ),
         variants={"gaussian": {}, "conv1d": {"filter": "conv1d", "num_bins": 12}},
         targets=["gap"],
@@ -450,6 +451,7 @@ def test_several_specs_run_as_a_queue(tmp_path):
         cutoff=4.0,
         num_gaussians=8,
         batch_size=50,
+        fast=False,
     )
     first = _tiny_spec(
         tmp_path / "a.yaml",
