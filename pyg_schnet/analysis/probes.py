@@ -36,6 +36,7 @@ from torch import Tensor
 from pyg_schnet.analysis.evaluate import QM9_MIN_DISTANCE, load_run, run_split
 from pyg_schnet.data import QM9, UNITS, default_root, target_index
 from pyg_schnet.data.loader import MoleculeBatch, MoleculeLoader
+from pyg_schnet.nn.fast import eager_kernels
 from pyg_schnet.hub import model_card, pretrained_data
 from pyg_schnet.hub import pretrained as load_pretrained
 from pyg_schnet.metrics import display_unit
@@ -105,7 +106,13 @@ def _batches(
 
 
 def probe(subject: Subject, seed: int = 0) -> List[Dict[str, Any]]:
-    """Every probe that applies to the subject's model, one row per value."""
+    """Every probe that applies to the subject's model, one row per value (a
+    fast-mode model with its kernels uncompiled: :func:`~pyg_schnet.nn.fast.eager_kernels`)."""
+    with eager_kernels():
+        return _probe(subject, seed)
+
+
+def _probe(subject: Subject, seed: int) -> List[Dict[str, Any]]:
     model = subject.model.eval()
     unit, scale = display_unit(UNITS[subject.target])
     rows: List[Dict[str, Any]] = []
