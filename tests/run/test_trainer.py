@@ -602,8 +602,10 @@ def test_default_threads_follow_the_measured_rule():
     # one process per core: one thread each, whatever the size
     assert default_threads(p["num_filters"], p["num_interactions"], p["cutoff"], 2, 2) == 1
     from pyg_schnet.run.config import load_config
+    from pyg_schnet.run.distributed import usable_cpus
 
-    assert load_config(None, {"processes": "none"}).resolved_processes() == (os.cpu_count() or 1)
+    # the CPUs this process may use (affinity, quota), not the machine's count
+    assert load_config(None, {"processes": "none"}).resolved_processes() == usable_cpus()
     assert load_config(None, {"device": "cuda"}).resolved_processes() == 1
     with pytest.raises(
         UserError, match="batch_size \\(1\\) must be at least the number of processes \\(2\\)"
