@@ -227,3 +227,11 @@ def test_a_card_without_size_errors_still_loads_without_a_size_warning(qm9, tmp_
     path = _qm9_xyz(tmp_path / "m.xyz", [qm9[0]])  # methane
     _, _, (row,) = pyg_schnet.predict(None, [path], [], pretrained=str(folder))
     assert row["warning"] == "" and row["value"] == row["value"]
+
+
+def test_the_smiles_geometry_note_comes_with_smiles_only(tmp_path, qm9):
+    path = _qm9_xyz(tmp_path / "m.xyz", [qm9[0]])
+    from_file = run_here("predict", "--model", "qm9-U0", path, cwd=tmp_path)
+    from_smiles = run_here("predict", "--model", "qm9-U0", "--smiles", "C", cwd=tmp_path)
+    assert from_file.returncode == 0 == from_smiles.returncode, from_file.stderr
+    assert "ETKDG" not in from_file.stderr and "ETKDG" in from_smiles.stderr

@@ -261,7 +261,8 @@ def cmd_predict(argv: List[str]) -> int:
         a.run_dir, a.inputs, a.smiles, pretrained=a.model, device=a.device, progress=progress
     )
     text = predictions_csv(target, unit, rows)
-    print(GEOMETRY_NOTE, file=sys.stderr)
+    if a.smiles:  # the geometry's cost concerns conformers made from SMILES only
+        print(GEOMETRY_NOTE, file=sys.stderr)
     outside = [r["name"] for r in rows if r["warning"]]
     if outside:
         print(
