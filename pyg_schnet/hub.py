@@ -162,14 +162,9 @@ def evaluate_pretrained(
     names (the data set rebuilt or loaded at ``root``), on ``device``
     (``cpu`` or ``cuda[:N]``); ``limit`` evaluates a seeded random subset of
     that split."""
-    import torch
-
     dev = resolve_device(device)  # before the data set is built
     card = model_card(name)
-    ds, sp = pretrained_data(name, root)
-    idx = torch.as_tensor({"test": sp.test_idx, "val": sp.val_idx, "train": sp.train_idx}[split])
-    if limit is not None and limit < len(idx):
-        idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
+    ds, idx = pretrained_split(name, root, split, limit)
     loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
     mae, rmse = errors(pretrained(name).to(dev), loader, dev)
     return {
@@ -248,6 +243,20 @@ def size_warning(card: Dict[str, Any], heavy: int) -> str:
             f"{mae:.3g} {unit}"
         )
     return ""
+
+
+def pretrained_split(
+    name: str, root: Optional[str], split: str = "test", limit: Optional[int] = None
+) -> Tuple[QM9, Any]:
+    """The data set at ``root`` and the indices of the split of a model's
+    card (``test``, ``val`` or ``train``), or a seeded random ``limit`` of them."""
+    import torch
+
+    ds, sp = pretrained_data(name, root)
+    idx = torch.as_tensor({"test": sp.test_idx, "val": sp.val_idx, "train": sp.train_idx}[split])
+    if limit is not None and limit < len(idx):
+        idx = idx[torch.randperm(len(idx), generator=torch.Generator().manual_seed(0))[:limit]]
+    return ds, idx
 
 
 def pretrained_data(name: str, root: Optional[str]) -> Tuple[QM9, Any]:

@@ -46,6 +46,13 @@ def test_card_test_mae_holds_on_its_test_split(tmp_path):
     mae = float(out[out.index("MAE") + 1])
     assert mae == pytest.approx(pyg_schnet.model_card("qm9-U0")["test_mae"], rel=0.15)
     assert "qm9-U0 test: 2000 molecules" in proc.stdout
+    # its plots and per-molecule CSV, in ./evaluate-qm9-U0 (were not written with --model)
+    folder = tmp_path / "evaluate-qm9-U0"
+    assert (folder / "parity_test.png").is_file() and (folder / "errors_test.png").is_file()
+    rows = list(csv.DictReader(open(folder / "predictions_test.csv")))
+    assert len(rows) == 2000
+    errors = [abs(float(r["prediction"]) - float(r["target"])) for r in rows]
+    assert sum(errors) / len(errors) == pytest.approx(mae, rel=1e-3)
 
 
 def test_predict_with_a_shipped_model_from_anywhere(tmp_path):

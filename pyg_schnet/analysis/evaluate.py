@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 import os.path as osp
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
+from torch import Tensor
 
 from pyg_schnet.data import (
     UNITS,
@@ -21,10 +23,10 @@ from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.molio import Molecule, read_inputs
 from pyg_schnet.data.targets import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
-from pyg_schnet.hub import model_card, size_warning
-from pyg_schnet.io import write_csv
+from pyg_schnet.hub import model_card, pretrained_split, size_warning
 from pyg_schnet.hub import pretrained as load_pretrained
-from pyg_schnet.metrics import mae_rmse
+from pyg_schnet.io import write_csv
+from pyg_schnet.metrics import ErrorSums, mae_rmse
 from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.nn.fast import eager_kernels
 from pyg_schnet.plots import error_plot, parity_plot
@@ -114,16 +116,33 @@ def _evaluate(
     loader = MoleculeLoader(dataset, idx, batch_size or cfg.batch_size, target_index(cfg.target))
     pred, y, where = predict_loader(model, loader, device)
     mae, rmse = mae_rmse(pred, y)
-    diff = pred.double() - y.double()
     unit = UNITS[cfg.target]
     title = f"{cfg.label}, {cfg.target} ({split}): MAE {mae:.4g} {unit}"
-    plot = osp.join(run_dir, f"parity_{split}.png")
+    files = write_evaluation(run_dir, split, dataset, where, pred, y, title, unit)
+    return dict(split=split, count=len(idx), mae=mae, rmse=rmse, unit=unit, **files)
+
+
+def write_evaluation(
+    folder: str,
+    split: str,
+    dataset: Any,
+    where: Tensor,
+    pred: Tensor,
+    y: Tensor,
+    title: str,
+    unit: str,
+) -> Dict[str, str]:
+    """An evaluation's files in ``folder``: ``parity_SPLIT.png``,
+    ``errors_SPLIT.png`` (error histogram and MAE per molecule size) and
+    ``predictions_SPLIT.csv`` (:data:`PREDICTION_FIELDS`), for the molecules
+    ``where`` of ``dataset`` with predictions ``pred`` and targets ``y``."""
+    diff = pred.double() - y.double()
+    plot = osp.join(folder, f"parity_{split}.png")
     parity_plot(y.numpy(), pred.numpy(), title, unit, plot)
-    errors = osp.join(run_dir, f"errors_{split}.png")
-    sizes = dataset.num_atoms()[torch.as_tensor(idx)]
-    error_plot(diff.numpy(), sizes.numpy(), title, unit, errors)
-    table = osp.join(run_dir, f"predictions_{split}.csv")
+    errors = osp.join(folder, f"errors_{split}.png")
     atoms = dataset.num_atoms()[where]
+    error_plot(diff.numpy(), atoms.numpy(), title, unit, errors)
+    table = osp.join(folder, f"predictions_{split}.csv")
     write_csv(
         table,
         PREDICTION_FIELDS,
@@ -134,16 +153,38 @@ def _evaluate(
             )
         ],
     )
-    return {
-        "split": split,
-        "count": len(idx),
-        "mae": mae,
-        "rmse": rmse,
-        "unit": unit,
-        "plot": plot,
-        "errors_plot": errors,
-        "predictions": table,
-    }
+    return {"plot": plot, "errors_plot": errors, "predictions": table}
+
+
+def evaluate_model(
+    name: str,
+    out: str,
+    root: Optional[str] = None,
+    split: str = "test",
+    limit: Optional[int] = None,
+    batch_size: int = 250,
+    device: str = "cpu",
+) -> Dict[str, Any]:
+    """:func:`pyg_schnet.hub.evaluate_pretrained` (the same MAE and RMSE)
+    with its parity plot, error plot and per-molecule CSV written into the
+    folder ``out`` (:func:`write_evaluation`; created if missing)."""
+    dev = resolve_device(device)
+    card = model_card(name)
+    if osp.exists(out) and not osp.isdir(out):
+        raise UserError(f"--out {out} is a file, not a folder")
+    ds, idx = pretrained_split(name, root, split, limit)
+    loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
+    pred, y, where = predict_loader(load_pretrained(name).to(dev), loader, dev)
+    sums = ErrorSums().add(pred, y)  # as evaluate_pretrained sums them
+    unit = UNITS[card["target"]]
+    title = f"{name}, {card['target']} ({split}): MAE {sums.mae:.4g} {unit}"
+    os.makedirs(out, exist_ok=True)
+    files = write_evaluation(out, split, ds, where, pred, y, title, unit)
+    card_mae = card["test_mae"] if split == "test" else None
+    return dict(
+        split=split, count=len(idx), mae=sums.mae, rmse=sums.rmse, unit=unit, card_mae=card_mae,
+        **files,
+    )  # fmt: skip
 
 
 GEOMETRY_NOTE = (

@@ -196,13 +196,20 @@ def cmd_evaluate(argv: List[str]) -> int:
     p.add_argument("--split", default="test", choices=["test", "val", "train"])
     p.add_argument("--batch-size", "--batch_size", type=POSITIVE, default=None)
     p.add_argument("--device", default="cpu", help=DEVICE_HELP)
+    p.add_argument(
+        "--out",
+        default=None,
+        help="with --model: the folder for its plots and per-molecule CSV "
+        "(default: ./evaluate-NAME)",
+    )
     a = p.parse_args(argv)
     if (a.model is None) == (a.run_dir is None):
         raise UserError("evaluate needs a run directory or --model NAME (not both)")
     if a.model is not None:
-        from pyg_schnet.hub import evaluate_pretrained
+        from pyg_schnet.analysis.evaluate import evaluate_model
 
-        res = evaluate_pretrained(a.model, a.root, a.split, a.limit, a.batch_size or 250, a.device)
+        out = a.out or f"evaluate-{os.path.basename(os.path.normpath(a.model))}"
+        res = evaluate_model(a.model, out, a.root, a.split, a.limit, a.batch_size or 250, a.device)
         card = (
             f" (its card: {res['card_mae']:.5g} {res['unit']} on all of it)"
             if res["card_mae"] is not None
@@ -210,9 +217,12 @@ def cmd_evaluate(argv: List[str]) -> int:
         )
         print(
             f"{a.model} {res['split']}: {res['count']} molecules, MAE {res['mae']:.5g} "
-            f"{res['unit']}, RMSE {res['rmse']:.5g} {res['unit']}{card}"
+            f"{res['unit']}, RMSE {res['rmse']:.5g} {res['unit']}{card}; parity plot "
+            f"{res['plot']}, error plots {res['errors_plot']}, per molecule {res['predictions']}"
         )
         return 0
+    if a.out is not None:
+        raise UserError("evaluate: --out is for --model (a run's files go into its directory)")
     from pyg_schnet.analysis.evaluate import evaluate
 
     res = evaluate(a.run_dir, a.split, a.batch_size, a.root, a.device)
