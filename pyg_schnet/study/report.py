@@ -173,8 +173,9 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
 
 
 #: A run whose median training speed is below this fraction of its variant's
-#: fastest run (same target and size) shared its core with other work; under a
-#: time budget it saw fewer steps than its seeds, so the report marks it.
+#: fastest run (same target and size) is marked *slow*: under a time budget it
+#: saw fewer steps than its seeds. Other work on the machine and the machine's
+#: own drift between sittings both cause it; the mark cannot tell them apart.
 SLOW_SHARE = 0.9
 
 
@@ -616,8 +617,9 @@ def _markdown(
         "learning rate had been decayed max_lr_decays times; *epochs*: the epoch cap; "
         "*patience*: early stopping). Speed: the run's median training molecules/s over "
         "the fastest run of its variant; below "
-        f"{SLOW_SHARE:g} (marked *shared*) the run shared its core with other work and, "
-        "under a time budget, saw fewer steps than its other seeds.",
+        f"{SLOW_SHARE:g} (marked *slow*) the run trained slower than its other seeds, "
+        "because other work shared the machine or the machine itself was slower in that "
+        "sitting, and under a time budget it saw fewer steps.",
         "",
         "| target | size | variant | seed | test MAE | rotated | epochs | best epoch | "
         "lr decays | stop | final lr | train s | speed | run |",
@@ -625,7 +627,7 @@ def _markdown(
     ]
     for r, speed in zip(rows, relative_speed(rows), strict=True):
         u = r["unit"]
-        mark = " shared" if speed < SLOW_SHARE else ""
+        mark = " slow" if speed < SLOW_SHARE else ""
         L.append(
             f"| {r['target']} | {r['size']:,} | {r['variant']} | {r['seed']} | "
             f"{_fmt(r['test_mae'])} {u} | {_fmt(r['rot_test_mae'])} {u} | {r['epochs']} | "

@@ -621,7 +621,7 @@ def test_workers_die_with_a_killed_study(tmp_path):
     assert not alive, [w.cmdline() for w in alive]
 
 
-def test_a_run_slower_than_its_variants_fastest_is_marked_shared():
+def test_a_run_slower_than_its_variants_fastest_is_marked_slow():
     from pyg_schnet.study.report import SLOW_SHARE, relative_speed
 
     def row(variant, seed, speed, size=100):
