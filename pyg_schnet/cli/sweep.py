@@ -23,10 +23,18 @@ def main(argv: List[str]) -> int:
         choices=["offline", "disabled", "online"],
         help="W&B mode of the runs (default: offline, no server)",
     )
+    p.add_argument(
+        "--wandb_sweep_id",
+        default=None,
+        metavar="[ENTITY/PROJECT/]ID",
+        help="file the runs under this sweep of the W&B server (made where there is a "
+        "network: wandb sweep --project P SWEEP.yaml), so that wandb sync keeps them "
+        "together; kept in the sweep folder for later calls",
+    )
     p.epilog = "After --, flags added to every run's command (e.g. -- --epochs=5)."
     extra: List[str] = []
     if "--" in argv:
         cut = argv.index("--")
         argv, extra = argv[:cut], argv[cut + 1 :]
     a = p.parse_args(argv)
-    return run_sweep(a.sweep, a.count, a.out, a.wandb, extra)
+    return run_sweep(a.sweep, a.count, a.out, a.wandb, extra, a.wandb_sweep_id)

@@ -15,7 +15,10 @@ starts it over before it draws new configurations, and a grid is complete
 only when every point has finished. The call ends with the best finished run
 (:func:`best_run_summary`). W&B files each run by the sweep
 (:func:`wandb_flags`: name, group and tags with the sweep's local id,
-:func:`sweep_id`). ``early_terminate`` is refused: every run goes to its end.
+:func:`sweep_id`). W&B's own sweep id names a sweep on its server: ``--wandb_sweep_id``
+gives one made where there is a network (``wandb sweep --project P SWEEP.yaml``), and
+the runs record it (:func:`server_sweep`), so that ``wandb sync`` files them under that
+sweep. ``early_terminate`` is refused: every run goes to its end.
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pyg_schnet.errors import RunInUse, UserError, read_text
 from pyg_schnet.io import write_json, write_text
-from pyg_schnet.run.config import read_yaml
+from pyg_schnet.run.config import Config, read_yaml
 from pyg_schnet.run.rundir import INTERRUPTED, METRICS_FILE, RunDir
 
 #: metrics.json keys of a sweep metric name (val_mae: the best epoch's).
@@ -41,6 +44,8 @@ METRIC_KEYS = {"val_mae": "best_val_mae"}
 SWEEP_FILE = "sweep.json"
 #: The sweep's local id (:func:`sweep_id`), in the sweep folder.
 SWEEP_ID_FILE = "sweep_id"
+#: The W&B server's sweep its runs are filed under (:func:`server_sweep`), in the sweep folder.
+SERVER_SWEEP_FILE = "wandb_sweep"
 
 
 def _engine() -> Any:
@@ -157,19 +162,70 @@ def sweep_id(out: str) -> str:
     return ident
 
 
-def wandb_flags(spec: Dict[str, Any], ident: str, name: str) -> List[str]:
+def _parse_server_sweep(value: str, where: str) -> Tuple[str, str, str]:
+    """``ID`` or ``ENTITY/PROJECT/ID`` (what ``wandb sweep`` prints after
+    ``wandb agent``) as (entity, project, id); empty parts are not given."""
+    parts = value.strip().split("/")
+    ok = len(parts) in (1, 3) and all(
+        p and p.replace("-", "").replace("_", "").isalnum() for p in parts
+    )
+    if not ok:
+        raise UserError(
+            f"{where}: {value.strip()!r} is not a W&B sweep id (ID or ENTITY/PROJECT/ID, "
+            "as wandb sweep prints it)"
+        )
+    return ("", "", parts[0]) if len(parts) == 1 else (parts[0], parts[1], parts[2])
+
+
+def server_sweep(out: str, given: Optional[str]) -> Optional[Tuple[str, str, str]]:
+    """The W&B server sweep (entity, project, id) that the runs of the sweep
+    folder ``out`` are filed under: ``given`` (``--wandb_sweep_id``) on the
+    first call that names one, kept in ``OUT/wandb_sweep``; later calls use
+    it, and naming another one is refused (runs already filed under the first
+    would be split from the rest). None: no server sweep (runs started before
+    one was named carry none)."""
+    path = osp.join(out, SERVER_SWEEP_FILE)
+    kept = None
+    if osp.isfile(path):
+        kept = _parse_server_sweep(
+            read_text(path, "W&B sweep file", 1000), f"W&B sweep file {path}"
+        )
+    if given is None:
+        return kept
+    new = _parse_server_sweep(given, "--wandb_sweep_id")
+    if kept is not None and kept != new:
+        raise UserError(
+            f"sweep folder {out} files its runs under W&B sweep {'/'.join(p for p in kept if p)}; "
+            f"--wandb_sweep_id {given} would split them (use another --out)"
+        )
+    if kept is None:
+        write_text(path, "/".join(p for p in new if p) + "\n")
+    return new
+
+
+def wandb_flags(
+    spec: Dict[str, Any],
+    ident: str,
+    name: str,
+    server: Optional[Tuple[str, str, str]] = None,
+) -> List[str]:
     """How W&B files a run of the sweep with local id ``ident``: named
     ``name``, grouped and tagged by the sweep, in the sweep file's ``project``
-    and ``entity`` if it names them. The id is not W&B's own ``sweep_id``:
+    and ``entity`` if it names them (those of the server sweep ``server``
+    win, when its id was given with them). The id is not W&B's own ``sweep_id``:
     that names a sweep on the W&B server, and ``wandb sync`` of a run whose
-    sweep the server does not know fails."""
+    sweep the server does not know fails (:func:`server_sweep` gives one)."""
     flags = [
         f"--wandb_name={name}",
         f"--wandb_group={spec.get('name') or 'sweep'}-{ident}",
         f"--wandb_tags=sweep,sweep-{ident}",
         "--wandb_job_type=sweep",
     ]
-    return flags + [f"--wandb_{k}={spec[k]}" for k in ("project", "entity") if spec.get(k)]
+    where = {k: spec[k] for k in ("project", "entity") if spec.get(k)}
+    if server is not None:
+        entity, project, _ = server
+        where.update({k: v for k, v in (("entity", entity), ("project", project)) if v})
+    return flags + [f"--wandb_{k}={v}" for k, v in sorted(where.items(), reverse=True)]
 
 
 def _run_command(
@@ -226,25 +282,40 @@ def run_sweep(
     out_dir: Optional[str] = None,
     wandb_mode: str = "offline",
     extra: Sequence[str] = (),
+    wandb_sweep: Optional[str] = None,
 ) -> int:
     """Start ``count`` runs of the sweep file ``path`` (see the module
     docstring) in ``out_dir`` (default: ``runs/sweeps/NAME``), each with the
     flags ``extra`` added: first the earlier runs that did not finish
     (killed or failed: resumed or retried, each once per call), then new
-    configurations from the engine. Returns 0, or raises naming how many
-    runs failed."""
+    configurations from the engine. ``wandb_sweep``: the W&B server sweep
+    the runs are filed under (:func:`server_sweep`). Returns 0, or raises
+    naming how many runs failed."""
     if count < 1:
         raise UserError("sweep: --count must be at least 1")
     spec = read_sweep(path)
     out = osp.abspath(out_dir or osp.join("runs", "sweeps", str(spec.get("name") or "sweep")))
+    if wandb_sweep is not None:  # checked before anything is written
+        _parse_server_sweep(wandb_sweep, "--wandb_sweep_id")
     recorded = recorded_runs(out)  # every file read (and checked) before anything is written
     runs = {n: _engine_run(spec, n, c, out) for n, c in recorded.items()}
     os.makedirs(out, exist_ok=True)
     ident = sweep_id(out)
+    server = server_sweep(out, wandb_sweep)
+    env = dict(os.environ)
+    if server is not None:  # what `wandb agent` sets; W&B records it with the run
+        env["WANDB_SWEEP_ID"] = server[2]
+        # under a sweep W&B ignores wandb.init's project and entity for these (the sweep's)
+        entity, project, _ = server
+        env["WANDB_PROJECT"] = project or str(spec.get("project") or Config.wandb_project)
+        if entity or spec.get("entity"):
+            env["WANDB_ENTITY"] = entity or str(spec["entity"])
     engine = _engine()
     again = [n for n in recorded if not RunDir(osp.join(out, n)).has(METRICS_FILE)]
     print(
-        f"sweep {spec.get('name', path)} ({spec['method']}, local id {ident}): "
+        f"sweep {spec.get('name', path)} ({spec['method']}, local id {ident}"
+        + (f", W&B sweep {'/'.join(p for p in server if p)}" if server else "")
+        + "): "
         f"{len(runs)} earlier run(s) in {out}"
         + (f", {len(again)} of them unfinished (resumed or retried first)" if again else ""),
         flush=True,
@@ -276,12 +347,12 @@ def run_sweep(
             write_json(
                 osp.join(run_dir, SWEEP_FILE), {"config": config, "run_id": run_id, "name": name}
             )
-        filing = wandb_flags(spec, ident, name)
+        filing = wandb_flags(spec, ident, name, server)
         cmd, how = _run_command(
             spec, config, run_dir, filing, extra, wandb_mode, run_id in recorded
         )
         started += 1
-        proc = subprocess.run(cmd, env=dict(os.environ, WANDB_RUN_ID=run_id))
+        proc = subprocess.run(cmd, env=dict(env, WANDB_RUN_ID=run_id))
         if osp.isdir(run_dir) and not osp.exists(osp.join(run_dir, SWEEP_FILE)):
             # --overwrite replaced the folder whole
             write_json(

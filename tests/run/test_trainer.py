@@ -709,12 +709,29 @@ def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     # W&B's own sweep id names a sweep on its server: `wandb sync` of a run whose sweep
     # the server does not know fails ("sweep ... not found"), so none is set
     assert run.sweep_id == ""
-    # resumable: a second call continues the grid with a configuration not yet run
-    proc = cli("sweep", grid, "--count", "1", "--out", out, *_tiny_extra())
+    # resumable: a second call continues the grid with a configuration not yet run, here
+    # filed under a sweep of the W&B server (the id `wandb sweep` printed where there is a
+    # network): the new run records it, so that `wandb sync` files it under that sweep
+    server = ["--wandb_sweep_id", "me/qm9/abcd1234"]
+    proc = cli("sweep", grid, "--count", "1", "--out", out, *server, *_tiny_extra())
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "2 earlier run(s)" in proc.stdout
+    assert "2 earlier run(s)" in proc.stdout and "W&B sweep me/qm9/abcd1234" in proc.stdout
+    (third,) = set(os.listdir(out)) - {"sweep_id", "wandb_sweep", *first}
+    run = offline_run_record(out / third / "wandb")
+    assert (run.sweep_id, run.entity, run.project) == ("abcd1234", "me", "qm9")
+    assert (run.run_group, list(run.tags)) == (f"filter-grid-{ident}", ["sweep", f"sweep-{ident}"])
+    # the folder keeps it; another server sweep would split the runs: refused, nothing run
+    assert (out / "wandb_sweep").read_text() == "me/qm9/abcd1234\n"
+    assert_one_line_error(
+        cli("sweep", grid, "--out", out, "--wandb_sweep_id", "zzzz9999", *_tiny_extra()),
+        "files its runs under W&B sweep me/qm9/abcd1234",
+    )
+    assert_one_line_error(
+        cli("sweep", grid, "--out", tmp_path / "x", "--wandb_sweep_id", "a/b", *_tiny_extra()),
+        "is not a W&B sweep id",
+    )
     configs = []
-    for run_id in set(os.listdir(out)) - {"sweep_id"}:
+    for run_id in set(os.listdir(out)) - {"sweep_id", "wandb_sweep"}:
         saved = yaml.safe_load(open(out / run_id / "config.yaml"))
         assert saved["out"] == str(out / run_id) and saved["wandb"] == "offline"
         offline = [d for d in os.listdir(out / run_id / "wandb") if d.startswith("offline-run")]
