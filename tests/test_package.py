@@ -78,14 +78,16 @@ def test_import_loads_no_torch():
 def test_predicting_with_a_schnet_imports_no_pyg(tmp_path):
     """``predict --model qm9-U0`` (a SchNet) runs without importing PyG, whose
     import (through ``torch._dynamo``) took more than half of predicting
-    2,000 molecules (docs/speed.md)."""
+    2,000 molecules (docs/speed.md), nor scipy, which torch-cluster's package
+    imports (0.5 s) and whose radius operator alone is loaded."""
     water = tmp_path / "w.xyz"
     water.write_text("3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n")
     code = (
         "import sys; from pyg_schnet.cli import main; "
         f"code = main(['predict', '--model', 'qm9-U0', {str(water)!r}, '-o', "
         f"{str(tmp_path / 'w.csv')!r}]); "
-        "print(code, sorted({'torch_geometric', 'torch._dynamo'} & set(sys.modules)))"
+        "print(code, sorted({'torch_geometric', 'torch._dynamo', 'scipy', 'torch_cluster'} "
+        "& set(sys.modules)))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "0 []", out.stderr

@@ -7,16 +7,51 @@ cap, its *nearest* ``max_num_neighbors`` are kept and the number of dropped
 edges is reported. Every model builds its edges here; the transform on PyG's
 ``Data`` (:class:`~pyg_schnet.nn.graph.RadiusGraph`) is in
 :mod:`pyg_schnet.nn.graph`, so a model that only predicts does not import PyG.
+Nor scipy: torch-cluster's package imports it (for ``nearest``, 0.5 s of a
+one-thread ``predict``), so only its radius operator is loaded
+(:func:`_radius_graph`).
 """
 
 from __future__ import annotations
 
+import importlib.machinery
+import importlib.util
+import os.path as osp
+import sys
 import warnings
-from typing import NamedTuple, Optional
+from typing import Callable, NamedTuple, Optional
 
 import torch
-import torch_cluster
 from torch import Tensor
+
+
+def _radius_graph() -> Callable[..., Tensor]:
+    """:func:`torch_cluster.radius_graph` itself: from the imported package
+    if something imported it, else from its ``radius`` module and compiled
+    operator alone (the package's ``__init__`` loads every operator and
+    imports scipy)."""
+    if "torch_cluster" in sys.modules:
+        return sys.modules["torch_cluster"].radius_graph
+    spec = importlib.util.find_spec("torch_cluster")
+    if spec is None or not spec.submodule_search_locations:
+        raise ImportError("torch-cluster is not installed (see the README's install command)")
+    folder = list(spec.submodule_search_locations)[0]
+    for library in ("_version", "_radius"):
+        found = importlib.machinery.PathFinder().find_spec(f"{library}_cpu", [folder])
+        found = importlib.machinery.PathFinder().find_spec(f"{library}_cuda", [folder]) or found
+        if found is None or found.origin is None:
+            raise ImportError(f"torch-cluster in {folder} has no {library} operator")
+        torch.ops.load_library(found.origin)  # loading one twice is a no-op
+    module_spec = importlib.util.spec_from_file_location(
+        "pyg_schnet._torch_cluster_radius", osp.join(folder, "radius.py")
+    )
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    return module.radius_graph
+
+
+_RADIUS_GRAPH: Optional[Callable[..., Tensor]] = None
 
 
 class Edges(NamedTuple):
@@ -52,7 +87,10 @@ def radius_edges(
         return Edges(empty, pos.new_zeros(0, 3), pos.new_zeros(0), 0)
     # The largest graph bounds the true neighbour count: ask for all of them.
     full_cap = int(torch.bincount(batch).max())
-    edge_index = torch_cluster.radius_graph(
+    global _RADIUS_GRAPH
+    if _RADIUS_GRAPH is None:
+        _RADIUS_GRAPH = _radius_graph()
+    edge_index = _RADIUS_GRAPH(
         pos, r=cutoff, batch=batch, loop=False, max_num_neighbors=full_cap, flow="source_to_target"
     )
     src, dst = edge_index

@@ -6,6 +6,8 @@ the code under test.
 """
 
 import os.path as osp
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -241,6 +243,22 @@ def test_radius_graph_matches_brute_force():
     src, dst = edges.edge_index
     torch.testing.assert_close(edges.edge_vec, pos[src] - pos[dst])
     torch.testing.assert_close(edges.edge_weight.double(), d[src, dst], atol=1e-5, rtol=0)
+
+
+def test_radius_operator_alone_equals_torch_cluster():
+    """The radius operator loaded without torch-cluster's package (which
+    imports scipy) gives torch_cluster.radius_graph's edges in its order."""
+    code = (
+        "import sys, torch; from pyg_schnet.nn.radius import radius_edges; "
+        "g = torch.Generator().manual_seed(0); pos = torch.rand(60, 3, generator=g) * 6; "
+        "b = torch.repeat_interleave(torch.arange(3), torch.tensor([25, 20, 15])); "
+        "e = radius_edges(pos, b, 2.5, 100).edge_index; "
+        "alone = {'torch_cluster', 'scipy'} & set(sys.modules); import torch_cluster; "
+        "ref = torch_cluster.radius_graph(pos, 2.5, b, max_num_neighbors=100); "
+        "print(sorted(alone), e.shape[1] > 50 and torch.equal(e, ref))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[] True", out.stderr
 
 
 def test_radius_graph_truncation_is_counted_and_keeps_nearest():
