@@ -7,4 +7,4 @@ export WANDB_MODE=offline WANDB_SILENT=true
 .venv/bin/python -m ruff format --check pyg_schnet tests   # formatting
 .venv/bin/python -m ruff check pyg_schnet tests    # lint (pyflakes, pycodestyle, bugbear)
 .venv/bin/python -m mypy                            # types (settings in pyproject.toml)
-.venv/bin/python -m pytest -q -n auto "$@"
+.venv/bin/python -m pytest -q -n auto --durations=25 "$@"
