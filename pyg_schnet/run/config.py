@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import json
 import math
 import os
 import os.path as osp
@@ -288,33 +289,17 @@ class Config:
         are checked. A model or fast-mode filter table that needs more memory
         than there is is refused with the size, instead of failing inside an
         allocation. A constructor or table that needs real values (PyG's
-        SchNet reads a tensor while it is built) gets a real build."""
+        SchNet reads a tensor while it is built) gets a real build. The sizes
+        are measured once per process for each model's settings (a study's
+        plan validates hundreds of configs that build a few models)."""
         hparams = self.model_hparams()
-        n = _parameter_count(hparams)
-        if n is not None:
-            check_memory(
-                16 * n,  # float32 weights, gradients and Adam's two moments
-                f"a model of {n:,} parameters (with gradients and Adam's moments)",
-                "use fewer features, filters, blocks or basis functions",
-            )
-            try:
-                with torch.device("meta"):
-                    _check_tables(build(**hparams))
-                return
-            except UserError:
-                raise
-            except Exception:  # a value read on meta: the real build below decides
-                pass
-        try:
-            model = build(**hparams)
-        except (MemoryError, RuntimeError) as exc:
-            if isinstance(exc, MemoryError) or "allocate" in str(exc):
-                raise UserError(
-                    "the model does not fit in memory; use fewer features, filters or "
-                    "basis functions"
-                ) from None
-            raise
-        _check_tables(model)
+        key = json.dumps(hparams, sort_keys=True, default=repr)
+        if key in _MODEL_SIZES:
+            parameters, table = _MODEL_SIZES[key]
+            _check_parameter_memory(parameters)
+            _check_table_memory(table)
+        else:
+            _MODEL_SIZES[key] = _measure_model(hparams)
 
     def _check_recipe(self, need: Any) -> None:
         """The schedule, its horizon and the weight average."""
@@ -629,18 +614,68 @@ def _registered() -> List[str]:
     return list(FILTERS)
 
 
-def _check_tables(model: Any) -> None:
-    """Refuse fast-mode filter tables that need more memory than there is."""
+#: A fast-mode model's filter tables: (bytes of all blocks' tables, rows of the largest).
+TableSize = Optional[Tuple[int, int]]
+#: Parameters (None: not countable on meta) and filter tables of the models built so far,
+#: by their settings: :meth:`Config._build_checked` measures each once per process.
+_MODEL_SIZES: Dict[str, Tuple[Optional[int], TableSize]] = {}
+
+
+def _measure_model(hparams: Dict[str, Any]) -> Tuple[Optional[int], TableSize]:
+    """Build the model ``hparams`` describes (on meta where it can be), refusing
+    one that does not fit; returns its parameter count and filter tables."""
+    n = _parameter_count(hparams)
+    if n is not None:
+        _check_parameter_memory(n)  # before a full build: a million blocks are refused here
+        try:
+            with torch.device("meta"):
+                table = _table_size(build(**hparams))
+            _check_table_memory(table)
+            return n, table
+        except UserError:
+            raise
+        except Exception:  # a value read on meta: the real build below decides
+            pass
+    try:
+        model = build(**hparams)
+    except (MemoryError, RuntimeError) as exc:
+        if isinstance(exc, MemoryError) or "allocate" in str(exc):
+            raise UserError(
+                "the model does not fit in memory; use fewer features, filters or basis functions"
+            ) from None
+        raise
+    table = _table_size(model)
+    _check_table_memory(table)
+    return n, table
+
+
+def _check_parameter_memory(n: Optional[int]) -> None:
+    if n is not None:
+        check_memory(
+            16 * n,  # float32 weights, gradients and Adam's two moments
+            f"a model of {n:,} parameters (with gradients and Adam's moments)",
+            "use fewer features, filters, blocks or basis functions",
+        )
+
+
+def _table_size(model: Any) -> TableSize:
+    """The fast-mode filter tables of ``model``: total bytes and the largest's rows."""
     tables = [
         (m.filter_table, m.filter)
         for m in model.modules()
         if isinstance(m, CFConv) and m.filter_table is not None
     ]
-    if tables:
-        rows = max(t.rows(f) for t, f in tables)
+    if not tables:
+        return None
+    return sum(t.memory(f) for t, f in tables), max(t.rows(f) for t, f in tables)
+
+
+def _check_table_memory(table: TableSize) -> None:
+    """Refuse fast-mode filter tables that need more memory than there is."""
+    if table is not None:
         check_memory(
-            sum(t.memory(f) for t, f in tables),
-            f"a fast-mode filter table of {rows:,} rows in each block",
+            table[0],
+            f"a fast-mode filter table of {table[1]:,} rows in each block",
             "use a wider filter (rbf_width, bin width) or fast: false",
         )
 

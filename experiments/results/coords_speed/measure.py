@@ -3,8 +3,13 @@ trained ``coords`` and ``coords_basis`` models (seed 0, the studies' size: 64
 features, 3 blocks, 5 Å): how far the fast path's predictions are from the
 exact path's on 1,000 random QM9 molecules (batches of 50), and training
 molecules per CPU second of both paths, alternating within each of ``ROUNDS``
-rounds (Adam steps from the trained weights, batches of 50, one thread). Run
-from the repository root (the checkout's ``pyg_schnet`` is the one timed)::
+rounds (Adam steps from the trained weights, batches of 50, one thread). Then
+the floor of any coordinate filter's step: the fast Gaussian model's step (the
+same model around a filter that costs a table lookup) plus the products a
+coordinate filter cannot avoid (per block, both directions of every pair: the
+second layer's ``[P, F] x [F, F]`` forward product and its two backward ones),
+against half the exact ``coords`` step (the issue's goal, 2x). Run from the
+repository root (the checkout's ``pyg_schnet`` is the one timed)::
 
     taskset -c 1 env OMP_NUM_THREADS=1 python experiments/results/coords_speed/measure.py [ROUNDS]
 """
@@ -90,3 +95,50 @@ for name in ("coords", "coords_basis"):
         f"{name}: fast / exact per round {statistics.median(ratio):.2f}x "
         f"({min(ratio):.2f}-{max(ratio):.2f})"
     )
+
+
+# -- the floor: the fast Gaussian model's step plus the products a coordinate filter needs --
+from pyg_schnet.nn.radius import radius_edges  # noqa: E402
+
+gauss = load_checkpoint(RUNS.format("gaussian"))
+g = build(**dict(gauss["hparams"], fast=True))
+g.load_state_dict(gauss["model"])
+coords = models("coords")["exact"]
+feats = gauss["hparams"]["num_filters"]
+blocks = gauss["hparams"]["num_interactions"]
+cutoff = gauss["hparams"]["cutoff"]
+pairs = [radius_edges(b.pos, b.batch, cutoff).edge_index.size(1) // 2 for b in train[2:]]
+mats = [(torch.randn(p, feats), torch.randn(feats, feats)) for p in pairs]
+
+
+def products():
+    for h, w in mats:
+        for _ in range(blocks * 2):  # each block, both directions of a pair
+            out = h @ w  # forward
+            h.t() @ out  # weight gradient
+            out @ w.t()  # input gradient
+
+
+arms = {"gaussian fast": g, "coords exact": coords}
+arm_opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in arms.items()}
+for k, m in arms.items():
+    train_steps(m, arm_opts[k], train[:2])
+times = {k: [] for k in (*arms, "products")}
+for _ in range(ROUNDS):
+    for k, m in arms.items():
+        t0 = time.process_time()
+        train_steps(m, arm_opts[k], train[2:])
+        times[k].append(time.process_time() - t0)
+    t0 = time.process_time()
+    products()
+    times["products"].append(time.process_time() - t0)
+med = {k: statistics.median(v) for k, v in times.items()}
+floor = med["gaussian fast"] + med["products"]
+print(
+    f"floor of a coordinate filter's step ({sum(pairs):,} pairs in {mols} molecules, "
+    f"{blocks} blocks, {feats} filters; seconds per {len(pairs)} batches, median of {ROUNDS}): "
+    f"fast Gaussian model {med['gaussian fast']:.3f} + second-layer products "
+    f"{med['products']:.3f} = {floor:.3f}; exact coords {med['coords exact']:.3f}, "
+    f"so at most {med['coords exact'] / floor:.2f}x over the exact path "
+    f"(goal 2x: {med['coords exact'] / 2:.3f})"
+)
