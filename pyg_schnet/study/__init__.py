@@ -19,6 +19,7 @@ the file that sets it, so the commands work from any directory::
     variants:                                 # the first one is the reference
       gaussian: {}
       distance: {filter: distance}
+      conv1d: {filter: conv1d, seeds: 5, targets: [U0, gap]}   # optional: its own seeds, targets
     reference: gaussian                      # optional
     contrasts:                                # optional: one factor each, variant - baseline
       radial basis removed: [distance, gaussian]

@@ -508,13 +508,28 @@ def _markdown(
         f"Base settings: {base}. Split per seed: test {spec.test_size:,} and validation "
         f"{spec.val_size:,} molecules, then the training molecules (nested across sizes); "
         f"training sizes {', '.join(f'{s:,}' for s in spec.train_sizes)}; seeds "
-        f"{', '.join(map(str, spec.seeds))}.",
+        f"{', '.join(map(str, spec.seeds))}"
+        + (
+            " (variants with their own seeds or targets: see the table)"
+            if spec.variant_seeds or spec.variant_targets
+            else ""
+        )
+        + ".",
         "",
     ]
-    L += ["| variant | overrides |", "|---|---|"]
+    own = bool(spec.variant_seeds or spec.variant_targets)
+    L += (
+        ["| variant | overrides | targets | seeds |", "|---|---|---|---|"]
+        if own
+        else ["| variant | overrides |", "|---|---|"]
+    )
     for v, o in spec.variants.items():
         ref = " (reference)" if v == spec.reference else ""
-        L.append(f"| {v}{ref} | {', '.join(f'{k}: {x}' for k, x in o.items()) or '(base)'} |")
+        row = f"| {v}{ref} | {', '.join(f'{k}: {x}' for k, x in o.items()) or '(base)'} |"
+        if own:
+            seeds = sorted({s for size in spec.train_sizes for s in spec.seeds_of(v, size)})
+            row += f" {', '.join(spec.targets_of(v))} | {', '.join(map(str, seeds))} |"
+        L.append(row)
     L += [
         "",
         "## Test MAE per cell",

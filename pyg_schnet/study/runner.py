@@ -252,7 +252,9 @@ class _Study:
         self.todo = [r for r in runs if self.status[r.rel] != FINISHED]
         say(
             f"study {spec.name}: {len(spec.variants)} variants x {len(spec.targets)} targets x "
-            f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds = {len(runs)} runs "
+            f"{len(spec.train_sizes)} sizes x {len(spec.seeds)} seeds"
+            + (" (some variants their own)" if spec.variant_seeds or spec.variant_targets else "")
+            + f" = {len(runs)} runs "
             f"({len(runs) - len(self.todo)} finished, {len(self.todo)} to train) -> {spec.out}"
         )
         if self.todo:

@@ -76,6 +76,7 @@ class Spec:
     base: Dict[str, Any]
     variants: Dict[str, Dict[str, Any]]
     reference: str
+    #: every target some variant trains (the spec's ``targets``, then the variants' own)
     targets: List[str]
     seeds: List[int]
     train_sizes: List[int]
@@ -95,6 +96,20 @@ class Spec:
     #: Margin of the "parallel learning curves" test: the slope of log(MAE
     #: ratio) against log(training size) (see ``report.slope_contrasts``).
     slope_margin: Optional[float] = None
+    #: variant -> its own seeds / targets (a variant's ``seeds`` or ``targets`` key), where
+    #: it trains more or fewer than the spec's (ignored under ``--quick``)
+    variant_seeds: Dict[str, List[int]] = field(default_factory=dict)
+    variant_targets: Dict[str, List[str]] = field(default_factory=dict)
+    #: the spec's own ``targets`` (``targets`` adds the variants' own); empty: ``targets``
+    spec_targets: List[str] = field(default_factory=list)
+
+    def seeds_of(self, variant: str, size: int) -> List[int]:
+        """The seeds ``variant`` trains at ``size``: its own, else the size's, else the spec's."""
+        return self.variant_seeds.get(variant) or self.size_seeds.get(size, self.seeds)
+
+    def targets_of(self, variant: str) -> List[str]:
+        """The targets ``variant`` trains: its own, else the spec's ``targets``."""
+        return self.variant_targets.get(variant) or self.spec_targets or self.targets
 
 
 def _fail(path: str, msg: str) -> UserError:
@@ -157,12 +172,11 @@ def load_spec(
         or not 0 < slope_margin < 1
     ):
         raise _fail(path, f"slope_margin must be a number between 0 and 1, got {slope_margin!r}")
-    seeds_raw = values["seeds"]
-    seeds = (
-        list(range(_int_list(path, "seeds", seeds_raw, 1)[0]))
-        if not isinstance(seeds_raw, list)
-        else _int_list(path, "seeds", seeds_raw, 0)
-    )
+    seeds = _read_seeds(path, "seeds", values["seeds"])
+    variant_seeds, variant_targets = _read_variant_runs(path, variants, quick)
+    spec_targets = list(targets)
+    targets += [t for ts in variant_targets.values() for t in ts if t not in targets]
+    targets = list(dict.fromkeys(targets))
     sizes = _int_list(path, "train_sizes", values.get("train_sizes", base.get("train_size")), 1)
     val_size = _int_list(path, "val_size", values["val_size"], 1)[0]
     test_size = _int_list(path, "test_size", values["test_size"], 1)[0]
@@ -198,6 +212,9 @@ def load_spec(
         quick=quick,
         reuse=reuse,
         contrasts=contrasts,
+        variant_seeds=variant_seeds,
+        variant_targets=variant_targets,
+        spec_targets=spec_targets,
         equivalence_margins=margins,
         slope_margin=None if slope_margin is None else float(slope_margin),
     )
@@ -241,6 +258,32 @@ def _read_variants(path: str, raw: Dict[str, Any]) -> Tuple[Dict[str, Dict[str, 
             path, f"reference {reference!r} is not a variant; variants: {', '.join(variants)}"
         )
     return variants, reference
+
+
+def _read_seeds(path: str, key: str, value: Any) -> List[int]:
+    """Seeds as a count (``3``: 0, 1, 2) or a list."""
+    if isinstance(value, list):
+        return _int_list(path, key, value, 0)
+    return list(range(_int_list(path, key, value, 1)[0]))
+
+
+def _read_variant_runs(
+    path: str, variants: Dict[str, Dict[str, Any]], quick: bool
+) -> Tuple[Dict[str, List[int]], Dict[str, List[str]]]:
+    """A variant's own ``seeds`` and ``targets`` (taken out of its config
+    overrides): more seeds where a finding rests on it, another target where a
+    reading may differ. Under ``--quick`` the quick section decides for all."""
+    seeds: Dict[str, List[int]] = {}
+    targets: Dict[str, List[str]] = {}
+    for name, overrides in variants.items():
+        if "seeds" in overrides:
+            seeds[name] = _read_seeds(path, f"variant {name} seeds", overrides.pop("seeds"))
+        if "targets" in overrides:
+            raw = overrides.pop("targets")
+            if not isinstance(raw, list) or not raw:
+                raise _fail(path, f"variant {name} targets must be a list of targets, got {raw!r}")
+            targets[name] = _read_targets(path, raw)
+    return ({}, {}) if quick else (seeds, targets)
 
 
 def _read_contrasts(
@@ -406,12 +449,15 @@ def plan(spec: Spec) -> List[Run]:
     """Every run, ordered seed by seed (so paired comparisons fill in early),
     then by size, target and variant."""
     runs = []
-    for seed in sorted(set(spec.seeds).union(*spec.size_seeds.values())):
+    every_seed = set(spec.seeds).union(*spec.size_seeds.values(), *spec.variant_seeds.values())
+    for seed in sorted(every_seed):
         for size in spec.train_sizes:
-            if seed not in spec.size_seeds.get(size, spec.seeds):
-                continue
             for target in spec.targets:
                 for variant, overrides in spec.variants.items():
+                    if seed not in spec.seeds_of(variant, size):
+                        continue
+                    if target not in spec.targets_of(variant):
+                        continue
                     values = dict(spec.base, **overrides, **spec.size_overrides.get(size, {}))
                     values.update(
                         target=target,

@@ -553,6 +553,63 @@ def test_every_committed_run_equals_its_plan():
     assert checked >= 182
 
 
+def test_a_variant_can_train_its_own_seeds_and_targets(tmp_path):
+    """More seeds where a finding rests on a variant, another target where a
+    reading may differ: a variant's ``seeds`` and ``targets`` keys (not config
+    keys) change only its runs, the report pairs what both sides trained, and
+    ``--quick`` leaves the choice to its own section."""
+    from pyg_schnet.errors import UserError
+    from pyg_schnet.study import load_spec, paired
+    from pyg_schnet.study.spec import plan
+
+    variants = {
+        "gaussian": {"seeds": 3, "targets": ["U0", "gap"]},
+        "conv1d": {"filter": "conv1d", "num_bins": 12, "targets": ["gap"]},
+        "distance": {"filter": "distance", "seeds": [1]},
+    }
+    path = _tiny_spec(tmp_path / "s.yaml", targets=["U0"], seeds=1, variants=variants)
+    spec = load_spec(str(path))
+    runs = [(r.seed, r.target, r.variant) for r in plan(spec)]
+    assert runs == [
+        (0, "U0", "gaussian"),
+        (0, "gap", "gaussian"),
+        (0, "gap", "conv1d"),
+        (1, "U0", "gaussian"),
+        (1, "U0", "distance"),
+        (1, "gap", "gaussian"),
+        (2, "U0", "gaussian"),
+        (2, "gap", "gaussian"),
+    ]
+    assert spec.targets == ["U0", "gap"] and "seeds" not in spec.variants["gaussian"]
+    # pairs only where both trained: distance has seed 1 on U0; conv1d seed 0 on gap
+    rows = [
+        dict(target=t, size=250, variant=v, seed=s, test_mae=1.0 + s, unit="meV")
+        for s, t, v in runs
+    ]
+    got = {(p["target"], p["variant"], p["seeds"]) for p in paired(spec, rows)}
+    assert got == {("U0", "distance", "1"), ("gap", "conv1d", "0")}
+    quick = _tiny_spec(
+        tmp_path / "q.yaml",
+        targets=["U0"],
+        seeds=1,
+        variants=variants,
+        quick={"seeds": 1, "targets": ["U0"], "train_sizes": [100]},
+    )
+    assert [(r.seed, r.target, r.variant) for r in plan(load_spec(str(quick), quick=True))] == [
+        (0, "U0", "gaussian"),
+        (0, "U0", "conv1d"),
+        (0, "U0", "distance"),
+    ]
+    for bad, message in [
+        ({"targets": "gap"}, "variant a targets must be a list of targets"),
+        ({"targets": ["nope"]}, "nope"),
+        ({"seeds": 0}, "variant a seeds must be whole numbers >= 1"),
+    ]:
+        _tiny_spec(tmp_path / "b.yaml", variants={"a": bad})
+        with pytest.raises(UserError, match=message):
+            load_spec(str(tmp_path / "b.yaml"))
+
+
 def test_a_target_named_twice_is_refused(tmp_path):
     """targets [U0, u0] are one target: training it twice would double every row."""
     from pyg_schnet.errors import UserError
