@@ -50,7 +50,7 @@ def test_probes_of_committed_runs_from_outside_the_repository(qm9, tmp_path):
     another directory: every probe that applies, written as CSV."""
     from conftest import DATA_ROOT, REPO
 
-    runs = osp.join(REPO, "experiments", "studies", "mechanism", "runs", "U0")
+    runs = osp.join(REPO, "experiments", "studies", "mechanism_time", "runs", "U0")
     copies = []
     for variant in ("gaussian", "coords_rot"):
         dst = tmp_path / variant

@@ -26,7 +26,7 @@ from pyg_schnet.nn.models import build
 from pyg_schnet.run.checkpoint import load_checkpoint
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-RUNS = "experiments/studies/mechanism/runs/U0/{}/n20000_seed0/model.pt"
+RUNS = "experiments/studies/mechanism_time/runs/U0/{}/n20000_seed0/model.pt"
 torch.set_num_threads(1)
 torch.set_flush_denormal(True)  # as pyg-schnet train does
 
