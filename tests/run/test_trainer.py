@@ -722,14 +722,14 @@ def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     assert (run.run_group, list(run.tags)) == (f"filter-grid-{ident}", ["sweep", f"sweep-{ident}"])
     # the folder keeps it; another server sweep would split the runs: refused, nothing run
     assert (out / "wandb_sweep").read_text() == "me/qm9/abcd1234\n"
-    assert_one_line_error(
-        cli("sweep", grid, "--out", out, "--wandb_sweep_id", "zzzz9999", *_tiny_extra()),
-        "files its runs under W&B sweep me/qm9/abcd1234",
-    )
-    assert_one_line_error(
-        cli("sweep", grid, "--out", tmp_path / "x", "--wandb_sweep_id", "a/b", *_tiny_extra()),
-        "is not a W&B sweep id",
-    )
+    from pyg_schnet.errors import UserError
+    from pyg_schnet.study.sweep import run_sweep
+
+    with pytest.raises(UserError, match="files its runs under W&B sweep me/qm9/abcd1234"):
+        run_sweep(grid, 1, str(out), wandb_sweep="zzzz9999")
+    with pytest.raises(UserError, match="is not a W&B sweep id"):
+        run_sweep(grid, 1, str(tmp_path / "x"), wandb_sweep="a/b")
+    assert not (tmp_path / "x").exists()
     configs = []
     for run_id in set(os.listdir(out)) - {"sweep_id", "wandb_sweep"}:
         saved = yaml.safe_load(open(out / run_id / "config.yaml"))
