@@ -34,6 +34,7 @@ from pyg_schnet.data import (
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.targets import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
+from pyg_schnet.metrics import display_unit
 from pyg_schnet.io import copy_file, locked, replace_dir, staging_path, write_json
 from pyg_schnet.run.checkpoint import (
     check_config,
@@ -361,6 +362,7 @@ def export_model(
     weights_dir: str = EXPORT_DIR,
     overwrite: bool = False,
     hooks: Optional[TrainerHooks] = None,
+    if_better: bool = False,
 ) -> str:
     """Make a model ``weights_dir/NAME`` (default: ``./models/NAME``,
     :data:`EXPORT_DIR`; the package's own ``pyg_schnet/weights`` only when
@@ -372,15 +374,17 @@ def export_model(
     seeded nested or random split that equals it index by index, else the
     split file itself, shipped beside the weights. The folder is written
     whole (:func:`_write_model`); ``hooks``: its fault points
-    (default: :func:`~pyg_schnet.run.faults.default_hooks`). Returns the
-    model's folder."""
+    (default: :func:`~pyg_schnet.run.faults.default_hooks`). ``if_better``:
+    replace a model of that name only when the run's test MAE is lower on the
+    same test molecules (:func:`_check_better`); else nothing is written.
+    Returns the model's folder."""
 
     import numpy as np
 
     if not name or any(c in name for c in "/\\ ") or name.startswith("."):
         raise UserError(f"model name {name!r} must be a plain folder name (like qm9-U0)")
     folder = osp.join(weights_dir, name)
-    if osp.isdir(folder) and not overwrite:  # before anything is written, here or in the run
+    if osp.isdir(folder) and not (overwrite or if_better):  # before anything is written
         raise UserError(f"{folder} exists (--overwrite replaces it)")
     rd = RunDir(run_dir)
     metrics = rd.metrics()
@@ -399,6 +403,8 @@ def export_model(
         raise UserError(f"{split_path} does not record the data set's size")
     split = load_split(split_path, num_molecules)
     split_spec, split_text = _describe_split(split, num_molecules, cfg.seed, cfg.max_molecules)
+    if if_better and osp.isdir(folder):
+        _check_better(folder, name, cfg.target, split, num_molecules, _test_mae(metrics, run_dir))
     symmetry = {}
     if rd.has(SYMMETRY_FILE):
         with open(rd.symmetry_path) as f:
@@ -448,6 +454,38 @@ def export_model(
     shipped = split if split_spec["kind"] == "file" else None
     _write_model(folder, weights, card, shipped, num_molecules, hooks or default_hooks())
     return folder
+
+
+def _check_better(
+    folder: str, name: str, target: str, split: Any, num_molecules: int, test_mae: float
+) -> None:
+    """Refuse to replace the model in ``folder`` unless the run's ``test_mae``
+    is lower on the same test molecules (the card's split, rebuilt)."""
+    import numpy as np
+
+    try:
+        with open(osp.join(folder, "card.json")) as f:
+            card = dict(json.load(f))
+        old_split = card_split(card["split_spec"], folder, num_molecules)
+        old_mae, old_target = float(card["test_mae"]), card["target"]
+    except (OSError, ValueError, KeyError, TypeError, UserError) as exc:
+        raise UserError(
+            f"{folder} holds no readable card to compare with ({type(exc).__name__}); "
+            "export with --overwrite to replace it"
+        ) from None
+    if old_target != target:
+        raise UserError(f"{name} is a {old_target} model; the run predicts {target}")
+    if not np.array_equal(np.sort(old_split.test_idx), np.sort(split.test_idx)):
+        raise UserError(
+            f"{name} and the run were tested on different molecules: their test MAEs do not "
+            "compare (train the run on the card's split, or export with --overwrite)"
+        )
+    unit, scale = display_unit(UNITS[target])
+    if test_mae >= old_mae:
+        raise UserError(
+            f"{name} kept: its test MAE {old_mae * scale:.4g} {unit} is not above the run's "
+            f"{test_mae * scale:.4g} {unit} on the same {len(split.test_idx):,} test molecules"
+        )
 
 
 def _write_model(

@@ -140,6 +140,19 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     assert export_model(str(run), "qm9-U0", str(where / "models"), overwrite=True) == str(folder)
     with pytest.raises(UserError, match="must be a plain folder name"):
         export_model(str(run), "a/b", str(where / "models"))
+    # --if-better replaces a model only with a lower test MAE on the same test molecules
+    models = str(where / "models")
+    with pytest.raises(UserError, match=r"qm9-U0 kept: its test MAE .* on the same 100 test"):
+        export_model(str(run), "qm9-U0", models, if_better=True)  # equal is not better
+    worse = dict(card, test_mae=card["test_mae"] + 0.1)
+    (folder / "card.json").write_text(json.dumps(worse))
+    assert export_model(str(run), "qm9-U0", models, if_better=True) == str(folder)
+    assert json.loads((folder / "card.json").read_text())["test_mae"] == card["test_mae"]
+    other = dict(worse, split_spec=dict(card["split_spec"], seed=1))
+    (folder / "card.json").write_text(json.dumps(other))
+    with pytest.raises(UserError, match="tested on different molecules"):
+        export_model(str(run), "qm9-U0", models, if_better=True)
+    assert json.loads((folder / "card.json").read_text()) == other  # nothing written
 
 
 def test_export_names_any_split_so_evaluate_rebuilds_it(quick_pretrained, tmp_path):

@@ -299,7 +299,7 @@ def cmd_export(argv: List[str]) -> int:
 
     p = Parser(
         prog="pyg-schnet export",
-        usage="pyg-schnet export RUN_DIR --name NAME [--to DIR] [--overwrite]",
+        usage="pyg-schnet export RUN_DIR --name NAME [--to DIR] [--overwrite | --if-better]",
     )
     p.add_argument("run_dir")
     p.add_argument("--name", required=True, help="the model's name (predict --model NAME)")
@@ -309,12 +309,20 @@ def cmd_export(argv: List[str]) -> int:
         help=f"folder of models (default: ./{EXPORT_DIR} under the current directory, where "
         f"--model NAME looks; the package's own models are in pyg_schnet/weights)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace a model of that name")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--overwrite", action="store_true", help="replace a model of that name")
+    how.add_argument(
+        "--if-better",
+        "--if_better",
+        action="store_true",
+        help="replace a model of that name only if the run's test MAE is lower on the same "
+        "test molecules (else nothing is written, exit 1)",
+    )
     a = p.parse_args(argv)
     check_text("--name", a.name)
     if os.path.exists(a.to) and not os.path.isdir(a.to):
         raise UserError(f"--to {a.to} is a file, not a folder of models")
-    folder = export_model(a.run_dir, a.name, a.to, a.overwrite)
+    folder = export_model(a.run_dir, a.name, a.to, a.overwrite, if_better=a.if_better)
     print(f"{a.name}: {folder} (model.pt, card.json)")
     return 0
 
