@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os.path as osp
-from typing import Any, Callable, List, NamedTuple, Optional
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
 
 import torch
 from torch import Tensor
@@ -45,37 +45,78 @@ def _or_error(name: str, source: str, read: Callable[..., Molecule], *args: Any)
     try:
         return read(*args)
     except UserError as exc:
-        empty = Molecule(name, torch.zeros(0, dtype=torch.long), torch.zeros(0, 3), source)
-        return empty._replace(error=str(exc))
+        return _failed(name, source, str(exc))
+
+
+def _failed(name: str, source: str, error: str) -> Molecule:
+    """A molecule that cannot be predicted, and why."""
+    empty = Molecule(name, torch.zeros(0, dtype=torch.long), torch.zeros(0, 3), source)
+    return empty._replace(error=error)
 
 
 def check_molecule(mol: Molecule) -> Molecule:
     """Reject molecules a QM9 model cannot predict, with one clear message."""
-    n = mol.z.numel()
-    if n == 0:
-        raise UserError(f"{mol.name}: the molecule has no atoms")
-    if n == 1:
-        raise UserError(f"{mol.name}: a single atom is not a molecule QM9 models can predict")
-    bad = sorted({int(z) for z in mol.z.tolist() if int(z) not in QM9_Z})
-    if bad:
-        raise UserError(
-            f"{mol.name}: element(s) with atomic number {bad} are not in QM9 (only H, C, N, O, F)"
-        )
-    if not torch.isfinite(mol.pos).all():
-        raise UserError(f"{mol.name}: coordinates contain NaN or infinite values")
-    if n > 1000:  # 32 MB of pair checks: below that, not worth a look at the free memory
-        check_memory(
-            PAIR_BYTES * n * n, f"{mol.name}: the distance checks of a molecule of {n:,} atoms"
-        )
-    d = torch.cdist(mol.pos.double(), mol.pos.double())
-    d.fill_diagonal_(math.inf)
-    if float(d.min()) < MIN_DISTANCE:
-        i, j = divmod(int(d.argmin()), n)
-        raise UserError(
-            f"{mol.name}: atoms {i + 1} and {j + 1} are {float(d.min()):.3f} Å apart "
-            f"(on top of each other)"
-        )
+    error = molecule_errors([mol])[0]
+    if error:
+        raise UserError(error)
     return mol
+
+
+def molecule_errors(mols: Sequence[Molecule]) -> List[str]:
+    """Why each molecule cannot be predicted ("" when it can): no atoms, a
+    single atom, an element QM9 lacks, coordinates that are not finite, or two
+    atoms closer than :data:`MIN_DISTANCE` (a broken geometry). Molecules of
+    one size share one distance computation, so a file of thousands of
+    molecules is checked in a few batched operations."""
+    errors = [""] * len(mols)
+    by_size: Dict[int, List[int]] = {}
+    for k, mol in enumerate(mols):
+        n = mol.z.numel()
+        if n == 0:
+            errors[k] = f"{mol.name}: the molecule has no atoms"
+        elif n == 1:
+            errors[k] = f"{mol.name}: a single atom is not a molecule QM9 models can predict"
+        else:
+            by_size.setdefault(n, []).append(k)
+    for n, group in sorted(by_size.items()):
+        z = torch.stack([mols[k].z for k in group])  # [M, n]
+        pos = torch.stack([mols[k].pos for k in group]).double()  # [M, n, 3]
+        foreign = (~torch.isin(z, torch.tensor(sorted(QM9_Z)))).any(dim=1)  # [M]
+        finite = torch.isfinite(pos).flatten(1).all(dim=1)  # [M]
+        for k, bad_z, ok in zip(group, foreign.tolist(), finite.tolist(), strict=True):
+            if bad_z:
+                bad = sorted({int(x) for x in mols[k].z.tolist() if int(x) not in QM9_Z})
+                errors[k] = (
+                    f"{mols[k].name}: element(s) with atomic number {bad} are not in QM9 "
+                    "(only H, C, N, O, F)"
+                )
+            elif not ok:
+                errors[k] = f"{mols[k].name}: coordinates contain NaN or infinite values"
+        if n > 1000:  # 32 MB of pair checks: below that, not worth a look at the free memory
+            for k in group:
+                try:
+                    check_memory(
+                        PAIR_BYTES * n * n,
+                        f"{mols[k].name}: the distance checks of a molecule of {n:,} atoms",
+                    )
+                except UserError as exc:
+                    errors[k] = errors[k] or str(exc)
+        left = [i for i, k in enumerate(group) if not errors[k]]
+        # in chunks of about 4 MB of distances
+        chunk = max(1, (1 << 19) // (n * n))
+        for c in range(0, len(left), chunk):
+            rows = left[c : c + chunk]
+            d = torch.cdist(pos[rows], pos[rows])  # [m, n, n]
+            d.diagonal(dim1=1, dim2=2).fill_(math.inf)
+            closest, where = d.flatten(1).min(dim=1)  # first minimum, row by row
+            for i, dmin, at in zip(rows, closest.tolist(), where.tolist(), strict=True):
+                if dmin < MIN_DISTANCE:
+                    a, b = divmod(int(at), n)
+                    errors[group[i]] = (
+                        f"{mols[group[i]].name}: atoms {a + 1} and {b + 1} are {dmin:.3f} Å "
+                        "apart (on top of each other)"
+                    )
+    return errors
 
 
 def _read_text(path: str) -> str:
@@ -130,6 +171,10 @@ def read_xyz(path: str) -> List[Molecule]:
         i += 2 + n
     if not mols:
         raise UserError(f"input file {path} holds no molecule")
+    read = [k for k, m in enumerate(mols) if not m.error]
+    for k, error in zip(read, molecule_errors([mols[k] for k in read]), strict=True):
+        if error:
+            mols[k] = _failed(mols[k].name, "xyz", error)
     if len(mols) == 1 and mols[0].name == f"{osp.basename(path)}#1":
         mols[0] = mols[0]._replace(name=osp.basename(path))  # a lone molecule: its file
     return mols
@@ -159,13 +204,12 @@ def _xyz_block(path: str, lines: List[str], block: range, name: str) -> Molecule
             pos.append([float(v.replace("*^", "e")) for v in parts[1:4]])
         except ValueError:
             raise UserError(f"{path}: line {j + 1} has a non-numeric coordinate") from None
-    return check_molecule(
-        Molecule(
-            name,
-            torch.tensor(z, dtype=torch.long),
-            torch.tensor(pos, dtype=torch.float32).view(-1, 3),
-            "xyz",
-        )
+    # checked with the file's other molecules (read_xyz: molecule_errors)
+    return Molecule(
+        name,
+        torch.tensor(z, dtype=torch.long),
+        torch.tensor(pos, dtype=torch.float32).view(-1, 3),
+        "xyz",
     )
 
 

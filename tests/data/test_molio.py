@@ -65,6 +65,40 @@ def test_xyz_names_come_from_the_comment_line(tmp_path):
     assert [m.name for m in read_xyz(str(p))] == ["gdb_17", "ethanol-1", "qm9.xyz#3"]
 
 
+def test_a_file_is_checked_in_batches_with_each_molecules_own_message():
+    """``molecule_errors`` checks molecules of one size together: each keeps
+    the message of its first failing check, with the atoms of its own closest
+    pair (the first such pair, row by row, as a single check finds it)."""
+    from pyg_schnet.data.molio import molecule_errors
+
+    def mol(name, z, pos):
+        return Molecule(name, torch.tensor(z), torch.tensor(pos, dtype=torch.float32), "xyz")
+
+    far = [[0.0, 0, 0], [0, 0, 1.0], [0, 1.0, 0]]
+    mols = [
+        mol("ok", [8, 1, 1], far),
+        mol("close", [6, 1, 1], [[0.0, 0, 0], [0, 0, 1.0], [0, 0, 1.1]]),
+        mol("chlorine", [17, 1, 1], [[0.0, 0, 0], [0, 0, 0], [0, 1.0, 0]]),  # element first
+        mol("nan", [6, 1, 1], [[0.0, 0, 0], [float("nan"), 0, 0], [0, 1.0, 0]]),
+        mol("ok2", [6, 1], [[0.0, 0, 0], [0, 0, 1.1]]),
+        mol("one", [6], [[0.0, 0, 0]]),
+        mol("none", [], torch.zeros(0, 3).tolist()),
+    ]
+    got = molecule_errors(mols)
+    assert got[0] == "" and got[4] == ""
+    assert got[1] == "close: atoms 2 and 3 are 0.100 Å apart (on top of each other)"
+    assert got[2].startswith("chlorine: element(s) with atomic number [17] are not in QM9")
+    assert got[3] == "nan: coordinates contain NaN or infinite values"
+    assert "single atom" in got[5] and "no atoms" in got[6]
+    for m, error in zip(mols, got, strict=True):  # one at a time: the same message
+        if error:
+            with pytest.raises(UserError) as exc:
+                check_molecule(m)
+            assert str(exc.value) == error
+        else:
+            assert check_molecule(m) is m
+
+
 def test_check_molecule_refuses_non_finite_coordinates():
     mol = Molecule(
         "m", torch.tensor([6, 1]), torch.tensor([[0.0, 0, 0], [float("nan"), 0, 0]]), "xyz"
