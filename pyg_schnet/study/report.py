@@ -167,6 +167,8 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
                 "train_seconds": m["train_seconds"],
                 "molecules_per_second": _median([x["molecules_per_second"] for x in log]),
                 "run_dir": r.rel,
+                # a time budget: its steps depended on the machine's speed (the slow mark)
+                "timed": r.cfg.time_budget is not None,
             }
         )
     return rows
@@ -192,6 +194,13 @@ def relative_speed(rows: Sequence[Dict[str, Any]]) -> List[float]:
         else float("nan")
         for r in rows
     ]
+
+
+def is_slow(row: Dict[str, Any], speed: float) -> bool:
+    """Whether a run's relative ``speed`` (:func:`relative_speed`) cost it steps:
+    below :data:`SLOW_SHARE` under a time budget; never under a budget in
+    epochs or steps, whose runs all see the same steps."""
+    return bool(row.get("timed", True)) and speed < SLOW_SHARE
 
 
 def _decays(log: Sequence[Dict[str, float]]) -> int:
@@ -631,10 +640,11 @@ def _markdown(
         "optimizer state are not committed. Stop: why training ended (*lr decays*: the "
         "learning rate had been decayed max_lr_decays times; *epochs*: the epoch cap; "
         "*patience*: early stopping). Speed: the run's median training molecules/s over "
-        "the fastest run of its variant; below "
-        f"{SLOW_SHARE:g} (marked *slow*) the run trained slower than its other seeds, "
+        "the fastest run of its variant; a run with a time budget below "
+        f"{SLOW_SHARE:g} (marked *slow*) trained slower than its other seeds, "
         "because other work shared the machine or the machine itself was slower in that "
-        "sitting, and under a time budget it saw fewer steps.",
+        "sitting, and so saw fewer steps (a budget in epochs or steps does not depend on "
+        "the speed: no mark).",
         "",
         "| target | size | variant | seed | test MAE | rotated | epochs | best epoch | "
         "lr decays | stop | final lr | train s | speed | run |",
@@ -642,7 +652,7 @@ def _markdown(
     ]
     for r, speed in zip(rows, relative_speed(rows), strict=True):
         u = r["unit"]
-        mark = " slow" if speed < SLOW_SHARE else ""
+        mark = " slow" if is_slow(r, speed) else ""
         L.append(
             f"| {r['target']} | {r['size']:,} | {r['variant']} | {r['seed']} | "
             f"{_fmt(r['test_mae'])} {u} | {_fmt(r['rot_test_mae'])} {u} | {r['epochs']} | "

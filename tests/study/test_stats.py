@@ -95,3 +95,19 @@ def test_parallel_curves_are_a_paired_slope_test_per_seed():
     assert got["steep"]["equivalent"] is False and got["steep"]["p"] < 0.01
     spec.train_sizes = sizes[:2]  # two sizes give no slope test
     assert parallel(spec, rows) == []
+
+
+def test_only_a_time_budget_makes_a_slow_run_slow():
+    """A run below 0.9 of its variant's fastest speed saw fewer steps under a
+    time budget (marked slow); under a budget in epochs it saw the same steps."""
+    from pyg_schnet.study.report import is_slow, relative_speed
+
+    rows = [
+        dict(target="U0", variant="a", size=1, molecules_per_second=1000.0, timed=True),
+        dict(target="U0", variant="a", size=1, molecules_per_second=700.0, timed=True),
+        dict(target="U0", variant="b", size=1, molecules_per_second=1000.0, timed=False),
+        dict(target="U0", variant="b", size=1, molecules_per_second=700.0, timed=False),
+    ]
+    speeds = relative_speed(rows)
+    assert speeds == [1.0, 0.7, 1.0, 0.7]
+    assert [is_slow(r, v) for r, v in zip(rows, speeds, strict=True)] == [False, True, False, False]
