@@ -316,7 +316,7 @@ def cmd_export(argv: List[str]) -> int:
         "--if_better",
         action="store_true",
         help="replace a model of that name only if the run's test MAE is lower on the same "
-        "test molecules (else nothing is written, exit 1)",
+        "test molecules (else it writes nothing and says which is better)",
     )
     a = p.parse_args(argv)
     check_text("--name", a.name)
