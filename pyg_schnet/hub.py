@@ -34,7 +34,7 @@ from pyg_schnet.data import (
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.targets import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
-from pyg_schnet.metrics import display_unit
+from pyg_schnet.metrics import ErrorSums, display_unit
 from pyg_schnet.io import copy_file, locked, replace_dir, staging_path, write_json
 from pyg_schnet.run.checkpoint import (
     check_config,
@@ -43,7 +43,7 @@ from pyg_schnet.run.checkpoint import (
     model_from_checkpoint,
 )
 from pyg_schnet.run.faults import TrainerHooks, default_hooks
-from pyg_schnet.run.inference import errors, predict_loader, resolve_device
+from pyg_schnet.run.inference import predict_loader, resolve_device
 from pyg_schnet.run.rundir import IGNORED_KEYS, SPLIT_FILE, SYMMETRY_FILE, WEIGHTS_FILE, RunDir
 
 if TYPE_CHECKING:
@@ -151,6 +151,41 @@ def pretrained(name: str) -> Any:
     return model
 
 
+def pretrained_predictions(
+    name: str,
+    root: Optional[str],
+    split: str = "test",
+    limit: Optional[int] = None,
+    batch_size: int = 250,
+    device: str = "cpu",
+) -> Tuple[Dict[str, Any], QM9, Any, Any, Any]:
+    """A model's (:func:`model_folder`) predictions on the split its card
+    names (the data set rebuilt or loaded at ``root``), on ``device``
+    (``cpu`` or ``cuda[:N]``); ``limit``: a seeded random subset of that
+    split. Returns the card, the data set, and the predictions, targets and
+    data-set positions in the loader's order."""
+    dev = resolve_device(device)  # before the data set is built
+    card = model_card(name)
+    ds, idx = pretrained_split(name, root, split, limit)
+    loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
+    pred, y, where = predict_loader(pretrained(name).to(dev), loader, dev)
+    return card, ds, pred, y, where
+
+
+def evaluation(card: Dict[str, Any], split: str, pred: Any, y: Any) -> Dict[str, Any]:
+    """MAE and RMSE of predictions ``pred`` against ``y`` on ``split``, with
+    the card's own test MAE beside them (for the test split)."""
+    sums = ErrorSums().add(pred, y)
+    return {
+        "split": split,
+        "count": len(pred),
+        "mae": sums.mae,
+        "rmse": sums.rmse,
+        "unit": UNITS[card["target"]],
+        "card_mae": card["test_mae"] if split == "test" else None,
+    }
+
+
 def evaluate_pretrained(
     name: str,
     root: Optional[str],
@@ -159,23 +194,10 @@ def evaluate_pretrained(
     batch_size: int = 250,
     device: str = "cpu",
 ) -> Dict[str, Any]:
-    """MAE and RMSE of a model (:func:`model_folder`) on the split its card
-    names (the data set rebuilt or loaded at ``root``), on ``device``
-    (``cpu`` or ``cuda[:N]``); ``limit`` evaluates a seeded random subset of
-    that split."""
-    dev = resolve_device(device)  # before the data set is built
-    card = model_card(name)
-    ds, idx = pretrained_split(name, root, split, limit)
-    loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
-    mae, rmse = errors(pretrained(name).to(dev), loader, dev)
-    return {
-        "split": split,
-        "count": len(idx),
-        "mae": mae,
-        "rmse": rmse,
-        "unit": UNITS[card["target"]],
-        "card_mae": card["test_mae"] if split == "test" else None,
-    }
+    """MAE and RMSE of a model on the split its card names
+    (:func:`pretrained_predictions`, :func:`evaluation`)."""
+    card, _, pred, y, _ = pretrained_predictions(name, root, split, limit, batch_size, device)
+    return evaluation(card, split, pred, y)
 
 
 def size_errors(

@@ -23,10 +23,10 @@ from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.data.molio import Molecule, read_inputs
 from pyg_schnet.data.targets import QM9_MAX_HEAVY_ATOMS
 from pyg_schnet.errors import UserError
-from pyg_schnet.hub import model_card, pretrained_split, size_warning
+from pyg_schnet.hub import evaluation, model_card, pretrained_predictions, size_warning
 from pyg_schnet.hub import pretrained as load_pretrained
 from pyg_schnet.io import write_csv
-from pyg_schnet.metrics import ErrorSums, mae_rmse
+from pyg_schnet.metrics import mae_rmse
 from pyg_schnet.nn.atomistic import AtomisticModel
 from pyg_schnet.nn.fast import eager_kernels
 from pyg_schnet.plots import error_plot, parity_plot
@@ -165,26 +165,16 @@ def evaluate_model(
     batch_size: int = 250,
     device: str = "cpu",
 ) -> Dict[str, Any]:
-    """:func:`pyg_schnet.hub.evaluate_pretrained` (the same MAE and RMSE)
-    with its parity plot, error plot and per-molecule CSV written into the
-    folder ``out`` (:func:`write_evaluation`; created if missing)."""
-    dev = resolve_device(device)
-    card = model_card(name)
+    """:func:`pyg_schnet.hub.evaluate_pretrained` (the same predictions, MAE
+    and RMSE) with its parity plot, error plot and per-molecule CSV written
+    into the folder ``out`` (:func:`write_evaluation`; created if missing)."""
     if osp.exists(out) and not osp.isdir(out):
         raise UserError(f"--out {out} is a file, not a folder")
-    ds, idx = pretrained_split(name, root, split, limit)
-    loader = MoleculeLoader(ds, idx, batch_size, target_index(card["target"]))
-    pred, y, where = predict_loader(load_pretrained(name).to(dev), loader, dev)
-    sums = ErrorSums().add(pred, y)  # as evaluate_pretrained sums them
-    unit = UNITS[card["target"]]
-    title = f"{name}, {card['target']} ({split}): MAE {sums.mae:.4g} {unit}"
+    card, ds, pred, y, where = pretrained_predictions(name, root, split, limit, batch_size, device)
+    res = evaluation(card, split, pred, y)
+    title = f"{name}, {card['target']} ({split}): MAE {res['mae']:.4g} {res['unit']}"
     os.makedirs(out, exist_ok=True)
-    files = write_evaluation(out, split, ds, where, pred, y, title, unit)
-    card_mae = card["test_mae"] if split == "test" else None
-    return dict(
-        split=split, count=len(idx), mae=sums.mae, rmse=sums.rmse, unit=unit, card_mae=card_mae,
-        **files,
-    )  # fmt: skip
+    return dict(res, **write_evaluation(out, split, ds, where, pred, y, title, res["unit"]))
 
 
 GEOMETRY_NOTE = (
