@@ -108,3 +108,54 @@ def val_curve_plot(spec, target: str, size: int) -> Optional[str]:
     )
     fig.tight_layout()
     return _save(fig, spec.out, f"val_curves_{target}_n{size}.png")
+
+
+def contrast_plot(spec, target: str, rows: Sequence[Dict[str, Any]]) -> Optional[str]:
+    """``contrasts_<target>.png``: each contrast of ``target`` (the report's
+    contrast rows) as its paired mean difference with the 95% interval (thick)
+    and Holm's family-wise interval (thin), the spec's equivalence margin as a
+    band around 0; a contrast with one seed is a lone point. The x axis is
+    symmetric-log, so contrasts of a few meV and of hundreds share one plot."""
+    rs = [r for r in rows if r["target"] == target]
+    if not rs:
+        return None
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 0.32 * len(rs) + 1.4), dpi=110)
+    unit = rs[0]["unit"]
+    margin = spec.equivalence_margins.get(target)
+    if margin is not None:
+        ax.axvspan(-margin, margin, color="0.85", label=f"equivalence margin ±{margin:g} {unit}")
+    ax.axvline(0.0, color="0.4", lw=0.8)
+    for i, r in enumerate(rs):
+        y = len(rs) - 1 - i
+        if r["holm_low"] == r["holm_low"]:  # not NaN: two seeds or more
+            ax.plot([r["holm_low"], r["holm_high"]], [y, y], color="C0", lw=0.8)
+        if r["ci_low"] == r["ci_low"]:
+            ax.plot([r["ci_low"], r["ci_high"]], [y, y], color="C0", lw=3, alpha=0.7)
+        ax.plot([r["diff_mean"]], [y], "o", color="C3" if r.get("equivalent") else "k", ms=4)
+        seeds = f"{r['n']} seed" + ("s" if r["n"] != 1 else "")
+        ax.text(1.01, y, seeds, transform=ax.get_yaxis_transform(), fontsize=7, va="center")
+    ax.set_yticks(range(len(rs)))
+    sized = len(spec.train_sizes) > 1
+    labels = [r["contrast"] + (f" (n={r['size']:,})" if sized else "") for r in rs]
+    ax.set_yticklabels(list(reversed(labels)), fontsize=7)
+    lin = max(margin or 1.0, 1.0)
+    ax.set_xscale("symlog", linthresh=lin)
+    reach = max(
+        abs(v) for r in rs for v in (r["diff_mean"], r["holm_low"], r["holm_high"]) if v == v
+    )
+    ticks = [0.0, lin] + [10.0**k for k in range(1, 5) if 10.0**k > lin and 10.0**k < 3 * reach]
+    at = sorted({-t for t in ticks if t} | set(ticks))
+    ax.set_xticks(at)
+    ax.set_xticklabels([f"{t:g}" if t else "0" for t in at], fontsize=7)
+    ax.set_xlabel(f"variant − baseline, test MAE [{unit}]", fontsize=8)
+    ax.grid(True, axis="x", alpha=0.3)
+    if margin is not None:
+        ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(
+        f"{spec.name}, {target}: paired differences (dot: mean over seeds, thick: 95% "
+        "interval,\nthin: Holm's family-wise interval, red: equivalent within the margin)",
+        fontsize=8,
+    )
+    fig.tight_layout()
+    return _save(fig, spec.out, f"contrasts_{target}.png")

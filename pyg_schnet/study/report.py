@@ -12,7 +12,7 @@ from pyg_schnet.errors import UserError
 from pyg_schnet.io import write_csv, write_text
 from pyg_schnet.metrics import display_unit
 from pyg_schnet.run.rundir import WEIGHTS_FILE, RunDir
-from pyg_schnet.study.figures import learning_curve_plot, val_curve_plot
+from pyg_schnet.study.figures import contrast_plot, learning_curve_plot, val_curve_plot
 from pyg_schnet.study.spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
 from pyg_schnet.study.stats import (
     equivalence,
@@ -473,6 +473,9 @@ def write_report(spec: Spec) -> str:
                 p = val_curve_plot(spec, t, size)
                 if p:
                     plots.append(p)
+            p = contrast_plot(spec, t, contrast_rows)
+            if p:
+                plots.append(p)
     md = _markdown(
         spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, parallel_rows, plots
     )

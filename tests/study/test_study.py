@@ -56,6 +56,8 @@ def test_quick_factor_study_runs_from_elsewhere(quick):
         "sittings.csv",
         "val_curves_U0_n200.png",
         "val_curves_gap_n200.png",
+        "contrasts_U0.png",  # the spec's contrasts with their intervals
+        "contrasts_gap.png",
     ):
         assert osp.isfile(out / name), name
     with open(out / "val_curves_U0_n200.png", "rb") as f:
@@ -608,6 +610,31 @@ def test_a_variant_can_train_its_own_seeds_and_targets(tmp_path):
         _tiny_spec(tmp_path / "b.yaml", variants={"a": bad})
         with pytest.raises(UserError, match=message):
             load_spec(str(tmp_path / "b.yaml"))
+
+
+def test_contrast_plot_draws_every_contrast_with_its_intervals(tmp_path):
+    """One row per contrast: a mean with its 95% and Holm intervals, or a
+    lone point for one seed (NaN intervals), and the margin's band."""
+    import math
+
+    from pyg_schnet.study import load_spec
+    from pyg_schnet.study.figures import contrast_plot
+
+    spec = load_spec(str(_tiny_spec(tmp_path / "s.yaml", equivalence_margins={"gap": 8.0})))
+    spec.out = str(tmp_path / "out")
+    (tmp_path / "out").mkdir()  # write_report makes it
+    nan = math.nan
+    rows = [
+        dict(target="gap", size=250, contrast="a", unit="meV", n=3, diff_mean=2.0, ci_low=-1.0,
+             ci_high=5.0, holm_low=-3.0, holm_high=7.0, equivalent=True),
+        dict(target="gap", size=250, contrast="b", unit="meV", n=1, diff_mean=-150.0,
+             ci_low=nan, ci_high=nan, holm_low=nan, holm_high=nan, equivalent=False),
+    ]  # fmt: skip
+    path = contrast_plot(spec, "gap", rows)
+    assert path == "contrasts_gap.png"  # in the study's folder, linked from its report
+    with open(tmp_path / "out" / path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    assert contrast_plot(spec, "U0", rows) is None  # no contrast of that target
 
 
 def test_a_target_named_twice_is_refused(tmp_path):
