@@ -175,8 +175,7 @@ def load_spec(
     seeds = _read_seeds(path, "seeds", values["seeds"])
     variant_seeds, variant_targets = _read_variant_runs(path, variants, quick)
     spec_targets = list(targets)
-    targets += [t for ts in variant_targets.values() for t in ts if t not in targets]
-    targets = list(dict.fromkeys(targets))
+    targets = list(dict.fromkeys(targets + [t for ts in variant_targets.values() for t in ts]))
     sizes = _int_list(path, "train_sizes", values.get("train_sizes", base.get("train_size")), 1)
     val_size = _int_list(path, "val_size", values["val_size"], 1)[0]
     test_size = _int_list(path, "test_size", values["test_size"], 1)[0]
