@@ -14,6 +14,7 @@ one-thread ``predict``), so only its radius operator is loaded
 
 from __future__ import annotations
 
+import functools
 import importlib.machinery
 import importlib.util
 import os.path as osp
@@ -25,11 +26,12 @@ import torch
 from torch import Tensor
 
 
+@functools.lru_cache(maxsize=None)
 def _radius_graph() -> Callable[..., Tensor]:
-    """:func:`torch_cluster.radius_graph` itself: from the imported package
-    if something imported it, else from its ``radius`` module and compiled
-    operator alone (the package's ``__init__`` loads every operator and
-    imports scipy)."""
+    """:func:`torch_cluster.radius_graph` itself (found once per process):
+    from the imported package if something imported it, else from its
+    ``radius`` module and compiled operator alone (the package's ``__init__``
+    loads every operator and imports scipy)."""
     if "torch_cluster" in sys.modules:
         return sys.modules["torch_cluster"].radius_graph
     spec = importlib.util.find_spec("torch_cluster")
@@ -49,9 +51,6 @@ def _radius_graph() -> Callable[..., Tensor]:
     module = importlib.util.module_from_spec(module_spec)
     module_spec.loader.exec_module(module)
     return module.radius_graph
-
-
-_RADIUS_GRAPH: Optional[Callable[..., Tensor]] = None
 
 
 class Edges(NamedTuple):
@@ -87,10 +86,7 @@ def radius_edges(
         return Edges(empty, pos.new_zeros(0, 3), pos.new_zeros(0), 0)
     # The largest graph bounds the true neighbour count: ask for all of them.
     full_cap = int(torch.bincount(batch).max())
-    global _RADIUS_GRAPH
-    if _RADIUS_GRAPH is None:
-        _RADIUS_GRAPH = _radius_graph()
-    edge_index = _RADIUS_GRAPH(
+    edge_index = _radius_graph()(
         pos, r=cutoff, batch=batch, loop=False, max_num_neighbors=full_cap, flow="source_to_target"
     )
     src, dst = edge_index
