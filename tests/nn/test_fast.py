@@ -11,6 +11,7 @@ import warnings
 import pytest
 import torch
 
+from pyg_schnet.nn import fast
 from pyg_schnet.nn.fast import FAST_TOLERANCE, CompiledCoordsAggregation, FilterTable
 from pyg_schnet.nn.filters import FILTERS, RadialFilter
 from pyg_schnet.nn.schnet import build_model
@@ -216,3 +217,24 @@ def test_painn_fast_flag_survives_rebuild():
     _, fast = _painn_pair()
     assert fast.hparams()["fast"] is True and build(**fast.hparams()).fast
     assert isinstance(fast.messages[0].filter_table, FilterTable)
+
+
+@pytest.mark.parametrize("name", sorted(fast._IN_PLACE))
+def test_in_place_kernels_give_the_same_bits(name, monkeypatch):
+    """The eager in-place form of a kernel equals its autograd form bit for
+    bit, over blocks of 7 pairs (the last one short) with pairs in random
+    order, and eager kernels without gradients use it."""
+    monkeypatch.setattr(fast, "CHUNK_BYTES", 7 * 16 * 4)  # 7 rows of 16 floats
+    g = torch.Generator().manual_seed(0)
+    table, h = torch.randn(40, 16, generator=g), torch.randn(30, 16, generator=g)
+    pi, pj = torch.randint(0, 30, (2, 200), generator=g)
+    args = {
+        "interpolate": (table, torch.randint(0, 39, (200,), generator=g), torch.rand(200, 1)),
+        "aggregate": (h, torch.randn(200, 16, generator=g), pi, pj),
+    }[name]
+    reference = {"interpolate": fast._interpolate, "aggregate": fast._aggregate}[name]
+    assert torch.equal(fast._IN_PLACE[name](*args), reference(*args))
+    with fast.eager_kernels():
+        with torch.no_grad():
+            assert fast._kernel(name, reference) is fast._IN_PLACE[name]
+        assert fast._kernel(name, reference) is reference
