@@ -4,6 +4,7 @@ model, ``--device`` where a model runs, and the commands' flag names and help.""
 
 import configparser
 import json
+import os
 import os.path as osp
 import re
 import shutil
@@ -92,6 +93,49 @@ def test_predicting_with_a_schnet_imports_no_pyg(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert out.stdout.strip() == "0 []", out.stderr
     assert (tmp_path / "w.csv").read_text().startswith("name,source,num_atoms,U0_eV")
+
+
+WATER = "3\nwater {}\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+
+
+@pytest.mark.parametrize("n,bad", [(10, False), (1000, True)])
+def test_the_program_ends_predict_without_teardown_and_loses_no_output(tmp_path, n, bad):
+    """``pyg-schnet predict`` (:func:`pyg_schnet.cli.console`) ends its
+    process without the interpreter's teardown (an ``atexit`` hook does not
+    run), yet its CSV on a pipe arrives whole (10 rows, less than the
+    stream's buffer holds; 1,000, more) and its exit code is main's: 0, or 2
+    with the one error line when a molecule (chlorine) cannot be predicted.
+    Other commands exit as usual (the hook runs)."""
+    xyz = tmp_path / "many.xyz"
+    blocks = [WATER.format(i) for i in range(n)]
+    if bad:
+        blocks.insert(n // 2, "2\nhcl\nH 0 0 0\nCl 0 0 1.27\n")
+    xyz.write_text("".join(blocks))
+    hook = "import atexit, sys; atexit.register(lambda: print('teardown', file=sys.stderr)); "
+
+    def program(*args):
+        code = (
+            hook
+            + f"sys.argv = ['pyg-schnet', *{list(args)!r}]; "
+            + "from pyg_schnet.cli import console; console()"
+        )
+        buffered = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+        return subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, env=buffered
+        )
+
+    out = program("predict", "--model", "qm9-U0", str(xyz))
+    rows = out.stdout.splitlines()
+    assert rows[0].startswith("name,source,num_atoms,U0_eV") and len(rows) == n + 1 + bad
+    assert rows[-1].startswith(f"water_{n - 1},xyz,3,")
+    assert "teardown" not in out.stderr
+    if bad:
+        assert out.returncode == 2
+        assert_one_line_error(out, f"1 of {n + 1} molecule(s) not predicted")
+    else:
+        assert out.returncode == 0, out.stderr
+    version = program("--version")
+    assert version.returncode == 0 and "teardown" in version.stderr
 
 
 def _model(folder):
