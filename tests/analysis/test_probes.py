@@ -3,6 +3,7 @@ shape, the probes on a committed study run from outside the repository, and
 the command's bad inputs."""
 
 import csv
+import glob
 import math
 import os.path as osp
 import shutil
@@ -123,3 +124,20 @@ def test_the_force_probe_of_a_model_constant_between_bins_is_zero(fast, sample):
         assert _mean_force(model, batches) == 0.0
     smooth = build_model(hidden_channels=8, num_filters=8, num_interactions=1, cutoff=4.0)
     assert _mean_force(smooth.eval(), batches) > 0.0
+
+
+def test_committed_probe_tables_name_models_that_exist():
+    """Every committed probes table traces to its models: each subject is a
+    shipped model or a run directory of the repository that keeps its weights."""
+    from conftest import REPO
+    from pyg_schnet.hub import available
+
+    tables = sorted(glob.glob(osp.join(REPO, "experiments", "results", "probes", "*.csv")))
+    assert tables
+    for table in tables:
+        with open(table) as f:
+            subjects = {row["subject"] for row in csv.DictReader(f)}
+        assert subjects, table
+        for subject in subjects:
+            found = subject in available() or osp.isfile(osp.join(REPO, subject, "model.pt"))
+            assert found, f"{osp.basename(table)}: {subject}"
