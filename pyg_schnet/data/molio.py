@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import os.path as osp
-from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
@@ -150,9 +150,14 @@ def _element(symbol: str, where: str) -> int:
 def read_xyz(path: str) -> List[Molecule]:
     """One or more concatenated XYZ blocks (count line, comment, atoms). A
     molecule is named by its comment line (QM9's ``gdb 17`` becomes
-    ``gdb_17``), else by the file and its place in it."""
+    ``gdb_17``), else by the file and its place in it. The atoms of all
+    molecules go into one tensor of numbers and one of positions, each
+    molecule's a view of its rows."""
     lines = _read_text(path).splitlines()
     mols: List[Molecule] = []
+    atoms: Dict[int, int] = {}  # place in mols -> atom count, for molecules read
+    numbers: List[int] = []
+    coords: List[float] = []  # x, y, z of every atom read
     i, k = 0, 0
     while i < len(lines):
         if not lines[i].strip():
@@ -166,12 +171,24 @@ def read_xyz(path: str) -> List[Molecule]:
             raise UserError(f"{path}: expected {n} atom lines after line {i + 2}")
         k += 1
         name = _xyz_name(lines[i + 1]) or f"{osp.basename(path)}#{k}"
-        block = range(i + 2, i + 2 + n)
-        mols.append(_or_error(name, "xyz", _xyz_block, path, lines, block, name))
+        try:
+            z, xyz = _xyz_atoms(path, lines, range(i + 2, i + 2 + n))
+        except UserError as exc:
+            mols.append(_failed(name, "xyz", str(exc)))
+        else:
+            atoms[len(mols)] = n
+            numbers += z
+            coords += xyz
+            mols.append(Molecule(name, _NO_ATOMS, _NO_ATOMS, "xyz"))  # atoms below
         i += 2 + n
     if not mols:
         raise UserError(f"input file {path} holds no molecule")
-    read = [k for k, m in enumerate(mols) if not m.error]
+    counts = list(atoms.values())
+    z_rows = torch.tensor(numbers, dtype=torch.long).split(counts)
+    pos_rows = torch.tensor(coords, dtype=torch.float32).view(-1, 3).split(counts)
+    for k, z_k, pos_k in zip(atoms, z_rows, pos_rows, strict=True):
+        mols[k] = mols[k]._replace(z=z_k, pos=pos_k)
+    read = list(atoms)
     for k, error in zip(read, molecule_errors([mols[k] for k in read]), strict=True):
         if error:
             mols[k] = _failed(mols[k].name, "xyz", error)
@@ -193,24 +210,33 @@ def _xyz_name(comment: str) -> str:
     return "_".join(text.split("\t")[0].split())[:80]
 
 
-def _xyz_block(path: str, lines: List[str], block: range, name: str) -> Molecule:
-    z, pos = [], []
+def _xyz_atoms(path: str, lines: List[str], block: range) -> Tuple[List[int], List[float]]:
+    """The atomic numbers and the flat x, y, z of a block's atom lines."""
+    z: List[int] = []
+    xyz: List[float] = []
     for j in block:
         parts = lines[j].replace(",", " ").split()
         if len(parts) < 4:
             raise UserError(f"{path}: line {j + 1} should be 'element x y z'")
-        z.append(_element(parts[0], f"{path} line {j + 1}"))
+        number = _NUMBER.get(parts[0])
+        if number is None:
+            number = _NUMBER[parts[0]] = _element(parts[0], f"{path} line {j + 1}")
+        z.append(number)
         try:
-            pos.append([float(v.replace("*^", "e")) for v in parts[1:4]])
-        except ValueError:
-            raise UserError(f"{path}: line {j + 1} has a non-numeric coordinate") from None
+            xyz += (float(parts[1]), float(parts[2]), float(parts[3]))
+        except ValueError:  # Mathematica's exponent (QM9's raw files: 1.2*^-6), or not a number
+            try:
+                xyz += [float(v.replace("*^", "e")) for v in parts[1:4]]
+            except ValueError:
+                raise UserError(f"{path}: line {j + 1} has a non-numeric coordinate") from None
     # checked with the file's other molecules (read_xyz: molecule_errors)
-    return Molecule(
-        name,
-        torch.tensor(z, dtype=torch.long),
-        torch.tensor(pos, dtype=torch.float32).view(-1, 3),
-        "xyz",
-    )
+    return z, xyz
+
+
+#: Atomic numbers of the element fields met so far, as written (``C``, ``c``, ``6``).
+_NUMBER: Dict[str, int] = {}
+#: A placeholder for a molecule's atoms until they are filled in.
+_NO_ATOMS = torch.zeros(0)
 
 
 def read_sdf(path: str) -> List[Molecule]:

@@ -8,6 +8,11 @@ from pyg_schnet.data.molio import Molecule, check_molecule, from_smiles, read_in
 from pyg_schnet.errors import UserError
 
 WATER = "3\nwater\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
+METHANE = (  # a methane, two coordinates with exponents written as in QM9's raw files
+    "5\nmethane\nC -1.26981359*^-2 1.0858041578 8.0009958*^-3\nH 0.002150416 -0.0060313176 "
+    "0.0019761204\nH 1.0117308433 1.4637511618 0.0002765748\nH -0.540815069 1.4475266138 "
+    "-0.8766437152\nH -0.6289 -0.6289 0.6289\n"
+)
 
 
 def test_xyz_blocks_are_read_with_their_elements_and_coordinates(tmp_path):
@@ -49,10 +54,12 @@ def test_a_bad_molecule_keeps_its_error_and_the_others(tmp_path, block, message)
     """Between two good molecules, a bad one is returned with its error: the
     others are still read."""
     p = tmp_path / "three.xyz"
-    p.write_text(WATER + block + WATER)
+    p.write_text(WATER + block + METHANE)
     mols = read_xyz(str(p))
     assert [bool(m.error) for m in mols] == [False, True, False]
     assert message in mols[1].error and mols[1].name == "x" and mols[1].z.numel() == 0
+    assert mols[0].z.tolist() == [8, 1, 1] and mols[2].z.tolist() == [6, 1, 1, 1, 1]
+    assert mols[2].pos.tolist()[4] == pytest.approx([-0.6289, -0.6289, 0.6289])
 
 
 def test_xyz_names_come_from_the_comment_line(tmp_path):
