@@ -30,7 +30,9 @@ a fast model has the same parameter names as an exact one, and deep copies
   deterministic. Without a working compiler the eager kernels are used, with
   a warning. Inside :func:`eager_kernels` they are used without compiling
   (``predict``: a one-shot command whose few batches cost less than
-  compiling; the same numbers bit for bit, ``tests/analysis/test_evaluate.py``).
+  compiling; the same numbers bit for bit, ``tests/analysis/test_evaluate.py``),
+  where no gradient is recorded in place over cache-sized blocks of pairs
+  (:data:`_IN_PLACE`, the same bits again).
 
 * :class:`CompiledPaiNNAggregation`: PaiNN's message (:class:`~pyg_schnet.
   nn.painn.PaiNN`) summed over atom pairs, both directions at once, as one
