@@ -48,19 +48,39 @@ def is_symmetric(edge_index: Tensor, num_nodes: int) -> bool:
     return torch.equal(fwd, bwd)
 
 
+#: Bytes of a block of pairs in the blocked pair sums: small enough to stay in
+#: a core's cache, large enough that a block's few operations cost more than
+#: calling them (4 MiB measured as fast as 1 MiB and faster than 256 KiB).
+CHUNK_BYTES = 4 << 20
+
+
+def chunk_rows(x: Tensor) -> int:
+    """Pairs per block of :data:`CHUNK_BYTES` for rows like ``x``'s."""
+    return max(1, CHUNK_BYTES // max(1, x.size(1) * x.element_size()))
+
+
 class SymmetricAggregate(torch.autograd.Function):
     """``out[i] = sum_{j ~ i} h[j] * W[pair(i, j)]`` over a symmetric graph.
 
-    Works per pair (gather, in-place product, ``index_add_``) so that no
-    ``[E, F]`` tensor is allocated beyond one product per direction; on CPU the
-    allocation of large temporaries costs more than the arithmetic.
+    Works per pair (gather, in-place product, ``index_add_``) over blocks of
+    :func:`chunk_rows` pairs, each block's product in one reused buffer, so
+    that no ``[P, F]`` temporary is allocated: on CPU the allocation and first
+    touch of large temporaries cost more than the arithmetic.
     """
 
     @staticmethod
     def _apply(h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
+        """The sum into ``pj`` from ``pi`` for every pair, then into ``pi``
+        from ``pj``: each row receives its additions in pair order, the same
+        whatever the block size (so the same bits as unblocked)."""
+        P, rows = pi.numel(), chunk_rows(h)
         out = torch.zeros_like(h)
-        out.index_add_(0, pj, h.index_select(0, pi).mul_(W))  # pi -> pj
-        out.index_add_(0, pi, h.index_select(0, pj).mul_(W))  # pj -> pi
+        buf = h.new_empty(min(rows, P), h.size(1))  # [rows, F]
+        for src, dst in ((pi, pj), (pj, pi)):
+            for a in range(0, P, rows):
+                b = min(a + rows, P)
+                g = torch.index_select(h, 0, src[a:b], out=buf[: b - a]).mul_(W[a:b])
+                out.index_add_(0, dst[a:b], g)
         return out
 
     @staticmethod

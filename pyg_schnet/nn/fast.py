@@ -65,7 +65,13 @@ from typing import Callable, Dict, Iterator, Tuple
 import torch
 from torch import Tensor
 
-from pyg_schnet.nn.aggregation import EdgeSet, PairAggregation, SymmetricAggregate, directed_sum
+from pyg_schnet.nn.aggregation import (
+    EdgeSet,
+    PairAggregation,
+    SymmetricAggregate,
+    chunk_rows,
+    directed_sum,
+)
 from pyg_schnet.nn.filters import (
     CoordsBasisFilter,
     CoordsFilter,
@@ -161,10 +167,11 @@ def _interpolate(table: Tensor, i0: Tensor, t: Tensor) -> Tensor:
 
 def _interpolate_in_place(table: Tensor, i0: Tensor, t: Tensor) -> Tensor:
     """:func:`_interpolate`'s operations on the same operands, in place on
-    the gathered rows, over blocks of :func:`_chunk_rows` pairs: the same
+    the gathered rows, over blocks of :func:`~pyg_schnet.nn.aggregation.chunk_rows`
+    pairs: the same
     bits, written once into one ``[P, F]`` output, the temporaries a block's
     size. No autograd (it would need the overwritten difference)."""
-    P, rows = i0.numel(), _chunk_rows(table)
+    P, rows = i0.numel(), chunk_rows(table)
     out = table.new_empty(P, table.size(1))  # [P, F]
     left = table.new_empty(min(rows, P), table.size(1))  # [rows, F]
     for a in range(0, P, rows):
@@ -187,33 +194,6 @@ def _aggregate(h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
     return out
 
 
-def _aggregate_in_place(h: Tensor, W: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
-    """:func:`_aggregate` over blocks of :func:`_chunk_rows` pairs, each
-    block's product in one reused buffer. Every row of the sum receives the
-    same additions in the same order (one direction for all pairs, then the
-    other), so the same bits."""
-    P, rows = pi.numel(), _chunk_rows(h)
-    out = torch.zeros_like(h)
-    buf = h.new_empty(min(rows, P), h.size(1))  # [rows, F]
-    for src, dst in ((pi, pj), (pj, pi)):
-        for a in range(0, P, rows):
-            b = min(a + rows, P)
-            g = torch.index_select(h, 0, src[a:b], out=buf[: b - a]).mul_(W[a:b])
-            out.index_add_(0, dst[a:b], g)
-    return out
-
-
-#: Bytes of a block of pairs in the in-place kernels: small enough to stay in
-#: a core's cache, large enough that a block's few operations cost more than
-#: calling them (4 MiB measured as fast as 1 MiB and faster than 256 KiB).
-CHUNK_BYTES = 4 << 20
-
-
-def _chunk_rows(x: Tensor) -> int:
-    """Pairs per block of :data:`CHUNK_BYTES` for rows like ``x``'s."""
-    return max(1, CHUNK_BYTES // max(1, x.size(1) * x.element_size()))
-
-
 def _grad_weights(h: Tensor, grad: Tensor, pi: Tensor, pj: Tensor) -> Tensor:
     return h.index_select(0, pi) * grad.index_select(0, pj) + h.index_select(
         0, pj
@@ -227,7 +207,7 @@ _KERNELS: Dict[str, Callable] = {}
 #: blocks (``predict``'s forward of qm9-U0: experiments/results/predict_speed).
 _IN_PLACE: Dict[str, Callable] = {
     "interpolate": _interpolate_in_place,
-    "aggregate": _aggregate_in_place,
+    "aggregate": SymmetricAggregate._apply,  # the same operations, blocked
 }
 #: How many :func:`eager_kernels` blocks are open (the kernels run uncompiled
 #: while any is).

@@ -11,7 +11,7 @@ import warnings
 import pytest
 import torch
 
-from pyg_schnet.nn import fast
+from pyg_schnet.nn import aggregation, fast
 from pyg_schnet.nn.fast import FAST_TOLERANCE, CompiledCoordsAggregation, FilterTable
 from pyg_schnet.nn.filters import FILTERS, RadialFilter
 from pyg_schnet.nn.schnet import build_model
@@ -221,10 +221,11 @@ def test_painn_fast_flag_survives_rebuild():
 
 @pytest.mark.parametrize("name", sorted(fast._IN_PLACE))
 def test_in_place_kernels_give_the_same_bits(name, monkeypatch):
-    """The eager in-place form of a kernel equals its autograd form bit for
-    bit, over blocks of 7 pairs (the last one short) with pairs in random
-    order, and eager kernels without gradients use it."""
-    monkeypatch.setattr(fast, "CHUNK_BYTES", 7 * 16 * 4)  # 7 rows of 16 floats
+    """The eager in-place form of a kernel (for the pair sum, the exact
+    mode's :class:`SymmetricAggregate`) equals its unblocked autograd form
+    bit for bit, over blocks of 7 pairs (the last one short) with pairs in
+    random order, and eager kernels without gradients use it."""
+    monkeypatch.setattr(aggregation, "CHUNK_BYTES", 7 * 16 * 4)  # 7 rows of 16 floats
     g = torch.Generator().manual_seed(0)
     table, h = torch.randn(40, 16, generator=g), torch.randn(30, 16, generator=g)
     pi, pj = torch.randint(0, 30, (2, 200), generator=g)
