@@ -17,6 +17,7 @@ from pyg_schnet.study.spec import REUSED_FILE, SYMMETRY_FILE, Spec, plan
 from pyg_schnet.study.stats import (
     equivalence,
     holm,
+    reading,
     loglog_slope,
     mean,
     paired_difference,
@@ -93,6 +94,7 @@ CONTRAST_FIELDS = (
         "eq_high",
         "eq_p",
         "equivalent",
+        "reading",
     )
 )
 SLOPE_FIELDS = ("target", "variant", "sizes", "slope", "slope_se")
@@ -290,6 +292,7 @@ def contrasts(spec: Spec, rows: Sequence[Dict[str, Any]]) -> List[Dict[str, Any]
         row.update(margin=nan, eq_low=nan, eq_high=nan, eq_p=nan, equivalent="")
         if margin is not None:
             row.update(equivalence(row, margin), margin=margin)
+        row["reading"] = reading(row)
     return out
 
 
@@ -584,7 +587,11 @@ def _markdown(
             "corrected for all of this study's contrasts at once (family-wise 5%). "
             "Equivalent: the two one-sided tests at 5% against the spec's margin, written "
             "before the runs; yes when the 90% interval lies inside ±margin (a study without "
-            "a margin states no equivalence).",
+            "a margin states no equivalence). Reading: *differs* when the Holm p-value is "
+            "below 5%, *equivalent* when the equivalence test holds, both, *undecided* when "
+            "neither (no difference claimed, none ruled out), *one seed* without an interval; "
+            "the family is the contrasts with an interval so far, so a reading can change as "
+            "runs finish.",
             "",
         ]
         L += _difference_table(contrast_rows, contrast=True)
@@ -675,8 +682,8 @@ def _difference_table(rows: Sequence[Dict[str, Any]], contrast: bool) -> List[st
         "|---|---:|---" + ("|---" if contrast else "") + "|---:" * 5 + "|",
     ]
     if contrast:
-        L[0] += " Holm 95% interval | Holm p | equivalent (90% interval) |"
-        L[1] += "---:|---:|---|"
+        L[0] += " Holm 95% interval | Holm p | equivalent (90% interval) | reading |"
+        L[1] += "---:|---:|---|---|"
     for p in rows:
         u = p["unit"]
         what = f"{p['contrast']} | {p['variant']} − {p['reference']}" if contrast else p["variant"]
@@ -689,7 +696,7 @@ def _difference_table(rows: Sequence[Dict[str, Any]], contrast: bool) -> List[st
         if contrast:
             line += (
                 f" [{_fmt(p['holm_low'])}, {_fmt(p['holm_high'])}] {u} | {_fmt(p['holm_p'])} | "
-                f"{_equivalence_cell(p, u)} |"
+                f"{_equivalence_cell(p, u)} | {p['reading']} |"
             )
         L.append(line)
     return L

@@ -223,3 +223,20 @@ def holm(diffs: Sequence[Dict[str, Any]], alpha: float = 0.05) -> List[Dict[str,
             "holm_high": d["diff_mean"] + half,
         }
     return out
+
+
+def reading(row: Dict[str, Any], alpha: float = 0.05) -> str:
+    """What a contrast row (a :func:`paired_difference` with :func:`holm` and,
+    where the spec gives a margin, :func:`equivalence`) shows, by rules fixed
+    before the runs: ``"differs"`` when Holm's adjusted p-value is below
+    ``alpha``; ``"equivalent"`` when the two one-sided tests hold;
+    ``"differs, within the margin"`` when both; ``"undecided"`` when neither
+    (no difference claimed, and none ruled out); ``"one seed"`` without an
+    interval."""
+    if row["n"] < 2 or not math.isfinite(row["holm_p"]):
+        return "one seed"
+    differs = row["holm_p"] < alpha
+    equivalent = row.get("equivalent") is True
+    if differs and equivalent:
+        return "differs, within the margin"
+    return "differs" if differs else "equivalent" if equivalent else "undecided"

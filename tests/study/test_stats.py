@@ -9,6 +9,7 @@ from pyg_schnet.study.stats import (
     equivalence,
     holm,
     paired_difference,
+    reading,
     t_quantile,
     t_sf,
     two_sided_p,
@@ -111,3 +112,22 @@ def test_only_a_time_budget_makes_a_slow_run_slow():
     speeds = relative_speed(rows)
     assert speeds == [1.0, 0.7, 1.0, 0.7]
     assert [is_slow(r, v) for r, v in zip(rows, speeds, strict=True)] == [False, True, False, False]
+
+
+def test_a_contrast_reads_as_the_rules_fixed_before_the_runs():
+    """``reading``: differs (Holm p below 5%), equivalent (TOST), both,
+    undecided (neither), one seed (no interval)."""
+
+    def row(variant, reference, margin):
+        d = _diff(variant, reference)
+        d.update(holm([d])[0])
+        d.update(equivalence(d, margin) if margin else {"equivalent": ""})
+        return d
+
+    base = [10.0, 10.0, 10.0, 10.0, 10.0]
+    assert reading(row([15.1, 14.9, 15.2, 14.8, 15.0], base, 3.0)) == "differs"
+    assert reading(row([10.1, 9.9, 10.2, 9.8, 10.0], base, 3.0)) == "equivalent"
+    assert reading(row([11.0, 11.1, 10.9, 11.0, 11.05], base, 3.0)) == "differs, within the margin"
+    assert reading(row([14.0, 7.0, 12.0, 9.0, 11.0], base, 3.0)) == "undecided"
+    assert reading(row([10.1, 9.9, 10.2, 9.8, 10.0], base, None)) == "undecided"  # no margin
+    assert reading(row([15.0], [10.0], 3.0)) == "one seed"
