@@ -227,8 +227,9 @@ def holm(diffs: Sequence[Dict[str, Any]], alpha: float = 0.05) -> List[Dict[str,
 
 def reading(row: Dict[str, Any], alpha: float = 0.05) -> str:
     """What a contrast row (a :func:`paired_difference` with :func:`holm` and,
-    where the spec gives a margin, :func:`equivalence`) shows, by rules fixed
-    before the runs: ``"differs"`` when Holm's adjusted p-value is below
+    where the spec gives a margin, :func:`equivalence`) shows, by fixed rules
+    (the margin is the spec's, written before its runs): ``"differs"`` when
+    Holm's adjusted p-value is below
     ``alpha``; ``"equivalent"`` when the two one-sided tests hold;
     ``"differs, within the margin"`` when both; ``"undecided"`` when neither
     (no difference claimed, and none ruled out); ``"one seed"`` without an

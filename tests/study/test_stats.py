@@ -114,7 +114,7 @@ def test_only_a_time_budget_makes_a_slow_run_slow():
     assert [is_slow(r, v) for r, v in zip(rows, speeds, strict=True)] == [False, True, False, False]
 
 
-def test_a_contrast_reads_as_the_rules_fixed_before_the_runs():
+def test_a_contrast_reads_by_its_fixed_rules():
     """``reading``: differs (Holm p below 5%), equivalent (TOST), both,
     undecided (neither), one seed (no interval)."""
 
