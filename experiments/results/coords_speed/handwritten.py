@@ -34,10 +34,7 @@ from pyg_schnet.nn.models import build
 from pyg_schnet.nn.schnet import MODEL_KEYS, SchNet
 from pyg_schnet.run.checkpoint import load_checkpoint
 
-ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 RUN = "experiments/studies/mechanism_time/runs/U0/coords/n20000_seed0/model.pt"
-torch.set_num_threads(1)
-torch.set_flush_denormal(True)  # as pyg-schnet train does
 
 
 def compiled(fn):
@@ -48,17 +45,26 @@ def ssp(x: Tensor) -> Tensor:
     return x.clamp(min=0.0) + torch.log(1.0 + torch.exp(-x.abs())) - math.log(2.0)
 
 
-@compiled
-def forward_kernel(vec, w1, b1, env, w2, b2, h, pi, pj):
-    P = pi.size(0)
+def first_layer(vec, w1, b1, act=ssp):
+    """``act`` of the first layer at ``r`` and at ``-r`` ``[2P, H]``."""
     a = vec[:, 0:1] * w1[:, 0] + vec[:, 1:2] * w1[:, 1] + vec[:, 2:3] * w1[:, 2]  # [P, H]
-    s = torch.cat([ssp(b1 + a), ssp(b1 - a)])  # [2P, H]
-    y = torch.addmm(b2, s, w2.t())  # [2P, F]
+    return torch.cat([act(b1 + a), act(b1 - a)])
+
+
+def pair_sum(h, y, env, pi, pj):
+    """``out[pj] += h[pi] * W(r)``, ``out[pi] += h[pj] * W(-r)``, ``W = y * env``."""
+    P = pi.size(0)
     e = env.unsqueeze(-1)
     out = torch.zeros_like(h)
     out.index_add_(0, pj, h.index_select(0, pi) * y[:P] * e)
-    out.index_add_(0, pi, h.index_select(0, pj) * y[P:] * e)
-    return out, s, y
+    return out.index_add_(0, pi, h.index_select(0, pj) * y[P:] * e)
+
+
+@compiled
+def forward_kernel(vec, w1, b1, env, w2, b2, h, pi, pj):
+    s = first_layer(vec, w1, b1)  # [2P, H]
+    y = torch.addmm(b2, s, w2.t())  # [2P, F]
+    return pair_sum(h, y, env, pi, pj), s, y
 
 
 @compiled
@@ -113,35 +119,6 @@ class HandwrittenCoordsAggregation(CompiledCoordsAggregation):
         )  # fmt: skip
 
 
-ckpt = load_checkpoint(RUN)
-hp = dict(ckpt["hparams"])
-models = {"exact": build(**dict(hp, fast=False)), "generated": build(**dict(hp, fast=True))}
-f = make_filter("coords", num_filters=hp["num_filters"], cutoff=hp["cutoff"])
-models["hand-written"] = SchNet(
-    f,
-    **{k: hp[k] for k in MODEL_KEYS if k in hp},
-    filter_table=FilterTable(),
-    aggregation=CompiledPairAggregation(),
-    coords_aggregation=HandwrittenCoordsAggregation(),
-)
-for m in models.values():
-    m.load_state_dict(ckpt["model"])
-
-ds = QM9("data/qm9")
-idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
-check = list(MoleculeLoader(ds, idx[:500], 50, target=7))
-train = list(MoleculeLoader(ds, idx[1000:1600], 50, target=7))  # 2 warm-up + 10 timed
-
-with torch.no_grad():
-    pred = {
-        k: torch.cat([m.eval()(b.z, b.pos, b.batch).view(-1) for b in check])
-        for k, m in models.items()
-    }
-for k in ("generated", "hand-written"):
-    d = (pred[k] - pred["exact"]).abs().max()
-    print(f"{k} - exact on 500 molecules: max {1e3 * float(d):.3f} meV")
-
-
 def steps(m, opt, batches):
     m.train()
     for b in batches:
@@ -151,17 +128,53 @@ def steps(m, opt, batches):
         opt.step()
 
 
-opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
-for k, m in models.items():
-    steps(m, opts[k], train[:2])  # warm-up and compiling
-times = {k: [] for k in models}
-for _ in range(ROUNDS):
+def main() -> None:
+    torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as pyg-schnet train does
+    ckpt = load_checkpoint(RUN)
+    hp = dict(ckpt["hparams"])
+    models = {"exact": build(**dict(hp, fast=False)), "generated": build(**dict(hp, fast=True))}
+    f = make_filter("coords", num_filters=hp["num_filters"], cutoff=hp["cutoff"])
+    models["hand-written"] = SchNet(
+        f,
+        **{k: hp[k] for k in MODEL_KEYS if k in hp},
+        filter_table=FilterTable(),
+        aggregation=CompiledPairAggregation(),
+        coords_aggregation=HandwrittenCoordsAggregation(),
+    )
+    for m in models.values():
+        m.load_state_dict(ckpt["model"])
+
+    ds = QM9("data/qm9")
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(0))
+    check = list(MoleculeLoader(ds, idx[:500], 50, target=7))
+    train = list(MoleculeLoader(ds, idx[1000:1600], 50, target=7))  # 2 warm-up + 10 timed
+
+    with torch.no_grad():
+        pred = {
+            k: torch.cat([m.eval()(b.z, b.pos, b.batch).view(-1) for b in check])
+            for k, m in models.items()
+        }
+    for k in ("generated", "hand-written"):
+        d = (pred[k] - pred["exact"]).abs().max()
+        print(f"{k} - exact on 500 molecules: max {1e3 * float(d):.3f} meV")
+
+    opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
     for k, m in models.items():
-        t0 = time.process_time()
-        steps(m, opts[k], train[2:])
-        times[k].append(time.process_time() - t0)
-for k, t in times.items():
-    print(f"{k}: {statistics.median(t):.3f} s per 10 batches ({min(t):.3f}-{max(t):.3f})")
-for k in ("generated", "hand-written"):
-    r = [e / t for e, t in zip(times["exact"], times[k], strict=True)]
-    print(f"{k} / exact per round: {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})")
+        steps(m, opts[k], train[:2])  # warm-up and compiling
+    times = {k: [] for k in models}
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    for _ in range(rounds):
+        for k, m in models.items():
+            t0 = time.process_time()
+            steps(m, opts[k], train[2:])
+            times[k].append(time.process_time() - t0)
+    for k, t in times.items():
+        print(f"{k}: {statistics.median(t):.3f} s per 10 batches ({min(t):.3f}-{max(t):.3f})")
+    for k in ("generated", "hand-written"):
+        r = [e / t for e, t in zip(times["exact"], times[k], strict=True)]
+        print(f"{k} / exact per round: {statistics.median(r):.2f}x ({min(r):.2f}-{max(r):.2f})")
+
+
+if __name__ == "__main__":
+    main()
