@@ -34,6 +34,50 @@ def tiny(tmp_path_factory):
     return where, run
 
 
+def _code_version_of(copy: str) -> str:
+    """``code_version()`` of the package file ``copy`` (a copy of version.py in
+    a ``pyg_schnet`` folder), in a fresh process."""
+    script = (
+        "import importlib.util, sys\n"
+        "spec = importlib.util.spec_from_file_location('v', sys.argv[1])\n"
+        "m = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
+        "print(m.code_version())"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, copy], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout.strip()
+
+
+def test_code_version_names_the_checkout_commit(tmp_path):
+    """What a run records as its code: the version alone outside a checkout and
+    for a copy that is not the checkout's own package folder (a virtual
+    environment inside it); in a checkout, its commit, and ``.dirty`` once the
+    package's files change."""
+    source = osp.join(REPO, "pyg_schnet", "version.py")
+    outside = tmp_path / "plain" / "pyg_schnet"
+    outside.mkdir(parents=True)
+    shutil.copy(source, outside / "version.py")
+    assert _code_version_of(str(outside / "version.py")) == pyg_schnet.__version__
+    repo = tmp_path / "checkout"
+    (repo / "pyg_schnet").mkdir(parents=True)
+    shutil.copy(source, repo / "pyg_schnet" / "version.py")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for args in (["init", "-q"], ["add", "pyg_schnet"], ["commit", "-q", "-m", "v"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    commit = subprocess.run(
+        git + ["rev-parse", "--short=12", "HEAD"], check=True, capture_output=True, text=True
+    ).stdout.strip()
+    copy = str(repo / "pyg_schnet" / "version.py")
+    assert _code_version_of(copy) == f"{pyg_schnet.__version__}+g{commit}"
+    installed = repo / ".venv" / "site-packages" / "pyg_schnet"
+    installed.mkdir(parents=True)
+    shutil.copy(source, installed / "version.py")
+    assert _code_version_of(str(installed / "version.py")) == pyg_schnet.__version__
+    with open(copy, "a") as f:
+        f.write("# changed\n")
+    assert _code_version_of(copy) == f"{pyg_schnet.__version__}+g{commit}.dirty"
+
+
 def test_version_has_one_source():
     """``--version`` prints the package's version, which setup.cfg reads from
     pyg_schnet/version.py and CITATION.cff repeats."""

@@ -70,6 +70,7 @@ from pyg_schnet.run.recipe import ExponentialMovingAverage, Progress, make_sched
 from pyg_schnet.run.rundir import BEST_FILE, LAST_FILE, METRICS_FILE, NEW, RunDir
 from pyg_schnet.run.throughput import default_threads
 from pyg_schnet.run.tracking import WandB
+from pyg_schnet.version import code_version
 
 LOG_FIELDS = (
     "epoch",
@@ -593,6 +594,7 @@ class Trainer:
             "schedule": self.sched.describe(),
             "schedule_completed": self.sched.completed(st.progress(), st.lr_decays),
             "ema_decay": cfg.ema_decay,
+            "code": code_version(),  # the code that finished and tested it
         }
         if unit == "eV":
             metrics["test_mae_meV"] = test_mae * 1000.0

@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import os.path as osp
+from collections import Counter
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from pyg_schnet.errors import UserError
@@ -46,6 +47,7 @@ RUN_FIELDS = (
     "final_lr",
     "train_seconds",
     "molecules_per_second",
+    "code",
     "run_dir",
 )
 CELL_FIELDS = (
@@ -168,6 +170,7 @@ def collect(spec: Spec) -> List[Dict[str, Any]]:
                 "final_lr": m.get("final_lr", log[-1]["lr"] if log else nan),
                 "train_seconds": m["train_seconds"],
                 "molecules_per_second": _median([x["molecules_per_second"] for x in log]),
+                "code": m.get("code", ""),  # runs before 0.1.0's code field: not recorded
                 "run_dir": r.rel,
                 # a time budget: its steps depended on the machine's speed (the slow mark)
                 "timed": r.cfg.time_budget is not None,
@@ -487,6 +490,13 @@ def write_report(spec: Spec) -> str:
     return path
 
 
+def _code_counts(rows: List[Dict[str, Any]]) -> str:
+    """Each code version that finished runs (``metrics.json``'s ``code``) with
+    its number of runs; runs from before the field as not recorded."""
+    counts = Counter(r["code"] or "not recorded" for r in rows)
+    return "; ".join(f"{code} ({n} run{'s' * (n != 1)})" for code, n in sorted(counts.items()))
+
+
 def _markdown(
     spec: Spec, rows, cell_rows, pair_rows, contrast_rows, slope_rows, parallel_rows, plots
 ) -> str:
@@ -532,6 +542,8 @@ def _markdown(
         + ".",
         "",
     ]
+    if rows:
+        L += [f"Code that finished the runs: {_code_counts(rows)}.", ""]
     own = bool(spec.variant_seeds or spec.variant_targets)
     L += (
         ["| variant | overrides | targets | seeds |", "|---|---|---|---|"]

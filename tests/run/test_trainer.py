@@ -32,6 +32,7 @@ from helpers import (
 from pyg_schnet.cli.config_flags import parse_overrides
 from pyg_schnet.run.config import load_config
 from pyg_schnet.errors import UserError
+from pyg_schnet.version import code_version
 
 
 # -- flags -----------------------------------------------------------------------
@@ -104,6 +105,7 @@ def test_run_directory_contents(run_dir):
     m = json.load(open(osp.join(run_dir, "metrics.json")))
     assert m["unit"] == "eV" and m["test_mae"] > 0
     assert m["test_mae_meV"] == pytest.approx(m["test_mae"] * 1000)
+    assert m["code"] == code_version()  # which code trained it
     for f in ("best.pt", "last.pt"):
         ckpt = torch.load(osp.join(run_dir, f), weights_only=True)
         assert ckpt["run_format"] == 1 and "model" in ckpt

@@ -16,6 +16,7 @@ import yaml
 
 from conftest import REPO, SAMPLE_ARGS, SAMPLE_ROOT, SAMPLE_SOURCE
 from helpers import assert_one_line_error, cli, run_here
+from pyg_schnet.version import code_version
 
 FACTORS = osp.join(REPO, "experiments", "studies", "factors.yaml")
 VARIANTS = ("gaussian", "distance", "gaussian_q0.1", "conv1d", "coords", "coords_rot")
@@ -92,6 +93,9 @@ def test_report_tables_trace_to_run_directories(quick):
     assert all(len(v) == 1 for v in by_seed.values()) and len(by_seed) == 2
     cells = _csv(out / "cells.csv")
     md = open(out / "report.md").read()
+    # the code that trained them, as each run recorded it (the same checkout here)
+    assert {r["code"] for r in runs} == {code_version()}
+    assert f"Code that finished the runs: {code_version()} ({len(runs)} runs)." in md
     for c in cells:
         maes = [
             float(r["test_mae"])
