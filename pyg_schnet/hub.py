@@ -463,12 +463,14 @@ def export_model(
         "epochs": metrics["epochs"],
         "best_epoch": metrics["best_epoch"],
         "stop_reason": metrics.get("stop_reason"),
+        "schedule": metrics.get("schedule"),  # e.g. "cosine over 60 epochs (warmup 2%), ..."
         "training_seconds": metrics["train_seconds"],
         # what the run used (the measured rule's choice when num_threads was none)
         "training_threads": metrics.get("threads", cfg.num_threads),
         "num_params": metrics["num_params"],
         "settings": settings,
         "source_run": source_run,
+        "code": metrics.get("code"),  # the code that finished the run (None: not recorded)
         "limits": f"Trained on {train:,} molecules; {SCOPE}.",
         "split_spec": split_spec,
         "source": cfg.source,

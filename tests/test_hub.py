@@ -13,6 +13,7 @@ import pyg_schnet
 from conftest import DATA_ROOT, REPO, SAMPLE_ARGS
 from helpers import assert_one_line_error, run_here
 from pyg_schnet.hub import available
+from pyg_schnet.version import code_version
 
 
 def test_shipped_models_and_their_cards():
@@ -121,6 +122,9 @@ def test_export_writes_a_model_that_evaluate_reproduces(quick_pretrained):
     }
     assert card["settings"]["hidden_channels"] == 16 and "root" not in card["settings"]
     assert card["test_mae_rotated"] is not None
+    # the run's schedule and the code that trained it
+    assert card["schedule"] == metrics["schedule"] and card["schedule"].startswith("plateau")
+    assert card["code"] == metrics["code"] == code_version()
     model = pyg_schnet.pretrained(str(folder))
     assert sum(p.numel() for p in model.parameters()) == card["num_params"]
 
