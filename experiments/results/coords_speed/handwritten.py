@@ -33,6 +33,7 @@ from pyg_schnet.nn.filters import CoordsFilter, make_filter, mlp_layers
 from pyg_schnet.nn.models import build
 from pyg_schnet.nn.schnet import MODEL_KEYS, SchNet
 from pyg_schnet.run.checkpoint import load_checkpoint
+from steps import train_steps
 
 RUN = "experiments/studies/mechanism_time/runs/U0/coords/n20000_seed0/model.pt"
 
@@ -119,15 +120,6 @@ class HandwrittenCoordsAggregation(CompiledCoordsAggregation):
         )  # fmt: skip
 
 
-def steps(m, opt, batches):
-    m.train()
-    for b in batches:
-        loss = ((m(b.z, b.pos, b.batch).view(-1) - b.y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-
 def main() -> None:
     torch.set_num_threads(1)
     torch.set_flush_denormal(True)  # as pyg-schnet train does
@@ -161,13 +153,13 @@ def main() -> None:
 
     opts = {k: torch.optim.Adam(m.parameters(), lr=1e-4) for k, m in models.items()}
     for k, m in models.items():
-        steps(m, opts[k], train[:2])  # warm-up and compiling
+        train_steps(m, opts[k], train[:2])  # warm-up and compiling
     times = {k: [] for k in models}
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     for _ in range(rounds):
         for k, m in models.items():
             t0 = time.process_time()
-            steps(m, opts[k], train[2:])
+            train_steps(m, opts[k], train[2:])
             times[k].append(time.process_time() - t0)
     for k, t in times.items():
         print(f"{k}: {statistics.median(t):.3f} s per 10 batches ({min(t):.3f}-{max(t):.3f})")

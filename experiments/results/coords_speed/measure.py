@@ -24,6 +24,7 @@ from pyg_schnet.data import QM9
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.nn.models import build
 from pyg_schnet.run.checkpoint import load_checkpoint
+from steps import train_steps
 
 ROUNDS = int(sys.argv[1]) if len(sys.argv) > 1 else 5
 RUNS = "experiments/studies/mechanism_time/runs/U0/{}/n20000_seed0/model.pt"
@@ -44,15 +45,6 @@ def models(name):
         m.load_state_dict(ckpt["model"])
         out["fast" if fast else "exact"] = m
     return out
-
-
-def train_steps(m, opt, batches):
-    m.train()
-    for b in batches:
-        loss = ((m(b.z, b.pos, b.batch).view(-1) - b.y) ** 2).mean()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
 
 
 for name in ("coords", "coords_basis"):

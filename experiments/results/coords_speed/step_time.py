@@ -15,6 +15,7 @@ import torch
 from pyg_schnet.data import QM9
 from pyg_schnet.data.loader import MoleculeLoader
 from pyg_schnet.nn.models import build
+from steps import train_steps
 
 torch.set_num_threads(1)
 torch.set_flush_denormal(True)
@@ -32,19 +33,9 @@ model = build(
     fast=mode == "fast",
 )
 opt = torch.optim.Adam(model.parameters(), lr=1e-4)
-model.train()
 
 
-def step(b):
-    loss = ((model(b.z, b.pos, b.batch).view(-1) - b.y) ** 2).mean()
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-
-
-for b in batches[:2]:
-    step(b)
+train_steps(model, opt, batches[:2])
 t0 = time.process_time()
-for b in batches[2:]:
-    step(b)
+train_steps(model, opt, batches[2:])
 print(f"{time.process_time() - t0:.4f}")
