@@ -190,3 +190,35 @@ def test_scaled_steps_store_the_same_filter_in_other_units():
         torch.testing.assert_close(scaled(torch.zeros(50, 3), d), plain(torch.zeros(50, 3), d))
     ratio = scaled.mlp[2].weight.abs().mean() / plain.mlp[2].weight.abs().mean()
     assert float(ratio) == pytest.approx(5.0 / 0.1)
+
+
+def test_shifted_softplus_slope_in_one_pass_and_its_second_derivative():
+    """SchNet's activation with a gradient: the floor's output, the slope of the
+    floored input (sigmoid(-18) below the floor, not 0, and never denormal),
+    and with create_graph second derivatives as autograd's own formula gives."""
+    from pyg_schnet.nn.filters import SOFTPLUS_FLOOR, ShiftedSoftplus
+
+    act = ShiftedSoftplus()
+    x = torch.tensor([-200.0, -30.0, -18.5, -17.0, -2.0, 0.0, 3.0, 25.0], requires_grad=True)
+    y = act(x)
+    ref = torch.nn.functional.softplus(x.detach().clamp(min=SOFTPLUS_FLOOR)) - math.log(2.0)
+    assert torch.equal(y.detach(), ref)
+    (grad,) = torch.autograd.grad(y.sum(), x)
+    slope = torch.sigmoid(x.detach().clamp(min=SOFTPLUS_FLOOR))
+    torch.testing.assert_close(grad, slope)
+    assert (grad[:3] > 0).all() and (grad[:3] >= torch.finfo(torch.float32).tiny).all()
+    # second derivatives (float64 away from the floor's kink): against the formula's autograd
+    x64 = torch.linspace(-10.0, 10.0, 41, dtype=torch.float64, requires_grad=True)
+
+    def second(f):
+        (g,) = torch.autograd.grad(f(x64).pow(2).sum(), x64, create_graph=True)
+        (h,) = torch.autograd.grad(g.sum(), x64)
+        return g.detach(), h
+
+    for ours, formula in zip(
+        second(act),
+        second(lambda t: torch.nn.functional.softplus(t) - math.log(2.0)),
+        strict=True,
+    ):
+        torch.testing.assert_close(ours, formula)
+    assert torch.autograd.gradgradcheck(act, (x64[::8].detach().requires_grad_(True),))
