@@ -27,8 +27,21 @@ def _below(t: object, bound: float) -> int:
     return int(((t != 0) & (t.abs() < bound)).sum())
 
 
+#: Operators that allocate without writing: their outputs (and views of them)
+#: hold whatever the memory held, until an operator that is checked writes them
+#: (the blocked pair sums fill slices of such buffers with ``out=``).
+_ALLOCATIONS = {
+    torch.ops.aten.empty.memory_format,
+    torch.ops.aten.empty_like.default,
+    torch.ops.aten.empty_strided.default,
+    torch.ops.aten.new_empty.default,
+    torch.ops.aten.new_empty_strided.default,
+}
+
+
 class _Denormals(TorchDispatchMode):
-    """Names the operators whose outputs hold denormals."""
+    """Names the operators whose outputs hold denormals (not allocations or
+    views: their values are checked where they are computed)."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -36,6 +49,8 @@ class _Denormals(TorchDispatchMode):
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
         out = func(*args, **(kwargs or {}))
+        if func in _ALLOCATIONS or func.is_view:
+            return out
         if any(_below(t, NORMAL) for t in tree_flatten(out)[0]):
             self.found.append(str(func))
         return out
