@@ -300,7 +300,11 @@ class Trainer:
             **self.hparams, mean=stats.mean, std=stats.std, atomref=stats.atomref
         ).to(self.device)
         self.num_params = count_parameters(self.model)
-        self.opt = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
+        # fused: one kernel over all parameters, not a loop of small ones (the
+        # step 0.6 ms against 2.0 at the shipped size; experiments/results/optimizer)
+        self.opt = torch.optim.Adam(
+            self.model.parameters(), lr=cfg.lr, fused=self.device.type in ("cpu", "cuda")
+        )
         self.sched = make_schedule(cfg, self.opt, len(self.train_loader))
         self._epoch_start = time.perf_counter()
         self.average = (
