@@ -55,9 +55,9 @@ class _FlooredSoftplus(torch.autograd.Function):
     """:func:`shifted_softplus` with one backward pass instead of two: the slope
     at the floored input, ``sigmoid(max(x, floor))``, without the floor's mask
     (below the floor the slope is ``sigmoid(-18)`` = 1.5e-8 instead of 0;
-    neither is denormal). The mask's pass cost 4-5% of a fast-mode training
-    step at the shipped models' size and 11% of an exact ``coords`` step
-    (docs/speed.md). With ``create_graph`` the slope is built from
+    neither is denormal). The mask's pass cost 3-4% of a fast-mode training
+    step at the shipped models' size and 10-15% of an exact ``coords`` step
+    (docs/speed.md, "Denormals"). With ``create_graph`` the slope is built from
     differentiable operations, so second derivatives hold."""
 
     @staticmethod
