@@ -346,9 +346,7 @@ def _both_directions(
     outputs ``[P, F]`` into ``pj`` (``pre_j``, at ``r``) and into ``pi``
     (``pre_i``, at ``-r``); the shifted softplus, the second layer ``(w2,
     b2)``, the envelope ``env`` ``[P]``, then ``out[pj] += h[pi] * W(r)`` and
-    ``out[pi] += h[pj] * W(-r)``. (No slices of tensors that need a gradient:
-    their backward allocates uninitialised memory, which the denormal test
-    cannot tell from denormals.)"""
+    ``out[pi] += h[pj] * W(-r)``."""
     e = env.unsqueeze(-1)
     into_j = torch.nn.functional.linear(shifted_softplus(pre_j), w2, b2) * e  # [P, F]
     into_i = torch.nn.functional.linear(shifted_softplus(pre_i), w2, b2) * e
