@@ -31,10 +31,10 @@ from __future__ import annotations
 import copy
 import math
 from dataclasses import dataclass
-from typing import Any, Dict, Optional, Type
+from typing import Any, Dict, List, Optional, Tuple, Type
 
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from pyg_schnet.errors import UserError
 
@@ -267,15 +267,24 @@ class ExponentialMovingAverage:
         for p in self.module.parameters():
             p.requires_grad_(False)
         self.updates = 0
+        # the tensors each update reads and writes, listed once (walking the modules
+        # takes longer than the update itself at the shipped size)
+        self._averaged: List[Tensor] = list(self.module.parameters())
+        self._copied: List[Tensor] = list(self.module.buffers())
+        self._source: Optional[Tuple[nn.Module, List[Tensor], List[Tensor]]] = None
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
         self.updates += 1
         d = min(self.decay, (1.0 + self.updates) / (10.0 + self.updates))
-        for avg, p in zip(self.module.parameters(), model.parameters(), strict=False):
-            avg.lerp_(p.detach(), 1.0 - d)
-        for avg_b, b in zip(self.module.buffers(), model.buffers(), strict=False):
-            avg_b.copy_(b)
+        if self._source is None or self._source[0] is not model:
+            self._source = (model, list(model.parameters()), list(model.buffers()))
+        _, weights, buffers = self._source
+        # one call over all parameters, not a loop of small kernels (0.14 ms against
+        # 0.70 an update at the shipped size; experiments/results/optimizer/ema.py)
+        torch._foreach_lerp_(self._averaged, weights, 1.0 - d)
+        if buffers:
+            torch._foreach_copy_(self._copied, buffers)
 
     def state_dict(self) -> Dict[str, Any]:
         return {"model": self.module.state_dict(), "updates": self.updates}

@@ -81,6 +81,27 @@ def test_ema_follows_with_its_decay_and_restores_exactly():
     assert torch.equal(other.module.weight, ema.module.weight) and other.updates == 1
 
 
+def test_ema_averages_every_parameter_and_copies_every_buffer():
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4))
+    ema = ExponentialMovingAverage(model, decay=0.5)
+    expected = [p.detach().clone() for p in model.parameters()]
+    for step in range(1, 4):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p))
+        model.train()(torch.randn(5, 3))  # moves the batch norm's running statistics
+        ema.update(model)
+        d = min(0.5, (1 + step) / (10 + step))
+        expected = [
+            d * e + (1 - d) * p.detach() for e, p in zip(expected, model.parameters(), strict=True)
+        ]
+    for avg, e in zip(ema.module.parameters(), expected, strict=True):
+        assert torch.allclose(avg, e, atol=1e-6)
+    for avg_b, b in zip(ema.module.buffers(), model.buffers(), strict=True):
+        assert torch.equal(avg_b, b)
+    assert ema.updates == 3
+
+
 def test_every_schedule_is_registered_and_checked_in_the_config():
     from pyg_schnet.run.config import load_config
 
