@@ -29,10 +29,22 @@ class EdgeSet(NamedTuple):
 
     @staticmethod
     def build(pos: Tensor, edge_index: Tensor, as_pairs: bool) -> "EdgeSet":
+        """From a radius graph's directed edges ``[2, E]``: all of them, or
+        (``as_pairs``, for a symmetric graph) the pairs ``src < dst``."""
         src, dst = edge_index
         if as_pairs:
             keep = src < dst
             src, dst = src[keep], dst[keep]
+        vec = pos[src] - pos[dst]  # [M, 3]
+        return EdgeSet(src, dst, vec, vec.norm(dim=-1), as_pairs)
+
+    @staticmethod
+    def from_pairs(pos: Tensor, pairs: Tensor, as_pairs: bool) -> "EdgeSet":
+        """From unordered pairs ``[2, P]`` (``i < j``): the pairs themselves,
+        or both directions of each as directed edges."""
+        if not as_pairs:
+            pairs = torch.cat([pairs, pairs.flip(0)], dim=1)  # [2, 2P]
+        src, dst = pairs
         vec = pos[src] - pos[dst]  # [M, 3]
         return EdgeSet(src, dst, vec, vec.norm(dim=-1), as_pairs)
 

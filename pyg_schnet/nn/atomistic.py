@@ -65,6 +65,11 @@ class AtomisticModel(nn.Module):
     #: calculator refuses one that is not an energy); ``None`` for a model
     #: built afresh.
     target: Optional[str] = None
+    #: Whether :meth:`forward` takes ``pairs``: each molecule's atom pairs
+    #: ``i < j`` within the cutoff, precomputed
+    #: (:class:`~pyg_schnet.data.loader.PairTable`), instead of building its
+    #: radius graph per call.
+    takes_pairs: bool = False
 
     def __init__(
         self,

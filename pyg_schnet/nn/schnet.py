@@ -165,6 +165,7 @@ class SchNet(AtomisticModel):
     """
 
     name = "schnet"
+    takes_pairs = True
 
     def __init__(
         self,
@@ -260,6 +261,7 @@ class SchNet(AtomisticModel):
         batch: Optional[Tensor] = None,
         num_graphs: Optional[int] = None,
         edge_index: Optional[Tensor] = None,
+        pairs: Optional[Tensor] = None,
     ) -> Tensor:
         """Predict one value per graph ``[num_graphs, 1]``.
 
@@ -270,18 +272,27 @@ class SchNet(AtomisticModel):
             num_graphs (int, optional): Number of graphs (saves a sync).
             edge_index (Tensor, optional): Precomputed radius-graph edges
                 ``[2, E]`` (source, target); built here when :obj:`None`.
+            pairs (Tensor, optional): Instead of ``edge_index``, the radius
+                graph as its unordered pairs ``[2, P]`` (``i < j``, each for
+                both directions), all within :attr:`cutoff` and none dropped by
+                the neighbour cap (a :class:`~pyg_schnet.data.loader.PairTable`'s).
         """
         if batch is None:
             batch = torch.zeros_like(z)
-        if edge_index is None:
-            edge_index, _, _, dropped = radius_edges(
-                pos, batch, self.cutoff, self.max_num_neighbors
-            )
-            symmetric = dropped == 0  # the neighbour cap breaks the symmetry
+        sums_pairs = self.use_pairs and all(b.conv.sums_pairs for b in self.blocks)
+        if pairs is not None:
+            if edge_index is not None:
+                raise ValueError("pass edge_index or pairs, not both")
+            edges = EdgeSet.from_pairs(pos, pairs, sums_pairs)
         else:
-            symmetric = is_symmetric(edge_index, z.numel())
-        as_pairs = symmetric and self.use_pairs and all(b.conv.sums_pairs for b in self.blocks)
-        edges = EdgeSet.build(pos, edge_index, as_pairs)
+            if edge_index is None:
+                edge_index, _, _, dropped = radius_edges(
+                    pos, batch, self.cutoff, self.max_num_neighbors
+                )
+                symmetric = dropped == 0  # the neighbour cap breaks the symmetry
+            else:
+                symmetric = is_symmetric(edge_index, z.numel())
+            edges = EdgeSet.build(pos, edge_index, symmetric and sums_pairs)
         h = self.embedding(z)  # [N, hidden]
         for block in self.blocks:
             h = h + block(h, edges)

@@ -9,7 +9,7 @@ from typing import Any, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from pyg_schnet.data.loader import MoleculeLoader
+from pyg_schnet.data.loader import MoleculeLoader, apply_model
 from pyg_schnet.errors import UserError
 from pyg_schnet.metrics import ErrorSums
 from pyg_schnet.nn.fast import eager_kernels
@@ -57,7 +57,7 @@ def predict_loader(
     with eager_kernels():
         for b in loader:
             b = b.to(device)
-            preds.append(model(b.z, b.pos, b.batch, num_graphs=b.num_graphs).view(-1).cpu())
+            preds.append(apply_model(model, b).view(-1).cpu())
             ys.append(b.y.cpu())
             idx.append(b.index.cpu())
     if not preds:

@@ -46,7 +46,7 @@ from pyg_schnet.data import (
     load_split,
     target_index,
 )
-from pyg_schnet.data.loader import MoleculeBatch, MoleculeLoader
+from pyg_schnet.data.loader import MoleculeBatch, MoleculeLoader, PairTable, apply_model
 from pyg_schnet.errors import UserError
 from pyg_schnet.io import replace_dir, write_csv, write_json
 from pyg_schnet.metrics import ErrorSums
@@ -201,7 +201,9 @@ class Trainer:
         self._setup_process()
         ckpt = self._setup_directory(resume)
         self._setup_data(resumed=ckpt is not None, dataset=dataset)
-        self._setup_model(ckpt)
+        self._setup_model()
+        self._setup_loaders()
+        self._setup_training(ckpt)
 
     # -- setup ----------------------------------------------------------------------
     def _setup_process(self) -> None:
@@ -254,18 +256,6 @@ class Trainer:
             save_config(cfg, self.run.config_path)
         self.target = target_index(cfg.target)
         self.stats = compute_statistics(self.dataset, self.split.train_idx, cfg.target)
-        self.train_loader = MoleculeLoader(
-            self.dataset,
-            self.split.train_idx,
-            cfg.batch_size,
-            self.target,
-            shuffle=True,
-            seed=cfg.seed,
-            rank=info.rank,
-            world_size=info.world_size,
-            rotate=cfg.rotation_augmentation,
-        )
-        self.val_loader = self._loader(self.split.val_idx)
 
     def _split(self, resumed: bool) -> Split:
         cfg, n = self.cfg, len(self.dataset)
@@ -291,15 +281,53 @@ class Trainer:
             self.target,
             rank=self.info.rank,
             world_size=self.info.world_size,
+            pairs=self.pairs,
         )
 
-    def _setup_model(self, ckpt: Optional[Dict[str, Any]]) -> None:
+    def _setup_model(self) -> None:
         cfg, stats = self.cfg, self.stats
         self.hparams = dict(cfg.model_hparams(), readout=stats.readout)
         self.model: AtomisticModel = build(
             **self.hparams, mean=stats.mean, std=stats.std, atomref=stats.atomref
         ).to(self.device)
         self.num_params = count_parameters(self.model)
+
+    def _setup_loaders(self) -> None:
+        """The training and validation loaders. For a model that takes pairs,
+        each molecule's pairs within its cutoff are found once
+        (:class:`~pyg_schnet.data.loader.PairTable`), not at every step: for the
+        validation and test molecules, and for the training molecules unless
+        they are rotated (a training step 1.11x faster at the studies' size and
+        1.07x at the shipped size; docs/speed.md)."""
+        cfg, info, split = self.cfg, self.info, self.split
+        rotate = cfg.rotation_augmentation
+        self.pairs: Optional[PairTable] = None
+        if self.model.takes_pairs:
+            molecules = [split.val_idx, split.test_idx] + ([] if rotate else [split.train_idx])
+            self.pairs = PairTable.build(
+                self.dataset,
+                np.concatenate([np.asarray(i, dtype=np.int64) for i in molecules]),
+                self.model.cutoff,
+                self.model.max_num_neighbors,
+            )
+        self.train_loader = MoleculeLoader(
+            self.dataset,
+            split.train_idx,
+            cfg.batch_size,
+            self.target,
+            shuffle=True,
+            seed=cfg.seed,
+            rank=info.rank,
+            world_size=info.world_size,
+            rotate=rotate,
+            pairs=None if rotate else self.pairs,
+        )
+        self.val_loader = self._loader(split.val_idx)
+
+    def _setup_training(self, ckpt: Optional[Dict[str, Any]]) -> None:
+        """The optimizer, schedule, weight average and state, restored from
+        ``ckpt`` when resuming; W&B."""
+        cfg, stats = self.cfg, self.stats
         # fused: one kernel over all parameters, not a loop of small ones (the
         # step 0.6 ms against 2.0 at the shipped size; experiments/results/optimizer)
         self.opt = torch.optim.Adam(
@@ -428,7 +456,7 @@ class Trainer:
 
     def step(self, b: MoleculeBatch, epoch: int, bi: int) -> Tuple[Tensor, Tensor, MoleculeBatch]:
         """One optimizer step on batch ``b``; the loss and predictions (detached)."""
-        pred = self.train_model(b.z, b.pos, b.batch, num_graphs=b.num_graphs).view(-1)
+        pred = apply_model(self.train_model, b).view(-1)
         loss = torch.mean(((pred - b.y) / self.scale) ** 2)
         if not torch.isfinite(loss):
             raise self._diverged(

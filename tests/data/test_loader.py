@@ -1,9 +1,14 @@
-"""MoleculeLoader: the same batches as PyG's DataLoader, and DDP shards."""
+"""MoleculeLoader: the same batches as PyG's DataLoader, DDP shards, and pairs
+found once (PairTable) that give the same predictions."""
 
+import pytest
 import torch
 from torch_geometric.loader import DataLoader
 
-from pyg_schnet.data.loader import MoleculeLoader
+from pyg_schnet.data.loader import MoleculeLoader, PairTable, apply_model, rotated
+from pyg_schnet.nn.filters import FILTERS
+from pyg_schnet.nn.radius import radius_edges
+from pyg_schnet.nn.schnet import build_model
 
 
 def test_batches_equal_pyg_collation(sample):
@@ -99,3 +104,53 @@ def test_rotation_augmentation_keeps_invariant_predictions(sample):
             a = model(p.z, p.pos, p.batch)
             b = model(r.z, r.pos, r.batch)
             torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-4 * float(a.abs().max()))
+
+
+# -- pairs found once -------------------------------------------------------------------
+@pytest.mark.parametrize("cutoff", [2.0, 5.0])
+def test_pair_table_gives_each_batch_the_searched_pairs_in_their_order(sample, cutoff):
+    idx = torch.tensor([3, 250, 17, 400, 88, 9, 131])
+    table = PairTable.build(sample, idx, cutoff, chunk=3)  # searched 3 molecules at a time
+    assert table is not None and table.cutoff == cutoff
+    for b in MoleculeLoader(sample, idx, 4, pairs=table):
+        src, dst = radius_edges(b.pos, b.batch, cutoff).edge_index
+        keep = src < dst
+        assert torch.equal(b.pairs, torch.stack([src[keep], dst[keep]]))
+    assert all(b.pairs is None for b in MoleculeLoader(sample, idx, 4))
+
+
+def test_pair_table_refuses_what_it_cannot_hold(sample):
+    idx = torch.arange(20)
+    # a neighbour cap that drops edges leaves no symmetric graph to tabulate
+    assert PairTable.build(sample, idx, 5.0, max_num_neighbors=2) is None
+    table = PairTable.build(sample, idx, 5.0)
+    with pytest.raises(ValueError, match="not in the pair table"):
+        MoleculeLoader(sample, torch.tensor([0, 20]), 2, pairs=table).gather(torch.tensor([0, 20]))
+    with pytest.raises(ValueError, match="rotates its molecules"):
+        MoleculeLoader(sample, idx, 4, rotate=True, pairs=table)
+    b = MoleculeLoader(sample, idx, 4, pairs=table).gather(idx[:4])
+    assert b.pairs is not None and rotated(b, torch.eye(3).repeat(4, 1, 1)).pairs is None
+
+
+@pytest.mark.parametrize("fast", [False, True])
+@pytest.mark.parametrize("name", sorted(FILTERS))
+def test_every_filter_predicts_the_same_from_the_tabulated_pairs(sample, name, fast):
+    torch.manual_seed(0)
+    model = build_model(
+        name, hidden_channels=16, num_filters=16, num_interactions=2, cutoff=5.0, fast=fast
+    ).eval()
+    idx = torch.arange(100, 130)
+    table = PairTable.build(sample, idx, model.cutoff, model.max_num_neighbors)
+    with torch.no_grad():
+        for a, b in zip(
+            MoleculeLoader(sample, idx, 10),
+            MoleculeLoader(sample, idx, 10, pairs=table),
+            strict=True,
+        ):
+            searched, tabulated = apply_model(model, a), apply_model(model, b)
+            if model.use_pairs and all(blk.conv.sums_pairs for blk in model.blocks):
+                assert torch.equal(searched, tabulated)  # the same pairs in the same order
+            else:  # directed edges: the same edges, summed in another order
+                torch.testing.assert_close(searched, tabulated, rtol=1e-6, atol=1e-5)
+    with pytest.raises(ValueError, match="not both"):
+        model(b.z, b.pos, b.batch, edge_index=b.pairs, pairs=b.pairs)

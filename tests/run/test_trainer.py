@@ -31,6 +31,8 @@ from helpers import (
 )
 from pyg_schnet.cli.config_flags import parse_overrides
 from pyg_schnet.run.config import load_config
+from pyg_schnet.run.rundir import RunDir
+from pyg_schnet.run.trainer import Trainer
 from pyg_schnet.errors import UserError
 from pyg_schnet.version import code_version
 
@@ -844,3 +846,29 @@ def test_a_line_per_epoch_when_stderr_is_not_a_terminal(tmp_path):
     cfg = write_config(tmp_path / "q.yaml", out=str(tmp_path / "q"), epochs=2)
     quiet = run_here("train", "--config", cfg, "--quiet")
     assert not [x for x in quiet.stderr.splitlines() if x.startswith("epoch ")]
+
+
+@pytest.mark.parametrize(
+    "overrides, train_pairs, eval_pairs",
+    [
+        ({}, True, True),
+        ({"filter": "coords", "rotation_augmentation": True}, False, True),
+        ({"model": "painn"}, False, False),
+    ],
+)
+def test_the_trainer_finds_pairs_once_for_a_model_that_takes_them(
+    tmp_path, overrides, train_pairs, eval_pairs
+):
+    settings = dict(TINY, out=str(tmp_path / "run"), **overrides)
+    if "model" in overrides:  # the filter's settings are SchNet's
+        for key in ("filter", "num_filters", "num_gaussians", "num_bins"):
+            settings.pop(key)
+    cfg = load_config(None, settings)
+    os.makedirs(cfg.out)
+    t = Trainer(cfg, RunDir(cfg.out), quiet=True)
+    assert (t.pairs is not None) == eval_pairs
+    if eval_pairs:  # at the model's own cutoff, for every molecule it evaluates
+        assert t.pairs.cutoff == t.model.cutoff == cfg.cutoff
+        assert all(b.pairs is not None for b in t.val_loader)
+        assert all(b.pairs is not None for b in t._loader(t.split.test_idx))
+    assert all((b.pairs is not None) == train_pairs for b in t.train_loader)
