@@ -4,8 +4,9 @@ each size the same compute as a budget in epochs (a time budget would follow
 this machine's drifting speed). SchNet with the Gaussian filter, 128 features
 and filters, fast mode, batches of 50 molecules of the cards' 110,000 training
 molecules, one thread: training steps as the trainer takes them (fused Adam, the
-weight average's update) of each size in turn within each of ``ROUNDS`` rounds
-(the same batches for every size), molecules per CPU second.
+weight average's update, each molecule's pairs found once at the size's cutoff by
+a ``PairTable``, gathered inside the timed step) of each size in turn within each
+of ``ROUNDS`` rounds (the same batches for every size), molecules per CPU second.
 Run from the repository root::
 
     taskset -c 1 env OMP_NUM_THREADS=1 python experiments/results/paper_size/measure.py [ROUNDS]
@@ -18,7 +19,7 @@ import time
 import torch
 
 from pyg_schnet.data import QM9, nested_split
-from pyg_schnet.data.loader import MoleculeLoader
+from pyg_schnet.data.loader import MoleculeLoader, PairTable, apply_model
 from pyg_schnet.nn.models import build
 from pyg_schnet.run.recipe import ExponentialMovingAverage
 
@@ -34,7 +35,10 @@ torch.set_flush_denormal(True)  # as pyg-schnet train does
 ds = QM9("data/qm9")
 split = nested_split(len(ds), 110000, 10000, 10000, 0)
 train = torch.as_tensor(split.train_idx)[:750]
-batches = list(MoleculeLoader(ds, train, 50, target=7))  # 3 warm-up + 12 timed
+loaders = {  # 3 warm-up + 12 batches timed
+    cutoff: MoleculeLoader(ds, train, 50, target=7, pairs=PairTable.build(ds, train, cutoff))
+    for cutoff in {kw["cutoff"] for kw in SIZES.values()}
+}
 models, opts, averages = {}, {}, {}
 for name, kw in SIZES.items():
     torch.manual_seed(0)
@@ -43,11 +47,13 @@ for name, kw in SIZES.items():
     averages[name] = ExponentialMovingAverage(models[name], 0.999)
 
 
-def steps(name, bs):
+def steps(name, index):
     m, opt = models[name], opts[name]
+    loader = loaders[SIZES[name]["cutoff"]]
     m.train()
-    for b in bs:
-        loss = ((m(b.z, b.pos, b.batch).view(-1) - b.y) ** 2).mean()
+    for i in index:
+        b = loader.gather(train[50 * i : 50 * (i + 1)])
+        loss = ((apply_model(m, b).view(-1) - b.y) ** 2).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -55,13 +61,13 @@ def steps(name, bs):
 
 
 for name in SIZES:
-    steps(name, batches[:3])  # warm-up (and compiling)
+    steps(name, range(3))  # warm-up (and compiling)
 rates = {name: [] for name in SIZES}
-mols = sum(b.num_graphs for b in batches[3:])
+mols = len(train) - 150
 for _ in range(ROUNDS):
     for name in SIZES:
         t0 = time.process_time()
-        steps(name, batches[3:])
+        steps(name, range(3, 15))
         rates[name].append(mols / (time.process_time() - t0))
 ref = "s3_5A"
 for name, r in rates.items():
