@@ -144,3 +144,37 @@ def test_no_model_or_filter_name_is_compared_outside_the_registries():
             if compare.search(line):
                 hits.append(f"{osp.relpath(path, REPO)}:{no}: {line.strip()}")
     assert not hits, "\n".join(hits)
+
+
+#: A markdown link's target: ``[text](target)``.
+_LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def _broken_links(path):
+    """The relative link targets of markdown file ``path`` that name no file or
+    folder (anchors after ``#`` ignored; web and mail addresses not checked)."""
+    out = []
+    for target in _LINK.findall(open(path, encoding="utf-8").read()):
+        if target.startswith(("http://", "https://", "mailto:", "#")):
+            continue
+        if not osp.exists(osp.join(osp.dirname(path), target.split("#")[0])):
+            out.append(target)
+    return out
+
+
+def test_every_relative_link_of_the_docs_resolves():
+    """README, CHANGELOG, docs/ and every markdown file under experiments/ (the
+    study reports and measurement records; run folders hold none)."""
+    files = [osp.join(REPO, "README.md"), osp.join(REPO, "CHANGELOG.md")]
+    files += glob.glob(osp.join(REPO, "docs", "*.md"))
+    files += glob.glob(osp.join(REPO, "experiments", "**", "*.md"), recursive=True)
+    assert len(files) > 10
+    broken = {osp.relpath(f, REPO): b for f in files if (b := _broken_links(f))}
+    assert not broken, f"links to nothing: {broken}"
+
+
+def test_the_link_check_can_fail(tmp_path):
+    (tmp_path / "there.md").write_text("x")
+    page = tmp_path / "page.md"
+    page.write_text("[a](there.md) [b](there.md#part) [c](gone.md) [d](https://x.org) [e](#top)")
+    assert _broken_links(str(page)) == ["gone.md"]
