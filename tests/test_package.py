@@ -139,6 +139,20 @@ def test_predicting_with_a_schnet_imports_no_pyg(tmp_path):
     assert (tmp_path / "w.csv").read_text().startswith("name,source,num_atoms,U0_eV")
 
 
+def test_the_sweep_command_starts_without_pyg_or_the_trainer():
+    """``pyg-schnet sweep`` runs each of its runs in a process of its own: the
+    sweep's own process needs the spec and sweep modules only, not PyG (with
+    ``torch._dynamo``, about 2 s of imports here), matplotlib or the trainer
+    (``pyg_schnet.study`` imports its report and runner on first use)."""
+    code = (
+        "import sys; import pyg_schnet.cli.sweep, pyg_schnet.study; "
+        "print(sorted({'torch_geometric', 'torch._dynamo', 'matplotlib', 'pyg_schnet.run.trainer', "
+        "'pyg_schnet.study.runner'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
 WATER = "3\nwater {}\nO 0.0 0.0 0.1173\nH 0.0 0.7572 -0.4692\nH 0.0 -0.7572 -0.4692\n"
 
 

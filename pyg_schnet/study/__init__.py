@@ -58,10 +58,25 @@ their runs then take the workers in order, so the next study starts on a core
 as soon as the one before it has no run left to give it.
 """
 
-from pyg_schnet.study.report import cells, collect, contrasts, paired, slopes, write_report
-from pyg_schnet.study.runner import execute_run, run_queue, run_study, symmetry_metrics
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from pyg_schnet.study.spec import SYMMETRY_FILE, Run, Spec, load_spec, plan, split_path
 from pyg_schnet.study.stats import loglog_slope, mean, paired_difference, std, t_quantile_975
+
+if TYPE_CHECKING:
+    from pyg_schnet.study.report import cells, collect, contrasts, paired, slopes, write_report
+    from pyg_schnet.study.runner import execute_run, run_queue, run_study, symmetry_metrics
+
+#: Names of the modules that import the trainer, PyG's dataset and matplotlib, imported
+#: on first use, so that ``pyg-schnet sweep`` (which needs the spec and sweep modules
+#: only) starts without them.
+_LAZY = {
+    **dict.fromkeys(
+        ["cells", "collect", "contrasts", "paired", "slopes", "write_report"], "report"
+    ),
+    **dict.fromkeys(["execute_run", "run_queue", "run_study", "symmetry_metrics"], "runner"),
+}
 
 __all__ = [
     "cells",
@@ -86,3 +101,10 @@ __all__ = [
     "std",
     "t_quantile_975",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """The report's and the runner's names, imported on first use."""
+    if name in _LAZY:
+        return getattr(import_module(f"pyg_schnet.study.{_LAZY[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
