@@ -686,7 +686,7 @@ def _tiny_extra():
 def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     grid = osp.join(REPO, "experiments", "sweeps", "filter_grid.yaml")
     out = tmp_path / "grid"
-    proc = cli("sweep", grid, "--count", "2", "--out", out, *_tiny_extra())
+    proc = run_here("sweep", grid, "--count", "2", "--out", out, *_tiny_extra())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     ident = (out / "sweep_id").read_text().strip()  # the sweep's local id
     first = sorted(d for d in os.listdir(out) if d != "sweep_id")
@@ -717,7 +717,7 @@ def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     # filed under a sweep of the W&B server (the id `wandb sweep` printed where there is a
     # network): the new run records it, so that `wandb sync` files it under that sweep
     server = ["--wandb_sweep_id", "me/qm9/abcd1234"]
-    proc = cli("sweep", grid, "--count", "1", "--out", out, *server, *_tiny_extra())
+    proc = run_here("sweep", grid, "--count", "1", "--out", out, *server, *_tiny_extra())
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "2 earlier run(s)" in proc.stdout and "W&B sweep me/qm9/abcd1234" in proc.stdout
     (third,) = set(os.listdir(out)) - {"sweep_id", "wandb_sweep", *first}
@@ -745,7 +745,7 @@ def test_local_sweep_runs_grid_and_bayes_without_a_server(tmp_path):
     # bayes: the engine proposes from the earlier runs' metric
     bayes = osp.join(REPO, "experiments", "sweeps", "gaussian_search.yaml")
     # (W&B disabled here: the grid above already checks the offline runs)
-    proc = cli(
+    proc = run_here(
         "sweep",
         bayes,
         "--count",
