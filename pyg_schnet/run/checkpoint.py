@@ -1,7 +1,8 @@
 """Checkpoints: the one format every reader uses.
 
-``best.pt`` and ``last.pt`` (weights, optimizer, schedule, run state, every
-RNG; :class:`~pyg_schnet.run.trainer.Trainer` writes them), and ``model.pt``
+``last.pt`` (weights, optimizer, schedule, run state, every RNG), ``best.pt``
+(the best model, its settings and run state, no optimizer state;
+:class:`~pyg_schnet.run.trainer.Trainer` writes both), and ``model.pt``
 (model-only weights and what rebuilds the model: small enough to commit or
 ship). Every write goes through :func:`pyg_schnet.io.atomic_write`; every read
 through :func:`load_checkpoint`, which refuses other formats with one line;
@@ -34,9 +35,9 @@ from pyg_schnet.run.rundir import RunDir, config_differences
 
 #: Version of the checkpoint and run-directory format; another version is refused.
 RUN_FORMAT = 1
-#: What a training checkpoint (``best.pt``, ``last.pt``) holds and
-#: ``--resume`` needs; a model file (``model.pt``) lacks the optimizer,
-#: scheduler, state and random number generators.
+#: What a training checkpoint (``last.pt``) holds and ``--resume`` needs; the
+#: best model (``best.pt``) and a model file (``model.pt``) lack the optimizer,
+#: scheduler and random number generators.
 TRAINING_KEYS = ("model", "optimizer", "scheduler", "state", "rng", "config")
 
 

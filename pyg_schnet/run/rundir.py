@@ -6,7 +6,7 @@ study runner (status, settings check, results)::
     config.yaml   the resolved Config (reproduces the run with split.npz)
     split.npz     the split (schnetpack's key names)
     log.csv       one row per epoch
-    best.pt       best-validation checkpoint (optimizer state included)
+    best.pt       the best-validation model and its state (no optimizer state)
     last.pt       newest checkpoint, for --resume
     metrics.json  written last: the run is finished
 

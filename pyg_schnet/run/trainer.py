@@ -568,25 +568,30 @@ class Trainer:
         return TrainingDiverged(what, kept)
 
     def checkpoint(self, name: str) -> None:
-        """Write ``best.pt`` or ``last.pt``: weights, optimizer, scheduler,
-        state and every RNG. With a weight average, ``best.pt``'s ``model`` is
-        the average (what every reader of the best model uses) and ``last.pt``
-        holds the trained weights and the average apart."""
+        """Write ``last.pt`` or ``best.pt``. ``last.pt`` is what ``--resume``
+        needs: the trained weights, the optimizer, the schedule, the state, the
+        weight average apart and every RNG. ``best.pt`` is the best model only
+        (with a weight average, the average: what every reader of the best model
+        uses), its settings, statistics and state, no optimizer state: a third
+        of ``last.pt``'s size, so a run carried to another machine takes its
+        ``last.pt`` and a small ``best.pt``."""
         stats = self.stats
-        best = name == BEST_FILE
-        payload = {
+        payload: Dict[str, Any] = {
             "run_format": RUN_FORMAT,
             "hparams": self.hparams,
             "config": self.cfg.to_dict(),
-            "model": (self.eval_model if best else self.model).state_dict(),
-            "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
             "state": self.state.state_dict(),
-            "rng": _rng_state(),
             "statistics": {"mean": stats.mean, "std": stats.std, "readout": stats.readout},
         }
-        if self.average is not None and not best:
-            payload["ema"] = self.average.state_dict()
+        if name == BEST_FILE:
+            payload["model"] = self.eval_model.state_dict()
+        else:
+            payload["model"] = self.model.state_dict()
+            payload["optimizer"] = self.opt.state_dict()
+            payload["scheduler"] = self.sched.state_dict()
+            payload["rng"] = _rng_state()
+            if self.average is not None:
+                payload["ema"] = self.average.state_dict()
         atomic_save(payload, self.run.file(name), before_commit=self.hooks.checkpoint_write)
 
     def test(self) -> Dict[str, Any]:

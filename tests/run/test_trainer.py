@@ -108,9 +108,19 @@ def test_run_directory_contents(run_dir):
     assert m["unit"] == "eV" and m["test_mae"] > 0
     assert m["test_mae_meV"] == pytest.approx(m["test_mae"] * 1000)
     assert m["code"] == code_version()  # which code trained it
-    for f in ("best.pt", "last.pt"):
-        ckpt = torch.load(osp.join(run_dir, f), weights_only=True)
-        assert ckpt["run_format"] == 1 and "model" in ckpt
+    best, last = (
+        torch.load(osp.join(run_dir, f), weights_only=True) for f in ("best.pt", "last.pt")
+    )
+    assert best["run_format"] == last["run_format"] == 1 and "model" in best and "model" in last
+    # last.pt resumes; best.pt is the best model and its state, no optimizer state
+    assert {"optimizer", "scheduler", "rng"} <= set(last) and not {
+        "optimizer",
+        "scheduler",
+        "rng",
+    } & set(best)
+    assert (
+        best["state"]["epoch"] == json.load(open(osp.join(run_dir, "metrics.json")))["best_epoch"]
+    )
     cfg = yaml.safe_load(open(osp.join(run_dir, "config.yaml")))
     assert cfg["out"] == run_dir and cfg["filter"]["name"] == "gaussian"
 
