@@ -572,9 +572,9 @@ class Trainer:
         needs: the trained weights, the optimizer, the schedule, the state, the
         weight average apart and every RNG. ``best.pt`` is the best model only
         (with a weight average, the average: what every reader of the best model
-        uses), its settings, statistics and state, no optimizer state: a third
-        of ``last.pt``'s size, so a run carried to another machine takes its
-        ``last.pt`` and a small ``best.pt``."""
+        uses), its settings, statistics and state, no optimizer state: a quarter
+        of ``last.pt``'s size with a weight average, so a run carried to another
+        machine takes its ``last.pt`` and a small ``best.pt``."""
         stats = self.stats
         payload: Dict[str, Any] = {
             "run_format": RUN_FORMAT,
